@@ -1,0 +1,455 @@
+//! A client for the parts of the emnify REST API the exporter needs.
+//!
+//! It logs in with the application token (`POST /api/v1/authenticate`), keeps
+//! the JWT until shortly before its `exp` claim, logs in again once on a 401,
+//! paces its requests, retries transient failures with jittered exponential
+//! backoff, and counts every request in `emnify_api_requests_total`.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use reqwest::StatusCode;
+
+use crate::metrics::Metrics;
+use crate::rng::SplitMix64;
+use crate::secret::Secret;
+use crate::timefmt::format_filter_date;
+
+/// Where the application token comes from.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// Given directly (`EMNIFY_APPLICATION_TOKEN`).
+    Value(Secret),
+    /// Read from a file on every login, so a rotated Kubernetes Secret is picked up.
+    File(PathBuf),
+}
+
+impl TokenSource {
+    fn read(&self) -> Result<Secret, ApiError> {
+        match self {
+            TokenSource::Value(s) => Ok(s.clone()),
+            TokenSource::File(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ApiError::TokenFile { path: path.display().to_string(), message: e.to_string() })?;
+                let token = text.strip_suffix('\n').unwrap_or(&text);
+                let token = token.strip_suffix('\r').unwrap_or(token);
+                if token.is_empty() {
+                    return Err(ApiError::TokenFile {
+                        path: path.display().to_string(),
+                        message: "the file is empty".to_string(),
+                    });
+                }
+                Ok(Secret::new(token))
+            }
+        }
+    }
+}
+
+/// How the client talks to emnify.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Base URL, e.g. `https://cdn.emnify.net`; paths `/api/v1/...` are appended.
+    pub api_url: String,
+    pub token: TokenSource,
+    /// Limit for one whole request, body included.
+    pub request_timeout: Duration,
+    /// Least time between two requests (emnify asks for ~100 ms; events are limited to 10 req/s).
+    pub min_request_interval: Duration,
+    /// Attempts per request for transient failures (429, 5xx, timeouts, connection errors).
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt, with jitter.
+    pub retry_base: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("emnify rejected the application token (HTTP {status}); check that it is valid and not revoked")]
+    Auth { status: u16 },
+    #[error("cannot read the application token file {path}: {message}")]
+    TokenFile { path: String, message: String },
+    #[error("the login budget (at most {limit} logins per 5 minutes) is used up; waiting before logging in again")]
+    LoginBudget { limit: usize },
+    #[error("emnify rate-limited {endpoint} (HTTP 429)")]
+    RateLimited { endpoint: &'static str, retry_after: Option<Duration> },
+    #[error("emnify answered {endpoint} with HTTP {status}")]
+    Status { endpoint: &'static str, status: u16 },
+    #[error("request to {endpoint} timed out")]
+    Timeout { endpoint: &'static str },
+    #[error("connection to emnify failed on {endpoint}: {message}")]
+    Connection { endpoint: &'static str, message: String },
+    #[error("response from {endpoint} could not be read: {message}")]
+    Decode { endpoint: &'static str, message: String },
+}
+
+impl ApiError {
+    /// The `reason` label of `emnify_poll_errors_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::Auth { .. } | ApiError::TokenFile { .. } => "auth",
+            ApiError::LoginBudget { .. } | ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Status { status, .. } if *status >= 500 => "http_5xx",
+            ApiError::Status { .. } => "http_4xx",
+            ApiError::Timeout { .. } => "timeout",
+            ApiError::Connection { .. } => "connection",
+            ApiError::Decode { .. } => "decode",
+        }
+    }
+
+    /// A wait the server asked for (`Retry-After`), if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        matches!(self, ApiError::RateLimited { .. } | ApiError::Timeout { .. } | ApiError::Connection { .. })
+            || matches!(self, ApiError::Status { status, .. } if *status >= 500)
+    }
+}
+
+/// One page request of `GET /api/v1/event`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageQuery {
+    pub page: u32,
+    pub per_page: u32,
+    /// Window start and end, Unix seconds (the `q` filter's `from`/`until`; emnify needs both).
+    pub from: i64,
+    pub until: i64,
+}
+
+/// One page of events, undecoded, with emnify's paging headers.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub body: Bytes,
+    pub total_pages: Option<u32>,
+    pub total_count: Option<u64>,
+    pub current_page: Option<u32>,
+}
+
+/// A JWT and when to stop using it.
+struct Jwt {
+    token: Secret,
+    refresh_at: Option<Instant>,
+}
+
+/// At most this many logins in any 5 minutes: emnify allows 100 per IP.
+const LOGIN_LIMIT: usize = 90;
+const LOGIN_WINDOW: Duration = Duration::from_secs(300);
+/// Longest wait for one retry, even if `Retry-After` asks for more (the poll loop backs off further).
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
+
+pub struct Client {
+    http: reqwest::Client,
+    settings: ClientSettings,
+    metrics: Arc<Metrics>,
+    jwt: Option<Jwt>,
+    logins: VecDeque<Instant>,
+    last_request: Option<Instant>,
+    jitter: SplitMix64,
+}
+
+impl Client {
+    pub fn new(settings: ClientSettings, metrics: Arc<Metrics>) -> Result<Self, ApiError> {
+        crate::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("emnify-exporter/", env!("CARGO_PKG_VERSION")))
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| ApiError::Connection { endpoint: "client", message: e.to_string() })?;
+        let mut settings = settings;
+        settings.api_url = settings.api_url.trim_end_matches('/').to_string();
+        Ok(Client {
+            http,
+            settings,
+            metrics,
+            jwt: None,
+            logins: VecDeque::new(),
+            last_request: None,
+            jitter: SplitMix64::from_time(),
+        })
+    }
+
+    /// How many times this client has logged in.
+    pub fn login_count(&self) -> usize {
+        self.logins.len()
+    }
+
+    /// `GET /api/v1/event/type`: the live event-type catalogue as `(id, name)`.
+    pub async fn event_types(&mut self) -> Result<Vec<(u32, String)>, ApiError> {
+        let url = format!("{}/api/v1/event/type", self.settings.api_url);
+        let response = self.get("event_type", &url).await?;
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&response.body).map_err(|e| ApiError::Decode {
+            endpoint: "event_type",
+            message: crate::emnify::model::describe_decode_error(&e),
+        })?;
+        Ok(list
+            .iter()
+            .filter_map(|t| {
+                let id = u32::try_from(t.get("id")?.as_u64()?).ok()?;
+                let name = t.get("description").or_else(|| t.get("name"))?.as_str()?.trim();
+                (!name.is_empty()).then(|| (id, name.to_string()))
+            })
+            .collect())
+    }
+
+    /// `GET /api/v1/event` for one page of a time window, sorted by id so the order is total and stable.
+    pub async fn event_page(&mut self, query: &PageQuery) -> Result<EventPage, ApiError> {
+        let q = format!("from:{},until:{}", format_filter_date(query.from), format_filter_date(query.until));
+        let params = form_urlencoded::Serializer::new(String::new())
+            .append_pair("page", &query.page.to_string())
+            .append_pair("per_page", &query.per_page.to_string())
+            .append_pair("sort", "id")
+            .append_pair("q", &q)
+            .finish();
+        let url = format!("{}/api/v1/event?{params}", self.settings.api_url);
+        let r = self.get("event", &url).await?;
+        Ok(EventPage {
+            total_pages: header_number(&r.headers, "x-total-pages"),
+            total_count: header_number(&r.headers, "x-total-count"),
+            current_page: header_number(&r.headers, "x-current-page"),
+            body: r.body,
+        })
+    }
+
+    /// A GET with login, one re-login on 401, pacing and retries.
+    async fn get(&mut self, endpoint: &'static str, url: &str) -> Result<Body, ApiError> {
+        let mut attempt = 0;
+        let mut relogged = false;
+        loop {
+            attempt += 1;
+            let result = self.get_once(endpoint, url).await;
+            let err = match result {
+                Ok(body) => return Ok(body),
+                Err(Failure::Unauthorized) if !relogged => {
+                    // The JWT expired early or was revoked: log in again, once.
+                    tracing::info!(endpoint, "emnify answered 401; logging in again");
+                    self.jwt = None;
+                    relogged = true;
+                    attempt -= 1;
+                    continue;
+                }
+                Err(Failure::Unauthorized) => ApiError::Auth { status: 401 },
+                Err(Failure::Api(e)) => e,
+            };
+            if !err.is_transient() || attempt >= self.settings.max_attempts {
+                return Err(err);
+            }
+            let wait = self.backoff(attempt, err.retry_after());
+            tracing::warn!(endpoint, attempt, error = %err, wait_ms = wait.as_millis() as u64, "retrying emnify request");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn get_once(&mut self, endpoint: &'static str, url: &str) -> Result<Body, Failure> {
+        let jwt = self.jwt().await.map_err(Failure::Api)?;
+        self.pace().await;
+        let sent = self.http.get(url).bearer_auth(jwt.expose()).header("accept", "application/json").send().await;
+        let response = self.check(endpoint, sent)?;
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(|e| Failure::Api(transport_error(endpoint, &e)))?;
+        Ok(Body { headers, body })
+    }
+
+    /// Records the request and turns its status into a result.
+    fn check(
+        &self,
+        endpoint: &'static str,
+        sent: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<reqwest::Response, Failure> {
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let err = transport_error(endpoint, &e);
+                let code = if matches!(err, ApiError::Timeout { .. }) { "timeout" } else { "error" };
+                self.metrics.record_api_request(endpoint, code);
+                return Err(Failure::Api(err));
+            }
+        };
+        let status = response.status();
+        self.metrics.record_api_request(endpoint, status.as_str());
+        if status.is_success() {
+            return Ok(response);
+        }
+        Err(match status {
+            StatusCode::UNAUTHORIZED => Failure::Unauthorized,
+            StatusCode::TOO_MANY_REQUESTS => {
+                Failure::Api(ApiError::RateLimited { endpoint, retry_after: retry_after(response.headers()) })
+            }
+            s => Failure::Api(ApiError::Status { endpoint, status: s.as_u16() }),
+        })
+    }
+
+    /// The current JWT, logging in first if there is none or it is about to expire.
+    async fn jwt(&mut self) -> Result<Secret, ApiError> {
+        if let Some(jwt) = &self.jwt {
+            if jwt.refresh_at.is_none_or(|at| Instant::now() < at) {
+                return Ok(jwt.token.clone());
+            }
+            tracing::debug!("emnify JWT is about to expire; logging in again");
+        }
+        self.jwt = None;
+        let jwt = self.login().await?;
+        let token = jwt.token.clone();
+        self.jwt = Some(jwt);
+        Ok(token)
+    }
+
+    async fn login(&mut self) -> Result<Jwt, ApiError> {
+        let now = Instant::now();
+        while self.logins.front().is_some_and(|t| now.duration_since(*t) > LOGIN_WINDOW) {
+            self.logins.pop_front();
+        }
+        if self.logins.len() >= LOGIN_LIMIT {
+            return Err(ApiError::LoginBudget { limit: LOGIN_LIMIT });
+        }
+        let application_token = self.settings.token.read()?;
+        self.pace().await;
+        self.logins.push_back(Instant::now());
+        let url = format!("{}/api/v1/authenticate", self.settings.api_url);
+        let body = serde_json::json!({ "application_token": application_token.expose() }).to_string();
+        let sent = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .body(body)
+            .send()
+            .await;
+        let response = match self.check("authenticate", sent) {
+            Ok(r) => r,
+            Err(Failure::Unauthorized) => return Err(ApiError::Auth { status: 401 }),
+            Err(Failure::Api(ApiError::Status { status: status @ (400 | 403 | 404), .. })) => {
+                return Err(ApiError::Auth { status })
+            }
+            Err(Failure::Api(e)) => return Err(e),
+        };
+        let bytes = response.bytes().await.map_err(|e| transport_error("authenticate", &e))?;
+        let decode_error = |message: &str| ApiError::Decode { endpoint: "authenticate", message: message.to_string() };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|_| decode_error("the body is not JSON"))?;
+        let token = value
+            .get("auth_token")
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| decode_error("no auth_token in the response"))?;
+        let refresh_at = jwt_expiry(token).map(|exp| refresh_instant(exp, crate::timefmt::now_millis() / 1000));
+        tracing::info!(
+            expires_in_s = jwt_expiry(token).map(|e| e - crate::timefmt::now_millis() / 1000),
+            "logged in to emnify"
+        );
+        Ok(Jwt { token: Secret::new(token), refresh_at })
+    }
+
+    /// Keeps requests at least `min_request_interval` apart.
+    async fn pace(&mut self) {
+        if let Some(last) = self.last_request {
+            let next = last + self.settings.min_request_interval;
+            if next > Instant::now() {
+                tokio::time::sleep_until(next.into()).await;
+            }
+        }
+        self.last_request = Some(Instant::now());
+    }
+
+    fn backoff(&mut self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self.settings.retry_base.saturating_mul(1u32 << (attempt - 1).min(16));
+        let jittered = exp.mul_f64(0.5 + self.jitter.unit());
+        jittered.max(retry_after.unwrap_or_default()).min(MAX_RETRY_WAIT)
+    }
+}
+
+/// Why a single request failed; 401 is kept apart because it triggers a re-login.
+enum Failure {
+    Unauthorized,
+    Api(ApiError),
+}
+
+struct Body {
+    headers: reqwest::header::HeaderMap,
+    body: Bytes,
+}
+
+fn transport_error(endpoint: &'static str, e: &reqwest::Error) -> ApiError {
+    if e.is_timeout() {
+        ApiError::Timeout { endpoint }
+    } else if e.is_decode() || e.is_body() {
+        ApiError::Connection { endpoint, message: format!("reading the body failed: {}", error_chain(e)) }
+    } else {
+        ApiError::Connection { endpoint, message: error_chain(e) }
+    }
+}
+
+/// The error and its causes (URLs carry no secret: the token travels in the body and the JWT in a header).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn header_number<T: std::str::FromStr>(headers: &reqwest::header::HeaderMap, name: &str) -> Option<T> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare for APIs and treated as absent).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    header_number::<u64>(headers, "retry-after").map(Duration::from_secs)
+}
+
+/// The `exp` claim of a JWT, Unix seconds; the signature is emnify's to check, not ours.
+pub fn jwt_expiry(token: &str) -> Option<i64> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("exp")?.as_i64()
+}
+
+/// When to log in again: a minute before `exp`, or a quarter of the lifetime for short-lived tokens.
+fn refresh_instant(exp: i64, now: i64) -> Instant {
+    let lifetime = (exp - now).max(0) as u64;
+    let margin = (lifetime / 4).min(60);
+    Instant::now() + Duration::from_secs(lifetime - margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_exp_from_a_jwt() {
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"exp":1700000000,"sub":"x"}"#);
+        assert_eq!(jwt_expiry(&format!("h.{payload}.s")), Some(1_700_000_000));
+        assert_eq!(jwt_expiry("not-a-jwt"), None);
+        assert_eq!(jwt_expiry("a.%%%.c"), None);
+    }
+
+    #[test]
+    fn token_file_drops_only_the_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  tok en \n").unwrap();
+        assert_eq!(TokenSource::File(path.clone()).read().unwrap().expose(), "  tok en ");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(TokenSource::File(path).read().is_err());
+    }
+
+    #[test]
+    fn errors_map_to_metric_reasons() {
+        assert_eq!(ApiError::Status { endpoint: "event", status: 503 }.reason(), "http_5xx");
+        assert_eq!(ApiError::Status { endpoint: "event", status: 422 }.reason(), "http_4xx");
+        assert_eq!(ApiError::Auth { status: 401 }.reason(), "auth");
+        assert!(ApiError::RateLimited { endpoint: "event", retry_after: None }.is_transient());
+        assert!(!ApiError::Status { endpoint: "event", status: 400 }.is_transient());
+    }
+}

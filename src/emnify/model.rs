@@ -1,0 +1,502 @@
+//! The emnify event object, read leniently: one odd field never costs the whole page.
+//!
+//! Payloads seen in emnify's docs differ in small ways (`alert` as `1`,
+//! `event_source.name` instead of `description`, `WARN`/`Warning`, several
+//! timestamp forms, `null` or absent sub-objects, extra fields). The decoder
+//! here accepts any well-formed JSON value in any field and decides per event
+//! whether it has what counting needs (an id and an event type). Strings are
+//! borrowed from the response body where possible, so decoding allocates little.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::timefmt::parse_timestamp_millis;
+
+/// One emnify event: the fields the exporter counts by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// emnify's 64-bit event id; the dedup key ("same id = duplicate", emnify docs).
+    pub id: u64,
+    /// When the event happened, Unix milliseconds; `None` if absent or unreadable.
+    pub timestamp_millis: Option<i64>,
+    pub alert: bool,
+    pub description: Cow<'a, str>,
+    pub event_type_id: u32,
+    pub source_id: Option<u32>,
+    pub severity_id: Option<u32>,
+    pub organisation_id: Option<u64>,
+    pub organisation_name: Option<Cow<'a, str>>,
+}
+
+/// An element of an event list that is well-formed JSON but cannot be counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The event id, when it was readable, for the log line.
+    pub id: Option<u64>,
+    pub reason: &'static str,
+}
+
+/// One element of an event list: an event, or why it could not be read.
+pub type DecodedEvent<'a> = Result<Event<'a>, Unreadable>;
+
+/// Decodes a `GET /api/v1/event` body: a bare JSON array of events.
+///
+/// Fails only if the body is not a well-formed JSON array; single bad
+/// elements come back as `Err(Unreadable)` in their place.
+pub fn decode_event_list(body: &[u8]) -> Result<Vec<DecodedEvent<'_>>, serde_json::Error> {
+    let list: EventList<'_> = serde_json::from_slice(body)?;
+    Ok(list.0)
+}
+
+/// Decodes a body that is either one event object or an array of them (Data Streamer pushes).
+pub fn decode_event_object_or_list(body: &[u8]) -> Result<Vec<DecodedEvent<'_>>, serde_json::Error> {
+    let one_or_many: OneOrMany<'_> = serde_json::from_slice(body)?;
+    Ok(one_or_many.0)
+}
+
+/// Decodes one event object.
+pub fn decode_event(body: &[u8]) -> Result<DecodedEvent<'_>, serde_json::Error> {
+    let item: Item<'_> = serde_json::from_slice(body)?;
+    Ok(item.0)
+}
+
+struct EventList<'a>(Vec<DecodedEvent<'a>>);
+
+impl<'de> Deserialize<'de> for EventList<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EventList<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON array of emnify events")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                collect_items(seq).map(EventList)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+struct OneOrMany<'a>(Vec<DecodedEvent<'a>>);
+
+impl<'de> Deserialize<'de> for OneOrMany<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an emnify event object or an array of them")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                collect_items(seq).map(OneOrMany)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Ok(OneOrMany(vec![read_event(map)?]))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn collect_items<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<DecodedEvent<'de>>, A::Error> {
+    // Cap the pre-allocation: the size hint comes from the peer.
+    let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+    while let Some(Item(item)) = seq.next_element()? {
+        out.push(item);
+    }
+    Ok(out)
+}
+
+/// One list element, whatever JSON value it is.
+struct Item<'a>(DecodedEvent<'a>);
+
+impl<'de> Deserialize<'de> for Item<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Item<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an emnify event object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                read_event(map).map(Item)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                drain_seq(seq)?;
+                Ok(Item(Err(not_an_object())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Item(Err(not_an_object())))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Item(Err(not_an_object())))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Item(Err(not_an_object())))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Item(Err(not_an_object())))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Item(Err(not_an_object())))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Item(Err(not_an_object())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn not_an_object() -> Unreadable {
+    Unreadable { id: None, reason: "not a JSON object" }
+}
+
+fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn read_event<'de, A: MapAccess<'de>>(mut map: A) -> Result<DecodedEvent<'de>, A::Error> {
+    let mut id = None;
+    let mut timestamp = None;
+    let mut alert = false;
+    let mut description = None;
+    let mut event_type = None;
+    let mut source = None;
+    let mut severity = None;
+    let mut organisation = None;
+    while let Some(key) = map.next_key::<Key>()? {
+        match key {
+            Key::Id => id = map.next_value::<AnyU64>()?.0,
+            Key::Timestamp => timestamp = map.next_value::<AnyStr<'de>>()?.0,
+            Key::Alert => alert = map.next_value::<AnyBool>()?.0,
+            Key::Description => description = map.next_value::<AnyStr<'de>>()?.0,
+            Key::EventType => event_type = map.next_value::<Ref<'de>>()?.0,
+            Key::EventSource => source = map.next_value::<Ref<'de>>()?.0,
+            Key::EventSeverity => severity = map.next_value::<Ref<'de>>()?.0,
+            Key::Organisation => organisation = map.next_value::<Ref<'de>>()?.0,
+            Key::Name | Key::Other => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    let Some(id) = id else {
+        return Ok(Err(Unreadable { id: None, reason: "missing or invalid id" }));
+    };
+    let Some(event_type_id) = event_type.and_then(|t| t.id).and_then(|t| u32::try_from(t).ok()) else {
+        return Ok(Err(Unreadable { id: Some(id), reason: "missing or invalid event_type.id" }));
+    };
+    let small = |r: Option<RefValue<'_>>| r.and_then(|r| r.id).and_then(|v| u32::try_from(v).ok());
+    let (organisation_id, organisation_name) = match organisation {
+        Some(o) => (o.id, o.name),
+        None => (None, None),
+    };
+    Ok(Ok(Event {
+        id,
+        timestamp_millis: timestamp.as_deref().and_then(parse_timestamp_millis),
+        alert,
+        description: description.unwrap_or(Cow::Borrowed("")),
+        event_type_id,
+        source_id: small(source),
+        severity_id: small(severity),
+        organisation_id,
+        organisation_name,
+    }))
+}
+
+/// The keys of an event object (and of its `{id, description|name}` sub-objects) that matter.
+enum Key {
+    Id,
+    Timestamp,
+    Alert,
+    Description,
+    EventType,
+    EventSource,
+    EventSeverity,
+    Organisation,
+    Name,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "id" => Key::Id,
+                    "timestamp" => Key::Timestamp,
+                    "alert" => Key::Alert,
+                    "description" => Key::Description,
+                    "event_type" => Key::EventType,
+                    "event_source" => Key::EventSource,
+                    "event_severity" => Key::EventSeverity,
+                    "organisation" => Key::Organisation,
+                    "name" => Key::Name,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+/// An unsigned integer given as a number or a numeric string; anything else reads as `None`.
+struct AnyU64(Option<u64>);
+
+impl<'de> Deserialize<'de> for AnyU64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AnyU64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an unsigned integer")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<AnyU64, E> {
+                Ok(AnyU64(Some(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<AnyU64, E> {
+                Ok(AnyU64(u64::try_from(v).ok()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<AnyU64, E> {
+                let whole = v.fract() == 0.0 && (0.0..1.8e19).contains(&v);
+                Ok(AnyU64(whole.then_some(v as u64)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<AnyU64, E> {
+                Ok(AnyU64(v.trim().parse().ok()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<AnyU64, E> {
+                Ok(AnyU64(None))
+            }
+            fn visit_unit<E>(self) -> Result<AnyU64, E> {
+                Ok(AnyU64(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<AnyU64, A::Error> {
+                drain_seq(seq).map(|_| AnyU64(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AnyU64, A::Error> {
+                drain_map(map).map(|_| AnyU64(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A flag given as `true`/`false`, `1`/`0` or a string of those; anything else is `false`.
+struct AnyBool(bool);
+
+impl<'de> Deserialize<'de> for AnyBool {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AnyBool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a boolean")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<AnyBool, E> {
+                Ok(AnyBool(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<AnyBool, E> {
+                Ok(AnyBool(v != 0))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<AnyBool, E> {
+                Ok(AnyBool(v != 0))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<AnyBool, E> {
+                Ok(AnyBool(v != 0.0))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<AnyBool, E> {
+                Ok(AnyBool(matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")))
+            }
+            fn visit_unit<E>(self) -> Result<AnyBool, E> {
+                Ok(AnyBool(false))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<AnyBool, A::Error> {
+                drain_seq(seq).map(|_| AnyBool(false))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AnyBool, A::Error> {
+                drain_map(map).map(|_| AnyBool(false))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string, borrowed from the body when it has no escapes; numbers become text, other values `None`.
+struct AnyStr<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for AnyStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AnyStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(AnyStr(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(AnyStr(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(AnyStr(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(AnyStr(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(AnyStr(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(AnyStr(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(AnyStr(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                drain_seq(seq).map(|_| AnyStr(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                drain_map(map).map(|_| AnyStr(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The `{id, description}` / `{id, name}` sub-objects: `event_type`, `event_source`, `organisation`, ...
+struct RefValue<'a> {
+    id: Option<u64>,
+    name: Option<Cow<'a, str>>,
+}
+
+struct Ref<'a>(Option<RefValue<'a>>);
+
+impl<'de> Deserialize<'de> for Ref<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Ref<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object with an id")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut value = RefValue { id: None, name: None };
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Id => value.id = map.next_value::<AnyU64>()?.0,
+                        // `name` (organisation, some event_source payloads) wins over `description`.
+                        Key::Name => value.name = map.next_value::<AnyStr<'de>>()?.0.or(value.name),
+                        Key::Description => {
+                            let d = map.next_value::<AnyStr<'de>>()?.0;
+                            if value.name.is_none() {
+                                value.name = d;
+                            }
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Ref(Some(value)))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Ref(None))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                // A bare id instead of an object still identifies the thing.
+                Ok(Ref(Some(RefValue { id: Some(v), name: None })))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Ref(Some(RefValue { id: u64::try_from(v).ok(), name: None })))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Ref(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Ref(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Ref(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                drain_seq(seq).map(|_| Ref(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Reports a decode failure without echoing the body (it may be huge, or not ours to log).
+pub fn describe_decode_error(err: &serde_json::Error) -> String {
+    format!("{} at line {} column {}", classify(err), err.line(), err.column())
+}
+
+fn classify(err: &serde_json::Error) -> &'static str {
+    match err.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "malformed JSON",
+        serde_json::error::Category::Data => "unexpected JSON shape",
+        serde_json::error::Category::Eof => "truncated JSON",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_quirky_event() {
+        let body = br#"{"id": 656817714005, "timestamp": "2021-10-06 10:42:58",
+            "event_source": {"id": 1, "name": "Policy Control"},
+            "event_severity": {"id": 1, "description": "WARN"},
+            "event_type": {"id": 12, "description": "Organisation blocked"},
+            "organisation": {"id": 6805, "name": "Test Org"},
+            "user": null, "alert": 1, "description": "Blocking", "endpoint": null, "extra": [1, {"a": 2}]}"#;
+        let e = decode_event(body).unwrap().unwrap();
+        assert_eq!(e.id, 656_817_714_005);
+        assert!(e.alert);
+        assert_eq!(e.event_type_id, 12);
+        assert_eq!(e.source_id, Some(1));
+        assert_eq!(e.severity_id, Some(1));
+        assert_eq!(e.organisation_id, Some(6805));
+        assert_eq!(e.organisation_name.as_deref(), Some("Test Org"));
+        assert_eq!(e.timestamp_millis, parse_timestamp_millis("2021-10-06T10:42:58Z"));
+    }
+
+    #[test]
+    fn one_bad_element_does_not_spoil_the_list() {
+        let body = br#"[{"id": 1, "event_type": {"id": 3}}, "junk", {"id": "x", "event_type": {"id": 3}},
+                        {"id": 2, "event_type": null}, {"id": 18446744073709551615, "event_type": {"id": 0}}]"#;
+        let list = decode_event_list(body).unwrap();
+        assert_eq!(list.len(), 5);
+        assert_eq!(list[0].as_ref().unwrap().id, 1);
+        assert_eq!(list[1].as_ref().unwrap_err().reason, "not a JSON object");
+        assert_eq!(list[2].as_ref().unwrap_err().reason, "missing or invalid id");
+        assert_eq!(list[3].as_ref().unwrap_err().id, Some(2));
+        assert_eq!(list[4].as_ref().unwrap().id, u64::MAX);
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_not_panics() {
+        for body in [&b"{"[..], b"[{\"id\": 1,", b"<html>oops</html>", b"", b"{\"id\": 1}", b"[1, 2"] {
+            assert!(decode_event_list(body).is_err(), "{:?}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(decode_event_object_or_list(b"{\"id\": 5, \"event_type\": {\"id\": 1}}").unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,89 @@
+//! The `emnify-exporter` binary: parses flags, sets up logging and signals, and runs the library.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use emnify_exporter::config::{Cli, Command};
+use emnify_exporter::{app, logging, simulator};
+use tokio_util::sync::CancellationToken;
+
+/// Hard limit for shutdown after SIGTERM/SIGINT, well inside Kubernetes' default 30s grace.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("emnify-exporter: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    match cli.command {
+        Some(Command::Simulate(args)) => {
+            logging::init(args.log_level, cli.exporter.log_format);
+            runtime.block_on(async {
+                tokio::spawn(cancel_on_signal(shutdown.clone()));
+                simulator::run_standalone(args, shutdown).await
+            })
+        }
+        None => {
+            logging::init(cli.exporter.log_level, cli.exporter.log_format);
+            let config = match cli.exporter.into_config(std::env::var("EMNIFY_APPLICATION_TOKEN").ok()) {
+                Ok(config) => config,
+                Err(err) => {
+                    eprintln!("emnify-exporter: {err}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime.block_on(async {
+                tokio::spawn(cancel_on_signal(shutdown.clone()));
+                let deadline = async {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(SHUTDOWN_DEADLINE).await;
+                };
+                tokio::select! {
+                    result = app::run(config, shutdown.clone(), |_| {}) => match result {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(err) => {
+                            tracing::error!(error = %err, "emnify exporter failed");
+                            eprintln!("emnify-exporter: {err}");
+                            ExitCode::FAILURE
+                        }
+                    },
+                    () = deadline => {
+                        tracing::warn!("shutdown took too long; exiting anyway");
+                        ExitCode::SUCCESS
+                    }
+                }
+            })
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGTERM (Kubernetes, PID 1 in a container) or SIGINT (Ctrl-C).
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutting down"),
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch SIGTERM; only Ctrl-C stops the exporter");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,381 @@
+//! Every metric the exporter serves, behind domain verbs like [`Metrics::record_event`].
+//!
+//! One struct owns a private [`Registry`]; nothing else registers metrics. Label
+//! values for events are canonical names derived from ids (never from the
+//! free-text descriptions, whose spelling varies), and the counter handles for
+//! each label set are resolved once and cached, so counting an event is a hash
+//! lookup and an atomic add.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError, RwLock};
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::catalogue::{self, generic_cause, severity_name, source_name, GENERIC_CAUSES, GENERIC_EVENT_TYPE};
+use crate::emnify::model::Event;
+
+/// Why a poll failed; each is a value of `emnify_poll_errors_total{reason}`.
+pub const POLL_ERROR_REASONS: [&str; 7] =
+    ["auth", "rate_limited", "http_4xx", "http_5xx", "timeout", "connection", "decode"];
+
+/// The `Content-Type` of the text exposition format the server sends.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What identifies one `emnify_events_total` series.
+#[derive(Clone, Copy, Hash, PartialEq, Eq)]
+struct EventKey {
+    event_type: u32,
+    source: Option<u32>,
+    severity: Option<u32>,
+    organisation: Option<u64>,
+}
+
+/// Counter handles of one event label set, resolved once.
+struct EventHandles {
+    events: IntCounter,
+    alerts: IntCounter,
+}
+
+/// How the last poll went, for the landing page.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PollStatus {
+    pub up: bool,
+    pub last_success_unix: Option<f64>,
+    pub events_counted: u64,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    events: IntCounterVec,
+    generic: IntCounterVec,
+    alerts: IntCounterVec,
+    unreadable: IntCounterVec,
+    duplicates: IntCounter,
+    skipped: IntCounterVec,
+    up: IntGauge,
+    last_success: Gauge,
+    last_event: Gauge,
+    poll_duration: Histogram,
+    poll_errors: IntCounterVec,
+    api_requests: IntCounterVec,
+    remembered_ids: IntGauge,
+    events_counted: IntCounter,
+    type_names: RwLock<HashMap<u32, String>>,
+    handles: Mutex<HashMap<EventKey, EventHandles>>,
+    generic_handles: Mutex<HashMap<(Option<u64>, &'static str), IntCounter>>,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
+    registry.register(Box::new(vec.clone())).expect("metric names are unique");
+    vec
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry.register(Box::new(metric.clone())).expect("metric names are unique");
+    metric
+}
+
+impl Metrics {
+    /// Creates every metric, with the series that must exist from the start set to zero.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let org_labels = ["organisation", "organisation_id"];
+        let events = counter_vec(
+            &registry,
+            "emnify_events_total",
+            "emnify events counted, each event id once. Polled from the emnify API on the exporter's own timer \
+             (events are a stream, not state).",
+            &["event_type", "event_type_id", "event_source", "event_severity", "organisation", "organisation_id"],
+        );
+        let generic = counter_vec(
+            &registry,
+            "emnify_generic_events_total",
+            "emnify Generic (id 0) events, data sessions disconnected, by cause: throttling, quota_update or other.",
+            &["cause", org_labels[0], org_labels[1]],
+        );
+        let alerts = counter_vec(
+            &registry,
+            "emnify_alert_events_total",
+            "emnify events flagged alert=true, by event type and organisation.",
+            &["event_type", "event_type_id", org_labels[0], org_labels[1]],
+        );
+        let unreadable = counter_vec(
+            &registry,
+            "emnify_events_unreadable_total",
+            "Events in an API response that could not be read and were skipped, by reason.",
+            &["reason"],
+        );
+        let duplicates = register(
+            &registry,
+            IntCounter::new(
+                "emnify_events_duplicate_total",
+                "Events received again (overlapping windows, repeated pages) and not counted a second time.",
+            )
+            .expect("valid"),
+        );
+        let skipped = counter_vec(
+            &registry,
+            "emnify_events_skipped_total",
+            "Events received but deliberately not counted: before_start (older than start minus lookback) or \
+             beyond_dedup_horizon (too old to tell whether they were counted already).",
+            &["reason"],
+        );
+        let up = register(
+            &registry,
+            IntGauge::new("emnify_up", "1 if the last poll of the emnify API fully succeeded, else 0.").expect("valid"),
+        );
+        let last_success = register(
+            &registry,
+            Gauge::new(
+                "emnify_last_poll_success_timestamp_seconds",
+                "Unix time the last fully successful poll finished.",
+            )
+            .expect("valid"),
+        );
+        let last_event = register(
+            &registry,
+            Gauge::new(
+                "emnify_last_event_timestamp_seconds",
+                "Unix time of the newest event counted (its emnify timestamp).",
+            )
+            .expect("valid"),
+        );
+        let poll_duration = register(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new("emnify_poll_duration_seconds", "Time one poll of the emnify API took.")
+                    .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+            )
+            .expect("valid"),
+        );
+        let poll_errors = counter_vec(&registry, "emnify_poll_errors_total", "Failed polls, by reason.", &["reason"]);
+        let api_requests = counter_vec(
+            &registry,
+            "emnify_api_requests_total",
+            "Requests made to the emnify API, by endpoint and HTTP status code (or timeout/error).",
+            &["endpoint", "code"],
+        );
+        let remembered_ids = register(
+            &registry,
+            IntGauge::new(
+                "emnify_dedup_remembered_ids",
+                "Event ids remembered to recognise duplicates in overlapping poll windows.",
+            )
+            .expect("valid"),
+        );
+        let events_counted = IntCounter::new("emnify_events_counted", "internal").expect("valid");
+        let build_info = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("emnify_exporter_build_info", "Build of the running exporter; the value is always 1."),
+                &["version", "revision"],
+            )
+            .expect("valid"),
+        );
+        build_info.with_label_values(&[crate::VERSION, crate::REVISION]).set(1);
+        #[cfg(target_os = "linux")]
+        {
+            let process = prometheus::process_collector::ProcessCollector::for_self();
+            registry.register(Box::new(process)).expect("process metrics register once");
+        }
+        for reason in POLL_ERROR_REASONS {
+            poll_errors.with_label_values(&[reason]);
+        }
+        for reason in ["before_start", "beyond_dedup_horizon"] {
+            skipped.with_label_values(&[reason]);
+        }
+        let type_names = catalogue::EVENT_TYPES.iter().map(|(id, name, _)| (*id, (*name).to_string())).collect();
+        Metrics {
+            registry,
+            events,
+            generic,
+            alerts,
+            unreadable,
+            duplicates,
+            skipped,
+            up,
+            last_success,
+            last_event,
+            poll_duration,
+            poll_errors,
+            api_requests,
+            remembered_ids,
+            events_counted,
+            type_names: RwLock::new(type_names),
+            handles: Mutex::new(HashMap::new()),
+            generic_handles: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Replaces the event-type names (from `GET /api/v1/event/type`); call before counting.
+    pub fn set_event_type_names(&self, names: impl IntoIterator<Item = (u32, String)>) {
+        let mut map = self.type_names.write().unwrap_or_else(PoisonError::into_inner);
+        for (id, name) in names {
+            map.insert(id, name);
+        }
+    }
+
+    /// The label value for an event type id.
+    pub fn event_type_name(&self, id: u32) -> String {
+        let map = self.type_names.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(&id).cloned().unwrap_or_else(|| "unknown".to_string())
+    }
+
+    /// Counts one event, already known to be new.
+    pub fn record_event(&self, event: &Event<'_>) {
+        let key = EventKey {
+            event_type: event.event_type_id,
+            source: event.source_id,
+            severity: event.severity_id,
+            organisation: event.organisation_id,
+        };
+        let org_name = event.organisation_name.as_deref();
+        {
+            let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
+            let h = match handles.get(&key) {
+                Some(h) => h,
+                None => {
+                    let created = self.resolve(key, org_name);
+                    handles.entry(key).or_insert(created)
+                }
+            };
+            h.events.inc();
+            if event.alert {
+                h.alerts.inc();
+            }
+        }
+        if event.event_type_id == GENERIC_EVENT_TYPE {
+            let cause = generic_cause(&event.description);
+            self.generic_counter(event.organisation_id, org_name, cause).inc();
+        }
+        self.events_counted.inc();
+        if let Some(ts) = event.timestamp_millis {
+            let secs = ts as f64 / 1000.0;
+            if secs > self.last_event.get() {
+                self.last_event.set(secs);
+            }
+        }
+    }
+
+    fn org_labels(org_id: Option<u64>, org_name: Option<&str>) -> (String, String) {
+        (org_name.unwrap_or("unknown").to_string(), org_id.map_or_else(|| "unknown".to_string(), |id| id.to_string()))
+    }
+
+    /// Creates the handles of a new label set; a new organisation also gets its Generic series at zero.
+    fn resolve(&self, key: EventKey, org_name: Option<&str>) -> EventHandles {
+        let (org, org_id) = Self::org_labels(key.organisation, org_name);
+        let type_name = self.event_type_name(key.event_type);
+        let type_id = key.event_type.to_string();
+        let labels = [
+            type_name.as_str(),
+            type_id.as_str(),
+            source_name(key.source),
+            severity_name(key.severity),
+            org.as_str(),
+            org_id.as_str(),
+        ];
+        let handles = EventHandles {
+            events: self.events.with_label_values(&labels),
+            alerts: self.alerts.with_label_values(&[
+                type_name.as_str(),
+                type_id.as_str(),
+                org.as_str(),
+                org_id.as_str(),
+            ]),
+        };
+        self.init_organisation(key.organisation, org_name);
+        handles
+    }
+
+    /// Zero-initialises the series that alerts use for an organisation, so `increase()` sees its first Generic event.
+    fn init_organisation(&self, org_id: Option<u64>, org_name: Option<&str>) {
+        let (org, id) = Self::org_labels(org_id, org_name);
+        let generic_name = self.event_type_name(GENERIC_EVENT_TYPE);
+        // Generic events come from Policy Control with severity Warn (emnify's catalogue and examples).
+        self.events.with_label_values(&[
+            generic_name.as_str(),
+            "0",
+            source_name(Some(1)),
+            severity_name(Some(1)),
+            org.as_str(),
+            id.as_str(),
+        ]);
+        self.alerts.with_label_values(&[generic_name.as_str(), "0", org.as_str(), id.as_str()]);
+        for cause in GENERIC_CAUSES {
+            self.generic_counter(org_id, org_name, cause);
+        }
+    }
+
+    fn generic_counter(&self, org_id: Option<u64>, org_name: Option<&str>, cause: &'static str) -> IntCounter {
+        let mut map = self.generic_handles.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry((org_id, cause))
+            .or_insert_with(|| {
+                let (org, id) = Self::org_labels(org_id, org_name);
+                self.generic.with_label_values(&[cause, org.as_str(), id.as_str()])
+            })
+            .clone()
+    }
+
+    pub fn record_duplicate(&self) {
+        self.duplicates.inc();
+    }
+
+    pub fn record_unreadable(&self, reason: &str) {
+        self.unreadable.with_label_values(&[reason]).inc();
+    }
+
+    /// An event that is deliberately not counted; `reason` is `before_start` or `beyond_dedup_horizon`.
+    pub fn record_skipped(&self, reason: &str) {
+        self.skipped.with_label_values(&[reason]).inc();
+    }
+
+    /// One request to the emnify API; `code` is the HTTP status or `timeout`/`error`.
+    pub fn record_api_request(&self, endpoint: &str, code: &str) {
+        self.api_requests.with_label_values(&[endpoint, code]).inc();
+    }
+
+    pub fn record_poll_success(&self, duration_secs: f64, finished_unix: f64) {
+        self.poll_duration.observe(duration_secs);
+        self.up.set(1);
+        self.last_success.set(finished_unix);
+    }
+
+    pub fn record_poll_failure(&self, duration_secs: f64, reason: &str) {
+        self.poll_duration.observe(duration_secs);
+        self.up.set(0);
+        self.poll_errors.with_label_values(&[reason]).inc();
+    }
+
+    pub fn set_remembered_ids(&self, count: usize) {
+        self.remembered_ids.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn status(&self) -> PollStatus {
+        let last = self.last_success.get();
+        PollStatus {
+            up: self.up.get() == 1,
+            last_success_unix: (last > 0.0).then_some(last),
+            events_counted: self.events_counted.get(),
+        }
+    }
+
+    /// The text exposition of every metric (what `/metrics` serves).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let families = self.registry.gather();
+        if let Err(err) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::error!(error = %err, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,356 @@
+//! The simulator's HTTP API: emnify's routes, paging headers and error answers.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::{Simulator, StoredEvent};
+use crate::catalogue::EVENT_TYPES;
+use crate::timefmt::{now_millis, parse_timestamp_millis};
+
+type HttpResponse = Response<Full<Bytes>>;
+
+pub(super) async fn serve(sim: Simulator, listener: TcpListener, shutdown: CancellationToken) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let sim = sim.clone();
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(TokioIo::new(stream), service_fn(move |req| handle(sim.clone(), req)));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(2)) => {}
+    }
+}
+
+async fn handle(sim: Simulator, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    Ok(match (req.method().clone(), segments.as_slice()) {
+        (Method::POST, ["api", "v1", "authenticate"]) => authenticate(&sim, req).await,
+        (Method::GET, ["simulator", "truth"]) => truth(&sim),
+        (Method::GET, ["api", "v1", rest @ ..]) => {
+            if !authorized(&sim, &req) {
+                return Ok(unauthorized());
+            }
+            match rest {
+                ["event", "type"] => json_response(StatusCode::OK, event_types()),
+                ["event"] => list_events(&sim, &query, None),
+                ["endpoint", id, "event"] => match id.parse::<u64>() {
+                    Ok(id) => list_events(&sim, &query, Some(id)),
+                    Err(_) => error(StatusCode::BAD_REQUEST, "invalid endpoint id"),
+                },
+                _ => error(StatusCode::NOT_FOUND, "Not found"),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "Not found"),
+    })
+}
+
+fn json_response(status: StatusCode, body: String) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// emnify's error body: `{error_code, error_token, message}`.
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    let body = json!({
+        "error_code": status.as_u16(),
+        "error_token": status.canonical_reason().unwrap_or("error").to_lowercase().replace(' ', "_"),
+        "message": message,
+    });
+    json_response(status, body.to_string())
+}
+
+/// 401 with an empty body, as emnify answers most authentication failures.
+fn unauthorized() -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    response
+}
+
+async fn authenticate(sim: &Simulator, req: Request<Incoming>) -> HttpResponse {
+    let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "malformed JSON body");
+    };
+    let Some(token) = value.get("application_token").and_then(|t| t.as_str()) else {
+        return error(StatusCode::BAD_REQUEST, "application_token is required");
+    };
+    let mut state = sim.lock();
+    if token != sim.config.application_token {
+        state.stats.failed_logins += 1;
+        return unauthorized();
+    }
+    state.stats.logins += 1;
+    let now = now_millis() / 1000;
+    let exp = now + sim.config.jwt_lifetime.as_secs() as i64;
+    let nonce = state.rng.next_u64();
+    let encode = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let header = encode(&json!({"alg": "HS512", "typ": "JWT"}));
+    let claims = encode(&json!({
+        "iss": "emnify-simulator", "sub": "application-token", "iat": now, "exp": exp,
+        "esc.org": super::events::ORGANISATIONS[0].id, "jti": nonce,
+    }));
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(nonce.to_be_bytes());
+    let jwt = format!("{header}.{claims}.{signature}");
+    state.tokens.insert(jwt.clone(), exp);
+    json_response(StatusCode::OK, json!({ "auth_token": jwt }).to_string())
+}
+
+/// Whether the request carries a JWT this simulator issued and that has not expired.
+fn authorized(sim: &Simulator, req: &Request<Incoming>) -> bool {
+    let bearer = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let mut state = sim.lock();
+    let valid = bearer.and_then(|t| state.tokens.get(t)).is_some_and(|exp| *exp > now_millis() / 1000);
+    if !valid {
+        state.stats.unauthorized += 1;
+    }
+    valid
+}
+
+fn event_types() -> String {
+    let list: Vec<serde_json::Value> =
+        EVENT_TYPES.iter().map(|(id, name, _)| json!({"id": id, "description": name})).collect();
+    serde_json::Value::Array(list).to_string()
+}
+
+fn truth(sim: &Simulator) -> HttpResponse {
+    let truth = sim.truth();
+    let events: Vec<serde_json::Value> = truth
+        .events
+        .iter()
+        .map(|(k, v)| {
+            json!({"event_type_id": k.event_type_id, "event_source": k.event_source,
+                   "event_severity": k.event_severity, "organisation_id": k.organisation_id, "count": v})
+        })
+        .collect();
+    let generic: Vec<serde_json::Value> = truth
+        .generic
+        .iter()
+        .map(|((cause, org), v)| json!({"cause": cause, "organisation_id": org, "count": v}))
+        .collect();
+    let body = json!({"total": truth.total(), "events": events, "generic": generic, "unreadable": truth.unreadable});
+    json_response(StatusCode::OK, body.to_string())
+}
+
+/// The parsed `q` filter.
+#[derive(Default)]
+struct Filter {
+    from: Option<i64>,
+    until: Option<i64>,
+    types: Option<Vec<u32>>,
+    source: Option<u32>,
+    severity: Option<u32>,
+    alert: Option<bool>,
+}
+
+impl Filter {
+    fn parse(q: &str) -> Result<Filter, String> {
+        let mut filter = Filter::default();
+        for part in q.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (field, value) = part.split_once(':').ok_or_else(|| format!("invalid filter '{part}'"))?;
+            let number = |v: &str| v.trim().parse::<u32>().map_err(|_| format!("invalid value for {field}"));
+            match field.trim() {
+                "from" => filter.from = Some(parse_date(value)?),
+                "until" => filter.until = Some(parse_date(value)?),
+                "type" => filter.types = Some(value.split('|').map(number).collect::<Result<_, _>>()?),
+                "source" => filter.source = Some(number(value)?),
+                "severity" => filter.severity = Some(number(value)?),
+                "alert" => filter.alert = Some(value.trim() == "true"),
+                other => return Err(format!("unsupported filter '{other}'")),
+            }
+        }
+        if filter.from.is_some() != filter.until.is_some() {
+            return Err("from and until must be given together".into());
+        }
+        Ok(filter)
+    }
+
+    fn matches(&self, e: &StoredEvent, endpoint: Option<u64>) -> bool {
+        // `until` names a second; the whole second is inside the window.
+        self.from.is_none_or(|f| e.timestamp_millis >= f)
+            && self.until.is_none_or(|u| e.timestamp_millis < u + 1000)
+            && self.types.as_ref().is_none_or(|t| t.contains(&e.event_type))
+            && self.source.is_none_or(|s| s == e.source)
+            && self.severity.is_none_or(|s| s == e.severity)
+            && self.alert.is_none_or(|a| a == e.alert)
+            && endpoint.is_none_or(|id| e.endpoint == Some(id))
+    }
+}
+
+fn parse_date(value: &str) -> Result<i64, String> {
+    parse_timestamp_millis(value).ok_or_else(|| format!("invalid date '{value}', expected YYYY-MM-DDTHH:mm:ssZ"))
+}
+
+/// A `sort` field: descending or not, and the value compared.
+type SortKey = (bool, fn(&StoredEvent) -> i128);
+
+fn sort_key(field: &str) -> Result<SortKey, String> {
+    let (descending, name) = match field.strip_prefix('-') {
+        Some(name) => (true, name),
+        None => (false, field.strip_prefix('+').unwrap_or(field)),
+    };
+    let key: fn(&StoredEvent) -> i128 = match name {
+        "id" => |e| i128::from(e.id),
+        "timestamp" => |e| i128::from(e.timestamp_millis),
+        "type" => |e| i128::from(e.event_type),
+        "source" => |e| i128::from(e.source),
+        "severity" => |e| i128::from(e.severity),
+        "alert" => |e| i128::from(e.alert),
+        other => return Err(format!("unsupported sort field '{other}'")),
+    };
+    Ok((descending, key))
+}
+
+fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpResponse {
+    let mut page: i64 = 1;
+    let mut per_page: i64 = 0;
+    let mut sort = String::new();
+    let mut q = String::new();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "page" => match value.trim().parse() {
+                Ok(p) => page = p,
+                Err(_) => return error(StatusCode::BAD_REQUEST, "invalid page"),
+            },
+            "per_page" => match value.trim().parse() {
+                Ok(p) => per_page = p,
+                Err(_) => return error(StatusCode::BAD_REQUEST, "invalid per_page"),
+            },
+            "sort" => sort = value.into_owned(),
+            "q" => q = value.into_owned(),
+            _ => {}
+        }
+    }
+    let filter = match Filter::parse(&q) {
+        Ok(f) => f,
+        Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, &message),
+    };
+    // Unsorted lists come newest first, as the Portal shows them.
+    let sort_spec = if sort.is_empty() { "-timestamp".to_string() } else { sort.clone() };
+    let mut keys = Vec::new();
+    for field in sort_spec.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        match sort_key(field) {
+            Ok(k) => keys.push(k),
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        }
+    }
+    let per_page = if per_page < 1 {
+        sim.config.default_per_page
+    } else {
+        per_page.min(i64::from(sim.config.max_per_page)) as u32
+    };
+
+    let mut state = sim.lock();
+    state.stats.event_pages += 1;
+    let mut selected: Vec<&StoredEvent> = state.events.iter().filter(|e| filter.matches(e, endpoint)).collect();
+    selected.sort_by(|a, b| {
+        for (descending, key) in &keys {
+            let ord = key(a).cmp(&key(b));
+            let ord = if *descending { ord.reverse() } else { ord };
+            if ord.is_ne() {
+                return ord;
+            }
+        }
+        a.id.cmp(&b.id)
+    });
+    let total = selected.len() as u64;
+    let total_pages = total.div_ceil(u64::from(per_page)).max(1);
+    // Past the end, emnify serves the last page again; before the start, the first.
+    let current = (page.max(1) as u64).min(total_pages);
+    let start = ((current - 1) * u64::from(per_page)) as usize;
+    let items: Vec<&str> = selected.iter().skip(start).take(per_page as usize).map(|e| &*e.json).collect();
+    let body = format!("[{}]", items.join(","));
+
+    let injection = state.injections.front().filter(|i| u64::from(i.page) == current).cloned();
+    if let Some(injection) = injection {
+        state.injections.pop_front();
+        let time = now_millis() - injection.age.as_millis() as i64;
+        for _ in 0..injection.count {
+            state.produce(time, None);
+        }
+    }
+    drop(state);
+
+    let mut response = json_response(StatusCode::OK, body);
+    let base = match endpoint {
+        Some(id) => format!("/api/v1/endpoint/{id}/event"),
+        None => "/api/v1/event".to_string(),
+    };
+    let link = |p: u64, rel: &str| {
+        let params = form_urlencoded::Serializer::new(String::new())
+            .append_pair("page", &p.to_string())
+            .append_pair("per_page", &per_page.to_string())
+            .append_pair("sort", &sort)
+            .append_pair("q", &q)
+            .finish();
+        format!("<{base}?{params}>;rel=\"{rel}\"")
+    };
+    let mut links = vec![link(1, "first")];
+    if current > 1 {
+        links.push(link(current - 1, "prev"));
+    }
+    if current < total_pages {
+        links.push(link(current + 1, "next"));
+    }
+    links.push(link(total_pages, "last"));
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    set("link", links.join(", "));
+    set("x-count-per-page", per_page.to_string());
+    set("x-current-page", current.to_string());
+    set("x-total-count", total.to_string());
+    set("x-total-pages", total_pages.to_string());
+    if !q.is_empty() {
+        set("x-filter", q.clone());
+    }
+    if !sort.is_empty() {
+        set("x-sort", sort.clone());
+    }
+    response
+}

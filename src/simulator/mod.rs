@@ -1,0 +1,345 @@
+//! A stand-alone emnify API simulator for `--demo`, `emnify-exporter simulate` and the tests.
+//!
+//! It speaks emnify's documented API over real HTTP (see [`http`]), produces a
+//! deterministic, realistic event stream for a seed, and keeps the ground
+//! truth: how many events it produced per label set, so tests can compare the
+//! exporter's counters with it exactly. Nothing in the exporter's own path
+//! calls into this module.
+
+pub mod events;
+mod http;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalogue::{generic_cause, severity_name, source_name, GENERIC_EVENT_TYPE};
+use crate::config::SimulateArgs;
+use crate::rng::SplitMix64;
+use crate::timefmt::now_millis;
+use events::{pick_profile, render, render_unreadable, EventSpec, ENDPOINTS_PER_ORGANISATION, ORGANISATIONS};
+
+/// How the simulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimulatorConfig {
+    pub seed: u64,
+    /// The application token it accepts at `/api/v1/authenticate`.
+    pub application_token: String,
+    /// Lifetime of the JWTs it issues (emnify's: 240 minutes).
+    pub jwt_lifetime: Duration,
+    /// `per_page` is clamped to this.
+    pub max_per_page: u32,
+    /// `per_page` when absent or below 1.
+    pub default_per_page: u32,
+}
+
+impl SimulatorConfig {
+    /// The settings `--demo` uses.
+    pub fn demo() -> Self {
+        SimulatorConfig {
+            seed: 1,
+            application_token: "demo-application-token".into(),
+            jwt_lifetime: Duration::from_secs(240 * 60),
+            max_per_page: 1000,
+            default_per_page: 100,
+        }
+    }
+}
+
+/// One event as stored: the fields the API filters and sorts on, and its JSON.
+#[derive(Debug, Clone)]
+struct StoredEvent {
+    id: u64,
+    timestamp_millis: i64,
+    event_type: u32,
+    source: u32,
+    severity: u32,
+    alert: bool,
+    endpoint: Option<u64>,
+    json: Arc<str>,
+}
+
+/// The labels of one `emnify_events_total` series, as the exporter should name them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct TruthKey {
+    pub event_type_id: u32,
+    pub event_source: &'static str,
+    pub event_severity: &'static str,
+    pub organisation_id: u64,
+}
+
+/// What the simulator produced, counted the way the exporter should count it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Truth {
+    pub events: BTreeMap<TruthKey, u64>,
+    /// Generic events by `(cause, organisation id)`.
+    pub generic: BTreeMap<(&'static str, u64), u64>,
+    /// Alert-flagged events by `(event type id, organisation id)`.
+    pub alerts: BTreeMap<(u32, u64), u64>,
+    /// Well-formed but unreadable records served.
+    pub unreadable: u64,
+}
+
+impl Truth {
+    pub fn total(&self) -> u64 {
+        self.events.values().sum()
+    }
+}
+
+/// Requests the simulator answered, for tests that check the client's behaviour.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub logins: u64,
+    pub failed_logins: u64,
+    pub unauthorized: u64,
+    pub event_pages: u64,
+}
+
+/// A test hook: when page `page` of the event list is served, add events (as if they arrived mid-walk).
+#[derive(Debug, Clone)]
+struct PagingInjection {
+    page: u32,
+    count: usize,
+    age: Duration,
+}
+
+struct State {
+    rng: SplitMix64,
+    events: Vec<StoredEvent>,
+    ids: HashSet<u64>,
+    truth: Truth,
+    tokens: HashMap<String, i64>,
+    stats: Stats,
+    injections: VecDeque<PagingInjection>,
+}
+
+/// The simulator; clones share one state.
+#[derive(Clone)]
+pub struct Simulator {
+    config: Arc<SimulatorConfig>,
+    state: Arc<Mutex<State>>,
+}
+
+impl Simulator {
+    pub fn new(config: SimulatorConfig) -> Self {
+        let state = State {
+            rng: SplitMix64::new(config.seed),
+            events: Vec::new(),
+            ids: HashSet::new(),
+            truth: Truth::default(),
+            tokens: HashMap::new(),
+            stats: Stats::default(),
+            injections: VecDeque::new(),
+        };
+        Simulator { config: Arc::new(config), state: Arc::new(Mutex::new(state)) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn application_token(&self) -> String {
+        self.config.application_token.clone()
+    }
+
+    /// Produces `count` events of the everyday mix, timestamped now.
+    pub fn generate(&self, count: usize) {
+        self.generate_aged(count, Duration::ZERO);
+    }
+
+    /// Produces `count` events timestamped `age` ago: events that reach emnify late.
+    pub fn generate_aged(&self, count: usize, age: Duration) {
+        let mut state = self.lock();
+        let time = now_millis() - age.as_millis() as i64;
+        for _ in 0..count {
+            state.produce(time, None);
+        }
+    }
+
+    /// Produces a burst of `count` Generic disconnects for organisation `org_index` (0..3).
+    pub fn generic_burst(&self, org_index: usize, count: usize) {
+        let mut state = self.lock();
+        let time = now_millis();
+        for _ in 0..count {
+            state.produce(time, Some(org_index % ORGANISATIONS.len()));
+        }
+    }
+
+    /// Adds `count` well-formed records that are not readable events.
+    pub fn insert_unreadable(&self, count: usize) {
+        let mut state = self.lock();
+        let time = now_millis();
+        for _ in 0..count {
+            let id = state.fresh_id();
+            let kind = state.rng.next_u64();
+            state.events.push(StoredEvent {
+                id,
+                timestamp_millis: time,
+                event_type: 1,
+                source: 0,
+                severity: 0,
+                alert: false,
+                endpoint: None,
+                json: render_unreadable(kind, id).into(),
+            });
+            state.truth.unreadable += 1;
+        }
+    }
+
+    /// When page `page` of the event list is next served, add `count` events timestamped `age` ago.
+    pub fn inject_while_paging(&self, page: u32, count: usize, age: Duration) {
+        self.lock().injections.push_back(PagingInjection { page, count, age });
+    }
+
+    /// Invalidates every issued JWT, as if they had expired; the next request gets 401.
+    pub fn expire_tokens(&self) {
+        self.lock().tokens.clear();
+    }
+
+    pub fn truth(&self) -> Truth {
+        self.lock().truth.clone()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().stats.clone()
+    }
+
+    /// Serves the API on `listener` until `shutdown` is cancelled.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
+        http::serve(self, listener, shutdown).await;
+    }
+
+    /// Binds `127.0.0.1:0`, serves there in the background, and returns the address.
+    pub async fn start(&self, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(self.clone().serve(listener, shutdown));
+        Ok(address)
+    }
+
+    /// Produces about `events_per_second` events each second, and a Generic burst every `burst_every`.
+    pub async fn run_generator(self, events_per_second: f64, burst_every: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut since_burst = Duration::ZERO;
+        let mut carry = 0.0;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            carry += events_per_second.max(0.0);
+            let (count, burst_org) = {
+                let mut state = self.lock();
+                // Vary the per-second count around the rate so graphs look alive.
+                let jitter = 0.5 + state.rng.unit();
+                let count = (carry * jitter).floor();
+                carry = (carry - count).max(0.0);
+                (count as usize, state.rng.below(ORGANISATIONS.len() as u64) as usize)
+            };
+            self.generate(count);
+            since_burst += Duration::from_secs(1);
+            if !burst_every.is_zero() && since_burst >= burst_every {
+                since_burst = Duration::ZERO;
+                let size = 20 + self.lock().rng.below(40) as usize;
+                self.generic_burst(burst_org, size);
+                tracing::debug!(
+                    size,
+                    organisation = ORGANISATIONS[burst_org].name,
+                    "simulated a Generic disconnect burst"
+                );
+            }
+        }
+    }
+}
+
+impl State {
+    fn fresh_id(&mut self) -> u64 {
+        // Ids are 64-bit and random: nothing promises they grow with time.
+        loop {
+            let id = 1_000_000_000 + self.rng.below(9_000_000_000_000_000);
+            if self.ids.insert(id) {
+                return id;
+            }
+        }
+    }
+
+    /// Produces one event at `time`; `generic_for` forces a Generic event for that organisation.
+    fn produce(&mut self, time: i64, generic_for: Option<usize>) {
+        let id = self.fresh_id();
+        let (org_index, (event_type, source, severity, alert, device, description)) = match generic_for {
+            Some(org) => {
+                let description = match self.rng.below(10) {
+                    0..=5 => events::GENERIC_THROTTLING,
+                    6..=8 => events::GENERIC_QUOTA,
+                    _ => events::GENERIC_OTHER,
+                };
+                (org, (GENERIC_EVENT_TYPE, 1, 1, true, true, description))
+            }
+            None => (self.rng.below(ORGANISATIONS.len() as u64) as usize, pick_profile(&mut self.rng)),
+        };
+        let organisation = &ORGANISATIONS[org_index];
+        let endpoint = device.then(|| organisation.id * 1000 + self.rng.below(ENDPOINTS_PER_ORGANISATION));
+        let spec = EventSpec {
+            id,
+            timestamp_millis: time,
+            event_type,
+            source,
+            severity,
+            alert,
+            description,
+            organisation,
+            endpoint,
+        };
+        let (json, rendered_time) = render(&spec, &mut self.rng);
+        self.events.push(StoredEvent {
+            id,
+            timestamp_millis: rendered_time,
+            event_type,
+            source,
+            severity,
+            alert,
+            endpoint,
+            json: json.into(),
+        });
+        let key = TruthKey {
+            event_type_id: event_type,
+            event_source: source_name(Some(source)),
+            event_severity: severity_name(Some(severity)),
+            organisation_id: organisation.id,
+        };
+        *self.truth.events.entry(key).or_default() += 1;
+        if event_type == GENERIC_EVENT_TYPE {
+            *self.truth.generic.entry((generic_cause(description), organisation.id)).or_default() += 1;
+        }
+        if alert {
+            *self.truth.alerts.entry((event_type, organisation.id)).or_default() += 1;
+        }
+    }
+}
+
+/// `emnify-exporter simulate`: the simulator alone, producing events until stopped.
+pub async fn run_standalone(args: SimulateArgs, shutdown: CancellationToken) -> std::process::ExitCode {
+    let sim = Simulator::new(SimulatorConfig {
+        seed: args.seed,
+        application_token: args.token,
+        jwt_lifetime: args.jwt_lifetime,
+        ..SimulatorConfig::demo()
+    });
+    let listener = match TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(err) => {
+            eprintln!("emnify-exporter simulate: cannot listen on --listen {}: {err}", args.listen);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let address = listener.local_addr().map_or_else(|_| args.listen.to_string(), |a| a.to_string());
+    tracing::info!(address = %address, events_per_second = args.events_per_second, "emnify API simulator listening");
+    tokio::spawn(sim.clone().run_generator(args.events_per_second, Duration::from_secs(45), shutdown.clone()));
+    sim.serve(listener, shutdown).await;
+    std::process::ExitCode::SUCCESS
+}
