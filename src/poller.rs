@@ -84,7 +84,9 @@ pub struct Poller {
 impl Poller {
     /// A poller that counts events from `start_millis - lookback` on.
     pub fn new(client: Client, metrics: Arc<Metrics>, settings: PollerSettings, start_millis: i64) -> Self {
-        let floor_millis = start_millis - i64::try_from(settings.lookback.as_millis()).unwrap_or(i64::MAX);
+        let lookback = i64::try_from(settings.lookback.as_millis()).unwrap_or(i64::MAX);
+        // Whole seconds: some emnify timestamps carry no milliseconds.
+        let floor_millis = start_millis.saturating_sub(lookback).div_euclid(1000) * 1000;
         let seen = RecentIds::new(floor_millis, settings.max_remembered_ids);
         Poller { client, metrics, settings, cursor: None, floor_millis, seen }
     }

@@ -1,0 +1,180 @@
+//! Helpers shared by the integration tests: a simulator on loopback, a poller aimed at it, and an exposition parser.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use emnify_exporter::emnify::{Client, ClientSettings, TokenSource};
+use emnify_exporter::metrics::Metrics;
+use emnify_exporter::poller::{Poller, PollerSettings};
+use emnify_exporter::secret::Secret;
+use emnify_exporter::simulator::{Simulator, SimulatorConfig, Truth};
+use emnify_exporter::timefmt::now_millis;
+use tokio_util::sync::CancellationToken;
+
+/// A simulator serving on 127.0.0.1 and a poller pointed at it.
+pub struct Rig {
+    pub sim: Simulator,
+    pub url: String,
+    pub metrics: Arc<Metrics>,
+    pub poller: Poller,
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn sim_config(seed: u64) -> SimulatorConfig {
+    SimulatorConfig { seed, ..SimulatorConfig::demo() }
+}
+
+pub fn client_settings(url: &str, token: &str) -> ClientSettings {
+    ClientSettings {
+        api_url: url.to_string(),
+        token: TokenSource::Value(Secret::new(token)),
+        request_timeout: Duration::from_secs(10),
+        min_request_interval: Duration::ZERO,
+        max_attempts: 3,
+        retry_base: Duration::from_millis(10),
+    }
+}
+
+/// Starts a simulator and a poller that counts everything from an hour ago on, `page_size` events a page.
+pub async fn rig(config: SimulatorConfig, page_size: u32) -> Rig {
+    let shutdown = CancellationToken::new();
+    let sim = Simulator::new(config);
+    let address = sim.start(shutdown.clone()).await.expect("simulator binds 127.0.0.1:0");
+    let url = format!("http://{address}");
+    let metrics = Arc::new(Metrics::new());
+    let client = Client::new(client_settings(&url, &sim.application_token()), metrics.clone()).expect("client");
+    let poller = Poller::new(
+        client,
+        metrics.clone(),
+        PollerSettings {
+            page_size,
+            overlap: Duration::from_secs(600),
+            lookback: Duration::from_secs(3600),
+            max_remembered_ids: 1_000_000,
+        },
+        now_millis(),
+    );
+    Rig { sim, url, metrics, poller, shutdown }
+}
+
+/// One sample of the text exposition format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses the Prometheus text format (enough of it for these tests, escapes included).
+pub fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, rest) = match line.find(['{', ' ']) {
+            Some(i) => line.split_at(i),
+            None => panic!("bad line {line}"),
+        };
+        let mut labels = BTreeMap::new();
+        let mut rest = rest;
+        if let Some(body) = rest.strip_prefix('{') {
+            let mut chars = body.char_indices().peekable();
+            let mut key = String::new();
+            let mut end = 0;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '}' => {
+                        end = i + 1;
+                        break;
+                    }
+                    ',' => {}
+                    '=' => {
+                        assert_eq!(chars.next().map(|x| x.1), Some('"'), "{line}");
+                        let mut value = String::new();
+                        loop {
+                            let (_, c) = chars.next().expect("unterminated label value");
+                            match c {
+                                '\\' => match chars.next().expect("escape").1 {
+                                    'n' => value.push('\n'),
+                                    other => value.push(other),
+                                },
+                                '"' => break,
+                                c => value.push(c),
+                            }
+                        }
+                        labels.insert(std::mem::take(&mut key), value);
+                    }
+                    c => key.push(c),
+                }
+            }
+            rest = &body[end..];
+        }
+        let value = rest.split_whitespace().next().expect("value").parse().expect("numeric value");
+        samples.push(Sample { name: name.to_string(), labels, value });
+    }
+    samples
+}
+
+/// The sum of every sample of `name` whose labels include all of `want`.
+pub fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .map(|s| s.value)
+        .sum()
+}
+
+/// Asserts that the exporter's counters equal the simulator's ground truth, series by series.
+pub fn assert_counts_match(metrics: &Metrics, truth: &Truth) -> u64 {
+    let text = String::from_utf8(metrics.encode()).expect("utf-8 exposition");
+    let samples = parse_exposition(&text);
+    for (key, count) in &truth.events {
+        let type_id = key.event_type_id.to_string();
+        let org = key.organisation_id.to_string();
+        let got = sum(
+            &samples,
+            "emnify_events_total",
+            &[
+                ("event_type_id", &type_id),
+                ("event_source", key.event_source),
+                ("event_severity", key.event_severity),
+                ("organisation_id", &org),
+            ],
+        );
+        assert_eq!(got, *count as f64, "emnify_events_total for {key:?}");
+    }
+    assert_eq!(sum(&samples, "emnify_events_total", &[]), truth.total() as f64, "total events");
+    for ((cause, org), count) in &truth.generic {
+        let org = org.to_string();
+        let got = sum(&samples, "emnify_generic_events_total", &[("cause", cause), ("organisation_id", &org)]);
+        assert_eq!(got, *count as f64, "Generic {cause} for organisation {org}");
+    }
+    for ((type_id, org), count) in &truth.alerts {
+        let (type_id, org) = (type_id.to_string(), org.to_string());
+        let got = sum(&samples, "emnify_alert_events_total", &[("event_type_id", &type_id), ("organisation_id", &org)]);
+        assert_eq!(got, *count as f64, "alerts of type {type_id} for organisation {org}");
+    }
+    assert_eq!(sum(&samples, "emnify_events_unreadable_total", &[]), truth.unreadable as f64, "unreadable");
+    truth.total()
+}
+
+/// Polls `check` until it is true or `limit` passes; the condition, not the time, is what a test waits for.
+pub async fn wait_for(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
