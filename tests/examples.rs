@@ -32,11 +32,7 @@ fn every_valid_example_parses_with_its_documented_type() {
         } else {
             vec![one(&body)]
         };
-        let expected_type: u32 = if name.starts_with("list-response") {
-            4
-        } else {
-            name[..2].parse().unwrap()
-        };
+        let expected_type: u32 = if name.starts_with("list-response") { 4 } else { name[..2].parse().unwrap() };
         for event in events {
             assert_eq!(event.event_type_id, expected_type, "{name}");
             assert!(event.id > 0, "{name}");

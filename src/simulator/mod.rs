@@ -201,6 +201,12 @@ impl Simulator {
         self.lock().tokens.clear();
     }
 
+    /// Ids of the events of one device (what `/api/v1/endpoint/{id}/event` serves), oldest first.
+    pub fn endpoint_event_ids(&self, endpoint: u64) -> Vec<u64> {
+        let state = self.lock();
+        state.events.iter().filter(|e| e.endpoint == Some(endpoint)).map(|e| e.id).collect()
+    }
+
     pub fn truth(&self) -> Truth {
         self.lock().truth.clone()
     }
