@@ -148,3 +148,18 @@ async fn default_start_is_now_without_replaying_history() {
     let second = success(poller.poll_once().await);
     assert_eq!(second.counted, 20);
 }
+
+/// Without paging headers the poller walks until a page repeats (emnify repeats the last page) and counts exactly.
+#[tokio::test]
+async fn absent_paging_headers_are_tolerated() {
+    use emnify_exporter::simulator::SimulatorConfig;
+    let mut rig = rig(SimulatorConfig { omit_paging_headers: true, ..sim_config(17) }, 60).await;
+    rig.sim.generate(450);
+    let report = success(rig.poller.poll_once().await);
+    assert_eq!(report.counted, 450);
+    assert_eq!(report.pages, 9, "8 pages of events, then the repeated last page ends the walk");
+    rig.sim.generate(30);
+    let report = success(rig.poller.poll_once().await);
+    assert_eq!(report.counted, 30);
+    assert_counts_match(&rig.metrics, &rig.sim.truth());
+}

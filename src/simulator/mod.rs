@@ -36,6 +36,8 @@ pub struct SimulatorConfig {
     pub max_per_page: u32,
     /// `per_page` when absent or below 1.
     pub default_per_page: u32,
+    /// Leave out the paging headers (`X-Total-Pages`, `Link`, ...), which clients must tolerate.
+    pub omit_paging_headers: bool,
 }
 
 impl SimulatorConfig {
@@ -47,6 +49,7 @@ impl SimulatorConfig {
             jwt_lifetime: Duration::from_secs(240 * 60),
             max_per_page: 1000,
             default_per_page: 100,
+            omit_paging_headers: false,
         }
     }
 }
@@ -202,6 +205,11 @@ impl Simulator {
     }
 
     /// Ids of the events of one device (what `/api/v1/endpoint/{id}/event` serves), oldest first.
+    /// Ids of every event produced, in the order produced.
+    pub fn event_ids(&self) -> Vec<u64> {
+        self.lock().events.iter().map(|e| e.id).collect()
+    }
+
     pub fn endpoint_event_ids(&self, endpoint: u64) -> Vec<u64> {
         let state = self.lock();
         state.events.iter().filter(|e| e.endpoint == Some(endpoint)).map(|e| e.id).collect()
@@ -348,4 +356,39 @@ pub async fn run_standalone(args: SimulateArgs, shutdown: CancellationToken) -> 
     tokio::spawn(sim.clone().run_generator(args.events_per_second, Duration::from_secs(45), shutdown.clone()));
     sim.serve(listener, shutdown).await;
     std::process::ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_produces_the_same_stream() {
+        let a = Simulator::new(SimulatorConfig { seed: 77, ..SimulatorConfig::demo() });
+        let b = Simulator::new(SimulatorConfig { seed: 77, ..SimulatorConfig::demo() });
+        let c = Simulator::new(SimulatorConfig { seed: 78, ..SimulatorConfig::demo() });
+        for sim in [&a, &b, &c] {
+            sim.generate(500);
+            sim.generic_burst(2, 30);
+        }
+        assert_eq!(a.event_ids(), b.event_ids());
+        assert_eq!(a.truth(), b.truth());
+        assert_ne!(a.event_ids(), c.event_ids());
+        assert_eq!(a.truth().total(), 530);
+    }
+
+    #[test]
+    fn the_stream_covers_the_catalogue_and_every_generic_cause() {
+        let sim = Simulator::new(SimulatorConfig::demo());
+        sim.generate(20_000);
+        sim.generic_burst(0, 200);
+        let truth = sim.truth();
+        let types: std::collections::BTreeSet<u32> = truth.events.keys().map(|k| k.event_type_id).collect();
+        assert!(types.len() >= 30, "only {} event types", types.len());
+        let organisations: std::collections::BTreeSet<u64> = truth.events.keys().map(|k| k.organisation_id).collect();
+        assert_eq!(organisations.len(), ORGANISATIONS.len());
+        for cause in crate::catalogue::GENERIC_CAUSES {
+            assert!(truth.generic.keys().any(|(c, _)| *c == cause), "no Generic {cause}");
+        }
+    }
 }
