@@ -56,8 +56,9 @@ pub async fn run(
             truth = %format!("http://{sim_address}/simulator/truth"),
             "demo mode: polling the built-in emnify API simulator"
         );
+        // The simulator's own token: a real one from the environment is never sent to it.
         let token = TokenSource::Value(Secret::new(sim.application_token()));
-        (format!("http://{sim_address}"), config.token.clone().unwrap_or(token))
+        (format!("http://{sim_address}"), token)
     } else {
         let token = config.token.clone().ok_or(AppError::NoToken)?;
         (config.api_url.clone(), token)

@@ -31,12 +31,14 @@ struct EventKey {
     source: Option<u32>,
     severity: Option<u32>,
     organisation: Option<u64>,
+    alert: bool,
 }
 
 /// Counter handles of one event label set, resolved once.
 struct EventHandles {
     events: IntCounter,
-    alerts: IntCounter,
+    /// Only for alert-flagged events, so non-alert types add no zero series.
+    alerts: Option<IntCounter>,
 }
 
 /// How the last poll went, for the landing page.
@@ -66,6 +68,8 @@ pub struct Metrics {
     type_names: RwLock<HashMap<u32, String>>,
     handles: Mutex<HashMap<EventKey, EventHandles>>,
     generic_handles: Mutex<HashMap<(Option<u64>, &'static str), IntCounter>>,
+    /// The first name seen for each organisation id, so one id never gets two `organisation` values.
+    org_names: Mutex<HashMap<Option<u64>, String>>,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -208,6 +212,7 @@ impl Metrics {
             type_names: RwLock::new(type_names),
             handles: Mutex::new(HashMap::new()),
             generic_handles: Mutex::new(HashMap::new()),
+            org_names: Mutex::new(HashMap::new()),
         }
     }
 
@@ -232,6 +237,7 @@ impl Metrics {
             source: event.source_id,
             severity: event.severity_id,
             organisation: event.organisation_id,
+            alert: event.alert,
         };
         let org_name = event.organisation_name.as_deref();
         {
@@ -244,8 +250,8 @@ impl Metrics {
                 }
             };
             h.events.inc();
-            if event.alert {
-                h.alerts.inc();
+            if let Some(alerts) = &h.alerts {
+                alerts.inc();
             }
         }
         if event.event_type_id == GENERIC_EVENT_TYPE {
@@ -261,13 +267,16 @@ impl Metrics {
         }
     }
 
-    fn org_labels(org_id: Option<u64>, org_name: Option<&str>) -> (String, String) {
-        (org_name.unwrap_or("unknown").to_string(), org_id.map_or_else(|| "unknown".to_string(), |id| id.to_string()))
+    /// `(organisation, organisation_id)` label values; called only when a new series is created.
+    fn org_labels(&self, org_id: Option<u64>, org_name: Option<&str>) -> (String, String) {
+        let mut names = self.org_names.lock().unwrap_or_else(PoisonError::into_inner);
+        let name = names.entry(org_id).or_insert_with(|| org_name.unwrap_or("unknown").to_string()).clone();
+        (name, org_id.map_or_else(|| "unknown".to_string(), |id| id.to_string()))
     }
 
     /// Creates the handles of a new label set; a new organisation also gets its Generic series at zero.
     fn resolve(&self, key: EventKey, org_name: Option<&str>) -> EventHandles {
-        let (org, org_id) = Self::org_labels(key.organisation, org_name);
+        let (org, org_id) = self.org_labels(key.organisation, org_name);
         let type_name = self.event_type_name(key.event_type);
         let type_id = key.event_type.to_string();
         let labels = [
@@ -280,12 +289,9 @@ impl Metrics {
         ];
         let handles = EventHandles {
             events: self.events.with_label_values(&labels),
-            alerts: self.alerts.with_label_values(&[
-                type_name.as_str(),
-                type_id.as_str(),
-                org.as_str(),
-                org_id.as_str(),
-            ]),
+            alerts: key.alert.then(|| {
+                self.alerts.with_label_values(&[type_name.as_str(), type_id.as_str(), org.as_str(), org_id.as_str()])
+            }),
         };
         self.init_organisation(key.organisation, org_name);
         handles
@@ -293,7 +299,7 @@ impl Metrics {
 
     /// Zero-initialises the series that alerts use for an organisation, so `increase()` sees its first Generic event.
     fn init_organisation(&self, org_id: Option<u64>, org_name: Option<&str>) {
-        let (org, id) = Self::org_labels(org_id, org_name);
+        let (org, id) = self.org_labels(org_id, org_name);
         let generic_name = self.event_type_name(GENERIC_EVENT_TYPE);
         // Generic events come from Policy Control with severity Warn (emnify's catalogue and examples).
         self.events.with_label_values(&[
@@ -314,7 +320,7 @@ impl Metrics {
         let mut map = self.generic_handles.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry((org_id, cause))
             .or_insert_with(|| {
-                let (org, id) = Self::org_labels(org_id, org_name);
+                let (org, id) = self.org_labels(org_id, org_name);
                 self.generic.with_label_values(&[cause, org.as_str(), id.as_str()])
             })
             .clone()
@@ -377,5 +383,76 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn event(id: u64, event_type: u32, org: Option<(u64, &'static str)>, description: &'static str) -> Event<'static> {
+        Event {
+            id,
+            timestamp_millis: Some(1_700_000_000_000 + id as i64),
+            alert: event_type == 0,
+            description: Cow::Borrowed(description),
+            event_type_id: event_type,
+            source_id: Some(1),
+            severity_id: Some(1),
+            organisation_id: org.map(|o| o.0),
+            organisation_name: org.map(|o| Cow::Borrowed(o.1)),
+        }
+    }
+
+    fn text(m: &Metrics) -> String {
+        String::from_utf8(m.encode()).unwrap()
+    }
+
+    #[test]
+    fn a_new_organisation_gets_zeroed_generic_series() {
+        let m = Metrics::new();
+        m.record_event(&event(1, 1, Some((7, "Org")), "Update location"));
+        let t = text(&m);
+        assert!(
+            t.contains(r#"emnify_generic_events_total{cause="throttling",organisation="Org",organisation_id="7"} 0"#)
+        );
+        assert!(t.contains(
+            r#"emnify_events_total{event_severity="Warn",event_source="Policy Control",event_type="Generic",event_type_id="0",organisation="Org",organisation_id="7"} 0"#
+        ));
+    }
+
+    #[test]
+    fn generic_events_count_by_cause_and_unknowns_get_stable_names() {
+        let m = Metrics::new();
+        m.record_event(&event(
+            1,
+            0,
+            Some((7, "Org")),
+            "Disconnecting data access for endpoint to apply throttling action.",
+        ));
+        m.record_event(&event(2, 0, Some((7, "Org")), "Disconnecting ... because quota has been updated."));
+        m.record_event(&event(3, 999, None, "?"));
+        m.record_event(&event(4, 1, Some((7, "Org renamed")), "Update location"));
+        let t = text(&m);
+        assert!(
+            t.contains(r#"emnify_generic_events_total{cause="throttling",organisation="Org",organisation_id="7"} 1"#)
+        );
+        assert!(
+            t.contains(r#"emnify_generic_events_total{cause="quota_update",organisation="Org",organisation_id="7"} 1"#)
+        );
+        assert!(t.contains(
+            r#"event_type="unknown",event_type_id="999",organisation="unknown",organisation_id="unknown"} 1"#
+        ));
+        assert!(!t.contains("Org renamed"), "one organisation id keeps one name");
+        assert!(t.contains(r#"emnify_alert_events_total{event_type="Generic",event_type_id="0",organisation="Org",organisation_id="7"} 2"#));
+        assert_eq!(m.status().events_counted, 4);
+    }
+
+    #[test]
+    fn hostile_label_values_are_escaped() {
+        let m = Metrics::new();
+        m.record_event(&event(1, 1, Some((8, "Quote\" Back\\slash\nNew line Ünïcode")), "x"));
+        assert!(text(&m).contains(r#"organisation="Quote\" Back\\slash\nNew line Ünïcode""#));
     }
 }
