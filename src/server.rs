@@ -33,10 +33,21 @@ pub struct ServerState {
     pub telemetry_path: String,
 }
 
-type HttpResponse = Response<Full<Bytes>>;
+/// Every response this crate's servers send: a complete body.
+pub type HttpResponse = Response<Full<Bytes>>;
 
-/// Serves HTTP on `listener` until `shutdown` is cancelled, then drains connections for at most [`SHUTDOWN_GRACE`].
+/// Serves the exporter's endpoints on `listener` until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
+    serve_http(listener, shutdown, SHUTDOWN_GRACE, move |req| handle(state.clone(), req)).await;
+}
+
+/// Runs an HTTP/1 server: one task per connection, then, once `shutdown` is cancelled, at most `grace`
+/// for open connections to finish.
+pub async fn serve_http<F, Fut>(listener: TcpListener, shutdown: CancellationToken, grace: Duration, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<HttpResponse, Infallible>> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
@@ -52,11 +63,11 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
                 continue;
             }
         };
-        let state = state.clone();
+        let handler = handler.clone();
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), service_fn(move |req| handle(state.clone(), req)));
+            .serve_connection(TokioIo::new(stream), service_fn(handler));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -67,7 +78,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+        () = tokio::time::sleep(grace) => {
             tracing::warn!("HTTP connections still open after the shutdown grace period; closing them");
         }
     }

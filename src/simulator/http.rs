@@ -8,48 +8,18 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{Simulator, StoredEvent};
 use crate::catalogue::EVENT_TYPES;
+use crate::server::{serve_http, HttpResponse};
 use crate::timefmt::{now_millis, parse_timestamp_millis};
 
-type HttpResponse = Response<Full<Bytes>>;
-
 pub(super) async fn serve(sim: Simulator, listener: TcpListener, shutdown: CancellationToken) {
-    let graceful = GracefulShutdown::new();
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let sim = sim.clone();
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), service_fn(move |req| handle(sim.clone(), req)));
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-    }
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(2)) => {}
-    }
+    serve_http(listener, shutdown, Duration::from_secs(2), move |req| handle(sim.clone(), req)).await;
 }
 
 async fn handle(sim: Simulator, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
