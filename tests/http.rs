@@ -2,56 +2,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{parse_exposition, sum, wait_for};
-use emnify_exporter::config::Config;
-use emnify_exporter::emnify::TokenSource;
-use emnify_exporter::secret::Secret;
+use common::{exporter_config as config, parse_exposition, start_exporter as start, sum, wait_for};
 use emnify_exporter::simulator::Simulator;
 use tokio_util::sync::CancellationToken;
-
-fn config(api_url: &str, token: &str) -> Config {
-    Config {
-        api_url: api_url.to_string(),
-        token: Some(TokenSource::Value(Secret::new(token))),
-        poll_interval: Duration::from_secs(1),
-        page_size: 100,
-        request_timeout: Duration::from_secs(5),
-        lookback: Duration::from_secs(3600),
-        overlap: Duration::from_secs(600),
-        max_remembered_ids: 100_000,
-        min_request_interval: Duration::ZERO,
-        listen_address: "127.0.0.1:0".parse().unwrap(),
-        telemetry_path: "/metrics".into(),
-        demo: false,
-    }
-}
-
-struct Running {
-    base: String,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start(config: Config) -> Running {
-    let shutdown = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel::<SocketAddr>();
-    let task = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            emnify_exporter::app::run(config, shutdown, move |addr| {
-                let _ = tx.send(addr);
-            })
-            .await
-            .expect("exporter runs");
-        }
-    });
-    let addr = rx.await.expect("the exporter reports its address");
-    Running { base: format!("http://{addr}"), shutdown, task }
-}
 
 fn http() -> reqwest::Client {
     emnify_exporter::install_crypto_provider();
@@ -169,22 +124,7 @@ async fn promtool_accepts_the_exposition() {
         .await
     );
     let text = client.get(&metrics_url).send().await.unwrap().text().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("metrics.txt");
-    std::fs::write(&file, &text).unwrap();
-    let output = Command::new("sh")
-        .arg("-c")
-        .arg(format!("promtool check metrics < {}", file.display()))
-        .output()
-        .expect("sh runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !stderr.contains("not found"),
-        "promtool is missing: install the Debian package `prometheus` (scripts/test does)"
-    );
-    assert!(output.status.success(), "promtool failed:\n{stdout}\n{stderr}");
-    assert!(stdout.trim().is_empty() && stderr.trim().is_empty(), "promtool reported:\n{stdout}\n{stderr}");
+    common::assert_promtool_clean(&text);
     running.shutdown.cancel();
     sim_stop.cancel();
 }

@@ -80,6 +80,8 @@ pub const PROFILES: &[Profile] = &[
     p(56, 2, 2, 0, false, true, &["Data quota assigned, action on exhaustion set to throttle."]),
     p(60, 1, 1, 0, false, true, &["Data quota expired."]),
     p(31, 1, 2, 0, false, false, &["Organisation updated."]),
+    // emnify documents Critical as rare ("e.g. invoice charging failed") without naming its types.
+    p(32, 3, 2, 2, true, false, &["Charging the monthly invoice failed."]),
 ];
 
 /// Picks a profile by weight; with a small chance, any other current catalogue type (as an API/Info event).

@@ -1,10 +1,14 @@
 //! Helpers shared by the integration tests: a simulator on loopback, a poller aimed at it, and an exposition parser.
 #![allow(dead_code)]
 
+pub mod artifacts;
+
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use emnify_exporter::config::Config;
 use emnify_exporter::emnify::{Client, ClientSettings, TokenSource};
 use emnify_exporter::metrics::Metrics;
 use emnify_exporter::poller::{Poller, PollerSettings};
@@ -179,17 +183,93 @@ pub async fn wait_for(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> 
     false
 }
 
-/// A blocking `GET http://host:port/path` over a plain TCP socket, for tests outside an async runtime.
-pub fn blocking_get(url: &str) -> (u16, String) {
+/// A blocking HTTP/1.0 `GET http://host:port/path` over a plain TCP socket (1.0: no chunked bodies to decode).
+pub fn try_get(url: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http URL");
+    let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let mut stream = std::net::TcpStream::connect(host).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").expect("send");
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a header block");
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
-    (status, body.to_string())
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// [`try_get`] that must succeed.
+pub fn blocking_get(url: &str) -> (u16, String) {
+    try_get(url).unwrap_or_else(|| panic!("GET {url} failed"))
+}
+
+/// Whether `GET url` answers 200.
+pub fn blocking_get_ok(url: &str) -> bool {
+    try_get(url).is_some_and(|(status, _)| status == 200)
+}
+
+/// An exporter configuration aimed at `api_url`, listening on 127.0.0.1:0 and polling every second.
+pub fn exporter_config(api_url: &str, token: &str) -> Config {
+    Config {
+        api_url: api_url.to_string(),
+        token: Some(TokenSource::Value(Secret::new(token))),
+        poll_interval: Duration::from_secs(1),
+        page_size: 100,
+        request_timeout: Duration::from_secs(5),
+        lookback: Duration::from_secs(3600),
+        overlap: Duration::from_secs(600),
+        max_remembered_ids: 100_000,
+        min_request_interval: Duration::ZERO,
+        listen_address: "127.0.0.1:0".parse().unwrap(),
+        telemetry_path: "/metrics".into(),
+        demo: false,
+    }
+}
+
+pub struct Running {
+    pub base: String,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Runs the exporter app in-process on 127.0.0.1:0 and returns once it listens.
+pub async fn start_exporter(config: Config) -> Running {
+    let shutdown = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel::<SocketAddr>();
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            emnify_exporter::app::run(config, shutdown, move |addr| {
+                let _ = tx.send(addr);
+            })
+            .await
+            .expect("exporter runs");
+        }
+    });
+    let addr = rx.await.expect("the exporter reports its address");
+    Running { base: format!("http://{addr}"), shutdown, task }
+}
+
+/// Runs `promtool check metrics` (Debian package `prometheus`) on an exposition; it must report nothing.
+pub fn assert_promtool_clean(exposition: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            panic!("promtool is not installed ({e}): run scripts/test, which installs the Debian package `prometheus`")
+        }
+    };
+    child.stdin.take().expect("stdin").write_all(exposition.as_bytes()).expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "promtool failed:\n{stdout}\n{stderr}");
+    assert!(stdout.trim().is_empty() && stderr.trim().is_empty(), "promtool reported:\n{stdout}\n{stderr}");
 }
