@@ -118,6 +118,13 @@ pub struct SimulateArgs {
     #[arg(long, env = "EMNIFY_SIMULATOR_EVENTS_PER_SECOND", default_value_t = 5.0)]
     pub events_per_second: f64,
 
+    /// Faults to inject, e.g. `429=0.1,retry-after=2,5xx=0.05,reset=0.02,stall=0.02,truncate=0.02,malformed=0.02,
+    /// html=0.02,401=0.02,login-5xx=0.1,login-429=0.1,no-paging=0.1,bad-paging=0.1,dup=0.1,late=0.1`
+    /// (each a chance per request; also `stall-for=2s`, `5xx-burst=3`). Changeable at run time with
+    /// `POST /simulator/faults?spec=...`.
+    #[arg(long, env = "EMNIFY_SIMULATOR_FAULTS", default_value = "", value_parser = parse_faults)]
+    pub faults: crate::simulator::faults::FaultConfig,
+
     /// Lifetime of the JWTs it issues.
     #[arg(long, env = "EMNIFY_SIMULATOR_JWT_LIFETIME", default_value = "240m", value_parser = parse_positive_duration)]
     pub jwt_lifetime: Duration,
@@ -278,6 +285,10 @@ pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
         }
     }
     Err("expected HOST:PORT or :PORT with a numeric IP address, e.g. :9853 or 127.0.0.1:9853".into())
+}
+
+fn parse_faults(text: &str) -> Result<crate::simulator::faults::FaultConfig, String> {
+    text.parse()
 }
 
 fn parse_telemetry_path(text: &str) -> Result<String, String> {

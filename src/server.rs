@@ -43,10 +43,15 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
 
 /// Runs an HTTP/1 server: one task per connection, then, once `shutdown` is cancelled, at most `grace`
 /// for open connections to finish.
-pub async fn serve_http<F, Fut>(listener: TcpListener, shutdown: CancellationToken, grace: Duration, handler: F)
+///
+/// A handler that returns `Err` has its connection closed without an answer.
+pub async fn serve_http<F, Fut, B, E>(listener: TcpListener, shutdown: CancellationToken, grace: Duration, handler: F)
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<HttpResponse, Infallible>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<B>, E>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
     loop {

@@ -1,19 +1,24 @@
 //! The simulator's HTTP API: emnify's routes, paging headers and error answers.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{Simulator, StoredEvent};
+use super::faults::{FaultConfig, RequestFault};
+use super::{PagingInjection, Simulator, StoredEvent};
+use std::sync::Arc;
 use crate::catalogue::EVENT_TYPES;
 use crate::server::{serve_http, HttpResponse};
 use crate::timefmt::{now_millis, parse_timestamp_millis};
@@ -22,29 +27,138 @@ pub(super) async fn serve(sim: Simulator, listener: TcpListener, shutdown: Cance
     serve_http(listener, shutdown, Duration::from_secs(2), move |req| handle(sim.clone(), req)).await;
 }
 
-async fn handle(sim: Simulator, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
+/// A response body: whole, or sent in two halves with a stall between them.
+enum SimBody {
+    Whole(Option<Bytes>),
+    Stalling { first: Option<Bytes>, pause: Pin<Box<tokio::time::Sleep>>, rest: Option<Bytes> },
+}
+
+impl hyper::body::Body for SimBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let frame = |b: Bytes| Poll::Ready(Some(Ok(hyper::body::Frame::data(b))));
+        match self.get_mut() {
+            SimBody::Whole(bytes) => bytes.take().map_or(Poll::Ready(None), frame),
+            SimBody::Stalling { first, pause, rest } => {
+                if let Some(b) = first.take() {
+                    return frame(b);
+                }
+                if pause.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                rest.take().map_or(Poll::Ready(None), frame)
+            }
+        }
+    }
+}
+
+type SimResponse = Response<SimBody>;
+
+async fn handle(sim: Simulator, req: Request<Incoming>) -> Result<SimResponse, std::io::Error> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    Ok(match (req.method().clone(), segments.as_slice()) {
+    let plain = match (req.method().clone(), segments.as_slice()) {
         (Method::POST, ["api", "v1", "authenticate"]) => authenticate(&sim, req).await,
-        (Method::GET, ["simulator", "truth"]) => truth(&sim),
+        (_, ["simulator", rest @ ..]) => control(&sim, req.method(), rest, &query),
         (Method::GET, ["api", "v1", rest @ ..]) => {
+            sim.lock().note_request();
             if !authorized(&sim, &req) {
-                return Ok(unauthorized());
+                return Ok(whole(unauthorized()).await);
             }
-            match rest {
-                ["event", "type"] => json_response(StatusCode::OK, event_types()),
-                ["event"] => list_events(&sim, &query, None),
-                ["endpoint", id, "event"] => match id.parse::<u64>() {
-                    Ok(id) => list_events(&sim, &query, Some(id)),
-                    Err(_) => error(StatusCode::BAD_REQUEST, "invalid endpoint id"),
-                },
-                _ => error(StatusCode::NOT_FOUND, "Not found"),
-            }
+            let fault = sim.lock().faults.request();
+            let response = match fault {
+                Some(RequestFault::Reset) => {
+                    return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset"))
+                }
+                Some(RequestFault::RateLimited(retry_after)) => {
+                    let mut r = error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+                    if let Some(secs) = retry_after {
+                        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+                    }
+                    r
+                }
+                Some(RequestFault::ServerError(code)) => {
+                    error(StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "injected server error")
+                }
+                Some(RequestFault::Unauthorized) => {
+                    // As if the JWT had expired or been revoked: it stops working for good.
+                    if let Some(token) = bearer(&req) {
+                        sim.lock().tokens.remove(&token);
+                    }
+                    unauthorized()
+                }
+                Some(RequestFault::Html) => {
+                    let mut r = Response::new(Full::new(Bytes::from_static(
+                        b"<html><head><title>503</title></head><body><h1>Service temporarily unavailable</h1></body></html>",
+                    )));
+                    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+                    r
+                }
+                other => {
+                    let response = api_get(&sim, rest, &query);
+                    return Ok(mangle(response, other).await);
+                }
+            };
+            return Ok(whole(response).await);
         }
         _ => error(StatusCode::NOT_FOUND, "Not found"),
-    })
+    };
+    Ok(whole(plain).await)
+}
+
+async fn body_bytes(body: Full<Bytes>) -> Bytes {
+    match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    }
+}
+
+async fn whole(response: HttpResponse) -> SimResponse {
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, SimBody::Whole(Some(body_bytes(body).await)))
+}
+
+/// Applies a body fault (stall, truncation, syntax error) to an otherwise good answer.
+async fn mangle(response: HttpResponse, fault: Option<RequestFault>) -> SimResponse {
+    let (parts, body) = response.into_parts();
+    let bytes = body_bytes(body).await;
+    let half = bytes.len() / 2;
+    let body = match fault {
+        Some(RequestFault::Stall(pause)) => SimBody::Stalling {
+            first: Some(bytes.slice(..half)),
+            pause: Box::pin(tokio::time::sleep(pause)),
+            rest: Some(bytes.slice(half..)),
+        },
+        Some(RequestFault::Truncate) => SimBody::Whole(Some(bytes.slice(..half))),
+        Some(RequestFault::Malformed) => {
+            let mut broken = bytes.to_vec();
+            // A stray comma and brace: still looks like JSON, is not.
+            broken.splice(half..half, b",}{".iter().copied());
+            SimBody::Whole(Some(Bytes::from(broken)))
+        }
+        _ => SimBody::Whole(Some(bytes)),
+    };
+    let mut parts = parts;
+    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    Response::from_parts(parts, body)
+}
+
+fn api_get(sim: &Simulator, rest: &[&str], query: &str) -> HttpResponse {
+    match rest {
+        ["event", "type"] => json_response(StatusCode::OK, event_types()),
+        ["event"] => list_events(sim, query, None),
+        ["endpoint", id, "event"] => match id.parse::<u64>() {
+            Ok(id) => list_events(sim, query, Some(id)),
+            Err(_) => error(StatusCode::BAD_REQUEST, "invalid endpoint id"),
+        },
+        _ => error(StatusCode::NOT_FOUND, "Not found"),
+    }
 }
 
 fn json_response(status: StatusCode, body: String) -> HttpResponse {
@@ -83,7 +197,12 @@ async fn authenticate(sim: &Simulator, req: Request<Incoming>) -> HttpResponse {
         return error(StatusCode::BAD_REQUEST, "application_token is required");
     };
     let mut state = sim.lock();
-    if token != sim.config.application_token {
+    state.note_login();
+    if let Some(status) = state.faults.login() {
+        state.stats.failed_logins += 1;
+        return error(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "injected login failure");
+    }
+    if token != sim.config.application_token || state.revoked {
         state.stats.failed_logins += 1;
         return unauthorized();
     }
@@ -105,18 +224,57 @@ async fn authenticate(sim: &Simulator, req: Request<Incoming>) -> HttpResponse {
 
 /// Whether the request carries a JWT this simulator issued and that has not expired.
 fn authorized(sim: &Simulator, req: &Request<Incoming>) -> bool {
-    let bearer = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let bearer = bearer(req);
     let mut state = sim.lock();
-    let valid = bearer.and_then(|t| state.tokens.get(t)).is_some_and(|exp| *exp > now_millis() / 1000);
+    let valid = bearer.and_then(|t| state.tokens.get(&t).copied()).is_some_and(|exp| exp > now_millis() / 1000);
     if !valid {
         state.stats.unauthorized += 1;
     }
     valid
+}
+
+fn bearer(req: &Request<Incoming>) -> Option<String> {
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    Some(value.strip_prefix("Bearer ")?.trim().to_string())
+}
+
+/// The simulator's own control routes under `/simulator/`, for the demo, scripts and tests.
+fn control(sim: &Simulator, method: &Method, rest: &[&str], query: &str) -> HttpResponse {
+    let params: std::collections::HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let number = |name: &str| params.get(name).and_then(|v| v.parse::<u64>().ok());
+    match (method, rest) {
+        (&Method::GET, ["truth"]) => truth(sim),
+        (&Method::GET, ["stats"]) => {
+            let s = sim.stats();
+            let body = json!({"logins": s.logins, "failed_logins": s.failed_logins, "unauthorized": s.unauthorized,
+                              "event_pages": s.event_pages, "requests": s.requests, "faults_injected": s.faults_injected});
+            json_response(StatusCode::OK, body.to_string())
+        }
+        (&Method::POST, ["generate"]) => {
+            let count = number("count").unwrap_or(1) as usize;
+            match number("generic_org") {
+                Some(org) => sim.generic_burst(org as usize, count),
+                None => sim.generate_aged(count, Duration::from_secs(number("age").unwrap_or(0))),
+            }
+            json_response(StatusCode::OK, json!({"total": sim.truth().total()}).to_string())
+        }
+        (&Method::POST, ["faults"]) => match params.get("spec").map_or(Ok(FaultConfig::none()), |s| s.parse()) {
+            Ok(config) => {
+                sim.set_faults(config);
+                json_response(StatusCode::OK, "{}".into())
+            }
+            Err(message) => error(StatusCode::BAD_REQUEST, &message),
+        },
+        (&Method::POST, ["expire-tokens"]) => {
+            sim.expire_tokens();
+            json_response(StatusCode::OK, "{}".into())
+        }
+        (&Method::POST, ["revoke"]) => {
+            sim.set_revoked(params.get("revoked").is_none_or(|v| v != "false"));
+            json_response(StatusCode::OK, "{}".into())
+        }
+        _ => error(StatusCode::NOT_FOUND, "Not found"),
+    }
 }
 
 fn event_types() -> String {
@@ -254,8 +412,10 @@ fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpRespo
 
     let mut state = sim.lock();
     state.stats.event_pages += 1;
-    let mut selected: Vec<&StoredEvent> = state.events.iter().filter(|e| filter.matches(e, endpoint)).collect();
-    selected.sort_by(|a, b| {
+    let events = &state.events;
+    let mut selected: Vec<usize> = (0..events.len()).filter(|&i| filter.matches(&events[i], endpoint)).collect();
+    selected.sort_by(|&a, &b| {
+        let (a, b) = (&events[a], &events[b]);
         for (descending, key) in &keys {
             let ord = key(a).cmp(&key(b));
             let ord = if *descending { ord.reverse() } else { ord };
@@ -270,12 +430,32 @@ fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpRespo
     // Past the end, emnify serves the last page again; before the start, the first.
     let current = (page.max(1) as u64).min(total_pages);
     let start = ((current - 1) * u64::from(per_page)) as usize;
-    let items: Vec<&str> = selected.iter().skip(start).take(per_page as usize).map(|e| &*e.json).collect();
-    let body = format!("[{}]", items.join(","));
+    let mut items: Vec<Arc<str>> =
+        selected.iter().skip(start).take(per_page as usize).map(|&i| events[i].json.clone()).collect();
+    let previous = start.checked_sub(1).and_then(|i| selected.get(i)).map(|&i| events[i].json.clone());
+    // Fault: the last event of the page before shows up again at the top of this one.
+    if let Some(previous) = previous {
+        if state.faults.duplicate() {
+            items.insert(0, previous);
+        }
+    }
+    let body = format!("[{}]", items.iter().map(|s| &**s).collect::<Vec<_>>().join(","));
+    let omit_paging = sim.config.omit_paging_headers || state.faults.missing_paging();
+    let (reported_total, reported_pages) = match state.faults.wrong_paging() {
+        Some(delta) => {
+            let pages = (total_pages as i64 + delta).max(1) as u64;
+            (pages * u64::from(per_page), pages)
+        }
+        None => (total, total_pages),
+    };
 
-    let injection = state.injections.front().filter(|i| u64::from(i.page) == current).cloned();
-    if let Some(injection) = injection {
+    let mut late = state.injections.front().filter(|i| u64::from(i.page) == current).cloned();
+    if late.is_some() {
         state.injections.pop_front();
+    } else if let Some((count, age)) = state.faults.late() {
+        late = Some(PagingInjection { page: current as u32, count, age });
+    }
+    if let Some(injection) = late {
         let time = now_millis() - injection.age.as_millis() as i64;
         for _ in 0..injection.count {
             state.produce(time, None);
@@ -305,7 +485,7 @@ fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpRespo
         links.push(link(current + 1, "next"));
     }
     links.push(link(total_pages, "last"));
-    if sim.config.omit_paging_headers {
+    if omit_paging {
         return response;
     }
     let headers = response.headers_mut();
@@ -317,8 +497,8 @@ fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpRespo
     set("link", links.join(", "));
     set("x-count-per-page", per_page.to_string());
     set("x-current-page", current.to_string());
-    set("x-total-count", total.to_string());
-    set("x-total-pages", total_pages.to_string());
+    set("x-total-count", reported_total.to_string());
+    set("x-total-pages", reported_pages.to_string());
     if !q.is_empty() {
         set("x-filter", q.clone());
     }

@@ -7,6 +7,7 @@
 //! calls into this module.
 
 pub mod events;
+pub mod faults;
 mod http;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -22,6 +23,7 @@ use crate::catalogue::{generic_cause, severity_name, source_name, GENERIC_EVENT_
 use crate::config::SimulateArgs;
 use crate::rng::SplitMix64;
 use crate::timefmt::now_millis;
+use faults::{FaultConfig, FaultSchedule};
 use events::{pick_profile, render, render_unreadable, EventSpec, ENDPOINTS_PER_ORGANISATION, ORGANISATIONS};
 
 /// How the simulator behaves.
@@ -38,6 +40,8 @@ pub struct SimulatorConfig {
     pub default_per_page: u32,
     /// Leave out the paging headers (`X-Total-Pages`, `Link`, ...), which clients must tolerate.
     pub omit_paging_headers: bool,
+    /// Faults to inject from the start (see [`faults`]); changeable later with [`Simulator::set_faults`].
+    pub faults: FaultConfig,
 }
 
 impl SimulatorConfig {
@@ -50,6 +54,7 @@ impl SimulatorConfig {
             max_per_page: 1000,
             default_per_page: 100,
             omit_paging_headers: false,
+            faults: FaultConfig::none(),
         }
     }
 }
@@ -101,11 +106,17 @@ pub struct Stats {
     pub failed_logins: u64,
     pub unauthorized: u64,
     pub event_pages: u64,
+    /// Requests to `/api/v1/...`, logins included.
+    pub requests: u64,
+    pub faults_injected: u64,
 }
+
+/// How long request times are kept for rate checks.
+const REQUEST_LOG_SPAN_MILLIS: i64 = 10 * 60 * 1000;
 
 /// A test hook: when page `page` of the event list is served, add events (as if they arrived mid-walk).
 #[derive(Debug, Clone)]
-struct PagingInjection {
+pub(crate) struct PagingInjection {
     page: u32,
     count: usize,
     age: Duration,
@@ -119,6 +130,12 @@ struct State {
     tokens: HashMap<String, i64>,
     stats: Stats,
     injections: VecDeque<PagingInjection>,
+    faults: FaultSchedule,
+    /// The application token is revoked: every login gets 401.
+    revoked: bool,
+    /// Unix ms of recent API requests (logins included), oldest first.
+    request_log: VecDeque<i64>,
+    login_log: VecDeque<i64>,
 }
 
 /// The simulator; clones share one state.
@@ -138,6 +155,10 @@ impl Simulator {
             tokens: HashMap::new(),
             stats: Stats::default(),
             injections: VecDeque::new(),
+            faults: FaultSchedule::new(config.faults.clone(), config.seed),
+            revoked: false,
+            request_log: VecDeque::new(),
+            login_log: VecDeque::new(),
         };
         Simulator { config: Arc::new(config), state: Arc::new(Mutex::new(state)) }
     }
@@ -220,7 +241,28 @@ impl Simulator {
     }
 
     pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
+        let state = self.lock();
+        Stats { faults_injected: state.faults.injected(), ..state.stats.clone() }
+    }
+
+    /// Replaces the fault configuration; the schedule's random stream goes on.
+    pub fn set_faults(&self, config: FaultConfig) {
+        self.lock().faults.config = config;
+    }
+
+    /// Revokes (or restores) the application token: logins get 401 while revoked.
+    pub fn set_revoked(&self, revoked: bool) {
+        let mut state = self.lock();
+        state.revoked = revoked;
+        if revoked {
+            state.tokens.clear();
+        }
+    }
+
+    /// Unix ms of the API requests (logins included) of the last ten minutes, and of the logins alone.
+    pub fn request_times(&self) -> (Vec<i64>, Vec<i64>) {
+        let state = self.lock();
+        (state.request_log.iter().copied().collect(), state.login_log.iter().copied().collect())
     }
 
     /// Serves the API on `listener` until `shutdown` is cancelled.
@@ -272,6 +314,24 @@ impl Simulator {
 }
 
 impl State {
+    fn log(log: &mut VecDeque<i64>) {
+        let now = now_millis();
+        log.push_back(now);
+        while log.front().is_some_and(|t| now - t > REQUEST_LOG_SPAN_MILLIS) {
+            log.pop_front();
+        }
+    }
+
+    pub(crate) fn note_request(&mut self) {
+        self.stats.requests += 1;
+        Self::log(&mut self.request_log);
+    }
+
+    pub(crate) fn note_login(&mut self) {
+        self.note_request();
+        Self::log(&mut self.login_log);
+    }
+
     fn fresh_id(&mut self) -> u64 {
         // Ids are 64-bit and random: nothing promises they grow with time.
         loop {
@@ -283,7 +343,7 @@ impl State {
     }
 
     /// Produces one event at `time`; `generic_for` forces a Generic event for that organisation.
-    fn produce(&mut self, time: i64, generic_for: Option<usize>) {
+    pub(crate) fn produce(&mut self, time: i64, generic_for: Option<usize>) {
         let id = self.fresh_id();
         let (org_index, (event_type, source, severity, alert, device, description)) = match generic_for {
             Some(org) => {
@@ -342,6 +402,7 @@ pub async fn run_standalone(args: SimulateArgs, shutdown: CancellationToken) -> 
         seed: args.seed,
         application_token: args.token,
         jwt_lifetime: args.jwt_lifetime,
+        faults: args.faults.clone(),
         ..SimulatorConfig::demo()
     });
     let listener = match TcpListener::bind(args.listen).await {
