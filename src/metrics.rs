@@ -110,7 +110,7 @@ impl Metrics {
         let unreadable = counter_vec(
             &registry,
             "emnify_events_unreadable_total",
-            "Events in an API response that could not be read and were skipped, by reason.",
+            "Records in an event list that could not be read and were skipped (each record once), by reason.",
             &["reason"],
         );
         let duplicates = register(
@@ -191,6 +191,9 @@ impl Metrics {
         }
         for reason in ["before_start", "beyond_dedup_horizon"] {
             skipped.with_label_values(&[reason]);
+        }
+        for reason in crate::emnify::UNREADABLE_REASONS {
+            unreadable.with_label_values(&[reason]);
         }
         let type_names = catalogue::EVENT_TYPES.iter().map(|(id, name, _)| (*id, (*name).to_string())).collect();
         Metrics {

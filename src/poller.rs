@@ -7,12 +7,15 @@
 //! events again; [`RecentIds`] makes sure each id is counted once. A failed
 //! poll does not move the cursor, so the next one covers the same ground again.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::dedup::RecentIds;
 use crate::emnify::model::describe_decode_error;
-use crate::emnify::{decode_event_list, ApiError, Client, DecodedEvent, PageQuery};
+use crate::emnify::{decode_event_list, ApiError, Client, DecodedEvent, EventPage, PageQuery};
 use crate::metrics::Metrics;
 use crate::timefmt::now_millis;
 
@@ -33,6 +36,17 @@ pub struct PollerSettings {
 const MAX_PASSES: u32 = 3;
 /// Safety stop for a window with broken paging headers.
 const MAX_PAGES: u32 = 100_000;
+/// Fetches of one page whose body is not a JSON array before the poll fails.
+const DECODE_ATTEMPTS: u32 = 3;
+
+/// What one page held.
+struct PageSummary {
+    /// Elements, readable or not.
+    len: usize,
+    readable: usize,
+    /// Readable events whose id had not yet been seen in this walk.
+    new_in_walk: usize,
+}
 
 /// What one poll saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,6 +93,8 @@ pub struct Poller {
     /// Events before this (Unix ms) are history the user did not ask for.
     floor_millis: i64,
     seen: RecentIds,
+    /// Fingerprints of unreadable records, so each is reported once.
+    seen_unreadable: RecentIds,
 }
 
 impl Poller {
@@ -88,7 +104,8 @@ impl Poller {
         // Whole seconds: some emnify timestamps carry no milliseconds.
         let floor_millis = start_millis.saturating_sub(lookback).div_euclid(1000) * 1000;
         let seen = RecentIds::new(floor_millis, settings.max_remembered_ids);
-        Poller { client, metrics, settings, cursor: None, floor_millis, seen }
+        let seen_unreadable = RecentIds::new(floor_millis, 10_000);
+        Poller { client, metrics, settings, cursor: None, floor_millis, seen, seen_unreadable }
     }
 
     /// Loads the live event-type names; on failure the built-in catalogue stays in use.
@@ -135,7 +152,9 @@ impl Poller {
             Ok(()) => {
                 self.cursor = Some(until);
                 // No later window starts before this, so older ids can go.
-                self.seen.forget_before(until.saturating_sub(overlap).max(floor) * 1000);
+                let horizon = until.saturating_sub(overlap).max(floor) * 1000;
+                self.seen.forget_before(horizon);
+                self.seen_unreadable.forget_before(horizon);
                 self.metrics.set_remembered_ids(self.seen.len());
                 self.metrics.record_poll_success(elapsed, now_millis() as f64 / 1000.0);
                 tracing::debug!(?report, "poll succeeded");
@@ -164,32 +183,40 @@ impl Poller {
     }
 
     /// Walks every page of the window once; returns `X-Total-Count` as seen on the first and last page.
+    ///
+    /// Paging headers are hints, not promises: a walk goes on past `X-Total-Pages` while pages come back
+    /// full, and it ends when emnify repeats a page (what it does past the end) or a page is empty.
     async fn walk_pages(&mut self, report: &mut PollReport) -> Result<(Option<u64>, Option<u64>), ApiError> {
         let mut page = 1;
         let mut first_total = None;
         let mut last_total = None;
-        let mut previous_ids: Vec<u64> = Vec::new();
+        let mut first_len = 0;
+        let mut previous_body = Bytes::new();
+        let mut seen_in_walk = HashSet::new();
         loop {
             let query = PageQuery { page, per_page: self.settings.page_size, from: report.from, until: report.until };
-            let response = self.client.event_page(&query).await?;
-            report.pages += 1;
-            let events = decode_event_list(&response.body)
-                .map_err(|e| ApiError::Decode { endpoint: "event", message: describe_decode_error(&e) })?;
+            let (response, summary) = self.fetch_and_ingest(&query, &mut seen_in_walk, report).await?;
             if page == 1 {
                 first_total = response.total_count;
+                first_len = summary.len;
             }
             last_total = response.total_count.or(last_total);
-            let ids: Vec<u64> = events.iter().filter_map(|e| e.as_ref().ok().map(|e| e.id)).collect();
-            // Past the last page emnify returns the last page again; never count on an empty page.
-            if response.current_page.is_some_and(|c| c != page) || (page > 1 && !ids.is_empty() && ids == previous_ids)
-            {
+            let repeated = page > 1
+                && (response.current_page.is_some_and(|c| c != page)
+                    || (summary.readable > 0 && summary.new_in_walk == 0)
+                    || response.body == previous_body);
+            if repeated {
                 break;
             }
-            let empty = events.is_empty();
-            self.ingest(events, report);
+            let full_size = if page == 1 {
+                self.settings.page_size.min(response.per_page.unwrap_or(u32::MAX)) as usize
+            } else {
+                first_len
+            };
+            let full = summary.len > 0 && summary.len >= full_size;
             let last_page = match response.total_pages {
-                Some(total) => page >= total,
-                None => empty,
+                Some(total) => page >= total && !full,
+                None => summary.len == 0,
             };
             if last_page {
                 break;
@@ -198,10 +225,45 @@ impl Poller {
                 tracing::warn!(page, "stopping a window walk at the page limit; paging headers look wrong");
                 break;
             }
-            previous_ids = ids;
+            previous_body = response.body;
             page += 1;
         }
         Ok((first_total, last_total))
+    }
+
+    /// Fetches one page and counts what is new on it. A body that is not a JSON array (truncated,
+    /// garbled, an HTML error page) is fetched again, up to [`DECODE_ATTEMPTS`] times.
+    async fn fetch_and_ingest(
+        &mut self,
+        query: &PageQuery,
+        seen_in_walk: &mut HashSet<u64>,
+        report: &mut PollReport,
+    ) -> Result<(EventPage, PageSummary), ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let response = self.client.event_page(query).await?;
+            report.pages += 1;
+            let decoded = decode_event_list(&response.body);
+            match decoded {
+                Ok(events) => {
+                    let mut summary = PageSummary { len: events.len(), readable: 0, new_in_walk: 0 };
+                    for event in events.iter().flatten() {
+                        summary.readable += 1;
+                        summary.new_in_walk += usize::from(seen_in_walk.insert(event.id));
+                    }
+                    self.ingest(events, report);
+                    return Ok((response, summary));
+                }
+                Err(err) => {
+                    let error = ApiError::Decode { endpoint: "event", message: describe_decode_error(&err) };
+                    if attempt >= DECODE_ATTEMPTS {
+                        return Err(error);
+                    }
+                    tracing::warn!(page = query.page, attempt, error = %error, "fetching an unreadable page again");
+                }
+            }
+        }
     }
 
     fn ingest(&mut self, events: Vec<DecodedEvent<'_>>, report: &mut PollReport) {
@@ -210,9 +272,12 @@ impl Poller {
             let event = match decoded {
                 Ok(e) => e,
                 Err(bad) => {
-                    report.unreadable += 1;
-                    self.metrics.record_unreadable(bad.reason);
-                    tracing::warn!(id = bad.id, reason = bad.reason, "skipping an event that cannot be read");
+                    // Non-objects leave no fingerprint; each of those is counted every time it is received.
+                    if bad.fingerprint == 0 || self.seen_unreadable.insert(bad.fingerprint, report.until * 1000) {
+                        report.unreadable += 1;
+                        self.metrics.record_unreadable(bad.reason);
+                        tracing::warn!(id = bad.id, reason = bad.reason, "skipping an event that cannot be read");
+                    }
                     continue;
                 }
             };

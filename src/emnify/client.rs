@@ -130,6 +130,8 @@ pub struct EventPage {
     pub total_pages: Option<u32>,
     pub total_count: Option<u64>,
     pub current_page: Option<u32>,
+    /// `X-Count-Per-Page`.
+    pub per_page: Option<u32>,
 }
 
 /// A JWT and when to stop using it.
@@ -214,6 +216,7 @@ impl Client {
             total_pages: header_number(&r.headers, "x-total-pages"),
             total_count: header_number(&r.headers, "x-total-count"),
             current_page: header_number(&r.headers, "x-current-page"),
+            per_page: header_number(&r.headers, "x-count-per-page"),
             body: r.body,
         })
     }

@@ -36,8 +36,14 @@ pub struct Event<'a> {
 pub struct Unreadable {
     /// The event id, when it was readable, for the log line.
     pub id: Option<u64>,
+    /// A hash of what could be read, so the same bad record received twice is recognised.
+    pub fingerprint: u64,
+    /// One of [`UNREADABLE_REASONS`].
     pub reason: &'static str,
 }
+
+/// Why an element of an event list could not be counted; values of `emnify_events_unreadable_total{reason}`.
+pub const UNREADABLE_REASONS: [&str; 3] = ["not_an_object", "missing_id", "missing_event_type"];
 
 /// One element of an event list: an event, or why it could not be read.
 pub type DecodedEvent<'a> = Result<Event<'a>, Unreadable>;
@@ -153,7 +159,7 @@ impl<'de> Deserialize<'de> for Item<'de> {
 }
 
 fn not_an_object() -> Unreadable {
-    Unreadable { id: None, reason: "not a JSON object" }
+    Unreadable { id: None, fingerprint: 0, reason: UNREADABLE_REASONS[0] }
 }
 
 fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
@@ -190,13 +196,19 @@ fn read_event<'de, A: MapAccess<'de>>(mut map: A) -> Result<DecodedEvent<'de>, A
             }
         }
     }
-    let Some(id) = id else {
-        return Ok(Err(Unreadable { id: None, reason: "missing or invalid id" }));
+    let small = |r: &Option<RefValue<'_>>| r.as_ref().and_then(|r| r.id).and_then(|v| u32::try_from(v).ok());
+    let event_type_id = event_type.as_ref().and_then(|t| t.id).and_then(|t| u32::try_from(t).ok());
+    let (Some(id), Some(event_type_id)) = (id, event_type_id) else {
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            (id, timestamp.as_deref(), description.as_deref(), event_type_id).hash(&mut h);
+            (small(&source), small(&severity), organisation.as_ref().and_then(|o| o.id)).hash(&mut h);
+            h.finish()
+        };
+        let reason = if id.is_none() { UNREADABLE_REASONS[1] } else { UNREADABLE_REASONS[2] };
+        return Ok(Err(Unreadable { id, fingerprint, reason }));
     };
-    let Some(event_type_id) = event_type.and_then(|t| t.id).and_then(|t| u32::try_from(t).ok()) else {
-        return Ok(Err(Unreadable { id: Some(id), reason: "missing or invalid event_type.id" }));
-    };
-    let small = |r: Option<RefValue<'_>>| r.and_then(|r| r.id).and_then(|v| u32::try_from(v).ok());
     let (organisation_id, organisation_name) = match organisation {
         Some(o) => (o.id, o.name),
         None => (None, None),
@@ -207,8 +219,8 @@ fn read_event<'de, A: MapAccess<'de>>(mut map: A) -> Result<DecodedEvent<'de>, A
         alert,
         description: description.unwrap_or(Cow::Borrowed("")),
         event_type_id,
-        source_id: small(source),
-        severity_id: small(severity),
+        source_id: small(&source),
+        severity_id: small(&severity),
         organisation_id,
         organisation_name,
     }))
@@ -486,8 +498,9 @@ mod tests {
         let list = decode_event_list(body).unwrap();
         assert_eq!(list.len(), 5);
         assert_eq!(list[0].as_ref().unwrap().id, 1);
-        assert_eq!(list[1].as_ref().unwrap_err().reason, "not a JSON object");
-        assert_eq!(list[2].as_ref().unwrap_err().reason, "missing or invalid id");
+        assert_eq!(list[1].as_ref().unwrap_err().reason, "not_an_object");
+        assert_eq!(list[2].as_ref().unwrap_err().reason, "missing_id");
+        assert_eq!(list[3].as_ref().unwrap_err().reason, "missing_event_type");
         assert_eq!(list[3].as_ref().unwrap_err().id, Some(2));
         assert_eq!(list[4].as_ref().unwrap().id, u64::MAX);
     }

@@ -189,9 +189,10 @@ pub fn render(spec: &EventSpec<'_>, rng: &mut SplitMix64) -> (String, i64) {
 /// A well-formed JSON object that is not a readable event (the poison records a decoder must survive).
 pub fn render_unreadable(kind: u64, id: u64) -> String {
     match kind % 3 {
-        0 => json!({"timestamp": "2021-10-27T11:59:29.000Z", "event_type": {"id": 1}, "description": "no id"})
+        0 => json!({"timestamp": "2021-10-27T11:59:29.000Z", "event_type": {"id": 1}, "description": format!("record {id} without an id")})
             .to_string(),
         1 => json!({"id": id, "event_type": "Update location", "timestamp": "2021-10-27T11:59:29.000Z"}).to_string(),
-        _ => json!({"id": {"nested": id}, "event_type": {"id": 3}}).to_string(),
+        _ => json!({"id": {"nested": id}, "event_type": {"id": 3}, "description": format!("record {id} with an object id")})
+            .to_string(),
     }
 }

@@ -307,7 +307,8 @@ mod tests {
 
     #[test]
     fn a_burst_lasts_its_length_and_none_means_none() {
-        let mut s = FaultSchedule::new(FaultConfig { server_error: 1.0, server_error_burst: 3, ..FaultConfig::none() }, 1);
+        let mut s =
+            FaultSchedule::new(FaultConfig { server_error: 1.0, server_error_burst: 3, ..FaultConfig::none() }, 1);
         for _ in 0..6 {
             assert!(matches!(s.request(), Some(RequestFault::ServerError(_))));
         }

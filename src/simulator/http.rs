@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::faults::{FaultConfig, RequestFault};
 use super::{PagingInjection, Simulator, StoredEvent};
-use std::sync::Arc;
 use crate::catalogue::EVENT_TYPES;
 use crate::server::{serve_http, HttpResponse};
 use crate::timefmt::{now_millis, parse_timestamp_millis};
+use std::sync::Arc;
 
 pub(super) async fn serve(sim: Simulator, listener: TcpListener, shutdown: CancellationToken) {
     serve_http(listener, shutdown, Duration::from_secs(2), move |req| handle(sim.clone(), req)).await;
@@ -83,9 +83,10 @@ async fn handle(sim: Simulator, req: Request<Incoming>) -> Result<SimResponse, s
                     }
                     r
                 }
-                Some(RequestFault::ServerError(code)) => {
-                    error(StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "injected server error")
-                }
+                Some(RequestFault::ServerError(code)) => error(
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                    "injected server error",
+                ),
                 Some(RequestFault::Unauthorized) => {
                     // As if the JWT had expired or been revoked: it stops working for good.
                     if let Some(token) = bearer(&req) {
@@ -138,8 +139,8 @@ async fn mangle(response: HttpResponse, fault: Option<RequestFault>) -> SimRespo
         Some(RequestFault::Truncate) => SimBody::Whole(Some(bytes.slice(..half))),
         Some(RequestFault::Malformed) => {
             let mut broken = bytes.to_vec();
-            // A stray comma and brace: still looks like JSON, is not.
-            broken.splice(half..half, b",}{".iter().copied());
+            // Stray braces right after the opening bracket: still looks like JSON, never parses.
+            broken.splice(1.min(broken.len())..1.min(broken.len()), b"},{".iter().copied());
             SimBody::Whole(Some(Bytes::from(broken)))
         }
         _ => SimBody::Whole(Some(bytes)),
@@ -200,7 +201,10 @@ async fn authenticate(sim: &Simulator, req: Request<Incoming>) -> HttpResponse {
     state.note_login();
     if let Some(status) = state.faults.login() {
         state.stats.failed_logins += 1;
-        return error(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "injected login failure");
+        return error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "injected login failure",
+        );
     }
     if token != sim.config.application_token || state.revoked {
         state.stats.failed_logins += 1;
@@ -240,7 +244,8 @@ fn bearer(req: &Request<Incoming>) -> Option<String> {
 
 /// The simulator's own control routes under `/simulator/`, for the demo, scripts and tests.
 fn control(sim: &Simulator, method: &Method, rest: &[&str], query: &str) -> HttpResponse {
-    let params: std::collections::HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let params: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let number = |name: &str| params.get(name).and_then(|v| v.parse::<u64>().ok());
     match (method, rest) {
         (&Method::GET, ["truth"]) => truth(sim),

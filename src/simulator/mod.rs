@@ -23,8 +23,8 @@ use crate::catalogue::{generic_cause, severity_name, source_name, GENERIC_EVENT_
 use crate::config::SimulateArgs;
 use crate::rng::SplitMix64;
 use crate::timefmt::now_millis;
-use faults::{FaultConfig, FaultSchedule};
 use events::{pick_profile, render, render_unreadable, EventSpec, ENDPOINTS_PER_ORGANISATION, ORGANISATIONS};
+use faults::{FaultConfig, FaultSchedule};
 
 /// How the simulator behaves.
 #[derive(Debug, Clone)]
