@@ -15,6 +15,7 @@ use crate::rng::SplitMix64;
 use crate::secret::Secret;
 use crate::server::{serve, ServerState};
 use crate::simulator::{Simulator, SimulatorConfig};
+use crate::state::StateStore;
 use crate::timefmt::now_millis;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +67,7 @@ pub async fn run(
 
     let client = Client::new(
         ClientSettings {
-            api_url,
+            api_url: api_url.clone(),
             token,
             request_timeout: config.request_timeout,
             min_request_interval: config.min_request_interval,
@@ -75,7 +76,7 @@ pub async fn run(
         },
         metrics.clone(),
     )?;
-    let poller = Poller::new(
+    let mut poller = Poller::new(
         client,
         metrics.clone(),
         PollerSettings {
@@ -86,6 +87,9 @@ pub async fn run(
         },
         now_millis(),
     );
+    if let Some(path) = &config.state_file {
+        poller = poller.with_state(StateStore::new(path, &api_url));
+    }
     tracing::info!(
         address = %address,
         metrics_path = %config.telemetry_path,
@@ -104,6 +108,12 @@ pub async fn run(
 
 /// Polls every `interval`; after a failure, retries sooner with jittered exponential backoff.
 pub async fn run_poll_loop(mut poller: Poller, interval: Duration, shutdown: CancellationToken) {
+    poll_until_cancelled(&mut poller, interval, &shutdown).await;
+    // Whatever was counted before the stop is saved (with a state file) and published.
+    poller.checkpoint();
+}
+
+async fn poll_until_cancelled(poller: &mut Poller, interval: Duration, shutdown: &CancellationToken) {
     tokio::select! {
         _ = poller.load_event_types() => {}
         () = shutdown.cancelled() => return,

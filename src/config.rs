@@ -80,6 +80,11 @@ pub struct ExporterArgs {
     #[arg(long = "emnify.min-request-interval", env = "EMNIFY_MIN_REQUEST_INTERVAL", default_value = "200ms", value_name = "DURATION", value_parser = parse_duration)]
     pub min_request_interval: Duration,
 
+    /// File to keep progress in (cursor, remembered event ids, counter values), so a restart resumes the
+    /// counters instead of resetting them and counts what happened while the exporter was down.
+    #[arg(long = "state.file", env = "EMNIFY_EXPORTER_STATE_FILE", value_name = "PATH")]
+    pub state_file: Option<PathBuf>,
+
     /// Address to serve /metrics on; ":PORT" means every interface.
     #[arg(long = "web.listen-address", env = "EMNIFY_EXPORTER_WEB_LISTEN_ADDRESS", default_value = ":9853", value_name = "[HOST]:PORT", value_parser = parse_listen_address)]
     pub listen_address: SocketAddr,
@@ -164,6 +169,7 @@ pub struct Config {
     pub min_request_interval: Duration,
     pub listen_address: SocketAddr,
     pub telemetry_path: String,
+    pub state_file: Option<PathBuf>,
     pub demo: bool,
 }
 
@@ -214,6 +220,7 @@ impl ExporterArgs {
             min_request_interval: self.min_request_interval,
             listen_address: self.listen_address,
             telemetry_path: self.telemetry_path,
+            state_file: self.state_file,
             demo: self.demo,
         })
     }

@@ -23,6 +23,21 @@ impl RecentIds {
         RecentIds { ids: HashMap::new(), horizon_millis, max_ids: max_ids.max(1) }
     }
 
+    /// A set restored from saved `(id, time)` entries.
+    pub fn from_entries(horizon_millis: i64, max_ids: usize, entries: &[(u64, i64)]) -> Self {
+        let mut set = RecentIds::new(horizon_millis, max_ids);
+        set.ids.reserve(entries.len());
+        for &(id, time) in entries {
+            set.ids.insert(id, time);
+        }
+        set
+    }
+
+    /// Every remembered `(id, time)`, for saving.
+    pub fn entries(&self) -> Vec<(u64, i64)> {
+        self.ids.iter().map(|(id, time)| (*id, *time)).collect()
+    }
+
     /// Events older than this (Unix ms) may have been forgotten.
     pub fn horizon_millis(&self) -> i64 {
         self.horizon_millis

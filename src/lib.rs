@@ -17,6 +17,7 @@ pub mod rng;
 pub mod secret;
 pub mod server;
 pub mod simulator;
+pub mod state;
 pub mod timefmt;
 
 /// The exporter's version, as published in `emnify_exporter_build_info` and the `User-Agent`.

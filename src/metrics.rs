@@ -7,7 +7,7 @@
 //! lookup and an atomic add.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -49,8 +49,21 @@ pub struct PollStatus {
     pub events_counted: u64,
 }
 
+/// One counter series as saved in the state file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CounterValue {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: u64,
+}
+
 pub struct Metrics {
+    /// The exporter's own metrics; scrapes see them as of the last [`Metrics::publish`].
     registry: Registry,
+    /// `process_*`, read fresh at every scrape.
+    process_registry: Registry,
+    /// The exposition of `registry` at the last publication.
+    published: Mutex<Arc<Vec<u8>>>,
     events: IntCounterVec,
     generic: IntCounterVec,
     alerts: IntCounterVec,
@@ -181,10 +194,11 @@ impl Metrics {
             .expect("valid"),
         );
         build_info.with_label_values(&[crate::VERSION, crate::REVISION]).set(1);
+        let process_registry = Registry::new();
         #[cfg(target_os = "linux")]
         {
             let process = prometheus::process_collector::ProcessCollector::for_self();
-            registry.register(Box::new(process)).expect("process metrics register once");
+            process_registry.register(Box::new(process)).expect("process metrics register once");
         }
         for reason in POLL_ERROR_REASONS {
             poll_errors.with_label_values(&[reason]);
@@ -196,8 +210,10 @@ impl Metrics {
             unreadable.with_label_values(&[reason]);
         }
         let type_names = catalogue::EVENT_TYPES.iter().map(|(id, name, _)| (*id, (*name).to_string())).collect();
-        Metrics {
+        let metrics = Metrics {
             registry,
+            process_registry,
+            published: Mutex::new(Arc::new(Vec::new())),
             events,
             generic,
             alerts,
@@ -216,7 +232,9 @@ impl Metrics {
             handles: Mutex::new(HashMap::new()),
             generic_handles: Mutex::new(HashMap::new()),
             org_names: Mutex::new(HashMap::new()),
-        }
+        };
+        metrics.publish();
+        metrics
     }
 
     /// Replaces the event-type names (from `GET /api/v1/event/type`); call before counting.
@@ -372,15 +390,92 @@ impl Metrics {
         }
     }
 
-    /// The text exposition of every metric (what `/metrics` serves).
+    /// Makes the current values visible to scrapes.
+    ///
+    /// Counting goes on between publications; scrapes see only published values. With a state file the
+    /// poller publishes right after saving, so Prometheus never sees a value a restart could take back.
+    pub fn publish(&self) {
+        let text = encode_families(&self.registry.gather());
+        *self.published.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(text);
+    }
+
+    /// The text exposition (what `/metrics` serves): the published values, then fresh `process_*` metrics.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 * 1024);
-        let families = self.registry.gather();
-        if let Err(err) = TextEncoder::new().encode(&families, &mut out) {
-            tracing::error!(error = %err, "encoding metrics failed");
+        let published = self.published.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let process = encode_families(&self.process_registry.gather());
+        let mut out = Vec::with_capacity(published.len() + process.len());
+        out.extend_from_slice(&published);
+        out.extend_from_slice(&process);
+        out
+    }
+
+    /// Every counter series of the exporter's own metrics, for the state file.
+    pub fn counter_values(&self) -> Vec<CounterValue> {
+        let mut out = Vec::new();
+        for family in self.registry.gather() {
+            if family.get_field_type() != prometheus::proto::MetricType::COUNTER {
+                continue;
+            }
+            for metric in family.get_metric() {
+                let labels = metric.get_label().iter().map(|l| (l.name().to_string(), l.value().to_string())).collect();
+                let value = metric.get_counter().get_value() as u64;
+                out.push(CounterValue { name: family.name().to_string(), labels, value });
+            }
         }
         out
     }
+
+    /// Adds saved counter values (at start-up, before anything is counted); returns how many were restored.
+    pub fn restore_counters(&self, values: &[CounterValue]) -> usize {
+        let mut restored = 0;
+        for saved in values {
+            let vec = match saved.name.as_str() {
+                "emnify_events_total" => &self.events,
+                "emnify_generic_events_total" => &self.generic,
+                "emnify_alert_events_total" => &self.alerts,
+                "emnify_events_unreadable_total" => &self.unreadable,
+                "emnify_events_skipped_total" => &self.skipped,
+                "emnify_poll_errors_total" => &self.poll_errors,
+                "emnify_api_requests_total" => &self.api_requests,
+                "emnify_events_duplicate_total" => {
+                    self.duplicates.inc_by(saved.value);
+                    restored += 1;
+                    continue;
+                }
+                other => {
+                    tracing::warn!(metric = other, "the state file has a counter this version does not know; ignored");
+                    continue;
+                }
+            };
+            let labels: HashMap<&str, &str> = saved.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            match vec.get_metric_with(&labels) {
+                Ok(counter) => {
+                    counter.inc_by(saved.value);
+                    restored += 1;
+                    if saved.name == "emnify_events_total" {
+                        self.events_counted.inc_by(saved.value);
+                        // Keep the organisation's name as it was, so its series continue.
+                        if let (Some(name), Some(id)) = (labels.get("organisation"), labels.get("organisation_id")) {
+                            let id = id.parse().ok();
+                            let mut names = self.org_names.lock().unwrap_or_else(PoisonError::into_inner);
+                            names.entry(id).or_insert_with(|| name.to_string());
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(metric = %saved.name, error = %err, "a saved counter does not fit; ignored"),
+            }
+        }
+        self.publish();
+        restored
+    }
+}
+
+fn encode_families(families: &[prometheus::proto::MetricFamily]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * 1024);
+    if let Err(err) = TextEncoder::new().encode(families, &mut out) {
+        tracing::error!(error = %err, "encoding metrics failed");
+    }
+    out
 }
 
 impl Default for Metrics {
@@ -409,7 +504,23 @@ mod tests {
     }
 
     fn text(m: &Metrics) -> String {
+        m.publish();
         String::from_utf8(m.encode()).unwrap()
+    }
+
+    #[test]
+    fn scrapes_see_only_published_values_and_counters_round_trip() {
+        let m = Metrics::new();
+        m.record_event(&event(1, 1, Some((7, "Org")), "x"));
+        assert!(!String::from_utf8(m.encode()).unwrap().contains(r#"event_type="Update location""#));
+        m.publish();
+        assert!(String::from_utf8(m.encode()).unwrap().contains(r#"event_type="Update location""#));
+        m.record_duplicate();
+        let saved = m.counter_values();
+        let restored = Metrics::new();
+        assert_eq!(restored.restore_counters(&saved), saved.len());
+        assert_eq!(restored.counter_values(), saved);
+        assert_eq!(restored.status().events_counted, 1);
     }
 
     #[test]

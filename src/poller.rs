@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::config::RETENTION;
 use crate::dedup::RecentIds;
 use crate::emnify::model::describe_decode_error;
 use crate::emnify::{decode_event_list, ApiError, Client, DecodedEvent, EventPage, PageQuery};
 use crate::metrics::Metrics;
+use crate::state::{SavedState, StateStore};
 use crate::timefmt::now_millis;
 
 /// How the poller walks emnify's event list.
@@ -95,7 +97,12 @@ pub struct Poller {
     seen: RecentIds,
     /// Fingerprints of unreadable records, so each is reported once.
     seen_unreadable: RecentIds,
+    state: Option<StateStore>,
+    last_checkpoint: Instant,
 }
+
+/// Longest a long poll goes without a checkpoint (save, then publish the counts so far).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 impl Poller {
     /// A poller that counts events from `start_millis - lookback` on.
@@ -105,7 +112,72 @@ impl Poller {
         let floor_millis = start_millis.saturating_sub(lookback).div_euclid(1000) * 1000;
         let seen = RecentIds::new(floor_millis, settings.max_remembered_ids);
         let seen_unreadable = RecentIds::new(floor_millis, 10_000);
-        Poller { client, metrics, settings, cursor: None, floor_millis, seen, seen_unreadable }
+        Poller {
+            client,
+            metrics,
+            settings,
+            cursor: None,
+            floor_millis,
+            seen,
+            seen_unreadable,
+            state: None,
+            last_checkpoint: Instant::now(),
+        }
+    }
+
+    /// Saves progress to `store` at every checkpoint, after resuming from what it holds (if anything).
+    pub fn with_state(mut self, store: StateStore) -> Self {
+        if let Some(saved) = store.load() {
+            self.resume(saved);
+        }
+        self.state = Some(store);
+        self
+    }
+
+    fn resume(&mut self, saved: SavedState) {
+        let oldest = now_millis() - i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX);
+        if saved.cursor.is_some_and(|c| c * 1000 < oldest) {
+            tracing::warn!("the saved cursor is older than emnify's 30-day retention; events in between are lost");
+        }
+        self.cursor = saved.cursor.map(|c| c.max(oldest / 1000));
+        self.floor_millis = saved.floor_millis;
+        self.seen = RecentIds::from_entries(saved.horizon_millis, self.settings.max_remembered_ids, &saved.ids);
+        self.seen_unreadable = RecentIds::from_entries(saved.horizon_millis, 10_000, &saved.unreadable);
+        let restored = self.metrics.restore_counters(&saved.counters);
+        self.metrics.set_remembered_ids(self.seen.len());
+        tracing::info!(
+            cursor = saved.cursor,
+            remembered_ids = self.seen.len(),
+            counters = restored,
+            saved_ms_ago = now_millis() - saved.saved_at_millis,
+            "resumed from the state file"
+        );
+    }
+
+    /// Everything [`StateStore`] saves.
+    pub fn snapshot(&self, api_url: &str) -> SavedState {
+        SavedState {
+            cursor: self.cursor,
+            floor_millis: self.floor_millis,
+            horizon_millis: self.seen.horizon_millis(),
+            ids: self.seen.entries(),
+            unreadable: self.seen_unreadable.entries(),
+            counters: self.metrics.counter_values(),
+            ..SavedState::new(api_url)
+        }
+    }
+
+    /// Saves the state (if there is a state file), then publishes the counts: scrapes never see a value
+    /// that a restart would take back.
+    pub fn checkpoint(&mut self) {
+        self.last_checkpoint = Instant::now();
+        if let Some(store) = &self.state {
+            if let Err(err) = store.save(&self.snapshot(&store.api_url)) {
+                tracing::error!(error = %err, "saving the state failed; counts stay unpublished until a save works");
+                return;
+            }
+        }
+        self.metrics.publish();
     }
 
     /// Loads the live event-type names; on failure the built-in catalogue stays in use.
@@ -151,17 +223,20 @@ impl Poller {
         match result {
             Ok(()) => {
                 self.cursor = Some(until);
+                let overlap_start = until.saturating_sub(overlap);
                 // No later window starts before this, so older ids can go.
-                let horizon = until.saturating_sub(overlap).max(floor) * 1000;
+                let horizon = overlap_start.max(floor) * 1000;
                 self.seen.forget_before(horizon);
                 self.seen_unreadable.forget_before(horizon);
                 self.metrics.set_remembered_ids(self.seen.len());
                 self.metrics.record_poll_success(elapsed, now_millis() as f64 / 1000.0);
+                self.checkpoint();
                 tracing::debug!(?report, "poll succeeded");
                 PollOutcome::Success(report)
             }
             Err(error) => {
                 self.metrics.record_poll_failure(elapsed, error.reason());
+                self.checkpoint();
                 tracing::warn!(error = %error, reason = error.reason(), pages = report.pages, counted = report.counted, "poll failed");
                 PollOutcome::Failed { error, report }
             }
@@ -227,6 +302,9 @@ impl Poller {
             }
             previous_body = response.body;
             page += 1;
+            if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                self.checkpoint();
+            }
         }
         Ok((first_total, last_total))
     }

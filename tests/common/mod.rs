@@ -222,6 +222,7 @@ pub fn exporter_config(api_url: &str, token: &str) -> Config {
         min_request_interval: Duration::ZERO,
         listen_address: "127.0.0.1:0".parse().unwrap(),
         telemetry_path: "/metrics".into(),
+        state_file: None,
         demo: false,
     }
 }

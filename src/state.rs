@@ -1,0 +1,192 @@
+//! `--state.file`: the exporter's progress saved together and atomically, so a restart resumes it.
+//!
+//! One file holds the poll cursor, the remembered event ids and every counter
+//! value, written as a whole (temporary file, fsync, rename, fsync of the
+//! directory). After a restart, even a SIGKILL, the counters continue from the
+//! saved values and the poller fetches everything since the saved cursor; the
+//! remembered ids keep events counted before the save from being counted again.
+//! A file that cannot be used is logged and set aside for a fresh start.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::CounterValue;
+
+/// Written into every state file, to recognise a foreign file.
+const FORMAT: &str = "emnify-exporter-state";
+const VERSION: u32 = 1;
+
+/// Everything a restart needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedState {
+    pub format: String,
+    pub version: u32,
+    /// The emnify API this progress belongs to.
+    pub api_url: String,
+    pub saved_at_millis: i64,
+    /// End of the last successful poll window, Unix seconds.
+    pub cursor: Option<i64>,
+    /// Events before this (Unix ms) are not counted.
+    pub floor_millis: i64,
+    /// The dedup memory: `(event id, event time ms)`, complete from `horizon_millis` on.
+    pub horizon_millis: i64,
+    pub ids: Vec<(u64, i64)>,
+    /// Fingerprints of unreadable records already reported.
+    pub unreadable: Vec<(u64, i64)>,
+    pub counters: Vec<CounterValue>,
+}
+
+impl SavedState {
+    pub fn new(api_url: &str) -> Self {
+        SavedState {
+            format: FORMAT.into(),
+            version: VERSION,
+            api_url: api_url.into(),
+            saved_at_millis: crate::timefmt::now_millis(),
+            cursor: None,
+            floor_millis: 0,
+            horizon_millis: 0,
+            ids: Vec::new(),
+            unreadable: Vec::new(),
+            counters: Vec::new(),
+        }
+    }
+}
+
+/// Where the state lives and whose it is.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    pub path: PathBuf,
+    pub api_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read state file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("state file {path} is not a valid state file ({detail})")]
+    Corrupt { path: String, detail: String },
+    #[error("state file {path} belongs to {found}, not to {expected}")]
+    Foreign { path: String, found: String, expected: String },
+    #[error("cannot write state file {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}
+
+impl StateStore {
+    pub fn new(path: impl Into<PathBuf>, api_url: &str) -> Self {
+        StateStore { path: path.into(), api_url: api_url.to_string() }
+    }
+
+    fn display(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// Reads the saved state; `Ok(None)` when there is no file yet.
+    pub fn read(&self) -> Result<Option<SavedState>, StateError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Read { path: self.display(), source }),
+        };
+        let state: SavedState = serde_json::from_slice(&bytes)
+            .map_err(|e| StateError::Corrupt { path: self.display(), detail: e.to_string() })?;
+        if state.format != FORMAT || state.version != VERSION {
+            return Err(StateError::Foreign {
+                path: self.display(),
+                found: format!("format {} version {}", state.format, state.version),
+                expected: format!("format {FORMAT} version {VERSION}"),
+            });
+        }
+        if state.api_url != self.api_url {
+            return Err(StateError::Foreign {
+                path: self.display(),
+                found: state.api_url,
+                expected: self.api_url.clone(),
+            });
+        }
+        Ok(Some(state))
+    }
+
+    /// Reads the state for start-up: any problem is logged, the bad file is moved aside, and `None`
+    /// means a fresh start. Never fails, so a bad file cannot cause a crash loop.
+    pub fn load(&self) -> Option<SavedState> {
+        match self.read() {
+            Ok(state) => state,
+            Err(err) => {
+                let aside = self.path.with_extension("rejected");
+                let moved = std::fs::rename(&self.path, &aside).is_ok();
+                tracing::error!(
+                    error = %err,
+                    moved_to = moved.then(|| aside.display().to_string()),
+                    "ignoring the state file and starting fresh"
+                );
+                None
+            }
+        }
+    }
+
+    /// Writes the state atomically: readers see the old file or the new one, never a mix.
+    pub fn save(&self, state: &SavedState) -> Result<(), StateError> {
+        let write_error = |source| StateError::Write { path: self.display(), source };
+        let tmp = temp_path(&self.path);
+        let bytes = serde_json::to_vec(state).map_err(|e| write_error(std::io::Error::other(e)))?;
+        let mut file = std::fs::File::create(&tmp).map_err(write_error)?;
+        file.write_all(&bytes).map_err(write_error)?;
+        file.sync_all().map_err(write_error)?;
+        drop(file);
+        std::fs::rename(&tmp, &self.path).map_err(write_error)?;
+        // The rename itself must reach the disk too.
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(dir) = std::fs::File::open(dir) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("state.json"), "http://api");
+        assert_eq!(store.read().unwrap(), None);
+        let mut state = SavedState::new("http://api");
+        state.cursor = Some(42);
+        state.ids = vec![(1, 10), (2, 20)];
+        store.save(&state).unwrap();
+        assert_eq!(store.read().unwrap(), Some(state));
+        assert!(!dir.path().join("state.json.tmp").exists());
+    }
+
+    #[test]
+    fn bad_files_mean_a_fresh_start_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let store = StateStore::new(&path, "http://api");
+        for bad in [&b""[..], b"{\"format\": \"emnify-exporter-st", b"\x00\xff garbage", b"{\"hello\": 1}"] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(matches!(store.read(), Err(StateError::Corrupt { .. })));
+            assert_eq!(store.load(), None);
+            assert!(path.with_extension("rejected").exists(), "the bad file is kept aside for inspection");
+        }
+        let mut other = SavedState::new("http://other-api");
+        StateStore::new(&path, "http://other-api").save(&other).unwrap();
+        assert!(matches!(store.read(), Err(StateError::Foreign { .. })));
+        other.api_url = "http://api".into();
+        other.format = "something-else".into();
+        StateStore::new(&path, "http://api").save(&other).unwrap();
+        assert!(matches!(store.read(), Err(StateError::Foreign { .. })));
+    }
+}
