@@ -127,10 +127,18 @@ impl Poller {
 
     /// Saves progress to `store` at every checkpoint, after resuming from what it holds (if anything).
     pub fn with_state(mut self, store: StateStore) -> Self {
-        if let Some(saved) = store.load() {
-            self.resume(saved);
-        }
+        let resumed = match store.load() {
+            Some(saved) => {
+                self.resume(saved);
+                true
+            }
+            None => false,
+        };
         self.state = Some(store);
+        if !resumed {
+            // Saved at once, so a crash before the first poll still remembers when counting began.
+            self.checkpoint();
+        }
         self
     }
 

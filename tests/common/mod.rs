@@ -274,3 +274,90 @@ pub fn assert_promtool_clean(exposition: &str) {
     assert!(output.status.success(), "promtool failed:\n{stdout}\n{stderr}");
     assert!(stdout.trim().is_empty() && stderr.trim().is_empty(), "promtool reported:\n{stdout}\n{stderr}");
 }
+
+/// A blocking HTTP/1.0 `POST` without a body; returns the status and body.
+pub fn blocking_post(url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(stream, "POST {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a header block");
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    (status, body.to_string())
+}
+
+/// A child process of the exporter binary whose JSON log lines arrive on a channel; killed on drop.
+pub struct Process {
+    pub child: std::process::Child,
+    pub logs: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// Lines already taken off `logs`.
+    seen: std::cell::RefCell<Vec<String>>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    /// Starts `emnify-exporter --log.format json ARGS` with the given environment (no other `EMNIFY_*`).
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Process {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_emnify-exporter"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("EMNIFY_") {
+                cmd.env_remove(key);
+            }
+        }
+        let mut child = cmd
+            .arg("--log.format=json")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, logs) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({"raw": line}));
+                if tx.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        Process { child, logs, seen: std::cell::RefCell::new(Vec::new()) }
+    }
+
+    /// The next log line whose message contains `text` (waits at most 30 s).
+    pub fn wait_for_log(&self, text: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.logs.recv_timeout(left).unwrap_or_else(|_| panic!("no log line with {text:?}"));
+            self.seen.borrow_mut().push(line.to_string());
+            if line["fields"]["message"].as_str().is_some_and(|m| m.contains(text)) {
+                return line;
+            }
+        }
+    }
+
+    /// Every log line received so far, as text.
+    pub fn drain_logs(&self) -> Vec<String> {
+        let mut seen = self.seen.borrow_mut();
+        seen.extend(self.logs.try_iter().map(|v| v.to_string()));
+        seen.clone()
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

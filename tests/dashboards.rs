@@ -1,0 +1,188 @@
+//! Static checks of the shipped Grafana dashboards, rules and provisioning files.
+
+mod common;
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use common::artifacts::{self, dashboard_queries, dashboards, metric_names, panels};
+use common::{exporter_config, parse_exposition, start_exporter, sum, wait_for};
+use emnify_exporter::simulator::Simulator;
+use tokio_util::sync::CancellationToken;
+
+#[test]
+fn dashboards_have_stable_uids_tags_and_unique_panel_ids() {
+    let mut uids = HashSet::new();
+    for (name, dashboard) in dashboards() {
+        let uid = dashboard["uid"].as_str().unwrap_or_else(|| panic!("{name}: no uid"));
+        assert!(uids.insert(uid.to_string()), "{name}: uid {uid} is not unique");
+        assert!(dashboard["title"].as_str().is_some_and(|t| !t.is_empty()), "{name}: title");
+        assert!(dashboard["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "emnify")), "{name}: tag emnify");
+        assert!(!dashboard.to_string().contains("${DS_"), "{name}: import placeholders break file provisioning");
+        let mut ids = HashSet::new();
+        for panel in panels(&dashboard) {
+            let id = panel["id"].as_u64().unwrap_or_else(|| panic!("{name}: panel without id: {}", panel["title"]));
+            assert!(ids.insert(id), "{name}: panel id {id} used twice");
+        }
+    }
+}
+
+#[test]
+fn every_panel_uses_the_datasource_variable_and_explains_itself() {
+    for (name, dashboard) in dashboards() {
+        let variables: Vec<&str> = dashboard["templating"]["list"]
+            .as_array()
+            .expect("templating")
+            .iter()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        for wanted in ["datasource", "job", "instance"] {
+            assert!(variables.contains(&wanted), "{name}: no ${wanted} variable");
+        }
+        let ds =
+            dashboard["templating"]["list"].as_array().unwrap().iter().find(|v| v["name"] == "datasource").unwrap();
+        assert_eq!((ds["type"].as_str(), ds["query"].as_str()), (Some("datasource"), Some("prometheus")), "{name}");
+        for panel in panels(&dashboard) {
+            if panel["type"] == "row" {
+                continue;
+            }
+            let title = panel["title"].as_str().unwrap_or("?");
+            assert_eq!(panel["datasource"]["uid"], "${datasource}", "{name} / {title}: panel datasource");
+            assert_eq!(panel["datasource"]["type"], "prometheus", "{name} / {title}");
+            let targets = panel["targets"].as_array().unwrap_or_else(|| panic!("{name} / {title}: no targets"));
+            assert!(!targets.is_empty(), "{name} / {title}: no targets");
+            for target in targets {
+                assert_eq!(target["datasource"]["uid"], "${datasource}", "{name} / {title}: target datasource");
+            }
+            assert!(
+                panel["description"].as_str().is_some_and(|d| d.len() >= 20),
+                "{name} / {title}: needs a description a newcomer understands"
+            );
+            assert!(
+                panel["fieldConfig"]["defaults"]["unit"].as_str().is_some_and(|u| !u.is_empty()),
+                "{name} / {title}: no unit"
+            );
+        }
+    }
+}
+
+/// Rate windows follow Grafana's `$__rate_interval`/`$__range`; only the Generic alert window (10m) is fixed.
+#[test]
+fn no_hard_coded_rate_windows() {
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 20, "only {} queries", queries.len());
+    for q in queries {
+        let mut rest = q.expr.as_str();
+        while let Some(i) = rest.find('[') {
+            let end = rest[i..].find(']').expect("closed range") + i;
+            let window = &rest[i + 1..end];
+            let window = window.split(':').next().unwrap_or(window);
+            let allowed = matches!(window, "$__rate_interval" | "$__range" | "$__interval")
+                || (window == "10m" && q.expr.contains("event_type_id=\"0\""));
+            assert!(allowed, "{} / {}: hard-coded window [{window}] in {}", q.dashboard, q.panel, q.expr);
+            rest = &rest[end..];
+        }
+    }
+}
+
+/// Every metric a dashboard reads is one the exporter serves (or a shipped recording rule).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_referenced_metric_exists() {
+    let stop = CancellationToken::new();
+    let sim = Simulator::new(common::sim_config(31));
+    let addr = sim.start(stop.clone()).await.unwrap();
+    sim.generate(3000);
+    sim.generic_burst(0, 10);
+    let running = start_exporter(exporter_config(&format!("http://{addr}"), &sim.application_token())).await;
+    let url = format!("{}/metrics", running.base);
+    let mut text = String::new();
+    assert!(
+        wait_for(Duration::from_secs(20), async || {
+            text = common::blocking_get(&url).1;
+            sum(&parse_exposition(&text), "emnify_events_total", &[]) >= 3010.0
+        })
+        .await
+    );
+    let mut served: BTreeSet<String> = BTreeSet::new();
+    for sample in parse_exposition(&text) {
+        served.insert(sample.name.clone());
+        for suffix in ["_bucket", "_sum", "_count"] {
+            if let Some(base) = sample.name.strip_suffix(suffix) {
+                served.insert(base.to_string());
+            }
+        }
+    }
+    let recorded: BTreeSet<String> = artifacts::rules_in(&artifacts::shipped_rules_text())
+        .into_iter()
+        .filter(|r| !r.alert)
+        .map(|r| r.name)
+        .collect();
+    let mut checked = 0;
+    for q in dashboard_queries() {
+        for metric in metric_names(&q.expr) {
+            let known = served.contains(&metric) || recorded.contains(&metric) || metric == "up";
+            assert!(known, "{} / {}: {metric} is neither served nor recorded ({})", q.dashboard, q.panel, q.expr);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20);
+    println!("{checked} metric references checked");
+    running.shutdown.cancel();
+    stop.cancel();
+}
+
+#[test]
+fn provisioning_files_agree_on_the_datasource() {
+    let datasources = artifacts::yaml("deploy/grafana/provisioning/datasources/emnify-prometheus.yml");
+    let ds = &datasources["datasources"][0];
+    assert_eq!(ds["type"], "prometheus");
+    let uid = ds["uid"].as_str().expect("a fixed datasource uid");
+    let providers = artifacts::yaml("deploy/grafana/provisioning/dashboards/emnify.yml");
+    assert_eq!(providers["apiVersion"], 1);
+    assert_eq!(providers["providers"][0]["type"], "file");
+    let alerts = artifacts::yaml(artifacts::GRAFANA_ALERTS_FILE);
+    assert_eq!(alerts["apiVersion"], 1);
+    let mut rules = 0;
+    for group in alerts["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            rules += 1;
+            for query in rule["data"].as_array().unwrap() {
+                let source = query["datasourceUid"].as_str().unwrap();
+                assert!(source == uid || source == "__expr__", "{}: datasource {source}", rule["uid"]);
+            }
+        }
+    }
+    assert!(rules >= 4, "Generic spike and exporter-down rules at least");
+}
+
+#[test]
+fn metric_name_extraction_ignores_functions_labels_and_durations() {
+    let names = metric_names(
+        r#"sum by (organisation) (rate(emnify_events_total{job=~"$job", event_type="Generic x"}[$__rate_interval])) / on (organisation) group_left() clamp_min(3 * organisation:emnify_generic_events:baseline_increase10m offset 1h, 1e3)"#,
+    );
+    assert_eq!(names, vec!["emnify_events_total", "organisation:emnify_generic_events:baseline_increase10m"]);
+}
+
+fn promtool(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new("promtool")
+        .args(args)
+        .current_dir(artifacts::repo_path("deploy/prometheus"))
+        .output()
+        .unwrap_or_else(|e| panic!("promtool is not installed ({e}): run scripts/test, which installs `prometheus`"));
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// The shipped rules are valid, and their unit tests (spike, no-baseline burst, quiet cases, restarts,
+/// HA replicas, exporter-down alerts) pass.
+#[test]
+fn prometheus_rules_pass_promtool_check_and_unit_tests() {
+    let (ok, out) = promtool(&["check", "rules", "emnify-rules.yml"]);
+    assert!(ok, "promtool check rules:\n{out}");
+    assert!(out.contains("SUCCESS: 8 rules found"), "{out}");
+    let (ok, out) = promtool(&["test", "rules", "emnify-rules.test.yml"]);
+    assert!(ok && out.contains("SUCCESS"), "promtool test rules:\n{out}");
+    let tests = std::fs::read_to_string(artifacts::repo_path(artifacts::RULE_TESTS_FILE)).unwrap();
+    let cases = tests.lines().filter(|l| l.trim_start().starts_with("- interval:")).count();
+    assert!(cases >= 13, "only {cases} rule test cases");
+}

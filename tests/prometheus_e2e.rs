@@ -1,0 +1,219 @@
+//! End to end with a real Prometheus: it scrapes the exporter (polling the simulator), evaluates the
+//! shipped rules (with windows shortened for a test run), and answers every shipped query.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::artifacts::{self, dashboard_queries, grafana_alert_queries, rules_in, substitute};
+use common::{exporter_config, start_exporter, wait_for};
+use emnify_exporter::simulator::Simulator;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// The Prometheus server binary, from the Debian package `prometheus`.
+fn prometheus_binary() -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("prometheus"))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "the `prometheus` server is not installed: run scripts/test (it installs the Debian package `prometheus`)"
+        )
+    })
+}
+
+/// A Prometheus server on a loopback port with a temporary storage directory; killed on drop.
+struct Prometheus {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+async fn start_prometheus(target: &str, rules: &str) -> Prometheus {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n\
+         scrape_configs:\n  - job_name: emnify-exporter\n    static_configs:\n      - targets: ['{target}']\n"
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    let port = free_port();
+    let child = Command::new(prometheus_binary())
+        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    let server = Prometheus { child, base: format!("http://127.0.0.1:{port}"), _dir: dir };
+    let ready = format!("{}/-/ready", server.base);
+    assert!(
+        wait_for(Duration::from_secs(60), async || common::blocking_get_ok(&ready)).await,
+        "Prometheus did not become ready"
+    );
+    server
+}
+
+impl Prometheus {
+    async fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let url = format!("{}{path}?{query}", self.base);
+        let body = tokio::task::spawn_blocking(move || common::blocking_get(&url)).await.unwrap().1;
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"))
+    }
+
+    /// An instant query; panics if Prometheus refuses it.
+    async fn query(&self, expr: &str) -> Vec<Value> {
+        let answer = self.api("/api/v1/query", &[("query", expr)]).await;
+        assert_eq!(answer["status"], "success", "Prometheus refused `{expr}`: {}", answer["error"]);
+        answer["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// The shipped rules with windows short enough for a test run; the rule logic is unchanged.
+fn test_variant(shipped: &str) -> String {
+    for needle in ["[10m]", "[1d]", "offset 1h", "for: 10m"] {
+        assert!(shipped.contains(needle), "the shipped rules no longer contain {needle}; update test_variant");
+    }
+    let mut text = shipped.replace("[10m]", "[30s]").replace("[1d]", "[2m]").replace("offset 1h", "offset 15s");
+    for d in ["15m", "10m", "5m", "1m"] {
+        text = text.replace(&format!("for: {d}"), "for: 5s");
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_records_alerts_and_answers_every_shipped_query() {
+    let stop = CancellationToken::new();
+    let sim = Simulator::new(common::sim_config(2024));
+    let sim_addr = sim.start(stop.clone()).await.unwrap();
+    sim.generate(3000);
+    let exporter = start_exporter(exporter_config(&format!("http://{sim_addr}"), &sim.application_token())).await;
+    let target = exporter.base.trim_start_matches("http://").to_string();
+
+    // (a) promtool finds nothing to complain about in what Prometheus will scrape.
+    let metrics_url = format!("{}/metrics", exporter.base);
+    assert!(wait_for(Duration::from_secs(20), async || common::blocking_get(&metrics_url).1.contains("Generic")).await);
+    common::assert_promtool_clean(&common::blocking_get(&metrics_url).1);
+
+    let shipped = artifacts::shipped_rules_text();
+    let variant = test_variant(&shipped);
+    let prometheus = start_prometheus(&target, &variant).await;
+
+    // (a) The target is up.
+    assert!(
+        wait_for(Duration::from_secs(30), async || {
+            prometheus.query(r#"up{job="emnify-exporter"} == 1"#).await.len() == 1
+        })
+        .await,
+        "the exporter target never came up"
+    );
+    // The organisation's Generic series exists (zero-initialised) before the burst, so increase() sees it.
+    assert!(
+        wait_for(Duration::from_secs(30), async || {
+            !prometheus.query(r#"emnify_events_total{event_type_id="0", organisation_id="719710"}"#).await.is_empty()
+        })
+        .await
+    );
+    // Let the baseline window fill with quiet history first, so both alert branches are evaluated.
+    assert!(
+        wait_for(Duration::from_secs(60), async || {
+            !prometheus.query("organisation:emnify_generic_events:baseline_increase10m").await.is_empty()
+        })
+        .await,
+        "the baseline recording rule never produced a series"
+    );
+
+    // (d) A Generic burst makes the spike alert fire.
+    let burst_started = Instant::now();
+    sim.generic_burst(0, 150);
+    sim.generate(200);
+    let mut pending_after = None;
+    let fired = wait_for(Duration::from_secs(90), async || {
+        let alerts = prometheus.api("/api/v1/alerts", &[]).await;
+        let spike = alerts["data"]["alerts"].as_array().cloned().unwrap_or_default().into_iter().find(|a| {
+            a["labels"]["alertname"] == "EmnifyGenericDisconnectSpike" && a["labels"]["organisation_id"] == "719710"
+        });
+        if spike.is_some() && pending_after.is_none() {
+            pending_after = Some(burst_started.elapsed());
+        }
+        spike.is_some_and(|a| a["state"] == "firing")
+    })
+    .await;
+    assert!(fired, "EmnifyGenericDisconnectSpike never fired for the burst");
+    let firing_after = burst_started.elapsed();
+    println!(
+        "spike alert pending after {:.1}s, firing after {:.1}s (test windows: 30s increase, for: 5s, 1s scrape)",
+        pending_after.unwrap_or_default().as_secs_f64(),
+        firing_after.as_secs_f64()
+    );
+
+    // Only the spike fires: a healthy exporter raises none of the exporter alerts.
+    let alerts = prometheus.api("/api/v1/alerts", &[]).await;
+    for alert in alerts["data"]["alerts"].as_array().unwrap() {
+        assert_eq!(alert["labels"]["alertname"], "EmnifyGenericDisconnectSpike", "unexpected alert {alert}");
+    }
+    // Only the burst's organisation.
+    assert!(alerts["data"]["alerts"].as_array().unwrap().iter().all(|a| a["labels"]["organisation_id"] == "719710"));
+
+    // Every rule loaded and evaluates without error.
+    let groups = prometheus.api("/api/v1/rules", &[]).await;
+    let mut evaluated = 0;
+    for group in groups["data"]["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            assert_eq!(rule["health"], "ok", "rule {} fails: {}", rule["name"], rule["lastError"]);
+            evaluated += 1;
+        }
+    }
+    let shipped_rules = rules_in(&shipped);
+    assert_eq!(evaluated, shipped_rules.len(), "every shipped rule is loaded");
+
+    // (c) Every recording rule produces series.
+    for rule in shipped_rules.iter().filter(|r| !r.alert) {
+        assert!(!prometheus.query(&rule.name).await.is_empty(), "recording rule {} produced no series", rule.name);
+    }
+    // (b) Every rule expression, as shipped, is accepted by Prometheus.
+    for rule in &shipped_rules {
+        prometheus.query(&rule.expr).await;
+    }
+
+    // (b) Every dashboard query is accepted and returns data.
+    let queries = dashboard_queries();
+    for q in &queries {
+        let expr = substitute(&q.expr, "10s", "2m");
+        let result = prometheus.query(&expr).await;
+        assert!(!result.is_empty(), "{} / {}: no data for `{expr}`", q.dashboard, q.panel);
+    }
+    // Grafana-managed alert queries are accepted too.
+    let grafana = grafana_alert_queries();
+    for (_uid, expr) in &grafana {
+        prometheus.query(expr).await;
+    }
+    println!(
+        "checked {} dashboard queries, {} rules ({} recording), {} Grafana alert queries against Prometheus",
+        queries.len(),
+        shipped_rules.len(),
+        shipped_rules.iter().filter(|r| !r.alert).count(),
+        grafana.len()
+    );
+    exporter.shutdown.cancel();
+    stop.cancel();
+}
