@@ -17,6 +17,7 @@ use crate::server::{serve, ServerState};
 use crate::simulator::{Simulator, SimulatorConfig};
 use crate::state::StateStore;
 use crate::timefmt::now_millis;
+use crate::webconfig::{WebConfig, WebSecurity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -26,6 +27,8 @@ pub enum AppError {
     Demo(std::io::Error),
     #[error("no emnify application token: set EMNIFY_APPLICATION_TOKEN or --emnify.application-token-file")]
     NoToken,
+    #[error(transparent)]
+    WebConfig(#[from] crate::webconfig::WebConfigError),
     #[error("cannot create the emnify client: {0}")]
     Client(#[from] ApiError),
 }
@@ -98,7 +101,11 @@ pub async fn run(
         "emnify exporter listening"
     );
     on_listening(address);
-    let state = Arc::new(ServerState { metrics, telemetry_path: config.telemetry_path.clone() });
+    let security = match &config.web_config_file {
+        Some(path) => Some(Arc::new(WebSecurity::new(path.clone(), WebConfig::load(path)?))),
+        None => None,
+    };
+    let state = Arc::new(ServerState { metrics, telemetry_path: config.telemetry_path.clone(), security });
     let server = tokio::spawn(serve(listener, state, shutdown.clone()));
     run_poll_loop(poller, config.poll_interval, shutdown).await;
     let _ = server.await;

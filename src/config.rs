@@ -89,6 +89,11 @@ pub struct ExporterArgs {
     #[arg(long = "web.listen-address", env = "EMNIFY_EXPORTER_WEB_LISTEN_ADDRESS", default_value = ":9853", value_name = "[HOST]:PORT", value_parser = parse_listen_address)]
     pub listen_address: SocketAddr,
 
+    /// Prometheus exporter-toolkit web configuration (YAML): TLS with certificate reload, mutual TLS
+    /// (client_ca_file) and basic_auth_users with bcrypt hashes.
+    #[arg(long = "web.config.file", env = "EMNIFY_EXPORTER_WEB_CONFIG_FILE", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", env = "EMNIFY_EXPORTER_WEB_TELEMETRY_PATH", default_value = "/metrics", value_name = "PATH", value_parser = parse_telemetry_path)]
     pub telemetry_path: String,
@@ -170,6 +175,7 @@ pub struct Config {
     pub listen_address: SocketAddr,
     pub telemetry_path: String,
     pub state_file: Option<PathBuf>,
+    pub web_config_file: Option<PathBuf>,
     pub demo: bool,
 }
 
@@ -207,6 +213,9 @@ impl ExporterArgs {
                 ))
             }
         };
+        if let Some(path) = &self.web_config_file {
+            crate::webconfig::WebConfig::load(path).map_err(|e| ConfigError(e.to_string()))?;
+        }
         let default_interval = if self.demo { Duration::from_secs(5) } else { Duration::from_secs(60) };
         Ok(Config {
             api_url: self.api_url,
@@ -221,6 +230,7 @@ impl ExporterArgs {
             listen_address: self.listen_address,
             telemetry_path: self.telemetry_path,
             state_file: self.state_file,
+            web_config_file: self.web_config_file,
             demo: self.demo,
         })
     }

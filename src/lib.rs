@@ -19,6 +19,7 @@ pub mod server;
 pub mod simulator;
 pub mod state;
 pub mod timefmt;
+pub mod webconfig;
 
 /// The exporter's version, as published in `emnify_exporter_build_info` and the `User-Agent`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

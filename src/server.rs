@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Metrics, TEXT_CONTENT_TYPE};
 use crate::timefmt::now_millis;
+use crate::webconfig::{WebConfig, WebSecurity};
 
 /// How long open connections get to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -31,6 +32,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct ServerState {
     pub metrics: Arc<Metrics>,
     pub telemetry_path: String,
+    /// TLS and basic auth from `--web.config.file`, if given.
+    pub security: Option<Arc<WebSecurity>>,
 }
 
 /// Every response this crate's servers send: a complete body.
@@ -38,15 +41,24 @@ pub type HttpResponse = Response<Full<Bytes>>;
 
 /// Serves the exporter's endpoints on `listener` until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
-    serve_http(listener, shutdown, SHUTDOWN_GRACE, move |req| handle(state.clone(), req)).await;
+    let security = state.security.clone();
+    serve_http(listener, shutdown, SHUTDOWN_GRACE, security, move |req| handle(state.clone(), req)).await;
 }
 
-/// Runs an HTTP/1 server: one task per connection, then, once `shutdown` is cancelled, at most `grace`
-/// for open connections to finish.
+/// Longest a client may take over the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs an HTTP/1 server: one task per connection (over TLS when `security` says so), then, once
+/// `shutdown` is cancelled, at most `grace` for open connections to finish.
 ///
 /// A handler that returns `Err` has its connection closed without an answer.
-pub async fn serve_http<F, Fut, B, E>(listener: TcpListener, shutdown: CancellationToken, grace: Duration, handler: F)
-where
+pub async fn serve_http<F, Fut, B, E>(
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    grace: Duration,
+    security: Option<Arc<WebSecurity>>,
+    handler: F,
+) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<Response<B>, E>> + Send + 'static,
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -68,14 +80,36 @@ where
                 continue;
             }
         };
+        let tls = security.as_ref().and_then(|s| s.current().tls.clone());
         let handler = handler.clone();
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), service_fn(handler));
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let builder = {
+                let mut b = http1::Builder::new();
+                b.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+                b
+            };
+            let result = match tls {
+                Some(config) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            let connection = builder.serve_connection(TokioIo::new(tls_stream), service_fn(handler));
+                            watcher.watch(connection).await
+                        }
+                        Ok(Err(err)) => {
+                            tracing::debug!(error = %err, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service_fn(handler))).await,
+            };
+            if let Err(err) = result {
                 tracing::debug!(error = %err, "HTTP connection ended with an error");
             }
         });
@@ -95,21 +129,49 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<HttpR
     if !known {
         return Ok(plain(StatusCode::NOT_FOUND, "404 page not found\n"));
     }
+    let config = state.security.as_ref().map(|s| (s, s.current()));
+    let mut response = respond(&state, &req, path, config.as_ref().map(|(s, c)| (s.as_ref(), c.as_ref())));
+    if let Some((_, config)) = &config {
+        for (name, value) in &config.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    Ok(response)
+}
+
+fn respond(
+    state: &ServerState,
+    req: &Request<Incoming>,
+    path: &str,
+    security: Option<(&WebSecurity, &WebConfig)>,
+) -> HttpResponse {
+    // Probes stay open: they reveal nothing, and kubelets send no credentials.
+    let probe = matches!(path, "/-/healthy" | "/-/ready");
+    if let Some((security, config)) = security {
+        let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if !probe && !security.authorized(config, header) {
+            let mut response = plain(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"emnify-exporter\""));
+            return response;
+        }
+    }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return Ok(response);
+        return response;
     }
-    Ok(match path {
+    match path {
         "/-/healthy" => plain(StatusCode::OK, "Healthy\n"),
         "/-/ready" => plain(StatusCode::OK, "Ready\n"),
-        "/" => landing_page(&state),
+        "/" => landing_page(state),
         _ => {
             let mut response = Response::new(Full::new(Bytes::from(state.metrics.encode())));
             response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE));
             response
         }
-    })
+    }
 }
 
 fn plain(status: StatusCode, text: &'static str) -> HttpResponse {

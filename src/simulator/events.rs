@@ -20,6 +20,10 @@ pub const ORGANISATIONS: [Organisation; 3] = [
     Organisation { id: 215_294, name: "Demo Company" },
 ];
 
+/// An organisation whose name tests label escaping: quotes, backslashes, a newline, non-ASCII.
+pub const HOSTILE_ORGANISATION: Organisation =
+    Organisation { id: 666_001, name: "Quote\" Back\\slash\nNew line Ünïcode 日本 {x=\"y\"}" };
+
 /// Devices per organisation.
 pub const ENDPOINTS_PER_ORGANISATION: u64 = 25;
 

@@ -24,7 +24,7 @@ use crate::timefmt::{now_millis, parse_timestamp_millis};
 use std::sync::Arc;
 
 pub(super) async fn serve(sim: Simulator, listener: TcpListener, shutdown: CancellationToken) {
-    serve_http(listener, shutdown, Duration::from_secs(2), move |req| handle(sim.clone(), req)).await;
+    serve_http(listener, shutdown, Duration::from_secs(2), None, move |req| handle(sim.clone(), req)).await;
 }
 
 /// A response body: whole, or sent in two halves with a stall between them.

@@ -42,6 +42,8 @@ pub struct SimulatorConfig {
     pub omit_paging_headers: bool,
     /// Faults to inject from the start (see [`faults`]); changeable later with [`Simulator::set_faults`].
     pub faults: FaultConfig,
+    /// Give the third organisation [`events::HOSTILE_ORGANISATION`]'s name, to test label escaping.
+    pub hostile_names: bool,
 }
 
 impl SimulatorConfig {
@@ -55,6 +57,7 @@ impl SimulatorConfig {
             default_per_page: 100,
             omit_paging_headers: false,
             faults: FaultConfig::none(),
+            hostile_names: false,
         }
     }
 }
@@ -136,6 +139,7 @@ struct State {
     /// Unix ms of recent API requests (logins included), oldest first.
     request_log: VecDeque<i64>,
     login_log: VecDeque<i64>,
+    hostile_names: bool,
 }
 
 /// The simulator; clones share one state.
@@ -159,6 +163,7 @@ impl Simulator {
             revoked: false,
             request_log: VecDeque::new(),
             login_log: VecDeque::new(),
+            hostile_names: config.hostile_names,
         };
         Simulator { config: Arc::new(config), state: Arc::new(Mutex::new(state)) }
     }
@@ -356,7 +361,11 @@ impl State {
             }
             None => (self.rng.below(ORGANISATIONS.len() as u64) as usize, pick_profile(&mut self.rng)),
         };
-        let organisation = &ORGANISATIONS[org_index];
+        let organisation = if self.hostile_names && org_index == 2 {
+            &events::HOSTILE_ORGANISATION
+        } else {
+            &ORGANISATIONS[org_index]
+        };
         let endpoint = device.then(|| organisation.id * 1000 + self.rng.below(ENDPOINTS_PER_ORGANISATION));
         let spec = EventSpec {
             id,

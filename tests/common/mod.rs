@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod artifacts;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -223,6 +224,7 @@ pub fn exporter_config(api_url: &str, token: &str) -> Config {
         listen_address: "127.0.0.1:0".parse().unwrap(),
         telemetry_path: "/metrics".into(),
         state_file: None,
+        web_config_file: None,
         demo: false,
     }
 }
@@ -354,6 +356,16 @@ impl Process {
         let mut seen = self.seen.borrow_mut();
         seen.extend(self.logs.try_iter().map(|v| v.to_string()));
         seen.clone()
+    }
+
+    /// Kills the process and returns every log line it wrote, up to its end.
+    pub fn kill_and_collect(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut lines = std::mem::take(&mut *self.seen.borrow_mut());
+        // The reader thread ends at EOF, which closes the channel.
+        lines.extend(self.logs.iter().map(|v| v.to_string()));
+        lines
     }
 
     pub fn kill(mut self) {
