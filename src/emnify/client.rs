@@ -256,7 +256,7 @@ impl Client {
         let sent = self.http.get(url).bearer_auth(jwt.expose()).header("accept", "application/json").send().await;
         let response = self.check(endpoint, sent)?;
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| Failure::Api(transport_error(endpoint, &e)))?;
+        let body = read_limited(endpoint, response).await.map_err(Failure::Api)?;
         Ok(Body { headers, body })
     }
 
@@ -333,7 +333,7 @@ impl Client {
             }
             Err(Failure::Api(e)) => return Err(e),
         };
-        let bytes = response.bytes().await.map_err(|e| transport_error("authenticate", &e))?;
+        let bytes = read_limited("authenticate", response).await?;
         let decode_error = |message: &str| ApiError::Decode { endpoint: "authenticate", message: message.to_string() };
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|_| decode_error("the body is not JSON"))?;
@@ -377,6 +377,28 @@ enum Failure {
 struct Body {
     headers: reqwest::header::HeaderMap,
     body: Bytes,
+}
+
+/// Largest response body read: a page of 10,000 events is about 15 MB; anything far beyond is refused
+/// rather than held in memory.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads a body up to [`MAX_BODY_BYTES`].
+async fn read_limited(endpoint: &'static str, mut response: reqwest::Response) -> Result<Bytes, ApiError> {
+    if response.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::Decode { endpoint, message: format!("the body is larger than {MAX_BODY_BYTES} bytes") });
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(endpoint, &e))? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::Decode {
+                endpoint,
+                message: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn transport_error(endpoint: &'static str, e: &reqwest::Error) -> ApiError {

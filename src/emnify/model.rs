@@ -285,7 +285,8 @@ impl<'de> Deserialize<'de> for AnyU64 {
                 Ok(AnyU64(u64::try_from(v).ok()))
             }
             fn visit_f64<E>(self, v: f64) -> Result<AnyU64, E> {
-                let whole = v.fract() == 0.0 && (0.0..1.8e19).contains(&v);
+                // 2^64 exactly: every whole float below it fits in a u64.
+                let whole = v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v);
                 Ok(AnyU64(whole.then_some(v as u64)))
             }
             fn visit_str<E>(self, v: &str) -> Result<AnyU64, E> {

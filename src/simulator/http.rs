@@ -270,6 +270,13 @@ fn control(sim: &Simulator, method: &Method, rest: &[&str], query: &str) -> Http
             }
             Err(message) => error(StatusCode::BAD_REQUEST, &message),
         },
+        (&Method::POST, ["rate"]) => match params.get("events_per_second").and_then(|v| v.parse::<f64>().ok()) {
+            Some(rate) if rate >= 0.0 => {
+                sim.set_rate(rate);
+                json_response(StatusCode::OK, "{}".into())
+            }
+            _ => error(StatusCode::BAD_REQUEST, "events_per_second must be a number >= 0"),
+        },
         (&Method::POST, ["expire-tokens"]) => {
             sim.expire_tokens();
             json_response(StatusCode::OK, "{}".into())

@@ -140,6 +140,8 @@ struct State {
     request_log: VecDeque<i64>,
     login_log: VecDeque<i64>,
     hostile_names: bool,
+    /// Replaces the generator's rate when set (`POST /simulator/rate`); 0 pauses it, bursts included.
+    rate_override: Option<f64>,
 }
 
 /// The simulator; clones share one state.
@@ -164,6 +166,7 @@ impl Simulator {
             request_log: VecDeque::new(),
             login_log: VecDeque::new(),
             hostile_names: config.hostile_names,
+            rate_override: None,
         };
         Simulator { config: Arc::new(config), state: Arc::new(Mutex::new(state)) }
     }
@@ -250,6 +253,11 @@ impl Simulator {
         Stats { faults_injected: state.faults.injected(), ..state.stats.clone() }
     }
 
+    /// Sets the background generator's rate (events per second); 0 pauses it, bursts included.
+    pub fn set_rate(&self, events_per_second: f64) {
+        self.lock().rate_override = Some(events_per_second);
+    }
+
     /// Replaces the fault configuration; the schedule's random stream goes on.
     pub fn set_faults(&self, config: FaultConfig) {
         self.lock().faults.config = config;
@@ -293,7 +301,11 @@ impl Simulator {
                 _ = tick.tick() => {}
                 () = shutdown.cancelled() => return,
             }
-            carry += events_per_second.max(0.0);
+            let rate = self.lock().rate_override.unwrap_or(events_per_second).max(0.0);
+            if rate == 0.0 {
+                continue;
+            }
+            carry += rate;
             let (count, burst_org) = {
                 let mut state = self.lock();
                 // Vary the per-second count around the rate so graphs look alive.
