@@ -18,6 +18,7 @@ pub mod secret;
 pub mod server;
 pub mod simulator;
 pub mod state;
+pub mod tally;
 pub mod timefmt;
 pub mod webconfig;
 

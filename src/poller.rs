@@ -4,7 +4,7 @@
 //! start of the poll (so paging walks a stable set) and `from` reaches back
 //! `overlap` before the previous poll's `until` (so events that reach emnify
 //! late, with older timestamps, are still seen). Overlapping windows return
-//! events again; [`RecentIds`] makes sure each id is counted once. A failed
+//! events again; the shared [`Tally`] makes sure each id is counted once. A failed
 //! poll does not move the cursor, so the next one covers the same ground again.
 
 use std::collections::HashSet;
@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::config::RETENTION;
-use crate::dedup::RecentIds;
 use crate::emnify::model::describe_decode_error;
 use crate::emnify::{decode_event_list, ApiError, Client, DecodedEvent, EventPage, PageQuery};
 use crate::metrics::Metrics;
-use crate::state::{SavedState, StateStore};
+use crate::state::StateStore;
+use crate::tally::{lock, Origin, SharedTally, Tally};
 use crate::timefmt::now_millis;
 
 /// How the poller walks emnify's event list.
@@ -90,102 +89,39 @@ pub struct Poller {
     client: Client,
     metrics: Arc<Metrics>,
     settings: PollerSettings,
-    /// End of the last successful window, Unix seconds.
-    cursor: Option<i64>,
-    /// Events before this (Unix ms) are history the user did not ask for.
-    floor_millis: i64,
-    seen: RecentIds,
-    /// Fingerprints of unreadable records, so each is reported once.
-    seen_unreadable: RecentIds,
-    state: Option<StateStore>,
-    last_checkpoint: Instant,
+    tally: SharedTally,
 }
 
 /// Longest a long poll goes without a checkpoint (save, then publish the counts so far).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 impl Poller {
-    /// A poller that counts events from `start_millis - lookback` on.
+    /// A poller with a tally of its own that counts events from `start_millis - lookback` on.
     pub fn new(client: Client, metrics: Arc<Metrics>, settings: PollerSettings, start_millis: i64) -> Self {
         let lookback = i64::try_from(settings.lookback.as_millis()).unwrap_or(i64::MAX);
-        // Whole seconds: some emnify timestamps carry no milliseconds.
-        let floor_millis = start_millis.saturating_sub(lookback).div_euclid(1000) * 1000;
-        let seen = RecentIds::new(floor_millis, settings.max_remembered_ids);
-        let seen_unreadable = RecentIds::new(floor_millis, 10_000);
-        Poller {
-            client,
-            metrics,
-            settings,
-            cursor: None,
-            floor_millis,
-            seen,
-            seen_unreadable,
-            state: None,
-            last_checkpoint: Instant::now(),
-        }
+        let tally = Tally::new(metrics.clone(), start_millis, lookback, settings.max_remembered_ids).shared();
+        Poller::with_tally(client, metrics, settings, tally)
+    }
+
+    /// A poller that counts into `tally`, shared with the Data Streamer receiver.
+    pub fn with_tally(client: Client, metrics: Arc<Metrics>, settings: PollerSettings, tally: SharedTally) -> Self {
+        Poller { client, metrics, settings, tally }
     }
 
     /// Saves progress to `store` at every checkpoint, after resuming from what it holds (if anything).
-    pub fn with_state(mut self, store: StateStore) -> Self {
-        let resumed = match store.load() {
-            Some(saved) => {
-                self.resume(saved);
-                true
-            }
-            None => false,
-        };
-        self.state = Some(store);
-        if !resumed {
-            // Saved at once, so a crash before the first poll still remembers when counting began.
-            self.checkpoint();
-        }
+    pub fn with_state(self, store: StateStore) -> Self {
+        lock(&self.tally).use_state(store);
         self
     }
 
-    fn resume(&mut self, saved: SavedState) {
-        let oldest = now_millis() - i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX);
-        if saved.cursor.is_some_and(|c| c * 1000 < oldest) {
-            tracing::warn!("the saved cursor is older than emnify's 30-day retention; events in between are lost");
-        }
-        self.cursor = saved.cursor.map(|c| c.max(oldest / 1000));
-        self.floor_millis = saved.floor_millis;
-        self.seen = RecentIds::from_entries(saved.horizon_millis, self.settings.max_remembered_ids, &saved.ids);
-        self.seen_unreadable = RecentIds::from_entries(saved.horizon_millis, 10_000, &saved.unreadable);
-        let restored = self.metrics.restore_counters(&saved.counters);
-        self.metrics.set_remembered_ids(self.seen.len());
-        tracing::info!(
-            cursor = saved.cursor,
-            remembered_ids = self.seen.len(),
-            counters = restored,
-            saved_ms_ago = now_millis() - saved.saved_at_millis,
-            "resumed from the state file"
-        );
+    /// The tally this poller counts into.
+    pub fn tally(&self) -> &SharedTally {
+        &self.tally
     }
 
-    /// Everything [`StateStore`] saves.
-    pub fn snapshot(&self, api_url: &str) -> SavedState {
-        SavedState {
-            cursor: self.cursor,
-            floor_millis: self.floor_millis,
-            horizon_millis: self.seen.horizon_millis(),
-            ids: self.seen.entries(),
-            unreadable: self.seen_unreadable.entries(),
-            counters: self.metrics.counter_values(),
-            ..SavedState::new(api_url)
-        }
-    }
-
-    /// Saves the state (if there is a state file), then publishes the counts: scrapes never see a value
-    /// that a restart would take back.
-    pub fn checkpoint(&mut self) {
-        self.last_checkpoint = Instant::now();
-        if let Some(store) = &self.state {
-            if let Err(err) = store.save(&self.snapshot(&store.api_url)) {
-                tracing::error!(error = %err, "saving the state failed; counts stay unpublished until a save works");
-                return;
-            }
-        }
-        self.metrics.publish();
+    /// Saves (with a state file) and publishes what was counted so far.
+    pub fn checkpoint(&self) {
+        lock(&self.tally).checkpoint();
     }
 
     /// Loads the live event-type names; on failure the built-in catalogue stays in use.
@@ -214,31 +150,31 @@ impl Poller {
 
     /// End of the last successful window, Unix seconds.
     pub fn cursor(&self) -> Option<i64> {
-        self.cursor
+        lock(&self.tally).cursor()
     }
 
     /// Polls one window and counts what is new in it.
     pub async fn poll_once(&mut self) -> PollOutcome {
         let started = Instant::now();
         let overlap = i64::try_from(self.settings.overlap.as_secs()).unwrap_or(i64::MAX / 2);
-        let floor = self.floor_millis.div_euclid(1000);
+        let (floor, cursor) = {
+            let tally = lock(&self.tally);
+            (tally.floor_millis().div_euclid(1000), tally.cursor())
+        };
         let until = (now_millis() / 1000).max(floor);
-        let from = self.cursor.map_or(floor, |c| c.saturating_sub(overlap)).max(floor).min(until);
+        let from = cursor.map_or(floor, |c| c.saturating_sub(overlap)).max(floor).min(until);
         let mut report = PollReport { from, until, ..PollReport::default() };
         let result = self.walk_window(&mut report).await;
         let elapsed = started.elapsed().as_secs_f64();
-        self.metrics.set_remembered_ids(self.seen.len());
         match result {
             Ok(()) => {
-                self.cursor = Some(until);
-                let overlap_start = until.saturating_sub(overlap);
-                // No later window starts before this, so older ids can go.
-                let horizon = overlap_start.max(floor) * 1000;
-                self.seen.forget_before(horizon);
-                self.seen_unreadable.forget_before(horizon);
-                self.metrics.set_remembered_ids(self.seen.len());
                 self.metrics.record_poll_success(elapsed, now_millis() as f64 / 1000.0);
-                self.checkpoint();
+                let mut tally = lock(&self.tally);
+                tally.set_cursor(until);
+                // No later window starts before this, so older ids can go.
+                tally.forget_before(until.saturating_sub(overlap).max(floor) * 1000);
+                tally.checkpoint();
+                drop(tally);
                 tracing::debug!(?report, "poll succeeded");
                 PollOutcome::Success(report)
             }
@@ -310,8 +246,9 @@ impl Poller {
             }
             previous_body = response.body;
             page += 1;
-            if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                self.checkpoint();
+            let mut tally = lock(&self.tally);
+            if tally.since_checkpoint() >= CHECKPOINT_EVERY {
+                tally.checkpoint();
             }
         }
         Ok((first_total, last_total))
@@ -353,42 +290,11 @@ impl Poller {
     }
 
     fn ingest(&mut self, events: Vec<DecodedEvent<'_>>, report: &mut PollReport) {
-        for decoded in events {
-            report.received += 1;
-            let event = match decoded {
-                Ok(e) => e,
-                Err(bad) => {
-                    // Non-objects leave no fingerprint; each of those is counted every time it is received.
-                    if bad.fingerprint == 0 || self.seen_unreadable.insert(bad.fingerprint, report.until * 1000) {
-                        report.unreadable += 1;
-                        self.metrics.record_unreadable(bad.reason);
-                        tracing::warn!(id = bad.id, reason = bad.reason, "skipping an event that cannot be read");
-                    }
-                    continue;
-                }
-            };
-            let time = event.timestamp_millis.unwrap_or(report.until * 1000);
-            if time < self.floor_millis {
-                report.skipped += 1;
-                self.metrics.record_skipped("before_start");
-                continue;
-            }
-            if time < self.seen.horizon_millis() && !self.seen.contains(event.id) {
-                report.skipped += 1;
-                self.metrics.record_skipped("beyond_dedup_horizon");
-                tracing::warn!(
-                    id = event.id,
-                    "skipping an event older than the dedup memory; it may have been counted"
-                );
-                continue;
-            }
-            if self.seen.insert(event.id, time) {
-                report.counted += 1;
-                self.metrics.record_event(&event);
-            } else {
-                report.duplicates += 1;
-                self.metrics.record_duplicate();
-            }
-        }
+        let counts = lock(&self.tally).count(events, Origin::Poll { until_millis: report.until * 1000 });
+        report.received += counts.received;
+        report.counted += counts.counted;
+        report.duplicates += counts.duplicates;
+        report.unreadable += counts.unreadable;
+        report.skipped += counts.skipped;
     }
 }
