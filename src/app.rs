@@ -11,11 +11,13 @@ use crate::config::Config;
 use crate::emnify::{ApiError, Client, ClientSettings, TokenSource};
 use crate::metrics::Metrics;
 use crate::poller::{PollOutcome, Poller, PollerSettings};
+use crate::receiver::{self, Receiver};
 use crate::rng::SplitMix64;
 use crate::secret::Secret;
 use crate::server::{serve, ServerState};
-use crate::simulator::{Simulator, SimulatorConfig};
+use crate::simulator::{Simulator, SimulatorConfig, StreamerConfig};
 use crate::state::StateStore;
+use crate::tally::{lock, Tally};
 use crate::timefmt::now_millis;
 use crate::webconfig::{WebConfig, WebSecurity};
 
@@ -49,68 +51,123 @@ pub async fn run(
     let address =
         listener.local_addr().map_err(|source| AppError::Listen { address: config.listen_address, source })?;
 
-    let (api_url, token) = if config.demo {
-        let sim = Simulator::new(SimulatorConfig::demo());
-        let sim_listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(AppError::Demo)?;
-        let sim_address = sim_listener.local_addr().map_err(AppError::Demo)?;
-        tokio::spawn(sim.clone().serve(sim_listener, shutdown.clone()));
-        tokio::spawn(sim.clone().run_generator(5.0, Duration::from_secs(45), shutdown.clone()));
-        tracing::info!(
-            simulator = %format!("http://{sim_address}"),
-            truth = %format!("http://{sim_address}/simulator/truth"),
-            "demo mode: polling the built-in emnify API simulator"
-        );
-        // The simulator's own token: a real one from the environment is never sent to it.
-        let token = TokenSource::Value(Secret::new(sim.application_token()));
-        (format!("http://{sim_address}"), token)
-    } else {
-        let token = config.token.clone().ok_or(AppError::NoToken)?;
-        (config.api_url.clone(), token)
+    let security = match &config.web_config_file {
+        Some(path) => Some(Arc::new(WebSecurity::new(path.clone(), WebConfig::load(path)?))),
+        None => None,
     };
 
-    let client = Client::new(
-        ClientSettings {
+    // In the demo, the built-in simulator stands in for emnify: its API for polling, its streamer for pushes.
+    let demo_api = if config.demo { Some(start_demo_simulator(&config, address, &shutdown).await?) } else { None };
+    let api_url = demo_api.as_ref().map_or_else(|| config.api_url.clone(), |(url, _)| url.clone());
+
+    let lookback = i64::try_from(config.lookback.as_millis()).unwrap_or(i64::MAX);
+    let tally = Tally::new(metrics.clone(), now_millis(), lookback, config.max_remembered_ids).shared();
+    if let Some(path) = &config.state_file {
+        lock(&tally).use_state(StateStore::new(path, &api_url));
+    }
+    let receiver =
+        config.receiver.clone().map(|settings| Arc::new(Receiver::new(settings, tally.clone(), metrics.clone())));
+    let poller = if config.ingest_mode.polls() {
+        // The simulator's own token in the demo: a real one from the environment is never sent to it.
+        let token = match demo_api {
+            Some((_, token)) => token,
+            None => config.token.clone().ok_or(AppError::NoToken)?,
+        };
+        let settings = ClientSettings {
             api_url: api_url.clone(),
             token,
             request_timeout: config.request_timeout,
             min_request_interval: config.min_request_interval,
             max_attempts: REQUEST_ATTEMPTS,
             retry_base: Duration::from_millis(500),
-        },
-        metrics.clone(),
-    )?;
-    let mut poller = Poller::new(
-        client,
-        metrics.clone(),
-        PollerSettings {
+        };
+        let poller_settings = PollerSettings {
             page_size: config.page_size,
             overlap: config.overlap,
             lookback: config.lookback,
             max_remembered_ids: config.max_remembered_ids,
-        },
-        now_millis(),
-    );
-    if let Some(path) = &config.state_file {
-        poller = poller.with_state(StateStore::new(path, &api_url));
+        };
+        Some(Poller::with_tally(
+            Client::new(settings, metrics.clone())?,
+            metrics.clone(),
+            poller_settings,
+            tally.clone(),
+        ))
+    } else {
+        // Nothing to poll: the exporter is up as long as it receives.
+        metrics.set_up(true);
+        lock(&tally).checkpoint();
+        None
+    };
+    if receiver.is_some() {
+        // Without a poller, this also keeps the dedup memory to the overlap.
+        let forget_after = poller.is_none().then_some(config.overlap);
+        tokio::spawn(receiver::maintain(tally.clone(), forget_after, Duration::from_millis(100), shutdown.clone()));
     }
+
     tracing::info!(
         address = %address,
         metrics_path = %config.telemetry_path,
+        mode = ?config.ingest_mode,
+        webhook_path = receiver.as_ref().map(|r| r.path().to_string()),
         poll_interval = %humantime::format_duration(config.poll_interval),
         version = crate::VERSION,
         "emnify exporter listening"
     );
     on_listening(address);
-    let security = match &config.web_config_file {
-        Some(path) => Some(Arc::new(WebSecurity::new(path.clone(), WebConfig::load(path)?))),
-        None => None,
-    };
-    let state = Arc::new(ServerState { metrics, telemetry_path: config.telemetry_path.clone(), security });
+    let state = Arc::new(ServerState { metrics, telemetry_path: config.telemetry_path.clone(), security, receiver });
     let server = tokio::spawn(serve(listener, state, shutdown.clone()));
-    run_poll_loop(poller, config.poll_interval, shutdown).await;
+    match poller {
+        Some(poller) => run_poll_loop(poller, config.poll_interval, shutdown).await,
+        None => {
+            shutdown.cancelled().await;
+            lock(&tally).checkpoint();
+        }
+    }
     let _ = server.await;
     tracing::info!("emnify exporter stopped");
     Ok(())
+}
+
+/// Starts the demo's simulator on a loopback port (and, when the exporter receives pushes, its
+/// Data Streamer aimed at the exporter's own webhook); returns its API URL and token.
+async fn start_demo_simulator(
+    config: &Config,
+    exporter: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Result<(String, TokenSource), AppError> {
+    let sim = Simulator::new(SimulatorConfig::demo());
+    let sim_listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(AppError::Demo)?;
+    let sim_address = sim_listener.local_addr().map_err(AppError::Demo)?;
+    tokio::spawn(sim.clone().serve(sim_listener, shutdown.clone()));
+    tokio::spawn(sim.clone().run_generator(5.0, Duration::from_secs(45), shutdown.clone()));
+    if let Some(receiver) = &config.receiver {
+        let mut headers = Vec::new();
+        if let Some((name, secret)) = &receiver.secret_header {
+            headers.push((name.to_string(), secret.expose().to_string()));
+        }
+        if let Some((user, password)) = &receiver.basic_auth {
+            use base64::Engine;
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
+            headers.push(("authorization".to_string(), format!("Basic {basic}")));
+        }
+        let host = if exporter.ip().is_unspecified() { "127.0.0.1".to_string() } else { exporter.ip().to_string() };
+        let streamer = StreamerConfig {
+            url: format!("http://{host}:{}{}", exporter.port(), receiver.path),
+            batch_size: 20,
+            headers,
+            duplicate_chance: 0.05,
+            idle: Duration::from_millis(500),
+        };
+        tokio::spawn(sim.clone().run_streamer(streamer, shutdown.clone()));
+    }
+    tracing::info!(
+        simulator = %format!("http://{sim_address}"),
+        truth = %format!("http://{sim_address}/simulator/truth"),
+        mode = ?config.ingest_mode,
+        "demo mode: the built-in emnify API simulator stands in for emnify"
+    );
+    Ok((format!("http://{sim_address}"), TokenSource::Value(Secret::new(sim.application_token()))))
 }
 
 /// Polls every `interval`; after a failure, retries sooner with jittered exponential backoff.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use hyper::header::HeaderName;
 
 use crate::emnify::TokenSource;
 use crate::secret::Secret;
@@ -106,6 +107,58 @@ pub struct ExporterArgs {
     #[arg(long = "log.format", env = "EMNIFY_EXPORTER_LOG_FORMAT", default_value = "logfmt", value_enum)]
     pub log_format: LogFormat,
 
+    /// Where events come from: poll the emnify API, receive emnify Data Streamer pushes, or both
+    /// (pushes in real time, polls as the gap-filler; each event counted once).
+    #[arg(long = "ingest.mode", env = "EMNIFY_EXPORTER_INGEST_MODE", default_value = "poll", value_enum)]
+    pub ingest_mode: IngestMode,
+
+    /// Path of the Data Streamer receiver (push and both modes).
+    #[arg(long = "webhook.path", env = "EMNIFY_EXPORTER_WEBHOOK_PATH", default_value = "/webhook/events", value_parser = parse_telemetry_path)]
+    pub webhook_path: String,
+
+    /// Header every push must carry, with the secret from EMNIFY_EXPORTER_WEBHOOK_SECRET or
+    /// --webhook.secret-file (set it as a custom header of the data stream).
+    #[arg(
+        long = "webhook.secret-header",
+        env = "EMNIFY_EXPORTER_WEBHOOK_SECRET_HEADER",
+        default_value = "X-Emnify-Webhook-Secret",
+        value_name = "NAME"
+    )]
+    pub webhook_secret_header: String,
+
+    /// File holding the push secret (trailing newline ignored). Conflicts with EMNIFY_EXPORTER_WEBHOOK_SECRET.
+    #[arg(long = "webhook.secret-file", env = "EMNIFY_EXPORTER_WEBHOOK_SECRET_FILE", value_name = "PATH")]
+    pub webhook_secret_file: Option<PathBuf>,
+
+    /// User for HTTP basic auth on pushes; the password comes from
+    /// EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD or --webhook.basic-auth-password-file.
+    #[arg(long = "webhook.basic-auth-user", env = "EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_USER", value_name = "USER")]
+    pub webhook_basic_auth_user: Option<String>,
+
+    /// File holding the basic-auth password for pushes.
+    #[arg(
+        long = "webhook.basic-auth-password-file",
+        env = "EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
+    pub webhook_basic_auth_password_file: Option<PathBuf>,
+
+    /// Accept pushes without any credentials. Anyone who can reach the port can then add counts.
+    #[arg(long = "webhook.insecure-no-auth", env = "EMNIFY_EXPORTER_WEBHOOK_INSECURE_NO_AUTH")]
+    pub webhook_insecure_no_auth: bool,
+
+    /// Largest push body accepted (10,000 events are about 15 MB); larger ones get 413.
+    #[arg(long = "webhook.max-body-size", env = "EMNIFY_EXPORTER_WEBHOOK_MAX_BODY_SIZE", default_value = "32MiB", value_name = "SIZE", value_parser = parse_size)]
+    pub webhook_max_body_size: usize,
+
+    /// Longest a push may take to send its body; slower ones are cut off with 408.
+    #[arg(long = "webhook.read-timeout", env = "EMNIFY_EXPORTER_WEBHOOK_READ_TIMEOUT", default_value = "30s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub webhook_read_timeout: Duration,
+
+    /// Pushes handled at once; more get 503 with Retry-After.
+    #[arg(long = "webhook.max-concurrent-requests", env = "EMNIFY_EXPORTER_WEBHOOK_MAX_CONCURRENT_REQUESTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub webhook_max_concurrent: u32,
+
     /// Run against the built-in emnify API simulator on a loopback port: no account or token needed.
     #[arg(long, env = "EMNIFY_EXPORTER_DEMO")]
     pub demo: bool,
@@ -136,6 +189,22 @@ pub struct SimulateArgs {
     #[arg(long, env = "EMNIFY_SIMULATOR_FAULTS", default_value = "", value_parser = parse_faults)]
     pub faults: crate::simulator::faults::FaultConfig,
 
+    /// Also act as emnify's Data Streamer: push every event to this URL (the exporter's webhook).
+    #[arg(long, env = "EMNIFY_SIMULATOR_PUSH_URL", value_name = "URL")]
+    pub push_url: Option<String>,
+
+    /// Events per push (1 sends a bare object).
+    #[arg(long, env = "EMNIFY_SIMULATOR_PUSH_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub push_batch_size: u64,
+
+    /// A static header sent with every push, as "Name: value" (repeatable).
+    #[arg(long, env = "EMNIFY_SIMULATOR_PUSH_HEADER", value_name = "NAME: VALUE")]
+    pub push_header: Vec<String>,
+
+    /// Chance that an accepted batch is pushed once more anyway.
+    #[arg(long, env = "EMNIFY_SIMULATOR_PUSH_DUPLICATES", default_value_t = 0.0)]
+    pub push_duplicates: f64,
+
     /// Lifetime of the JWTs it issues.
     #[arg(long, env = "EMNIFY_SIMULATOR_JWT_LIFETIME", default_value = "240m", value_parser = parse_positive_duration)]
     pub jwt_lifetime: Duration,
@@ -143,6 +212,26 @@ pub struct SimulateArgs {
     /// Only log messages of this level or more severe.
     #[arg(long = "log.level", env = "EMNIFY_EXPORTER_LOG_LEVEL", default_value = "info", value_enum)]
     pub log_level: LogLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IngestMode {
+    /// Poll the emnify REST API (needs the application token).
+    Poll,
+    /// Only receive Data Streamer pushes (no token, no API calls).
+    Push,
+    /// Receive pushes and poll as the gap-filler.
+    Both,
+}
+
+impl IngestMode {
+    pub fn polls(self) -> bool {
+        matches!(self, IngestMode::Poll | IngestMode::Both)
+    }
+
+    pub fn receives(self) -> bool {
+        matches!(self, IngestMode::Push | IngestMode::Both)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -176,6 +265,9 @@ pub struct Config {
     pub telemetry_path: String,
     pub state_file: Option<PathBuf>,
     pub web_config_file: Option<PathBuf>,
+    pub ingest_mode: IngestMode,
+    /// The Data Streamer receiver, in push and both modes.
+    pub receiver: Option<crate::receiver::ReceiverSettings>,
     pub demo: bool,
 }
 
@@ -185,9 +277,11 @@ pub struct Config {
 pub struct ConfigError(String);
 
 impl ExporterArgs {
-    /// Checks what clap cannot: the token sources. `token_env` is `EMNIFY_APPLICATION_TOKEN`.
-    pub fn into_config(self, token_env: Option<String>) -> Result<Config, ConfigError> {
-        let token_env = token_env.filter(|t| !t.is_empty());
+    /// Checks what clap cannot: the secrets and how they combine. `env` reads an environment
+    /// variable (the secrets are never flags, so they never show in process listings).
+    pub fn into_config(self, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let receiver = if self.ingest_mode.receives() { Some(self.receiver_settings(&env)?) } else { None };
+        let token_env = env("EMNIFY_APPLICATION_TOKEN").filter(|t| !t.is_empty());
         let token = match (token_env, self.application_token_file) {
             (Some(_), Some(_)) => return Err(ConfigError(
                 "both EMNIFY_APPLICATION_TOKEN and --emnify.application-token-file (EMNIFY_APPLICATION_TOKEN_FILE) \
@@ -204,7 +298,7 @@ impl ExporterArgs {
                 }
                 Some(TokenSource::File(path))
             }
-            (None, None) if self.demo => None,
+            (None, None) if self.demo || !self.ingest_mode.polls() => None,
             (None, None) => {
                 return Err(ConfigError(
                     "no emnify application token: set EMNIFY_APPLICATION_TOKEN or \
@@ -231,9 +325,102 @@ impl ExporterArgs {
             telemetry_path: self.telemetry_path,
             state_file: self.state_file,
             web_config_file: self.web_config_file,
+            ingest_mode: self.ingest_mode,
+            receiver,
             demo: self.demo,
         })
     }
+
+    fn receiver_settings(
+        &self,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<crate::receiver::ReceiverSettings, ConfigError> {
+        let from_env_or_file = |var: &str, file: &Option<PathBuf>, flag: &str| -> Result<Option<Secret>, ConfigError> {
+            match (env(var).filter(|v| !v.is_empty()), file) {
+                (Some(_), Some(_)) => Err(ConfigError(format!("both {var} and {flag} are set; set only one"))),
+                (Some(v), None) => Ok(Some(Secret::new(v))),
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| ConfigError(format!("{flag}: cannot read {}: {e}", path.display())))?;
+                    let value = text.strip_suffix('\n').unwrap_or(&text).to_string();
+                    if value.is_empty() {
+                        return Err(ConfigError(format!("{flag}: {} is empty", path.display())));
+                    }
+                    Ok(Some(Secret::new(value)))
+                }
+                (None, None) => Ok(None),
+            }
+        };
+        let mut secret =
+            from_env_or_file("EMNIFY_EXPORTER_WEBHOOK_SECRET", &self.webhook_secret_file, "--webhook.secret-file")?;
+        let password = from_env_or_file(
+            "EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD",
+            &self.webhook_basic_auth_password_file,
+            "--webhook.basic-auth-password-file",
+        )?;
+        let basic_auth = match (&self.webhook_basic_auth_user, password) {
+            (Some(user), Some(password)) => Some((user.clone(), password)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "--webhook.basic-auth-user needs a password (EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD or \
+                     --webhook.basic-auth-password-file)"
+                        .into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError("a webhook basic-auth password needs --webhook.basic-auth-user".into()))
+            }
+        };
+        if secret.is_none() && basic_auth.is_none() && self.demo && !self.webhook_insecure_no_auth {
+            // The demo's own simulator pushes with a secret made up for this run.
+            let mut rng = crate::rng::SplitMix64::from_time();
+            secret = Some(Secret::new(format!("demo-{:016x}{:016x}", rng.next_u64(), rng.next_u64())));
+        }
+        if secret.is_none() && basic_auth.is_none() && !self.webhook_insecure_no_auth {
+            return Err(ConfigError(
+                "--ingest.mode push/both needs push credentials: EMNIFY_EXPORTER_WEBHOOK_SECRET (or \
+                 --webhook.secret-file) and/or --webhook.basic-auth-user; or --webhook.insecure-no-auth to accept \
+                 pushes from anyone"
+                    .into(),
+            ));
+        }
+        let header = HeaderName::from_bytes(self.webhook_secret_header.as_bytes()).map_err(|_| {
+            ConfigError(format!("--webhook.secret-header: {:?} is not a header name", self.webhook_secret_header))
+        })?;
+        if self.webhook_path == self.telemetry_path {
+            return Err(ConfigError("--webhook.path must differ from --web.telemetry-path".into()));
+        }
+        Ok(crate::receiver::ReceiverSettings {
+            path: self.webhook_path.clone(),
+            secret_header: secret.map(|s| (header, s)),
+            basic_auth,
+            max_body_bytes: self.webhook_max_body_size,
+            read_timeout: self.webhook_read_timeout,
+            max_concurrent: self.webhook_max_concurrent as usize,
+        })
+    }
+}
+
+/// Sizes like `32MiB`, `10MB`, `65536`.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number.parse().map_err(|_| "expected a size like 32MiB or 1000000".to_string())?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1000,
+        "KiB" => 1024,
+        "MB" => 1000 * 1000,
+        "MiB" => 1024 * 1024,
+        other => return Err(format!("unknown unit {other:?} (use B, KB, KiB, MB or MiB)")),
+    };
+    let size = number.checked_mul(factor).ok_or("too large")?;
+    if size < 1024 {
+        return Err("must be at least 1KiB".into());
+    }
+    Ok(size)
 }
 
 /// Durations like `30s`, `1m30s`, `500ms`; a bare `0` is zero.
@@ -362,20 +549,52 @@ mod tests {
         Cli::try_parse_from(argv).unwrap().exporter
     }
 
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn push_mode_needs_credentials_or_an_explicit_opt_out() {
+        let err = args(&["--ingest.mode=push"]).into_config(no_env).unwrap_err().to_string();
+        assert!(err.contains("--webhook.insecure-no-auth"), "{err}");
+        let open = args(&["--ingest.mode=push", "--webhook.insecure-no-auth"]).into_config(no_env).unwrap();
+        assert!(open.token.is_none(), "push mode needs no application token");
+        let secret = |name: &str| (name == "EMNIFY_EXPORTER_WEBHOOK_SECRET").then(|| "s3cret".to_string());
+        let config = args(&["--ingest.mode=push"]).into_config(secret).unwrap();
+        let receiver = config.receiver.unwrap();
+        assert_eq!(receiver.secret_header.unwrap().1.expose(), "s3cret");
+        assert_eq!(receiver.max_body_bytes, 32 * 1024 * 1024);
+        let both = args(&["--ingest.mode=both"]).into_config(secret).unwrap_err().to_string();
+        assert!(both.contains("EMNIFY_APPLICATION_TOKEN"), "both mode still polls: {both}");
+        let user_only = args(&["--ingest.mode=push", "--webhook.basic-auth-user=u"]).into_config(no_env);
+        assert!(user_only.unwrap_err().to_string().contains("password"));
+        assert!(args(&["--ingest.mode=push", "--demo"])
+            .into_config(no_env)
+            .unwrap()
+            .receiver
+            .unwrap()
+            .secret_header
+            .is_some());
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert!(parse_size("10 parsecs").is_err());
+    }
+
     #[test]
     fn token_sources_are_exclusive() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t");
         std::fs::write(&file, "x\n").unwrap();
         let file_flag = format!("--emnify.application-token-file={}", file.display());
-        let err = args(&[&file_flag]).into_config(Some("tok".into())).unwrap_err();
+        let token =
+            |value: &'static str| move |name: &str| (name == "EMNIFY_APPLICATION_TOKEN").then(|| value.to_string());
+        let err = args(&[&file_flag]).into_config(token("tok")).unwrap_err();
         assert!(err.to_string().contains("set only one"), "{err}");
-        assert!(args(&[]).into_config(None).unwrap_err().to_string().contains("EMNIFY_APPLICATION_TOKEN"));
-        assert!(matches!(args(&[&file_flag]).into_config(None).unwrap().token, Some(TokenSource::File(_))));
-        let demo = args(&["--demo"]).into_config(None).unwrap();
+        assert!(args(&[]).into_config(no_env).unwrap_err().to_string().contains("EMNIFY_APPLICATION_TOKEN"));
+        assert!(matches!(args(&[&file_flag]).into_config(no_env).unwrap().token, Some(TokenSource::File(_))));
+        let demo = args(&["--demo"]).into_config(no_env).unwrap();
         assert!(demo.token.is_none());
         assert_eq!(demo.poll_interval, Duration::from_secs(5));
-        let config = args(&[]).into_config(Some("secret-token".into())).unwrap();
+        let config = args(&[]).into_config(token("secret-token")).unwrap();
         assert!(!format!("{config:?}").contains("secret-token"));
     }
 }

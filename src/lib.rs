@@ -13,6 +13,7 @@ pub mod emnify;
 pub mod logging;
 pub mod metrics;
 pub mod poller;
+pub mod receiver;
 pub mod rng;
 pub mod secret;
 pub mod server;

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         }
         None => {
             logging::init(cli.exporter.log_level, cli.exporter.log_format);
-            let config = match cli.exporter.into_config(std::env::var("EMNIFY_APPLICATION_TOKEN").ok()) {
+            let config = match cli.exporter.into_config(|name| std::env::var(name).ok()) {
                 Ok(config) => config,
                 Err(err) => {
                     eprintln!("emnify-exporter: {err}");

@@ -21,6 +21,10 @@ use crate::emnify::model::Event;
 pub const POLL_ERROR_REASONS: [&str; 7] =
     ["auth", "rate_limited", "http_4xx", "http_5xx", "timeout", "connection", "decode"];
 
+/// Why a push is refused; each is a value of `emnify_push_rejected_total{reason}`.
+pub const PUSH_REJECT_REASONS: [&str; 6] =
+    ["unauthorized", "too_large", "malformed", "timeout", "overloaded", "method"];
+
 /// The `Content-Type` of the text exposition format the server sends.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -78,6 +82,10 @@ pub struct Metrics {
     api_requests: IntCounterVec,
     remembered_ids: IntGauge,
     events_counted: IntCounter,
+    push_requests: IntCounterVec,
+    push_events: IntCounter,
+    push_rejected: IntCounterVec,
+    last_push: Gauge,
     type_names: RwLock<HashMap<u32, String>>,
     handles: Mutex<HashMap<EventKey, EventHandles>>,
     generic_handles: Mutex<HashMap<(Option<u64>, &'static str), IntCounter>>,
@@ -185,6 +193,33 @@ impl Metrics {
             .expect("valid"),
         );
         let events_counted = IntCounter::new("emnify_events_counted", "internal").expect("valid");
+        let push_requests = counter_vec(
+            &registry,
+            "emnify_push_requests_total",
+            "Requests to the Data Streamer receiver, by HTTP status code answered.",
+            &["code"],
+        );
+        let push_events = register(
+            &registry,
+            IntCounter::new(
+                "emnify_push_events_total",
+                "Event records received by push (Data Streamer), new or not; counted ones are in emnify_events_total.",
+            )
+            .expect("valid"),
+        );
+        let push_rejected = counter_vec(
+            &registry,
+            "emnify_push_rejected_total",
+            "Pushes refused as a whole, by reason; nothing of them was counted.",
+            &["reason"],
+        );
+        for reason in PUSH_REJECT_REASONS {
+            push_rejected.with_label_values(&[reason]);
+        }
+        let last_push = register(
+            &registry,
+            Gauge::new("emnify_last_push_timestamp_seconds", "Unix time of the last accepted push.").expect("valid"),
+        );
         let build_info = register(
             &registry,
             IntGaugeVec::new(
@@ -228,6 +263,10 @@ impl Metrics {
             api_requests,
             remembered_ids,
             events_counted,
+            push_requests,
+            push_events,
+            push_rejected,
+            last_push,
             type_names: RwLock::new(type_names),
             handles: Mutex::new(HashMap::new()),
             generic_handles: Mutex::new(HashMap::new()),
@@ -377,6 +416,27 @@ impl Metrics {
         self.poll_errors.with_label_values(&[reason]).inc();
     }
 
+    /// A push request answered with `code`.
+    pub fn record_push_request(&self, code: u16) {
+        self.push_requests.with_label_values(&[&code.to_string()]).inc();
+    }
+
+    /// A push accepted with `records` event records in it.
+    pub fn record_push_accepted(&self, records: u64) {
+        self.push_events.inc_by(records);
+        self.last_push.set(crate::timefmt::now_millis() as f64 / 1000.0);
+    }
+
+    /// A push refused as a whole; `reason` is one of [`PUSH_REJECT_REASONS`].
+    pub fn record_push_rejected(&self, reason: &str) {
+        self.push_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Marks the exporter up without polling (push-only mode: nothing to poll).
+    pub fn set_up(&self, up: bool) {
+        self.up.set(i64::from(up));
+    }
+
     pub fn set_remembered_ids(&self, count: usize) {
         self.remembered_ids.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
@@ -437,6 +497,13 @@ impl Metrics {
                 "emnify_events_skipped_total" => &self.skipped,
                 "emnify_poll_errors_total" => &self.poll_errors,
                 "emnify_api_requests_total" => &self.api_requests,
+                "emnify_push_requests_total" => &self.push_requests,
+                "emnify_push_rejected_total" => &self.push_rejected,
+                "emnify_push_events_total" => {
+                    self.push_events.inc_by(saved.value);
+                    restored += 1;
+                    continue;
+                }
                 "emnify_events_duplicate_total" => {
                     self.duplicates.inc_by(saved.value);
                     restored += 1;

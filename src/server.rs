@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Metrics, TEXT_CONTENT_TYPE};
+use crate::receiver::Receiver;
 use crate::timefmt::now_millis;
 use crate::webconfig::{WebConfig, WebSecurity};
 
@@ -34,6 +35,8 @@ pub struct ServerState {
     pub telemetry_path: String,
     /// TLS and basic auth from `--web.config.file`, if given.
     pub security: Option<Arc<WebSecurity>>,
+    /// The Data Streamer receiver, in push and both modes.
+    pub receiver: Option<Arc<Receiver>>,
 }
 
 /// Every response this crate's servers send: a complete body.
@@ -124,13 +127,16 @@ pub async fn serve_http<F, Fut, B, E>(
 }
 
 async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
-    let path = req.uri().path();
-    let known = path == state.telemetry_path || matches!(path, "/" | "/-/healthy" | "/-/ready");
-    if !known {
-        return Ok(plain(StatusCode::NOT_FOUND, "404 page not found\n"));
-    }
+    let path = req.uri().path().to_string();
     let config = state.security.as_ref().map(|s| (s, s.current()));
-    let mut response = respond(&state, &req, path, config.as_ref().map(|(s, c)| (s.as_ref(), c.as_ref())));
+    let mut response = match &state.receiver {
+        // Pushes carry their own credentials (see `receiver`), so the web config's basic auth is not asked.
+        Some(receiver) if path == receiver.path() => receiver.handle(req).await,
+        _ if path == state.telemetry_path || matches!(path.as_str(), "/" | "/-/healthy" | "/-/ready") => {
+            respond(&state, &req, &path, config.as_ref().map(|(s, c)| (s.as_ref(), c.as_ref())))
+        }
+        _ => plain(StatusCode::NOT_FOUND, "404 page not found\n"),
+    };
     if let Some((_, config)) = &config {
         for (name, value) in &config.headers {
             response.headers_mut().insert(name.clone(), value.clone());

@@ -60,6 +60,8 @@ pub struct Tally {
     max_ids: usize,
     state: Option<StateStore>,
     last_checkpoint: Instant,
+    /// Counted since the last checkpoint.
+    dirty: bool,
 }
 
 /// The tally as the poller and the receiver share it.
@@ -84,6 +86,7 @@ impl Tally {
             max_ids,
             state: None,
             last_checkpoint: Instant::now(),
+            dirty: false,
         }
     }
 
@@ -160,6 +163,7 @@ impl Tally {
     /// that a restart would take back. Returns false if the save failed.
     pub fn checkpoint(&mut self) -> bool {
         self.last_checkpoint = Instant::now();
+        self.dirty = false;
         self.metrics.set_remembered_ids(self.seen.len());
         if let Some(store) = &self.state {
             if let Err(err) = store.save(&self.snapshot(&store.api_url)) {
@@ -176,6 +180,11 @@ impl Tally {
         self.last_checkpoint.elapsed()
     }
 
+    /// Whether anything was counted since the last checkpoint.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
     pub fn has_state_file(&self) -> bool {
         self.state.is_some()
     }
@@ -190,6 +199,7 @@ impl Tally {
     pub fn count(&mut self, events: Vec<DecodedEvent<'_>>, origin: Origin) -> BatchCounts {
         let mut counts = BatchCounts::default();
         let now = now_millis();
+        self.dirty = true;
         for decoded in events {
             counts.received += 1;
             let event = match decoded {

@@ -112,6 +112,25 @@ pub struct Stats {
     /// Requests to `/api/v1/...`, logins included.
     pub requests: u64,
     pub faults_injected: u64,
+    /// Data Streamer pushes answered 2xx, answered otherwise (and sent again), and sent again on purpose.
+    pub pushes: u64,
+    pub push_failures: u64,
+    pub duplicate_pushes: u64,
+}
+
+/// How the simulator acts as emnify's Data Streamer (a `RestAPI` event stream).
+#[derive(Debug, Clone)]
+pub struct StreamerConfig {
+    /// Where to push, e.g. `http://127.0.0.1:9853/webhook/events`.
+    pub url: String,
+    /// Events per push; 1 sends a bare object, more an array (emnify: 1 to 10,000).
+    pub batch_size: usize,
+    /// Static headers sent with every push (how the Data Streamer authenticates).
+    pub headers: Vec<(String, String)>,
+    /// Chance that an accepted batch is sent once more anyway (emnify may deliver twice).
+    pub duplicate_chance: f64,
+    /// Pause when there is nothing (or less than a batch) to send.
+    pub idle: Duration,
 }
 
 /// How long request times are kept for rate checks.
@@ -278,6 +297,65 @@ impl Simulator {
         (state.request_log.iter().copied().collect(), state.login_log.iter().copied().collect())
     }
 
+    /// Pushes every produced event to `config.url`, batch by batch, until `shutdown` is cancelled.
+    ///
+    /// A batch answered with anything but 2xx (or not answered) is sent again, as the Data Streamer
+    /// does, so the receiver sees retries; with `duplicate_chance` an accepted batch is sent twice.
+    pub async fn run_streamer(self, config: StreamerConfig, shutdown: CancellationToken) {
+        crate::install_crypto_provider();
+        let Ok(client) = reqwest::Client::builder().timeout(Duration::from_secs(10)).build() else {
+            tracing::error!("the simulator's streamer cannot create its HTTP client");
+            return;
+        };
+        let mut next = 0usize;
+        let mut rng = SplitMix64::new(self.config.seed ^ 0x57EA);
+        loop {
+            let batch: Vec<Arc<str>> = {
+                let state = self.lock();
+                let end = state.events.len().min(next + config.batch_size.max(1));
+                state.events[next.min(end)..end].iter().map(|e| e.json.clone()).collect()
+            };
+            if batch.len() < config.batch_size.max(1) {
+                tokio::select! {
+                    () = tokio::time::sleep(config.idle) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let body = if config.batch_size == 1 {
+                batch[0].to_string()
+            } else {
+                format!("[{}]", batch.iter().map(|e| &**e).collect::<Vec<_>>().join(","))
+            };
+            let mut request = client.post(&config.url).header("content-type", "application/json").body(body);
+            for (name, value) in &config.headers {
+                request = request.header(name.as_str(), value.as_str());
+            }
+            let accepted = request.send().await.is_ok_and(|r| r.status().is_success());
+            if accepted {
+                let duplicate = rng.chance(config.duplicate_chance);
+                let mut state = self.lock();
+                state.stats.pushes += 1;
+                if duplicate {
+                    state.stats.duplicate_pushes += 1;
+                } else {
+                    next += batch.len();
+                }
+            } else {
+                self.lock().stats.push_failures += 1;
+                tokio::select! {
+                    () = tokio::time::sleep(config.idle) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+
     /// Serves the API on `listener` until `shutdown` is cancelled.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
         http::serve(self, listener, shutdown).await;
@@ -436,6 +514,22 @@ pub async fn run_standalone(args: SimulateArgs, shutdown: CancellationToken) -> 
     let address = listener.local_addr().map_or_else(|_| args.listen.to_string(), |a| a.to_string());
     tracing::info!(address = %address, events_per_second = args.events_per_second, "emnify API simulator listening");
     tokio::spawn(sim.clone().run_generator(args.events_per_second, Duration::from_secs(45), shutdown.clone()));
+    if let Some(url) = args.push_url {
+        let headers = args
+            .push_header
+            .iter()
+            .filter_map(|h| h.split_once(':'))
+            .map(|(n, v)| (n.trim().into(), v.trim().into()))
+            .collect();
+        let streamer = StreamerConfig {
+            url,
+            batch_size: args.push_batch_size as usize,
+            headers,
+            duplicate_chance: args.push_duplicates,
+            idle: Duration::from_millis(200),
+        };
+        tokio::spawn(sim.clone().run_streamer(streamer, shutdown.clone()));
+    }
     sim.serve(listener, shutdown).await;
     std::process::ExitCode::SUCCESS
 }

@@ -225,6 +225,8 @@ pub fn exporter_config(api_url: &str, token: &str) -> Config {
         telemetry_path: "/metrics".into(),
         state_file: None,
         web_config_file: None,
+        ingest_mode: emnify_exporter::config::IngestMode::Poll,
+        receiver: None,
         demo: false,
     }
 }

@@ -1,0 +1,208 @@
+//! The Data Streamer receiver: events pushed by emnify (a `RestAPI` data stream), counted once.
+//!
+//! emnify's Data Streamer POSTs (or PUTs/PATCHes) one event object or a JSON array of up to
+//! 10,000 of them. It can only send static headers, so a push is authenticated by a secret
+//! header and/or HTTP basic auth. Pushed events go through the same [`Tally`](crate::tally::Tally)
+//! as polled ones: an event that arrives both ways, or a batch sent again after a timeout, is
+//! counted once. One unreadable record never fails its batch (the answer is still 2xx, so a
+//! poison record cannot stall the stream); a body that is not JSON at all is refused with 400.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::Semaphore;
+
+use crate::emnify::decode_event_object_or_list;
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+use crate::server::HttpResponse;
+use crate::tally::{lock, Origin, SharedTally};
+
+/// How pushes are checked and limited.
+#[derive(Debug, Clone)]
+pub struct ReceiverSettings {
+    pub path: String,
+    /// `(header name, secret value)` every push must carry.
+    pub secret_header: Option<(HeaderName, Secret)>,
+    /// `(user, password)` for HTTP basic auth.
+    pub basic_auth: Option<(String, Secret)>,
+    pub max_body_bytes: usize,
+    /// Longest a client may take to send its body (cuts off slow-body clients).
+    pub read_timeout: Duration,
+    /// Pushes handled at once; more get 503 with `Retry-After`.
+    pub max_concurrent: usize,
+}
+
+/// How long a checkpoint may lag behind counting when there is no state file.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+pub struct Receiver {
+    settings: ReceiverSettings,
+    tally: SharedTally,
+    metrics: Arc<Metrics>,
+    permits: Arc<Semaphore>,
+}
+
+impl Receiver {
+    pub fn new(settings: ReceiverSettings, tally: SharedTally, metrics: Arc<Metrics>) -> Self {
+        let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
+        Receiver { settings, tally, metrics, permits }
+    }
+
+    pub fn path(&self) -> &str {
+        &self.settings.path
+    }
+
+    /// Answers one push.
+    pub async fn handle(&self, req: Request<Incoming>) -> HttpResponse {
+        let response = self.answer(req).await;
+        self.metrics.record_push_request(response.status().as_u16());
+        response
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> HttpResponse {
+        if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+            self.metrics.record_push_rejected("method");
+            let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"use POST, PUT or PATCH"}"#.into());
+            r.headers_mut().insert("allow", HeaderValue::from_static("POST, PUT, PATCH"));
+            return r;
+        }
+        if !self.authenticated(&req) {
+            self.metrics.record_push_rejected("unauthorized");
+            return reply(StatusCode::UNAUTHORIZED, r#"{"error":"missing or wrong credentials"}"#.into());
+        }
+        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
+            self.metrics.record_push_rejected("overloaded");
+            let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"too many pushes at once"}"#.into());
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        };
+        let declared =
+            req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.settings.max_body_bytes as u64) {
+            return self.too_large();
+        }
+        let body = Limited::new(req.into_body(), self.settings.max_body_bytes);
+        let bytes = match tokio::time::timeout(self.settings.read_timeout, body.collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => return self.too_large(),
+            Ok(Err(_)) => {
+                self.metrics.record_push_rejected("malformed");
+                return reply(StatusCode::BAD_REQUEST, r#"{"error":"the body could not be read"}"#.into());
+            }
+            Err(_) => {
+                self.metrics.record_push_rejected("timeout");
+                return reply(StatusCode::REQUEST_TIMEOUT, r#"{"error":"the body took too long"}"#.into());
+            }
+        };
+        self.count(&bytes)
+    }
+
+    fn too_large(&self) -> HttpResponse {
+        self.metrics.record_push_rejected("too_large");
+        let message = format!(r#"{{"error":"the body is larger than {} bytes"}}"#, self.settings.max_body_bytes);
+        reply(StatusCode::PAYLOAD_TOO_LARGE, message)
+    }
+
+    fn count(&self, body: &[u8]) -> HttpResponse {
+        let events = match decode_event_object_or_list(body) {
+            Ok(events) => events,
+            Err(err) => {
+                self.metrics.record_push_rejected("malformed");
+                let detail = crate::emnify::model::describe_decode_error(&err);
+                tracing::warn!(error = %detail, "refused a push that is not an event object or array");
+                return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": detail }).to_string());
+            }
+        };
+        let mut tally = lock(&self.tally);
+        let counts = tally.count(events, Origin::Push);
+        // With a state file the batch is saved before it is acknowledged: an acknowledged push is never lost.
+        if (tally.has_state_file() || tally.since_checkpoint() >= PUBLISH_EVERY) && !tally.checkpoint() {
+            drop(tally);
+            return reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the state could not be saved"}"#.into());
+        }
+        drop(tally);
+        self.metrics.record_push_accepted(counts.received);
+        let body = serde_json::json!({
+            "received": counts.received,
+            "counted": counts.counted,
+            "duplicates": counts.duplicates,
+            "unreadable": counts.unreadable,
+        });
+        reply(StatusCode::OK, body.to_string())
+    }
+
+    fn authenticated(&self, req: &Request<Incoming>) -> bool {
+        let header_ok = self.settings.secret_header.as_ref().is_none_or(|(name, secret)| {
+            req.headers().get(name).is_some_and(|v| constant_time_eq(v.as_bytes(), secret.expose().as_bytes()))
+        });
+        let basic_ok = self.settings.basic_auth.as_ref().is_none_or(|(user, password)| {
+            let expected = {
+                use base64::Engine;
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()))
+                )
+            };
+            req.headers().get(AUTHORIZATION).is_some_and(|v| constant_time_eq(v.as_bytes(), expected.as_bytes()))
+        });
+        header_ok && basic_ok
+    }
+}
+
+fn reply(status: StatusCode, body: String) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Compares without an early exit, so the time taken tells nothing about the secret.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Publishes pushed counts that no push checkpointed yet, every `period`; in push-only mode (no
+/// poller to do it) also forgets ids that arrived more than `forget_after` ago, so the dedup
+/// memory stays bounded.
+pub async fn maintain(
+    tally: SharedTally,
+    forget_after: Option<Duration>,
+    period: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let mut tally = lock(&tally);
+        if let Some(after) = forget_after {
+            let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+            tally.forget_before(crate::timefmt::now_millis().saturating_sub(after));
+        }
+        if tally.is_dirty() {
+            tally.checkpoint();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}
