@@ -62,6 +62,10 @@ impl Receiver {
     pub async fn handle(&self, req: Request<Incoming>) -> HttpResponse {
         let response = self.answer(req).await;
         self.metrics.record_push_request(response.status().as_u16());
+        if !response.status().is_success() {
+            // Refusals count nothing, but their metrics should show within a checkpoint period.
+            lock(&self.tally).mark_dirty();
+        }
         response
     }
 

@@ -180,6 +180,11 @@ impl Tally {
         self.last_checkpoint.elapsed()
     }
 
+    /// Asks for a checkpoint soon, e.g. after metrics outside the counts changed.
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
     /// Whether anything was counted since the last checkpoint.
     pub fn is_dirty(&self) -> bool {
         self.dirty

@@ -191,3 +191,13 @@ fn demo_serves_growing_counters_that_match_the_simulator_and_stops_on_sigterm() 
     assert!(status.success(), "exit status after SIGTERM: {status}");
     wait_for_log(&logs, "stopped");
 }
+
+#[test]
+fn push_mode_refuses_to_start_without_credentials() {
+    let (code, _, stderr) = run(&["--ingest.mode", "push"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--webhook.insecure-no-auth"), "{stderr}");
+    let (code, _, stderr) = run(&["--ingest.mode", "push", "--webhook.max-body-size", "lots"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--webhook.max-body-size"), "{stderr}");
+}

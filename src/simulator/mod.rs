@@ -253,6 +253,16 @@ impl Simulator {
     }
 
     /// Ids of the events of one device (what `/api/v1/endpoint/{id}/event` serves), oldest first.
+    /// Every produced event as JSON arrays of at most `size` events: Data Streamer bodies.
+    pub fn event_json_batches(&self, size: usize) -> Vec<String> {
+        let state = self.lock();
+        state
+            .events
+            .chunks(size.max(1))
+            .map(|chunk| format!("[{}]", chunk.iter().map(|e| &*e.json).collect::<Vec<_>>().join(",")))
+            .collect()
+    }
+
     /// Ids of every event produced, in the order produced.
     pub fn event_ids(&self) -> Vec<u64> {
         self.lock().events.iter().map(|e| e.id).collect()

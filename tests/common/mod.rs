@@ -140,8 +140,12 @@ pub fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
 
 /// Asserts that the exporter's counters equal the simulator's ground truth, series by series.
 pub fn assert_counts_match(metrics: &Metrics, truth: &Truth) -> u64 {
-    let text = String::from_utf8(metrics.encode()).expect("utf-8 exposition");
-    let samples = parse_exposition(&text);
+    assert_counts_match_text(&String::from_utf8(metrics.encode()).expect("utf-8 exposition"), truth)
+}
+
+/// [`assert_counts_match`] on a scraped exposition.
+pub fn assert_counts_match_text(text: &str, truth: &Truth) -> u64 {
+    let samples = parse_exposition(text);
     for (key, count) in &truth.events {
         let type_id = key.event_type_id.to_string();
         let org = key.organisation_id.to_string();

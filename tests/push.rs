@@ -1,0 +1,298 @@
+//! Push ingestion: the simulator acts as emnify's Data Streamer and pushes to the exporter's receiver.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::{assert_counts_match_text, exporter_config, parse_exposition, start_exporter, sum, wait_for, Running};
+use emnify_exporter::config::IngestMode;
+use emnify_exporter::receiver::ReceiverSettings;
+use emnify_exporter::secret::Secret;
+use emnify_exporter::simulator::{Simulator, StreamerConfig};
+use hyper::header::HeaderName;
+use tokio_util::sync::CancellationToken;
+
+const SECRET_HEADER: &str = "x-emnify-webhook-secret";
+const SECRET: &str = "push-secret-42";
+
+fn receiver_settings() -> ReceiverSettings {
+    ReceiverSettings {
+        path: "/webhook/events".into(),
+        secret_header: Some((HeaderName::from_static(SECRET_HEADER), Secret::new(SECRET))),
+        basic_auth: None,
+        max_body_bytes: 32 * 1024 * 1024,
+        read_timeout: Duration::from_secs(5),
+        max_concurrent: 4,
+    }
+}
+
+async fn exporter(mode: IngestMode, api_url: &str, token: &str, receiver: ReceiverSettings) -> Running {
+    let mut config = exporter_config(api_url, token);
+    config.ingest_mode = mode;
+    config.receiver = Some(receiver);
+    start_exporter(config).await
+}
+
+fn streamer(running: &Running, batch_size: usize, duplicate_chance: f64) -> StreamerConfig {
+    StreamerConfig {
+        url: format!("{}/webhook/events", running.base),
+        batch_size,
+        headers: vec![(SECRET_HEADER.into(), SECRET.into())],
+        duplicate_chance,
+        idle: Duration::from_millis(20),
+    }
+}
+
+fn metrics_text(running: &Running) -> String {
+    common::blocking_get(&format!("{}/metrics", running.base)).1
+}
+
+async fn wait_for_total(running: &Running, total: u64) {
+    let url = format!("{}/metrics", running.base);
+    let reached = wait_for(Duration::from_secs(30), async || {
+        sum(&parse_exposition(&common::blocking_get(&url).1), "emnify_events_total", &[]) >= total as f64
+    })
+    .await;
+    assert!(reached, "the exporter never counted {total} events");
+}
+
+fn http() -> reqwest::Client {
+    emnify_exporter::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+/// Push only: two streamers deliver every event twice, into a receiver that takes one push at a
+/// time (so pushes are refused with 503 and sent again): every event is still counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_only_counts_once_despite_retries_and_duplicates() {
+    let stop = CancellationToken::new();
+    let sim = Simulator::new(common::sim_config(51));
+    let running = exporter(
+        IngestMode::Push,
+        "http://127.0.0.1:9",
+        "unused",
+        ReceiverSettings { max_concurrent: 1, ..receiver_settings() },
+    )
+    .await;
+    tokio::spawn(sim.clone().run_streamer(streamer(&running, 37, 0.3), stop.clone()));
+    tokio::spawn(
+        sim.clone().run_streamer(StreamerConfig { batch_size: 1, ..streamer(&running, 1, 0.3) }, stop.clone()),
+    );
+    for _ in 0..10 {
+        sim.generate(150);
+        sim.generic_burst(1, 10);
+        sim.insert_unreadable(1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let truth = sim.truth();
+    wait_for_total(&running, truth.total()).await;
+    // Wait until both streamers have delivered everything (their retries included).
+    let text = metrics_text(&running);
+    assert_counts_match_text(&text, &truth);
+    let samples = parse_exposition(&text);
+    let stats = sim.stats();
+    assert!(stats.duplicate_pushes > 0 && stats.push_failures > 0, "{stats:?}");
+    assert!(sum(&samples, "emnify_events_duplicate_total", &[]) > 0.0);
+    assert!(
+        sum(&samples, "emnify_push_requests_total", &[("code", "503")]) > 0.0,
+        "pushes were refused and sent again"
+    );
+    assert_eq!(sum(&samples, "emnify_up", &[]), 1.0, "push-only mode is up without polling");
+    assert!(sum(&samples, "emnify_last_push_timestamp_seconds", &[]) > 1.6e9);
+    println!(
+        "push only: {} events exact after {} pushes, {} refused and re-sent, {} sent twice",
+        truth.total(),
+        stats.pushes,
+        stats.push_failures,
+        stats.duplicate_pushes
+    );
+    stop.cancel();
+    running.shutdown.cancel();
+}
+
+/// Both modes together: what arrives by push and by poll is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_and_poll_together_count_each_event_once() {
+    let stop = CancellationToken::new();
+    let sim = Simulator::new(common::sim_config(52));
+    let addr = sim.start(stop.clone()).await.unwrap();
+    let running =
+        exporter(IngestMode::Both, &format!("http://{addr}"), &sim.application_token(), receiver_settings()).await;
+    tokio::spawn(sim.clone().run_streamer(streamer(&running, 50, 0.1), stop.clone()));
+    for _ in 0..8 {
+        sim.generate(200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let truth = sim.truth();
+    wait_for_total(&running, truth.total()).await;
+    // Let the poller run over the same events again.
+    let text = metrics_text(&running);
+    let polls_before = sum(&parse_exposition(&text), "emnify_poll_duration_seconds_count", &[]);
+    let url = format!("{}/metrics", running.base);
+    assert!(
+        wait_for(Duration::from_secs(10), async || {
+            sum(&parse_exposition(&common::blocking_get(&url).1), "emnify_poll_duration_seconds_count", &[])
+                >= polls_before + 2.0
+        })
+        .await
+    );
+    let text = metrics_text(&running);
+    assert_counts_match_text(&text, &truth);
+    let samples = parse_exposition(&text);
+    assert!(sum(&samples, "emnify_push_events_total", &[]) > 0.0, "events arrived by push");
+    assert!(sum(&samples, "emnify_events_duplicate_total", &[]) >= truth.total() as f64, "and again by poll");
+    stop.cancel();
+    running.shutdown.cancel();
+}
+
+/// A bare object and an array are both accepted; the answer says what was counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_and_array_bodies_and_partly_unreadable_batches() {
+    let running = exporter(IngestMode::Push, "http://127.0.0.1:9", "unused", receiver_settings()).await;
+    let url = format!("{}/webhook/events", running.base);
+    let client = http();
+    let event = |id: u64| {
+        serde_json::json!({"id": id, "timestamp": "2026-11-27T10:00:00Z", "event_type": {"id": 0, "description": "Generic"},
+        "event_source": {"id": 1}, "event_severity": {"id": 1}, "organisation": {"id": 5, "name": "Org"},
+        "description": "Disconnecting data access for endpoint to apply throttling action.", "alert": true})
+    };
+    let post = |body: String| client.post(&url).header(SECRET_HEADER, SECRET).body(body).send();
+    let r = post(event(1).to_string()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap()["counted"], 1);
+    let batch = serde_json::json!([event(2), event(3), {"id": "broken"}, "junk", event(1)]);
+    let r = client.put(&url).header(SECRET_HEADER, SECRET).body(batch.to_string()).send().await.unwrap();
+    assert_eq!(r.status(), 200, "one poison record never fails the batch");
+    let answer: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!((answer["received"].as_u64(), answer["counted"].as_u64()), (Some(5), Some(2)));
+    assert_eq!((answer["duplicates"].as_u64(), answer["unreadable"].as_u64()), (Some(1), Some(2)));
+    let r = client.patch(&url).header(SECRET_HEADER, SECRET).body(event(4).to_string()).send().await.unwrap();
+    assert_eq!(r.status(), 200, "PATCH is allowed too");
+    wait_for_total(&running, 4).await;
+    let samples = parse_exposition(&metrics_text(&running));
+    assert_eq!(sum(&samples, "emnify_generic_events_total", &[("cause", "throttling")]), 4.0);
+    assert_eq!(sum(&samples, "emnify_push_events_total", &[]), 7.0);
+    running.shutdown.cancel();
+}
+
+/// Every bad push gets its documented answer, and nothing of it is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_pushes_are_refused_and_count_nothing() {
+    let settings = ReceiverSettings {
+        max_body_bytes: 4096,
+        read_timeout: Duration::from_millis(500),
+        max_concurrent: 1,
+        ..receiver_settings()
+    };
+    let running = exporter(IngestMode::Push, "http://127.0.0.1:9", "unused", settings).await;
+    let url = format!("{}/webhook/events", running.base);
+    let client = http();
+    let one = r#"{"id": 9, "event_type": {"id": 1}, "organisation": {"id": 5, "name": "Org"}}"#;
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(status(client.post(&url).body(one).send().await.unwrap()), 401, "no secret");
+    assert_eq!(status(client.post(&url).header(SECRET_HEADER, "wrong").body(one).send().await.unwrap()), 401);
+    assert_eq!(status(client.post(&url).header(SECRET_HEADER, SECRET).body("[{\"id\": 1,").send().await.unwrap()), 400);
+    assert_eq!(status(client.post(&url).header(SECRET_HEADER, SECRET).body("<html>").send().await.unwrap()), 400);
+    let big = format!("[{}]", vec![one; 100].join(","));
+    assert_eq!(status(client.post(&url).header(SECRET_HEADER, SECRET).body(big).send().await.unwrap()), 413);
+    assert_eq!(status(client.get(&url).header(SECRET_HEADER, SECRET).send().await.unwrap()), 405);
+
+    // A slow client: headers and part of the body, then nothing. It holds the only slot meanwhile.
+    let address = running.base.trim_start_matches("http://").to_string();
+    let slow = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(stream, "POST /webhook/events HTTP/1.1\r\nHost: x\r\n{SECRET_HEADER}: {SECRET}\r\nContent-Length: 500\r\n\r\n[{{\"id\"").unwrap();
+        let mut answer = String::new();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    });
+    // An empty batch: accepted or refused, it counts nothing.
+    let busy = wait_for(Duration::from_secs(5), async || {
+        client.post(&url).header(SECRET_HEADER, SECRET).body("[]").send().await.is_ok_and(|r| r.status() == 503)
+    })
+    .await;
+    assert!(busy, "a second push while the only slot is taken gets 503");
+    let answer = tokio::task::spawn_blocking(move || slow.join().unwrap()).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "the slow body is cut off: {answer}");
+
+    let metrics_url = format!("{}/metrics", running.base);
+    assert!(
+        wait_for(Duration::from_secs(5), async || {
+            let samples = parse_exposition(&common::blocking_get(&metrics_url).1);
+            sum(&samples, "emnify_push_rejected_total", &[("reason", "timeout")]) == 1.0
+        })
+        .await,
+        "the refusals are published within a checkpoint period"
+    );
+    let samples = parse_exposition(&metrics_text(&running));
+    assert_eq!(sum(&samples, "emnify_events_total", &[]), 0.0, "nothing counted");
+    for (reason, n) in
+        [("unauthorized", 2.0), ("malformed", 2.0), ("too_large", 1.0), ("method", 1.0), ("timeout", 1.0)]
+    {
+        assert_eq!(sum(&samples, "emnify_push_rejected_total", &[("reason", reason)]), n, "{reason}");
+    }
+    assert!(sum(&samples, "emnify_push_rejected_total", &[("reason", "overloaded")]) >= 1.0);
+    running.shutdown.cancel();
+}
+
+/// Basic auth instead of a secret header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_pushes() {
+    let settings = ReceiverSettings {
+        secret_header: None,
+        basic_auth: Some(("emnify".into(), Secret::new("streamer-pass"))),
+        ..receiver_settings()
+    };
+    let running = exporter(IngestMode::Push, "http://127.0.0.1:9", "unused", settings).await;
+    let url = format!("{}/webhook/events", running.base);
+    let client = http();
+    let one = r#"{"id": 9, "event_type": {"id": 1}}"#;
+    let wrong = client.post(&url).basic_auth("emnify", Some("nope")).body(one).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = client.post(&url).basic_auth("emnify", Some("streamer-pass")).body(one).send().await.unwrap();
+    assert_eq!(right.status(), 200);
+    running.shutdown.cancel();
+}
+
+/// How long from a push's answer to the event showing on /metrics, and how many events a second
+/// the receiver takes in 10,000-event batches (printed; speed is for the benchmarks, not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_latency_and_throughput_figures() {
+    let running = exporter(IngestMode::Push, "http://127.0.0.1:9", "unused", receiver_settings()).await;
+    let url = format!("{}/webhook/events", running.base);
+    let metrics_url = format!("{}/metrics", running.base);
+    let client = http();
+    let sim = Simulator::new(common::sim_config(53));
+    sim.generate(50_000);
+    let bodies: Vec<String> = sim.event_json_batches(10_000);
+    let started = Instant::now();
+    for body in &bodies {
+        let r = client.post(&url).header(SECRET_HEADER, SECRET).body(body.clone()).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let elapsed = started.elapsed();
+    let pushed = Instant::now();
+    let one = r#"{"id": 1, "event_type": {"id": 0}, "organisation": {"id": 5, "name": "Latency"}}"#;
+    client.post(&url).header(SECRET_HEADER, SECRET).body(one).send().await.unwrap();
+    let answered = pushed.elapsed();
+    assert!(
+        wait_for(Duration::from_secs(10), async || common::blocking_get(&metrics_url)
+            .1
+            .contains("organisation=\"Latency\""))
+        .await
+    );
+    println!(
+        "push: {} events in {} batches of 10,000 in {:.2} s ({:.0} events/s, debug build); one event visible on /metrics \
+         {:.0} ms after its push was answered ({:.1} ms to answer)",
+        sim.truth().total(),
+        bodies.len(),
+        elapsed.as_secs_f64(),
+        sim.truth().total() as f64 / elapsed.as_secs_f64(),
+        (pushed.elapsed() - answered).as_secs_f64() * 1000.0,
+        answered.as_secs_f64() * 1000.0
+    );
+    wait_for_total(&running, 50_001).await;
+    running.shutdown.cancel();
+}
