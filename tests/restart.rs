@@ -118,3 +118,37 @@ fn a_corrupt_state_file_means_a_logged_fresh_start() {
     }
     assert!(state.exists(), "a good state file replaces the bad one");
 }
+
+/// SIGTERM (what Kubernetes sends to PID 1): a clean exit within the bound, with the last state saved,
+/// so the next start continues from exactly what was served.
+#[test]
+fn sigterm_saves_the_last_state_and_exits_cleanly() {
+    let sim = Process::start(&["simulate", "--listen=127.0.0.1:0", "--events-per-second=0"], &[]);
+    let sim_url = format!("http://{}", sim.wait_for_log("simulator listening")["fields"]["address"].as_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let (mut exporter, metrics_url) = start_exporter(&sim_url, &state.to_string_lossy());
+    blocking_post(&format!("{sim_url}/simulator/generate?count=120"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while total(&metrics_url) < 120.0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill").args(["-TERM", &exporter.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    assert!(exporter.wait_exit(Duration::from_secs(15)).success(), "exit code 0 after SIGTERM");
+    println!("stopped {:.0} ms after SIGTERM", started.elapsed().as_secs_f64() * 1000.0);
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let saved_total: u64 = saved["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "emnify_events_total")
+        .map(|c| c["value"].as_u64().unwrap())
+        .sum();
+    assert_eq!(saved_total, 120, "the state holds every counted event");
+    let (restarted, metrics_url) = start_exporter(&sim_url, &state.to_string_lossy());
+    assert_eq!(total(&metrics_url), 120.0, "the restart serves the saved counters at once");
+    restarted.kill();
+}

@@ -316,17 +316,20 @@ impl Drop for Process {
 impl Process {
     /// Starts `emnify-exporter --log.format json ARGS` with the given environment (no other `EMNIFY_*`).
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Process {
-        use std::io::BufRead;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_emnify-exporter"));
+        cmd.arg("--log.format=json").args(args).envs(env.iter().copied());
+        Process::spawn(cmd)
+    }
+
+    /// Starts a prepared command (its `EMNIFY_*` environment cleared) and reads its JSON log lines.
+    pub fn spawn(mut cmd: std::process::Command) -> Process {
+        use std::io::BufRead;
         for (key, _) in std::env::vars() {
             if key.starts_with("EMNIFY_") {
                 cmd.env_remove(key);
             }
         }
         let mut child = cmd
-            .arg("--log.format=json")
-            .args(args)
-            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -362,6 +365,18 @@ impl Process {
         let mut seen = self.seen.borrow_mut();
         seen.extend(self.logs.try_iter().map(|v| v.to_string()));
         seen.clone()
+    }
+
+    /// Waits (at most `limit`) for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the process did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Kills the process and returns every log line it wrote, up to its end.
