@@ -30,7 +30,10 @@ async fn a_real_prometheus_scrapes_records_alerts_and_answers_every_shipped_quer
     let sim_addr = sim.start(stop.clone()).await.unwrap();
     sim.generate(3000);
     let exporter = start_exporter(exporter_config(&format!("http://{sim_addr}"), &sim.application_token())).await;
-    let target = exporter.base.trim_start_matches("http://").to_string();
+    // A second replica polling the same workspace, as for high availability: shipped queries must not double count.
+    let replica = start_exporter(exporter_config(&format!("http://{sim_addr}"), &sim.application_token())).await;
+    let target =
+        format!("{},{}", exporter.base.trim_start_matches("http://"), replica.base.trim_start_matches("http://"));
 
     // (a) promtool finds nothing to complain about in what Prometheus will scrape.
     let metrics_url = format!("{}/metrics", exporter.base);
@@ -41,13 +44,13 @@ async fn a_real_prometheus_scrapes_records_alerts_and_answers_every_shipped_quer
     let variant = test_variant(&shipped);
     let prometheus = start_prometheus(&target, &variant).await;
 
-    // (a) The target is up.
+    // (a) The targets are up.
     assert!(
         wait_for(Duration::from_secs(30), async || {
-            prometheus.query(r#"up{job="emnify-exporter"} == 1"#).await.len() == 1
+            prometheus.query(r#"up{job="emnify-exporter"} == 1"#).await.len() == 2
         })
         .await,
-        "the exporter target never came up"
+        "the exporter targets never came up"
     );
     // The organisation's Generic series exists (zero-initialised) before the burst, so increase() sees it.
     assert!(
@@ -118,6 +121,24 @@ async fn a_real_prometheus_scrapes_records_alerts_and_answers_every_shipped_quer
         prometheus.query(&rule.expr).await;
     }
 
+    // Two replicas, one count: the dashboards' HA form equals a single replica's count (the rules' HA
+    // form is covered by the promtool unit tests).
+    let produced = sim.truth().total() as f64;
+    let value = |r: &[serde_json::Value]| r.first().and_then(|v| v["value"][1].as_str()?.parse::<f64>().ok());
+    assert!(
+        wait_for(Duration::from_secs(30), async || {
+            let each = prometheus.query(r#"sum by (instance) (emnify_events_total{job="emnify-exporter"})"#).await;
+            each.len() == 2 && each.iter().all(|s| s["value"][1].as_str() == Some(&produced.to_string()))
+        })
+        .await,
+        "both replicas counted every event"
+    );
+    let deduplicated =
+        prometheus.query(r#"sum(max without (instance, pod) (emnify_events_total{job="emnify-exporter"}))"#).await;
+    assert_eq!(value(&deduplicated), Some(produced), "the dashboards' HA form counts once");
+    let naive = prometheus.query(r#"sum(emnify_events_total{job="emnify-exporter"})"#).await;
+    assert_eq!(value(&naive), Some(2.0 * produced), "a plain sum would count twice");
+
     // (b) Every dashboard query is accepted and returns data.
     let queries = dashboard_queries();
     for q in &queries {
@@ -138,5 +159,6 @@ async fn a_real_prometheus_scrapes_records_alerts_and_answers_every_shipped_quer
         grafana.len()
     );
     exporter.shutdown.cancel();
+    replica.shutdown.cancel();
     stop.cancel();
 }

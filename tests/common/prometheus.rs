@@ -41,13 +41,15 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-/// Starts Prometheus scraping `target` as job `emnify-exporter` every second, with `rules` loaded.
-pub async fn start_prometheus(target: &str, rules: &str) -> Prometheus {
+/// Starts Prometheus scraping `targets` (comma-separated `host:port`s) as job `emnify-exporter` every
+/// second, with `rules` loaded.
+pub async fn start_prometheus(targets: &str, rules: &str) -> Prometheus {
+    let target = targets.split(',').map(|t| format!("'{}'", t.trim())).collect::<Vec<_>>().join(", ");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n\
-         scrape_configs:\n  - job_name: emnify-exporter\n    static_configs:\n      - targets: ['{target}']\n"
+         scrape_configs:\n  - job_name: emnify-exporter\n    static_configs:\n      - targets: [{target}]\n"
     );
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
     let port = free_port();
