@@ -1,0 +1,167 @@
+//! Benchmarks of the hot paths: decoding, de-duplicating and counting event pages (against a pure
+//! JSON scan of the same bytes, the physical limit), `/metrics` encoding, and the dedup memory.
+//!
+//! `cargo bench --bench ingest`. After divan's tables it prints the ratios in one run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use divan::counter::{BytesCount, ItemsCount};
+use divan::Bencher;
+use emnify_exporter::dedup::RecentIds;
+use emnify_exporter::emnify::decode_event_list;
+use emnify_exporter::metrics::Metrics;
+use emnify_exporter::simulator::{Simulator, SimulatorConfig};
+use emnify_exporter::tally::{Origin, Tally};
+
+/// One realistic page: 1,000 events over the whole catalogue, quirks included.
+fn page() -> String {
+    let sim = Simulator::new(SimulatorConfig { seed: 7, ..SimulatorConfig::demo() });
+    sim.generate(1000);
+    sim.event_json_batches(1000).remove(0)
+}
+
+fn fresh_tally(metrics: &Arc<Metrics>) -> Tally {
+    Tally::new(metrics.clone(), 0, 0, 1_000_000)
+}
+
+/// Decode + dedup + count of one page of new events.
+#[divan::bench]
+fn decode_dedup_count(bencher: Bencher) {
+    let page = page();
+    let metrics = Arc::new(Metrics::new());
+    bencher
+        .counter(BytesCount::of_str(&page))
+        .counter(ItemsCount::new(1000usize))
+        .with_inputs(|| fresh_tally(&metrics))
+        .bench_local_refs(|tally| {
+            let events = decode_event_list(page.as_bytes()).expect("valid page");
+            tally.count(events, Origin::Poll { until_millis: i64::MAX / 2 })
+        });
+}
+
+/// The physical limit: a serde_json scan of the same bytes that builds nothing.
+#[divan::bench]
+fn json_scan_limit(bencher: Bencher) {
+    let page = page();
+    bencher
+        .counter(BytesCount::of_str(&page))
+        .counter(ItemsCount::new(1000usize))
+        .bench_local(|| serde_json::from_slice::<serde::de::IgnoredAny>(page.as_bytes()).expect("valid"));
+}
+
+/// A registry with `series` event series (many organisations), as `/metrics` encodes it.
+fn metrics_with_series(series: usize) -> Metrics {
+    let metrics = Metrics::new();
+    let body = |org: usize, kind: usize| {
+        format!(
+            r#"[{{"id":{},"event_type":{{"id":{}}},"event_source":{{"id":0}},"event_severity":{{"id":0}},"organisation":{{"id":{org},"name":"Org {org}"}}}}]"#,
+            org * 100 + kind + 1,
+            kind % 40 + 1
+        )
+    };
+    let mut tally = Tally::new(Arc::new(Metrics::new()), 0, 0, 10_000_000);
+    let _ = &mut tally;
+    // Each organisation adds 10 event series plus its zero-initialised Generic series (5).
+    let organisations = series / 15;
+    for org in 0..organisations.max(1) {
+        for kind in 0..10 {
+            let text = body(org, kind);
+            for event in decode_event_list(text.as_bytes()).expect("valid").into_iter().flatten() {
+                metrics.record_event(&event);
+            }
+        }
+    }
+    metrics
+}
+
+/// A checkpoint's encoding of every series (what a scrape then serves as it is).
+#[divan::bench(args = [1_000, 10_000, 100_000])]
+fn metrics_publish(bencher: Bencher, series: usize) {
+    let metrics = metrics_with_series(series);
+    bencher.bench_local(|| metrics.publish());
+}
+
+/// What one scrape costs: the published text plus fresh `process_*` metrics.
+#[divan::bench(args = [1_000, 10_000, 100_000])]
+fn metrics_scrape(bencher: Bencher, series: usize) {
+    let metrics = metrics_with_series(series);
+    metrics.publish();
+    bencher.bench_local(|| metrics.encode());
+}
+
+/// Dedup lookups of known ids in a memory of 1M ids.
+#[divan::bench]
+fn dedup_lookup_1m(bencher: Bencher) {
+    let mut ids = RecentIds::new(0, 2_000_000);
+    for id in 0..1_000_000u64 {
+        ids.insert(id.wrapping_mul(0x9E37_79B9_7F4A_7C15), 1);
+    }
+    let mut n = 0u64;
+    bencher.counter(ItemsCount::new(1usize)).bench_local(|| {
+        n = n.wrapping_add(1);
+        ids.contains((n % 1_000_000).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    });
+}
+
+fn main() {
+    divan::main();
+    ratios();
+}
+
+/// Times `f` over `rounds` rounds and returns the best round (least noise on a busy machine).
+fn best<T>(rounds: usize, mut f: impl FnMut() -> T) -> Duration {
+    (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            divan::black_box(f());
+            start.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// The ratios the README reports, measured back to back in this run.
+fn ratios() {
+    let page = page();
+    let bytes = page.len() as f64;
+    let metrics = Arc::new(Metrics::new());
+    let limit = best(300, || serde_json::from_slice::<serde::de::IgnoredAny>(page.as_bytes()).map(|_| ()));
+    let ours = best(300, || {
+        let mut tally = fresh_tally(&metrics);
+        let events = decode_event_list(page.as_bytes()).expect("valid");
+        tally.count(events, Origin::Poll { until_millis: i64::MAX / 2 })
+    });
+    let mbps = |d: Duration| bytes / d.as_secs_f64() / 1e6;
+    println!("\npage: 1,000 events, {} bytes", page.len());
+    println!("pure JSON scan (limit):   {:>8.1} MB/s", mbps(limit));
+    println!(
+        "decode + dedup + count:   {:>8.1} MB/s, {:.0} events/s",
+        mbps(ours),
+        1000.0 / ours.as_secs_f64()
+    );
+    println!("ratio exporter/limit:     {:>8.2}", mbps(ours) / mbps(limit));
+
+    let mut ids = RecentIds::new(0, 2_000_000);
+    let before = memory_in_use();
+    for id in 0..1_000_000u64 {
+        ids.insert(id.wrapping_mul(0x9E37_79B9_7F4A_7C15), 1);
+    }
+    let after = memory_in_use();
+    if let (Some(b), Some(a)) = (before, after) {
+        println!("dedup memory for 1M ids:  {:>8.1} MiB ({:.0} bytes/id)", (a - b) as f64 / 1048576.0, (a - b) as f64 / 1e6);
+    }
+    for series in [1_000, 10_000, 100_000] {
+        let m = metrics_with_series(series);
+        let publish = best(5, || m.publish());
+        let scrape = best(20, || m.encode().len());
+        println!("/metrics with {series:>6} series: publish {:>8.2} ms, scrape {:>8.3} ms", publish.as_secs_f64() * 1e3, scrape.as_secs_f64() * 1e3);
+    }
+}
+
+/// Resident memory of this process in bytes (Linux).
+fn memory_in_use() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: i64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+    Some(kb * 1024)
+}
