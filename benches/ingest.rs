@@ -135,11 +135,7 @@ fn ratios() {
     let mbps = |d: Duration| bytes / d.as_secs_f64() / 1e6;
     println!("\npage: 1,000 events, {} bytes", page.len());
     println!("pure JSON scan (limit):   {:>8.1} MB/s", mbps(limit));
-    println!(
-        "decode + dedup + count:   {:>8.1} MB/s, {:.0} events/s",
-        mbps(ours),
-        1000.0 / ours.as_secs_f64()
-    );
+    println!("decode + dedup + count:   {:>8.1} MB/s, {:.0} events/s", mbps(ours), 1000.0 / ours.as_secs_f64());
     println!("ratio exporter/limit:     {:>8.2}", mbps(ours) / mbps(limit));
 
     let mut ids = RecentIds::new(0, 2_000_000);
@@ -149,13 +145,21 @@ fn ratios() {
     }
     let after = memory_in_use();
     if let (Some(b), Some(a)) = (before, after) {
-        println!("dedup memory for 1M ids:  {:>8.1} MiB ({:.0} bytes/id)", (a - b) as f64 / 1048576.0, (a - b) as f64 / 1e6);
+        println!(
+            "dedup memory for 1M ids:  {:>8.1} MiB ({:.0} bytes/id)",
+            (a - b) as f64 / 1048576.0,
+            (a - b) as f64 / 1e6
+        );
     }
     for series in [1_000, 10_000, 100_000] {
         let m = metrics_with_series(series);
         let publish = best(5, || m.publish());
         let scrape = best(20, || m.encode().len());
-        println!("/metrics with {series:>6} series: publish {:>8.2} ms, scrape {:>8.3} ms", publish.as_secs_f64() * 1e3, scrape.as_secs_f64() * 1e3);
+        println!(
+            "/metrics with {series:>6} series: publish {:>8.2} ms, scrape {:>8.3} ms",
+            publish.as_secs_f64() * 1e3,
+            scrape.as_secs_f64() * 1e3
+        );
     }
 }
 

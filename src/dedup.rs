@@ -10,9 +10,12 @@
 
 use std::collections::HashMap;
 
+/// Event ids are 64-bit numbers from emnify; foldhash hashes them several times faster than SipHash.
+type IdMap = HashMap<u64, i64, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 pub struct RecentIds {
-    ids: HashMap<u64, i64>,
+    ids: IdMap,
     horizon_millis: i64,
     max_ids: usize,
 }
@@ -20,7 +23,7 @@ pub struct RecentIds {
 impl RecentIds {
     /// An empty set that remembers everything from `horizon_millis` on, holding at most about `max_ids` ids.
     pub fn new(horizon_millis: i64, max_ids: usize) -> Self {
-        RecentIds { ids: HashMap::new(), horizon_millis, max_ids: max_ids.max(1) }
+        RecentIds { ids: IdMap::default(), horizon_millis, max_ids: max_ids.max(1) }
     }
 
     /// A set restored from saved `(id, time)` entries.
@@ -57,15 +60,17 @@ impl RecentIds {
 
     /// Remembers `id` with its event time; true if it was not known yet.
     pub fn insert(&mut self, id: u64, time_millis: i64) -> bool {
-        if self.ids.contains_key(&id) {
-            return false;
-        }
         // Compact in steps of a tenth so the cost is amortised over many inserts.
-        if self.ids.len() >= self.max_ids + self.max_ids / 10 {
+        if self.ids.len() >= self.max_ids + self.max_ids / 10 && !self.ids.contains_key(&id) {
             self.shrink_to(self.max_ids - self.max_ids / 10);
         }
-        self.ids.insert(id, time_millis);
-        true
+        match self.ids.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(time_millis);
+                true
+            }
+        }
     }
 
     /// Forgets ids of events before `time_millis` and moves the horizon there.

@@ -87,7 +87,7 @@ pub struct Metrics {
     push_rejected: IntCounterVec,
     last_push: Gauge,
     type_names: RwLock<HashMap<u32, String>>,
-    handles: Mutex<HashMap<EventKey, EventHandles>>,
+    handles: Mutex<HashMap<EventKey, EventHandles, foldhash::fast::RandomState>>,
     generic_handles: Mutex<HashMap<(Option<u64>, &'static str), IntCounter>>,
     /// The first name seen for each organisation id, so one id never gets two `organisation` values.
     org_names: Mutex<HashMap<Option<u64>, String>>,
@@ -268,7 +268,7 @@ impl Metrics {
             push_rejected,
             last_push,
             type_names: RwLock::new(type_names),
-            handles: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::default()),
             generic_handles: Mutex::new(HashMap::new()),
             org_names: Mutex::new(HashMap::new()),
         };
