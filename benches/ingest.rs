@@ -40,6 +40,15 @@ fn decode_dedup_count(bencher: Bencher) {
         });
 }
 
+/// Decoding alone (no dedup, no counting), to see where the time goes.
+#[divan::bench]
+fn decode_only(bencher: Bencher) {
+    let page = page();
+    bencher
+        .counter(BytesCount::of_str(&page))
+        .bench_local(|| decode_event_list(page.as_bytes()).expect("valid page").len());
+}
+
 /// The physical limit: a serde_json scan of the same bytes that builds nothing.
 #[divan::bench]
 fn json_scan_limit(bencher: Bencher) {
