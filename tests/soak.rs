@@ -109,36 +109,14 @@ fn soak_under_mixed_faults_keeps_memory_flat_and_counts_exact() {
                         || l.starts_with("emnify_up")
                 })
                 .collect();
-            let final_samples = parse_exposition(&text);
-            let mut missing = Vec::new();
-            for series in truth["events"].as_array().unwrap() {
-                let labels = [
-                    ("event_type_id", series["event_type_id"].to_string()),
-                    ("organisation_id", series["organisation_id"].to_string()),
-                    ("event_source", series["event_source"].as_str().unwrap().to_string()),
-                    ("event_severity", series["event_severity"].as_str().unwrap().to_string()),
-                ];
-                let want: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                let got = sum(&final_samples, "emnify_events_total", &want);
-                if got != series["count"].as_f64().unwrap() {
-                    missing.push(format!("{series} counted {got}"));
-                }
-            }
+            let missing = common::truth_json_mismatches(&parse_exposition(&text), &truth);
             panic!("only {counted} of {produced} counted\n{}\n{}", notes.join("\n"), missing.join("\n"));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     let final_samples = parse_exposition(&blocking_get(&metrics_url).1);
-    for series in truth["events"].as_array().unwrap() {
-        let labels = [
-            ("event_type_id", series["event_type_id"].to_string()),
-            ("event_source", series["event_source"].as_str().unwrap().to_string()),
-            ("event_severity", series["event_severity"].as_str().unwrap().to_string()),
-            ("organisation_id", series["organisation_id"].to_string()),
-        ];
-        let want: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        assert_eq!(sum(&final_samples, "emnify_events_total", &want), series["count"].as_f64().unwrap(), "{series}");
-    }
+    let mismatches = common::truth_json_mismatches(&final_samples, &truth);
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     let stats: serde_json::Value =
         serde_json::from_str(&blocking_get(&format!("{sim_url}/simulator/stats")).1).unwrap();
     let failed_polls: f64 = sum(&final_samples, "emnify_poll_errors_total", &[]);

@@ -394,3 +394,22 @@ impl Process {
         let _ = self.child.wait();
     }
 }
+
+/// Series of `GET /simulator/truth` whose `emnify_events_total` in `samples` differs, as text lines.
+pub fn truth_json_mismatches(samples: &[Sample], truth: &serde_json::Value) -> Vec<String> {
+    let mut mismatches = Vec::new();
+    for series in truth["events"].as_array().expect("truth events") {
+        let labels = [
+            ("event_type_id", series["event_type_id"].to_string()),
+            ("event_source", series["event_source"].as_str().unwrap_or_default().to_string()),
+            ("event_severity", series["event_severity"].as_str().unwrap_or_default().to_string()),
+            ("organisation_id", series["organisation_id"].to_string()),
+        ];
+        let want: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let got = sum(samples, "emnify_events_total", &want);
+        if got != series["count"].as_f64().unwrap_or(f64::NAN) {
+            mismatches.push(format!("{series} counted {got}"));
+        }
+    }
+    mismatches
+}
