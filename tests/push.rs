@@ -284,12 +284,13 @@ async fn push_latency_and_throughput_figures() {
         .await
     );
     println!(
-        "push: {} events in {} batches of 10,000 in {:.2} s ({:.0} events/s, debug build); one event visible on /metrics \
+        "push: {} events in {} batches of 10,000 in {:.2} s ({:.0} events/s, {} build); one event visible on /metrics \
          {:.0} ms after its push was answered ({:.1} ms to answer)",
         sim.truth().total(),
         bodies.len(),
         elapsed.as_secs_f64(),
         sim.truth().total() as f64 / elapsed.as_secs_f64(),
+        if cfg!(debug_assertions) { "debug" } else { "release" },
         (pushed.elapsed() - answered).as_secs_f64() * 1000.0,
         answered.as_secs_f64() * 1000.0
     );
