@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::faults::{FaultConfig, RequestFault};
-use super::{PagingInjection, Simulator, StoredEvent};
+use super::{ListCache, PagingInjection, Simulator, StoredEvent};
 use crate::catalogue::EVENT_TYPES;
 use crate::server::{serve_http, HttpResponse};
 use crate::timefmt::{now_millis, parse_timestamp_millis};
@@ -424,19 +424,38 @@ fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpRespo
 
     let mut state = sim.lock();
     state.stats.event_pages += 1;
-    let events = &state.events;
-    let mut selected: Vec<usize> = (0..events.len()).filter(|&i| filter.matches(&events[i], endpoint)).collect();
-    selected.sort_by(|&a, &b| {
-        let (a, b) = (&events[a], &events[b]);
-        for (descending, key) in &keys {
-            let ord = key(a).cmp(&key(b));
-            let ord = if *descending { ord.reverse() } else { ord };
-            if ord.is_ne() {
-                return ord;
-            }
+    // Walking a large list page by page asks the same question again and again: keep the last answer
+    // while no event was added, so serving a page costs the page, not a sort of everything.
+    let question = format!("{q}|{sort_spec}|{endpoint:?}");
+    let cached = state
+        .list_cache
+        .as_ref()
+        .filter(|c| c.question == question && c.events == state.events.len())
+        .map(|c| c.selected.clone());
+    let selected = match cached {
+        Some(selected) => selected,
+        None => {
+            let events = &state.events;
+            let mut selected: Vec<usize> =
+                (0..events.len()).filter(|&i| filter.matches(&events[i], endpoint)).collect();
+            selected.sort_by(|&a, &b| {
+                let (a, b) = (&events[a], &events[b]);
+                for (descending, key) in &keys {
+                    let ord = key(a).cmp(&key(b));
+                    let ord = if *descending { ord.reverse() } else { ord };
+                    if ord.is_ne() {
+                        return ord;
+                    }
+                }
+                a.id.cmp(&b.id)
+            });
+            let selected = Arc::new(selected);
+            let events = state.events.len();
+            state.list_cache = Some(ListCache { question, events, selected: selected.clone() });
+            selected
         }
-        a.id.cmp(&b.id)
-    });
+    };
+    let events = &state.events;
     let total = selected.len() as u64;
     let total_pages = total.div_ceil(u64::from(per_page)).max(1);
     // Past the end, emnify serves the last page again; before the start, the first.

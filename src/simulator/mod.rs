@@ -161,6 +161,15 @@ struct State {
     hostile_names: bool,
     /// Replaces the generator's rate when set (`POST /simulator/rate`); 0 pauses it, bursts included.
     rate_override: Option<f64>,
+    /// The last event-list answer (see `http::list_events`).
+    list_cache: Option<ListCache>,
+}
+
+/// A filtered, sorted event list, valid while `events` events exist.
+pub(crate) struct ListCache {
+    pub(crate) question: String,
+    pub(crate) events: usize,
+    pub(crate) selected: Arc<Vec<usize>>,
 }
 
 /// The simulator; clones share one state.
@@ -186,6 +195,7 @@ impl Simulator {
             login_log: VecDeque::new(),
             hostile_names: config.hostile_names,
             rate_override: None,
+            list_cache: None,
         };
         Simulator { config: Arc::new(config), state: Arc::new(Mutex::new(state)) }
     }

@@ -1,0 +1,190 @@
+//! The end-to-end load harness, run by `scripts/perf` (ignored by `cargo test`; use a release build):
+//! poll ingest of a simulator backlog by the exporter and by the usual Python alternative, push
+//! ingest in 10,000-event batches, scrape latency under load (wrk), and the idle footprint.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{blocking_get, blocking_post, parse_exposition, sum, Process};
+use emnify_exporter::simulator::{Simulator, SimulatorConfig};
+
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn counted(metrics_url: &str) -> f64 {
+    sum(&parse_exposition(&blocking_get(metrics_url).1), "emnify_events_total", &[])
+}
+
+fn post_body(url: &str, body: &str) -> u16 {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(stream, "POST /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// `wrk` against `url` for `seconds`; returns (p50 ms, p99 ms, requests/s).
+fn wrk(url: &str, seconds: u32) -> (f64, f64, f64) {
+    let out = Command::new("wrk")
+        .args(["-t2", "-c8", &format!("-d{seconds}s"), "--latency", url])
+        .output()
+        .unwrap_or_else(|e| panic!("wrk is not installed ({e}): run scripts/perf, which installs it"));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let millis = |label: &str| -> f64 {
+        let value = text.lines().find_map(|l| l.trim().strip_prefix(label)).map(str::trim).unwrap_or("0ms");
+        let number: f64 = value.trim_end_matches(|c: char| c.is_alphabetic()).parse().unwrap_or(0.0);
+        match value.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.') {
+            "us" => number / 1000.0,
+            "s" => number * 1000.0,
+            _ => number,
+        }
+    };
+    let rps = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
+    (millis("50%"), millis("99%"), rps)
+}
+
+#[test]
+#[ignore = "a load harness of about a minute; scripts/perf runs it in a release build"]
+fn load_harness() {
+    let n: u64 = std::env::var("PERF_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let sim = Process::start(&["simulate", "--listen=127.0.0.1:0", "--events-per-second=0", "--seed=3"], &[]);
+    let sim_url = format!("http://{}", sim.wait_for_log("simulator listening")["fields"]["address"].as_str().unwrap());
+    for _ in 0..n / 10_000 {
+        blocking_post(&format!("{sim_url}/simulator/generate?count=10000"));
+    }
+
+    // (a) Poll ingest of the backlog by the exporter: wall time from start to every event counted.
+    let started = Instant::now();
+    let exporter = Process::start(
+        &[
+            "--emnify.api-url",
+            &sim_url,
+            "--emnify.poll-interval=1s",
+            "--emnify.min-request-interval=0s",
+            "--emnify.lookback=1h",
+            "--web.listen-address=127.0.0.1:0",
+        ],
+        &[("EMNIFY_APPLICATION_TOKEN", "demo-application-token")],
+    );
+    let address = exporter.wait_for_log("emnify exporter listening")["fields"]["address"].as_str().unwrap().to_string();
+    let metrics_url = format!("http://{address}/metrics");
+    while counted(&metrics_url) < n as f64 {
+        assert!(started.elapsed() < Duration::from_secs(300), "the exporter never counted {n} events");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ours_seconds = started.elapsed().as_secs_f64();
+    let ours_rss = status_kb(exporter.child.id(), "VmHWM:");
+    exporter.kill();
+
+    // The usual alternative against the same backlog.
+    let python = common::artifacts::repo_path(".venv/bin/python");
+    let started = Instant::now();
+    let out = Command::new(&python)
+        .arg(common::artifacts::repo_path("tests/perf/python_exporter.py"))
+        .args(["--api-url", &sim_url, "--token", "demo-application-token", "--stop-after", &n.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("{} ({e}): run scripts/perf, which installs prometheus_client", python.display()));
+    let python_seconds = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the Python exporter's JSON line");
+    let python_rss = report["peak_rss_kb"].as_u64().unwrap_or(0);
+
+    // (b) Push ingest in 10,000-event batches, and (c) scrape latency while it runs.
+    let pusher = Simulator::new(SimulatorConfig { seed: 4, ..SimulatorConfig::demo() });
+    pusher.generate(n as usize);
+    let batches = pusher.event_json_batches(10_000);
+    let receiver = Process::start(
+        &["--ingest.mode=push", "--webhook.insecure-no-auth", "--web.listen-address=127.0.0.1:0"],
+        &[],
+    );
+    let address = receiver.wait_for_log("emnify exporter listening")["fields"]["address"].as_str().unwrap().to_string();
+    let webhook = format!("http://{address}/webhook/events");
+    let metrics_url = format!("http://{address}/metrics");
+    let idle_scrape = wrk(&metrics_url, 3);
+    let scraper = {
+        let url = metrics_url.clone();
+        std::thread::spawn(move || wrk(&url, 4))
+    };
+    let started = Instant::now();
+    let mut pushed = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        for body in &batches {
+            assert_eq!(post_body(&webhook, body), 200);
+            pushed += 10_000;
+        }
+    }
+    let push_seconds = started.elapsed().as_secs_f64();
+    let busy_scrape = scraper.join().unwrap();
+    let push_rss = status_kb(receiver.child.id(), "VmHWM:");
+    receiver.kill();
+
+    // (d) The idle footprint of the demo.
+    let idle_seconds = std::env::var("PERF_IDLE_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let demo_started = Instant::now();
+    let demo = Process::start(&["--demo", "--web.listen-address=127.0.0.1:0"], &[]);
+    let address = demo.wait_for_log("emnify exporter listening")["fields"]["address"].as_str().unwrap().to_string();
+    let ready = loop {
+        if common::blocking_get_ok(&format!("http://{address}/-/ready")) {
+            break demo_started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    std::thread::sleep(Duration::from_secs(idle_seconds));
+    let idle_rss = status_kb(demo.child.id(), "VmRSS:");
+    let idle_cpu = cpu_seconds(demo.child.id());
+    demo.kill();
+    let binary = std::fs::metadata(env!("CARGO_BIN_EXE_emnify-exporter")).map(|m| m.len()).unwrap_or(0);
+
+    let ours_rate = n as f64 / ours_seconds;
+    let python_rate = n as f64 / python_seconds;
+    println!("\n| Measure | emnify-exporter | Python alternative | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| Poll ingest, {n} events backlog (wall time from start) | {ours_rate:.0} events/s ({ours_seconds:.2} s) | {python_rate:.0} events/s ({python_seconds:.2} s) | {:.1}× |",
+        ours_rate / python_rate
+    );
+    println!(
+        "| Peak RSS during that ingest | {:.1} MiB | {:.1} MiB | 1/{:.1} |",
+        ours_rss as f64 / 1024.0,
+        python_rss as f64 / 1024.0,
+        python_rss as f64 / ours_rss.max(1) as f64
+    );
+    println!(
+        "| Push ingest, 10,000-event batches | {:.0} events/s ({pushed} events, peak RSS {:.1} MiB) | — | |",
+        pushed as f64 / push_seconds,
+        push_rss as f64 / 1024.0
+    );
+    println!(
+        "| Scrape latency p50 / p99 (wrk, 8 connections): idle | {:.2} ms / {:.2} ms ({:.0} scrapes/s) | | |",
+        idle_scrape.0, idle_scrape.1, idle_scrape.2
+    );
+    println!(
+        "| Scrape latency p50 / p99 while pushing | {:.2} ms / {:.2} ms ({:.0} scrapes/s) | | |",
+        busy_scrape.0, busy_scrape.1, busy_scrape.2
+    );
+    println!(
+        "| Demo after {idle_seconds} s idle: RSS, CPU | {:.1} MiB, {idle_cpu:.2} s | | |",
+        idle_rss as f64 / 1024.0
+    );
+    println!("| Start to ready (demo) | {:.0} ms | | |", ready.as_secs_f64() * 1000.0);
+    println!("| Binary size | {:.1} MiB | | |", binary as f64 / 1048576.0);
+}
