@@ -23,7 +23,8 @@ fn status_kb(pid: u32, field: &str) -> u64 {
 
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(0.0);
     ticks / 100.0
 }
@@ -58,7 +59,8 @@ fn wrk(url: &str, seconds: u32) -> (f64, f64, f64) {
             _ => number,
         }
     };
-    let rps = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
+    let rps =
+        text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
     (millis("50%"), millis("99%"), rps)
 }
 
@@ -112,10 +114,8 @@ fn load_harness() {
     let pusher = Simulator::new(SimulatorConfig { seed: 4, ..SimulatorConfig::demo() });
     pusher.generate(n as usize);
     let batches = pusher.event_json_batches(10_000);
-    let receiver = Process::start(
-        &["--ingest.mode=push", "--webhook.insecure-no-auth", "--web.listen-address=127.0.0.1:0"],
-        &[],
-    );
+    let receiver =
+        Process::start(&["--ingest.mode=push", "--webhook.insecure-no-auth", "--web.listen-address=127.0.0.1:0"], &[]);
     let address = receiver.wait_for_log("emnify exporter listening")["fields"]["address"].as_str().unwrap().to_string();
     let webhook = format!("http://{address}/webhook/events");
     let metrics_url = format!("http://{address}/metrics");
