@@ -16,8 +16,7 @@ use bytes::Bytes;
 use crate::emnify::model::describe_decode_error;
 use crate::emnify::{decode_event_list, ApiError, Client, DecodedEvent, EventPage, PageQuery};
 use crate::metrics::Metrics;
-use crate::state::StateStore;
-use crate::tally::{lock, Origin, SharedTally, Tally};
+use crate::tally::{lock, BatchCounts, Origin, SharedTally, Tally};
 use crate::timefmt::now_millis;
 
 /// How the poller walks emnify's event list.
@@ -57,11 +56,8 @@ pub struct PollReport {
     pub until: i64,
     pub pages: u32,
     pub passes: u32,
-    pub received: u64,
-    pub counted: u64,
-    pub duplicates: u64,
-    pub unreadable: u64,
-    pub skipped: u64,
+    /// What the pages held and what of it was counted.
+    pub counts: BatchCounts,
 }
 
 /// The result of [`Poller::poll_once`].
@@ -76,12 +72,6 @@ pub enum PollOutcome {
 impl PollOutcome {
     pub fn is_success(&self) -> bool {
         matches!(self, PollOutcome::Success(_))
-    }
-
-    pub fn report(&self) -> &PollReport {
-        match self {
-            PollOutcome::Success(r) | PollOutcome::Failed { report: r, .. } => r,
-        }
     }
 }
 
@@ -108,17 +98,6 @@ impl Poller {
         Poller { client, metrics, settings, tally }
     }
 
-    /// Saves progress to `store` at every checkpoint, after resuming from what it holds (if anything).
-    pub fn with_state(self, store: StateStore) -> Self {
-        lock(&self.tally).use_state(store);
-        self
-    }
-
-    /// The tally this poller counts into.
-    pub fn tally(&self) -> &SharedTally {
-        &self.tally
-    }
-
     /// Saves (with a state file) and publishes what was counted so far.
     pub fn checkpoint(&self) {
         lock(&self.tally).checkpoint();
@@ -141,11 +120,6 @@ impl Poller {
                 false
             }
         }
-    }
-
-    /// The client, e.g. to read its login count.
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     /// End of the last successful window, Unix seconds.
@@ -181,7 +155,7 @@ impl Poller {
             Err(error) => {
                 self.metrics.record_poll_failure(elapsed, error.reason());
                 self.checkpoint();
-                tracing::warn!(error = %error, reason = error.reason(), pages = report.pages, counted = report.counted, "poll failed");
+                tracing::warn!(error = %error, reason = error.reason(), pages = report.pages, counted = report.counts.counted, "poll failed");
                 PollOutcome::Failed { error, report }
             }
         }
@@ -291,10 +265,6 @@ impl Poller {
 
     fn ingest(&mut self, events: Vec<DecodedEvent<'_>>, report: &mut PollReport) {
         let counts = lock(&self.tally).count(events, Origin::Poll { until_millis: report.until * 1000 });
-        report.received += counts.received;
-        report.counted += counts.counted;
-        report.duplicates += counts.duplicates;
-        report.unreadable += counts.unreadable;
-        report.skipped += counts.skipped;
+        report.counts.add(counts);
     }
 }

@@ -33,7 +33,7 @@ async fn counts_equal_ground_truth_over_many_polls() {
             rig.sim.inject_while_paging(2, 25, Duration::from_secs(5));
         }
         let report = success(rig.poller.poll_once().await);
-        duplicates += report.duplicates;
+        duplicates += report.counts.duplicates;
     }
     let total = assert_counts_match(&rig.metrics, &rig.sim.truth());
     assert!(total > 2000, "the test should exercise many events, got {total}");
@@ -49,7 +49,7 @@ async fn events_arriving_mid_pagination_are_counted_in_the_same_poll() {
     rig.sim.inject_while_paging(3, 30, Duration::from_secs(2));
     let report = success(rig.poller.poll_once().await);
     assert_eq!(report.passes, 2, "the count changed under the walk, so the window is walked again");
-    assert_eq!(report.counted, 430);
+    assert_eq!(report.counts.counted, 430);
     assert_counts_match(&rig.metrics, &rig.sim.truth());
 }
 
@@ -59,10 +59,10 @@ async fn repeated_windows_never_double_count() {
     let mut rig = rig(sim_config(3), 100).await;
     rig.sim.generate(250);
     let first = success(rig.poller.poll_once().await);
-    assert_eq!(first.counted, 250);
+    assert_eq!(first.counts.counted, 250);
     let second = success(rig.poller.poll_once().await);
-    assert_eq!(second.counted, 0);
-    assert_eq!(second.duplicates, 250, "the overlap re-delivers the window");
+    assert_eq!(second.counts.counted, 0);
+    assert_eq!(second.counts.duplicates, 250, "the overlap re-delivers the window");
     assert_counts_match(&rig.metrics, &rig.sim.truth());
 }
 
@@ -74,8 +74,8 @@ async fn unreadable_events_are_skipped_not_fatal() {
     rig.sim.insert_unreadable(3);
     rig.sim.generate(80);
     let report = success(rig.poller.poll_once().await);
-    assert_eq!(report.unreadable, 3);
-    assert_eq!(report.counted, 200);
+    assert_eq!(report.counts.unreadable, 3);
+    assert_eq!(report.counts.counted, 200);
     assert_counts_match(&rig.metrics, &rig.sim.truth());
 }
 
@@ -143,10 +143,10 @@ async fn default_start_is_now_without_replaying_history() {
     };
     let mut poller = Poller::new(client, metrics.clone(), settings, emnify_exporter::timefmt::now_millis());
     let first = success(poller.poll_once().await);
-    assert_eq!(first.counted, 0, "events from before the start are history");
+    assert_eq!(first.counts.counted, 0, "events from before the start are history");
     rig.sim.generate(20);
     let second = success(poller.poll_once().await);
-    assert_eq!(second.counted, 20);
+    assert_eq!(second.counts.counted, 20);
 }
 
 /// Without paging headers the poller walks until a page repeats (emnify repeats the last page) and counts exactly.
@@ -156,10 +156,10 @@ async fn absent_paging_headers_are_tolerated() {
     let mut rig = rig(SimulatorConfig { omit_paging_headers: true, ..sim_config(17) }, 60).await;
     rig.sim.generate(450);
     let report = success(rig.poller.poll_once().await);
-    assert_eq!(report.counted, 450);
+    assert_eq!(report.counts.counted, 450);
     assert_eq!(report.pages, 9, "8 pages of events, then the repeated last page ends the walk");
     rig.sim.generate(30);
     let report = success(rig.poller.poll_once().await);
-    assert_eq!(report.counted, 30);
+    assert_eq!(report.counts.counted, 30);
     assert_counts_match(&rig.metrics, &rig.sim.truth());
 }

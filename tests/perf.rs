@@ -11,16 +11,6 @@ use std::time::{Duration, Instant};
 use common::{blocking_get, blocking_post, parse_exposition, sum, Process};
 use emnify_exporter::simulator::{Simulator, SimulatorConfig};
 
-fn status_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> =
@@ -94,7 +84,7 @@ fn load_harness() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let ours_seconds = started.elapsed().as_secs_f64();
-    let ours_rss = status_kb(exporter.child.id(), "VmHWM:");
+    let ours_rss = common::proc_status_kb(exporter.child.id(), "VmHWM:");
     exporter.kill();
 
     // The usual alternative against the same backlog.
@@ -134,7 +124,7 @@ fn load_harness() {
     }
     let push_seconds = started.elapsed().as_secs_f64();
     let busy_scrape = scraper.join().unwrap();
-    let push_rss = status_kb(receiver.child.id(), "VmHWM:");
+    let push_rss = common::proc_status_kb(receiver.child.id(), "VmHWM:");
     receiver.kill();
 
     // (d) The idle footprint of the demo.
@@ -149,7 +139,7 @@ fn load_harness() {
         std::thread::sleep(Duration::from_millis(2));
     };
     std::thread::sleep(Duration::from_secs(idle_seconds));
-    let idle_rss = status_kb(demo.child.id(), "VmRSS:");
+    let idle_rss = common::proc_status_kb(demo.child.id(), "VmRSS:");
     let idle_cpu = cpu_seconds(demo.child.id());
     demo.kill();
     let binary = std::fs::metadata(env!("CARGO_BIN_EXE_emnify-exporter")).map(|m| m.len()).unwrap_or(0);

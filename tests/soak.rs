@@ -18,13 +18,8 @@ const FAULTS: &str = "429=0.05,5xx=0.03,reset=0.02,stall=0.01,stall-for=2s,trunc
 
 /// `(resident set in KiB, open file descriptors)` of a process.
 fn footprint(pid: u32) -> (u64, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS");
+    let rss = common::proc_status_kb(pid, "VmRSS:");
+    assert!(rss > 0, "no VmRSS for {pid}");
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("/proc fd").count();
     (rss, fds)
 }

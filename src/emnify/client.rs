@@ -178,11 +178,6 @@ impl Client {
         })
     }
 
-    /// How many times this client has logged in.
-    pub fn login_count(&self) -> usize {
-        self.logins.len()
-    }
-
     /// `GET /api/v1/event/type`: the live event-type catalogue as `(id, name)`.
     pub async fn event_types(&mut self) -> Result<Vec<(u32, String)>, ApiError> {
         let url = format!("{}/api/v1/event/type", self.settings.api_url);

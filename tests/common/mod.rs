@@ -413,3 +413,14 @@ pub fn truth_json_mismatches(samples: &[Sample], truth: &serde_json::Value) -> V
     }
     mismatches
 }
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`, ...); 0 when the process is gone.
+pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
