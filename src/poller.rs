@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::emnify::model::describe_decode_error;
-use crate::emnify::{decode_event_list, ApiError, Client, DecodedEvent, EventPage, PageQuery};
+use crate::emnify::{decode_event_list, ApiError, Client, EventPage, PageQuery};
 use crate::metrics::Metrics;
 use crate::tally::{lock, BatchCounts, Origin, SharedTally, Tally};
 use crate::timefmt::now_millis;
@@ -179,16 +179,23 @@ impl Poller {
     ///
     /// Paging headers are hints, not promises: a walk goes on past `X-Total-Pages` while pages come back
     /// full, and it ends when emnify repeats a page (what it does past the end) or a page is empty.
+    /// While one page is decoded and counted, the next one the headers announce is already fetched.
     async fn walk_pages(&mut self, report: &mut PollReport) -> Result<(Option<u64>, Option<u64>), ApiError> {
         let mut page = 1;
         let mut first_total = None;
         let mut last_total = None;
         let mut first_len = 0;
         let mut previous_body = Bytes::new();
-        let mut seen_in_walk = HashSet::new();
+        let mut seen_in_walk = WalkIds::default();
+        let mut prefetched = None;
         loop {
             let query = PageQuery { page, per_page: self.settings.page_size, from: report.from, until: report.until };
-            let (response, summary) = self.fetch_and_ingest(&query, &mut seen_in_walk, report).await?;
+            let response = match prefetched.take() {
+                Some(fetched) => fetched?,
+                None => self.fetch(&query, report).await?,
+            };
+            let (response, summary) =
+                self.ingest_page(&query, response, &mut seen_in_walk, &mut prefetched, report).await?;
             if page == 1 {
                 first_total = response.total_count;
                 first_len = summary.len;
@@ -228,43 +235,79 @@ impl Poller {
         Ok((first_total, last_total))
     }
 
-    /// Fetches one page and counts what is new on it. A body that is not a JSON array (truncated,
-    /// garbled, an HTML error page) is fetched again, up to [`DECODE_ATTEMPTS`] times.
-    async fn fetch_and_ingest(
-        &mut self,
-        query: &PageQuery,
-        seen_in_walk: &mut HashSet<u64>,
-        report: &mut PollReport,
-    ) -> Result<(EventPage, PageSummary), ApiError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let response = self.client.event_page(query).await?;
-            report.pages += 1;
-            let decoded = decode_event_list(&response.body);
-            match decoded {
-                Ok(events) => {
-                    let mut summary = PageSummary { len: events.len(), readable: 0, new_in_walk: 0 };
-                    for event in events.iter().flatten() {
-                        summary.readable += 1;
-                        summary.new_in_walk += usize::from(seen_in_walk.insert(event.id));
-                    }
-                    self.ingest(events, report);
-                    return Ok((response, summary));
-                }
-                Err(err) => {
-                    let error = ApiError::Decode { endpoint: "event", message: describe_decode_error(&err) };
-                    if attempt >= DECODE_ATTEMPTS {
-                        return Err(error);
-                    }
-                    tracing::warn!(page = query.page, attempt, error = %error, "fetching an unreadable page again");
-                }
-            }
-        }
+    async fn fetch(&mut self, query: &PageQuery, report: &mut PollReport) -> Result<EventPage, ApiError> {
+        let page = self.client.event_page(query).await;
+        report.pages += 1;
+        page
     }
 
-    fn ingest(&mut self, events: Vec<DecodedEvent<'_>>, report: &mut PollReport) {
-        let counts = lock(&self.tally).count(events, Origin::Poll { until_millis: report.until * 1000 });
-        report.counts.add(counts);
+    /// Counts what is new on a fetched page, decoding on a blocking thread (a page can be megabytes)
+    /// while the next page announced by the headers is fetched into `prefetched`. A body that is not
+    /// a JSON array (truncated, garbled, an HTML error page) is fetched again, up to
+    /// [`DECODE_ATTEMPTS`] times.
+    async fn ingest_page(
+        &mut self,
+        query: &PageQuery,
+        mut response: EventPage,
+        seen_in_walk: &mut WalkIds,
+        prefetched: &mut Option<Result<EventPage, ApiError>>,
+        report: &mut PollReport,
+    ) -> Result<(EventPage, PageSummary), ApiError> {
+        let until_millis = report.until * 1000;
+        let mut attempt = 1;
+        loop {
+            let decoding = tokio::task::spawn_blocking({
+                let body = response.body.clone();
+                let tally = self.tally.clone();
+                let mut ids = std::mem::take(seen_in_walk);
+                move || {
+                    let result = decode_and_count(&body, &tally, until_millis, &mut ids);
+                    (result, ids)
+                }
+            });
+            let announced = response.total_pages.is_some_and(|total| query.page < total);
+            if prefetched.is_none() && announced && query.page < MAX_PAGES {
+                let next = PageQuery { page: query.page + 1, ..query.clone() };
+                *prefetched = Some(self.fetch(&next, report).await);
+            }
+            let (result, ids) = decoding.await.map_err(|err| ApiError::Decode {
+                endpoint: "event",
+                message: format!("decoding the page stopped: {err}"),
+            })?;
+            *seen_in_walk = ids;
+            let error = match result {
+                Ok((summary, counts)) => {
+                    report.counts.add(counts);
+                    return Ok((response, summary));
+                }
+                Err(err) => ApiError::Decode { endpoint: "event", message: describe_decode_error(&err) },
+            };
+            if attempt >= DECODE_ATTEMPTS {
+                return Err(error);
+            }
+            tracing::warn!(page = query.page, attempt, error = %error, "fetching an unreadable page again");
+            attempt += 1;
+            response = self.fetch(query, report).await?;
+        }
     }
+}
+
+/// Ids seen in one walk of a window, to recognise a page that emnify repeats.
+type WalkIds = HashSet<u64, foldhash::fast::RandomState>;
+
+/// Decodes one page and counts what is new on it.
+fn decode_and_count(
+    body: &[u8],
+    tally: &SharedTally,
+    until_millis: i64,
+    seen_in_walk: &mut WalkIds,
+) -> Result<(PageSummary, BatchCounts), serde_json::Error> {
+    let events = decode_event_list(body)?;
+    let mut summary = PageSummary { len: events.len(), readable: 0, new_in_walk: 0 };
+    for event in events.iter().flatten() {
+        summary.readable += 1;
+        summary.new_in_walk += usize::from(seen_in_walk.insert(event.id));
+    }
+    let counts = lock(tally).count(events, Origin::Poll { until_millis });
+    Ok((summary, counts))
 }

@@ -187,10 +187,10 @@ fn read_event<'de, A: MapAccess<'de>>(mut map: A) -> Result<DecodedEvent<'de>, A
             Key::Timestamp => timestamp = map.next_value::<AnyStr<'de>>()?.0,
             Key::Alert => alert = map.next_value::<AnyBool>()?.0,
             Key::Description => description = map.next_value::<AnyStr<'de>>()?.0,
-            Key::EventType => event_type = map.next_value::<Ref<'de>>()?.0,
-            Key::EventSource => source = map.next_value::<Ref<'de>>()?.0,
-            Key::EventSeverity => severity = map.next_value::<Ref<'de>>()?.0,
-            Key::Organisation => organisation = map.next_value::<Ref<'de>>()?.0,
+            Key::EventType => event_type = map.next_value::<Ref<'de, false>>()?.0,
+            Key::EventSource => source = map.next_value::<Ref<'de, false>>()?.0,
+            Key::EventSeverity => severity = map.next_value::<Ref<'de, false>>()?.0,
+            Key::Organisation => organisation = map.next_value::<Ref<'de, true>>()?.0,
             Key::Name | Key::Other => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -249,21 +249,31 @@ impl<'de> Deserialize<'de> for Key {
                 f.write_str("a field name")
             }
             fn visit_str<E>(self, v: &str) -> Result<Key, E> {
-                Ok(match v {
-                    "id" => Key::Id,
-                    "timestamp" => Key::Timestamp,
-                    "alert" => Key::Alert,
-                    "description" => Key::Description,
-                    "event_type" => Key::EventType,
-                    "event_source" => Key::EventSource,
-                    "event_severity" => Key::EventSeverity,
-                    "organisation" => Key::Organisation,
-                    "name" => Key::Name,
-                    _ => Key::Other,
-                })
+                Ok(Key::from_bytes(v.as_bytes()))
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Key, E> {
+                Ok(Key::from_bytes(v))
             }
         }
-        d.deserialize_identifier(V)
+        // As bytes: the keys that matter are ASCII, so no key needs UTF-8 validation (a hot spot).
+        d.deserialize_bytes(V)
+    }
+}
+
+impl Key {
+    fn from_bytes(v: &[u8]) -> Key {
+        match v {
+            b"id" => Key::Id,
+            b"timestamp" => Key::Timestamp,
+            b"alert" => Key::Alert,
+            b"description" => Key::Description,
+            b"event_type" => Key::EventType,
+            b"event_source" => Key::EventSource,
+            b"event_severity" => Key::EventSeverity,
+            b"organisation" => Key::Organisation,
+            b"name" => Key::Name,
+            _ => Key::Other,
+        }
     }
 }
 
@@ -398,13 +408,15 @@ struct RefValue<'a> {
     name: Option<Cow<'a, str>>,
 }
 
-struct Ref<'a>(Option<RefValue<'a>>);
+/// A sub-object read for its id, and for its name only when `NAMED` (the organisation): names that
+/// are not used are skipped unparsed, which is most of a page's strings.
+struct Ref<'a, const NAMED: bool>(Option<RefValue<'a>>);
 
-impl<'de> Deserialize<'de> for Ref<'de> {
+impl<'de, const NAMED: bool> Deserialize<'de> for Ref<'de, NAMED> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Ref<'de>;
+        struct V<const NAMED: bool>;
+        impl<'de, const NAMED: bool> Visitor<'de> for V<NAMED> {
+            type Value = Ref<'de, NAMED>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an object with an id")
             }
@@ -413,6 +425,9 @@ impl<'de> Deserialize<'de> for Ref<'de> {
                 while let Some(key) = map.next_key::<Key>()? {
                     match key {
                         Key::Id => value.id = map.next_value::<AnyU64>()?.0,
+                        Key::Name | Key::Description if !NAMED => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
                         // `name` (organisation, some event_source payloads) wins over `description`.
                         Key::Name => value.name = map.next_value::<AnyStr<'de>>()?.0.or(value.name),
                         Key::Description => {
@@ -451,7 +466,7 @@ impl<'de> Deserialize<'de> for Ref<'de> {
                 drain_seq(seq).map(|_| Ref(None))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V::<NAMED>)
     }
 }
 
