@@ -6,9 +6,10 @@
 //! each label set are resolved once and cached, so counting an event is a hash
 //! lookup and an atomic add.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -68,9 +69,9 @@ pub struct Metrics {
     process_registry: Registry,
     /// The exposition of `registry` at the last publication.
     published: Mutex<Arc<Vec<u8>>>,
-    events: IntCounterVec,
-    generic: IntCounterVec,
-    alerts: IntCounterVec,
+    events: LabelledFamily,
+    generic: LabelledFamily,
+    alerts: LabelledFamily,
     unreadable: IntCounterVec,
     duplicates: IntCounter,
     skipped: IntCounterVec,
@@ -108,25 +109,21 @@ impl Metrics {
     /// Creates every metric, with the series that must exist from the start set to zero.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let org_labels = ["organisation", "organisation_id"];
-        let events = counter_vec(
-            &registry,
+        let events = LabelledFamily::new(
             "emnify_events_total",
             "emnify events counted, each event id once. Polled from the emnify API on the exporter's own timer \
              (events are a stream, not state).",
             &["event_type", "event_type_id", "event_source", "event_severity", "organisation", "organisation_id"],
         );
-        let generic = counter_vec(
-            &registry,
+        let generic = LabelledFamily::new(
             "emnify_generic_events_total",
             "emnify Generic (id 0) events, data sessions disconnected, by cause: throttling, quota_update or other.",
-            &["cause", org_labels[0], org_labels[1]],
+            &["cause", "organisation", "organisation_id"],
         );
-        let alerts = counter_vec(
-            &registry,
+        let alerts = LabelledFamily::new(
             "emnify_alert_events_total",
             "emnify events flagged alert=true, by event type and organisation.",
-            &["event_type", "event_type_id", org_labels[0], org_labels[1]],
+            &["event_type", "event_type_id", "organisation", "organisation_id"],
         );
         let unreadable = counter_vec(
             &registry,
@@ -455,7 +452,10 @@ impl Metrics {
     /// Counting goes on between publications; scrapes see only published values. With a state file the
     /// poller publishes right after saving, so Prometheus never sees a value a restart could take back.
     pub fn publish(&self) {
-        let text = encode_families(&self.registry.gather());
+        let mut text = encode_families(&self.registry.gather());
+        for family in [&self.alerts, &self.events, &self.generic] {
+            family.encode(&mut text);
+        }
         *self.published.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(text);
     }
 
@@ -472,7 +472,8 @@ impl Metrics {
     /// Every counter series of the exporter's own metrics, for the state file.
     pub fn counter_values(&self) -> Vec<CounterValue> {
         let mut out = Vec::new();
-        for family in self.registry.gather() {
+        let labelled = [&self.alerts, &self.events, &self.generic].map(|f| f.vec.collect());
+        for family in self.registry.gather().into_iter().chain(labelled.into_iter().flatten()) {
             if family.get_field_type() != prometheus::proto::MetricType::COUNTER {
                 continue;
             }
@@ -489,10 +490,34 @@ impl Metrics {
     pub fn restore_counters(&self, values: &[CounterValue]) -> usize {
         let mut restored = 0;
         for saved in values {
+            let labelled = match saved.name.as_str() {
+                "emnify_events_total" => Some(&self.events),
+                "emnify_generic_events_total" => Some(&self.generic),
+                "emnify_alert_events_total" => Some(&self.alerts),
+                _ => None,
+            };
+            let labels: HashMap<&str, &str> = saved.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            if let Some(family) = labelled {
+                match family.get_with(&labels) {
+                    Some(counter) => {
+                        counter.inc_by(saved.value);
+                        restored += 1;
+                        if saved.name == "emnify_events_total" {
+                            self.events_counted.inc_by(saved.value);
+                            // Keep the organisation's name as it was, so its series continue.
+                            if let (Some(name), Some(id)) = (labels.get("organisation"), labels.get("organisation_id"))
+                            {
+                                let id = id.parse().ok();
+                                let mut names = self.org_names.lock().unwrap_or_else(PoisonError::into_inner);
+                                names.entry(id).or_insert_with(|| name.to_string());
+                            }
+                        }
+                    }
+                    None => tracing::warn!(metric = %saved.name, "a saved counter's labels do not fit; ignored"),
+                }
+                continue;
+            }
             let vec = match saved.name.as_str() {
-                "emnify_events_total" => &self.events,
-                "emnify_generic_events_total" => &self.generic,
-                "emnify_alert_events_total" => &self.alerts,
                 "emnify_events_unreadable_total" => &self.unreadable,
                 "emnify_events_skipped_total" => &self.skipped,
                 "emnify_poll_errors_total" => &self.poll_errors,
@@ -514,20 +539,10 @@ impl Metrics {
                     continue;
                 }
             };
-            let labels: HashMap<&str, &str> = saved.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             match vec.get_metric_with(&labels) {
                 Ok(counter) => {
                     counter.inc_by(saved.value);
                     restored += 1;
-                    if saved.name == "emnify_events_total" {
-                        self.events_counted.inc_by(saved.value);
-                        // Keep the organisation's name as it was, so its series continue.
-                        if let (Some(name), Some(id)) = (labels.get("organisation"), labels.get("organisation_id")) {
-                            let id = id.parse().ok();
-                            let mut names = self.org_names.lock().unwrap_or_else(PoisonError::into_inner);
-                            names.entry(id).or_insert_with(|| name.to_string());
-                        }
-                    }
                 }
                 Err(err) => tracing::warn!(metric = %saved.name, error = %err, "a saved counter does not fit; ignored"),
             }
@@ -535,6 +550,85 @@ impl Metrics {
         self.publish();
         restored
     }
+}
+
+/// A counter family with many label sets (one per event type, organisation, ...), exposed from
+/// label text rendered once per series: encoding then costs a copy and a number per series, not
+/// the protobuf round trip of [`Registry::gather`] (about 20 ms for 10,000 series).
+struct LabelledFamily {
+    name: &'static str,
+    help: &'static str,
+    label_names: &'static [&'static str],
+    /// Not registered in the registry: [`LabelledFamily::encode`] exposes it.
+    vec: IntCounterVec,
+    /// Each series' `{name="value",...}`, sorted like the text encoder sorts them, with its counter.
+    series: Mutex<BTreeMap<String, IntCounter>>,
+}
+
+impl LabelledFamily {
+    fn new(name: &'static str, help: &'static str, label_names: &'static [&'static str]) -> Self {
+        let vec = IntCounterVec::new(Opts::new(name, help), label_names).expect("static metric definition is valid");
+        LabelledFamily { name, help, label_names, vec, series: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The counter of one label set (values in the order of `label_names`), created at zero if new.
+    fn with_label_values(&self, values: &[&str]) -> IntCounter {
+        let counter = self.vec.with_label_values(values);
+        let rendered = render_labels(self.label_names.iter().copied().zip(values.iter().copied()));
+        self.series.lock().unwrap_or_else(PoisonError::into_inner).entry(rendered).or_insert_with(|| counter.clone());
+        counter
+    }
+
+    /// The counter of a label set given by name; `None` if the names do not fit this family.
+    fn get_with(&self, labels: &HashMap<&str, &str>) -> Option<IntCounter> {
+        if labels.len() != self.label_names.len() {
+            return None;
+        }
+        let values: Option<Vec<&str>> = self.label_names.iter().map(|n| labels.get(n).copied()).collect();
+        Some(self.with_label_values(&values?))
+    }
+
+    /// Appends the family in the text format (nothing while it has no series).
+    fn encode(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        if series.is_empty() {
+            return;
+        }
+        let help = self.help.replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = write!(out, "# HELP {} {help}\n# TYPE {} counter\n", self.name, self.name);
+        out.reserve(series.len() * (self.name.len() + 128));
+        for (labels, counter) in series.iter() {
+            out.extend_from_slice(self.name.as_bytes());
+            out.extend_from_slice(labels.as_bytes());
+            let _ = writeln!(out, " {}", counter.get());
+        }
+    }
+}
+
+/// `{name="value",...}` with the pairs sorted by name and the values escaped, as the text format wants.
+fn render_labels<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut pairs: Vec<(&str, &str)> = pairs.collect();
+    pairs.sort_unstable_by_key(|(name, _)| *name);
+    let mut out = String::from("{");
+    for (i, (name, value)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        for c in value.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
 }
 
 fn encode_families(families: &[prometheus::proto::MetricFamily]) -> Vec<u8> {
@@ -628,6 +722,29 @@ mod tests {
         assert!(!t.contains("Org renamed"), "one organisation id keeps one name");
         assert!(t.contains(r#"emnify_alert_events_total{event_type="Generic",event_type_id="0",organisation="Org",organisation_id="7"} 2"#));
         assert_eq!(m.status().events_counted, 4);
+    }
+
+    #[test]
+    fn labelled_families_encode_exactly_as_the_text_encoder_does() {
+        let m = Metrics::new();
+        for (i, org) in ["Org", "Quote\" Back\\slash\nNew line Ünïcode", "{a=\"b\"}, c"].into_iter().enumerate() {
+            let id = i as u64 * 10;
+            m.record_event(&event(id + 1, 0, Some((id, org)), "Disconnecting ... apply throttling action."));
+            m.record_event(&event(id + 2, 999, Some((id, org)), "?"));
+        }
+        for family in [&m.alerts, &m.events, &m.generic] {
+            let mut ours = Vec::new();
+            family.encode(&mut ours);
+            let reference = encode_families(&family.vec.collect());
+            let lines = |text: &[u8]| {
+                let mut lines: Vec<String> =
+                    String::from_utf8(text.to_vec()).unwrap().lines().map(str::to_owned).collect();
+                lines.sort();
+                lines
+            };
+            assert_eq!(lines(&ours), lines(&reference), "{}", family.name);
+            assert!(ours.len() > 200);
+        }
     }
 
     #[test]
