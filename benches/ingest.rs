@@ -3,6 +3,8 @@
 //!
 //! `cargo bench --bench ingest`. After divan's tables it prints the ratios in one run.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,31 @@ use emnify_exporter::emnify::decode_event_list;
 use emnify_exporter::metrics::Metrics;
 use emnify_exporter::simulator::{Simulator, SimulatorConfig};
 use emnify_exporter::tally::{Origin, Tally};
+
+/// The system allocator, keeping count of the bytes in use (for the dedup memory figure).
+struct CountingAllocator;
+
+static BYTES_IN_USE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only a counter is added.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        BYTES_IN_USE.fetch_add(layout.size(), Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        BYTES_IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        BYTES_IN_USE.fetch_add(new_size, Ordering::Relaxed);
+        BYTES_IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// One realistic page: 1,000 events over the whole catalogue, quirks included.
 fn page() -> String {
@@ -150,19 +177,14 @@ fn ratios() {
     println!("decode + dedup + count:   {:>8.1} MB/s, {:.0} events/s", mbps(ours), 1000.0 / ours.as_secs_f64());
     println!("ratio exporter/limit:     {:>8.2}", mbps(ours) / mbps(limit));
 
+    let before = BYTES_IN_USE.load(Ordering::Relaxed);
     let mut ids = RecentIds::new(0, 2_000_000);
-    let before = memory_in_use();
     for id in 0..1_000_000u64 {
         ids.insert(id.wrapping_mul(0x9E37_79B9_7F4A_7C15), 1);
     }
-    let after = memory_in_use();
-    if let (Some(b), Some(a)) = (before, after) {
-        println!(
-            "dedup memory for 1M ids:  {:>8.1} MiB ({:.0} bytes/id)",
-            (a - b) as f64 / 1048576.0,
-            (a - b) as f64 / 1e6
-        );
-    }
+    let held = BYTES_IN_USE.load(Ordering::Relaxed).saturating_sub(before) as f64;
+    println!("dedup memory for 1M ids:  {:>8.1} MiB ({:.0} bytes/id)", held / 1048576.0, held / 1e6);
+    drop(ids);
     for series in [1_000, 10_000, 100_000] {
         let m = metrics_with_series(series);
         let publish = best(5, || m.publish());
@@ -173,11 +195,4 @@ fn ratios() {
             scrape.as_secs_f64() * 1e3
         );
     }
-}
-
-/// Resident memory of this process in bytes (Linux).
-fn memory_in_use() -> Option<i64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: i64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
-    Some(kb * 1024)
 }

@@ -383,7 +383,8 @@ async fn read_limited(endpoint: &'static str, mut response: reqwest::Response) -
     if response.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(ApiError::Decode { endpoint, message: format!("the body is larger than {MAX_BODY_BYTES} bytes") });
     }
-    let mut body = bytes::BytesMut::new();
+    // Sized from Content-Length (already capped above), so a page is not copied while it grows.
+    let mut body = bytes::BytesMut::with_capacity(response.content_length().unwrap_or(0) as usize);
     while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(endpoint, &e))? {
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(ApiError::Decode {
