@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::emnify::model::describe_decode_error;
-use crate::emnify::{decode_event_list, ApiError, Client, EventPage, PageQuery};
+use crate::emnify::{decode_event_list, ApiError, Client, DecodeError, EventPage, PageQuery};
 use crate::metrics::Metrics;
 use crate::tally::{lock, BatchCounts, Origin, SharedTally, Tally};
 use crate::timefmt::now_millis;
@@ -280,7 +279,7 @@ impl Poller {
                     report.counts.add(counts);
                     return Ok((response, summary));
                 }
-                Err(err) => ApiError::Decode { endpoint: "event", message: describe_decode_error(&err) },
+                Err(err) => ApiError::Decode { endpoint: "event", message: err.to_string() },
             };
             if attempt >= DECODE_ATTEMPTS {
                 return Err(error);
@@ -301,7 +300,7 @@ fn decode_and_count(
     tally: &SharedTally,
     until_millis: i64,
     seen_in_walk: &mut WalkIds,
-) -> Result<(PageSummary, BatchCounts), serde_json::Error> {
+) -> Result<(PageSummary, BatchCounts), DecodeError> {
     let events = decode_event_list(body)?;
     let mut summary = PageSummary { len: events.len(), readable: 0, new_in_walk: 0 };
     for event in events.iter().flatten() {

@@ -118,7 +118,7 @@ impl Receiver {
             Ok(events) => events,
             Err(err) => {
                 self.metrics.record_push_rejected("malformed");
-                let detail = crate::emnify::model::describe_decode_error(&err);
+                let detail = err.to_string();
                 tracing::warn!(error = %detail, "refused a push that is not an event object or array");
                 return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": detail }).to_string());
             }
