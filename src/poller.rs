@@ -11,8 +11,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use crate::emnify::{decode_event_list, ApiError, Client, DecodeError, EventPage, PageQuery};
 use crate::metrics::Metrics;
 use crate::tally::{lock, BatchCounts, Origin, SharedTally, Tally};
@@ -184,7 +182,7 @@ impl Poller {
         let mut first_total = None;
         let mut last_total = None;
         let mut first_len = 0;
-        let mut previous_body = Bytes::new();
+        let mut previous_body = None;
         let mut seen_in_walk = WalkIds::default();
         let mut prefetched = None;
         loop {
@@ -203,7 +201,7 @@ impl Poller {
             let repeated = page > 1
                 && (response.current_page.is_some_and(|c| c != page)
                     || (summary.readable > 0 && summary.new_in_walk == 0)
-                    || response.body == previous_body);
+                    || previous_body == Some(body_fingerprint(&response.body)));
             if repeated {
                 break;
             }
@@ -224,7 +222,8 @@ impl Poller {
                 tracing::warn!(page, "stopping a window walk at the page limit; paging headers look wrong");
                 break;
             }
-            previous_body = response.body;
+            previous_body = Some(body_fingerprint(&response.body));
+            self.client.recycle(response.body);
             page += 1;
             let mut tally = lock(&self.tally);
             if tally.since_checkpoint() >= CHECKPOINT_EVERY {
@@ -289,6 +288,12 @@ impl Poller {
             response = self.fetch(query, report).await?;
         }
     }
+}
+
+/// Identifies a page body, to notice emnify serving the same page again without keeping it.
+fn body_fingerprint(body: &[u8]) -> (usize, u64) {
+    use std::hash::BuildHasher;
+    (body.len(), foldhash::quality::FixedState::with_seed(0x656d_6e69_6679).hash_one(body))
 }
 
 /// Ids seen in one walk of a window, to recognise a page that emnify repeats.

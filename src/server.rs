@@ -75,7 +75,12 @@ pub async fn serve_http<F, Fut, B, E>(
             () = shutdown.cancelled() => break,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                // Responses go out whole; Nagle's algorithm would hold their last segment back until the
+                // client's delayed ACK (milliseconds per response on a kept-alive connection).
+                let _ = stream.set_nodelay(true);
+                stream
+            }
             Err(err) => {
                 // Usually out of file descriptors: wait a little instead of spinning.
                 tracing::warn!(error = %err, "accepting a connection failed");

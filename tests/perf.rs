@@ -88,6 +88,7 @@ fn load_harness() {
     let ours_seconds = started.elapsed().as_secs_f64();
     let ours_rss = common::proc_status_kb(exporter.child.id(), "VmHWM:");
     let ours_file = common::proc_status_kb(exporter.child.id(), "RssFile:");
+    let ours_cpu = cpu_seconds(exporter.child.id());
     ours_anon = ours_anon.max(common::proc_status_kb(exporter.child.id(), "RssAnon:"));
     exporter.kill();
 
@@ -112,6 +113,7 @@ fn load_harness() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the Python exporter's JSON line");
     let python_rss = report["peak_rss_kb"].as_u64().unwrap_or(0);
+    let python_cpu = report["cpu_seconds"].as_f64().unwrap_or(0.0);
 
     // (b) Push ingest in 10,000-event batches, and (c) scrape latency while it runs.
     let pusher = Simulator::new(SimulatorConfig { seed: 4, ..SimulatorConfig::demo() });
@@ -164,6 +166,12 @@ fn load_harness() {
     println!(
         "| Poll ingest, {n} events backlog (wall time from start) | {ours_rate:.0} events/s ({ours_seconds:.2} s) | {python_rate:.0} events/s ({python_seconds:.2} s) | {:.1}× |",
         ours_rate / python_rate
+    );
+    println!(
+        "| CPU time for that ingest (user + system, whole process) | {ours_cpu:.2} s ({:.0} events per CPU second) | {python_cpu:.2} s ({:.0} events per CPU second) | 1/{:.1} |",
+        n as f64 / ours_cpu.max(0.01),
+        n as f64 / python_cpu.max(0.01),
+        python_cpu / ours_cpu.max(0.01)
     );
     println!(
         "| Peak RSS during that ingest | {:.1} MiB ({:.1} MiB of it mapped code: binary, libc) | {:.1} MiB | 1/{:.1} |",

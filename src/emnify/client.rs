@@ -154,6 +154,9 @@ pub struct Client {
     logins: VecDeque<Instant>,
     last_request: Option<Instant>,
     jitter: SplitMix64,
+    /// A page buffer handed back by [`Client::recycle`], so the next page is read into memory that is
+    /// already mapped instead of a fresh allocation faulted in page by page.
+    spare_body: Option<bytes::BytesMut>,
 }
 
 impl Client {
@@ -175,6 +178,7 @@ impl Client {
             logins: VecDeque::new(),
             last_request: None,
             jitter: SplitMix64::from_time(),
+            spare_body: None,
         })
     }
 
@@ -216,6 +220,16 @@ impl Client {
         })
     }
 
+    /// Takes back the body of a page that is done with, to read a later page into.
+    pub fn recycle(&mut self, body: Bytes) {
+        if let Ok(mut buffer) = body.try_into_mut() {
+            if self.spare_body.as_ref().is_none_or(|spare| spare.capacity() < buffer.capacity()) {
+                buffer.clear();
+                self.spare_body = Some(buffer);
+            }
+        }
+    }
+
     /// A GET with login, one re-login on 401, pacing and retries.
     async fn get(&mut self, endpoint: &'static str, url: &str) -> Result<Body, ApiError> {
         let mut attempt = 0;
@@ -251,7 +265,8 @@ impl Client {
         let sent = self.http.get(url).bearer_auth(jwt.expose()).header("accept", "application/json").send().await;
         let response = self.check(endpoint, sent)?;
         let headers = response.headers().clone();
-        let body = read_limited(endpoint, response).await.map_err(Failure::Api)?;
+        let buffer = self.spare_body.take().unwrap_or_default();
+        let body = read_limited(endpoint, response, buffer).await.map_err(Failure::Api)?;
         Ok(Body { headers, body })
     }
 
@@ -328,7 +343,7 @@ impl Client {
             }
             Err(Failure::Api(e)) => return Err(e),
         };
-        let bytes = read_limited("authenticate", response).await?;
+        let bytes = read_limited("authenticate", response, bytes::BytesMut::new()).await?;
         let decode_error = |message: &str| ApiError::Decode { endpoint: "authenticate", message: message.to_string() };
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|_| decode_error("the body is not JSON"))?;
@@ -378,13 +393,18 @@ struct Body {
 /// rather than held in memory.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
-/// Reads a body up to [`MAX_BODY_BYTES`].
-async fn read_limited(endpoint: &'static str, mut response: reqwest::Response) -> Result<Bytes, ApiError> {
+/// Reads a body up to [`MAX_BODY_BYTES`] into `body` (an empty buffer, possibly with room already).
+async fn read_limited(
+    endpoint: &'static str,
+    mut response: reqwest::Response,
+    mut body: bytes::BytesMut,
+) -> Result<Bytes, ApiError> {
     if response.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(ApiError::Decode { endpoint, message: format!("the body is larger than {MAX_BODY_BYTES} bytes") });
     }
     // Sized from Content-Length (already capped above), so a page is not copied while it grows.
-    let mut body = bytes::BytesMut::with_capacity(response.content_length().unwrap_or(0) as usize);
+    body.clear();
+    body.reserve(response.content_length().unwrap_or(0) as usize);
     while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(endpoint, &e))? {
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(ApiError::Decode {

@@ -470,7 +470,15 @@ fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpRespo
             items.insert(0, previous);
         }
     }
-    let body = format!("[{}]", items.iter().map(|s| &**s).collect::<Vec<_>>().join(","));
+    let mut body = String::with_capacity(items.iter().map(|s| s.len() + 1).sum::<usize>() + 2);
+    body.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(item);
+    }
+    body.push(']');
     let omit_paging = sim.config.omit_paging_headers || state.faults.missing_paging();
     let (reported_total, reported_pages) = match state.faults.wrong_paging() {
         Some(delta) => {

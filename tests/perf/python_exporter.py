@@ -78,8 +78,9 @@ def main() -> None:
                 counted += 1
             page += 1
     seconds = time.monotonic() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"events": counted, "seconds": seconds, "peak_rss_kb": peak_kb}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_seconds = usage.ru_utime + usage.ru_stime
+    print(json.dumps({"events": counted, "seconds": seconds, "peak_rss_kb": usage.ru_maxrss, "cpu_seconds": cpu_seconds}))
 
 
 if __name__ == "__main__":
