@@ -7,7 +7,7 @@
 //! lookup and an atomic add.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -44,6 +44,60 @@ struct EventHandles {
     events: IntCounter,
     /// Only for alert-flagged events, so non-alert types add no zero series.
     alerts: Option<IntCounter>,
+}
+
+/// Counts new events for [`Metrics::event_recorder`].
+pub struct EventRecorder<'a> {
+    metrics: &'a Metrics,
+    handles: MutexGuard<'a, HashMap<EventKey, EventHandles, foldhash::fast::RandomState>>,
+    counted: u64,
+    newest_millis: Option<i64>,
+}
+
+impl EventRecorder<'_> {
+    /// Counts one event, already known to be new.
+    pub fn record(&mut self, event: &Event<'_>) {
+        let metrics = self.metrics;
+        let key = EventKey {
+            event_type: event.event_type_id,
+            source: event.source_id,
+            severity: event.severity_id,
+            organisation: event.organisation_id,
+            alert: event.alert,
+        };
+        let org_name = event.organisation_name.as_deref();
+        let h = match self.handles.get(&key) {
+            Some(h) => h,
+            None => {
+                let created = metrics.resolve(key, org_name);
+                self.handles.entry(key).or_insert(created)
+            }
+        };
+        h.events.inc();
+        if let Some(alerts) = &h.alerts {
+            alerts.inc();
+        }
+        if event.event_type_id == GENERIC_EVENT_TYPE {
+            let cause = generic_cause(&event.description);
+            metrics.generic_counter(event.organisation_id, org_name, cause).inc();
+        }
+        self.counted += 1;
+        if let Some(ts) = event.timestamp_millis {
+            self.newest_millis = Some(self.newest_millis.map_or(ts, |n| n.max(ts)));
+        }
+    }
+}
+
+impl Drop for EventRecorder<'_> {
+    fn drop(&mut self) {
+        self.metrics.events_counted.inc_by(self.counted);
+        if let Some(ts) = self.newest_millis {
+            let secs = ts as f64 / 1000.0;
+            if secs > self.metrics.last_event.get() {
+                self.metrics.last_event.set(secs);
+            }
+        }
+    }
 }
 
 /// How the last poll went, for the landing page.
@@ -289,38 +343,16 @@ impl Metrics {
 
     /// Counts one event, already known to be new.
     pub fn record_event(&self, event: &Event<'_>) {
-        let key = EventKey {
-            event_type: event.event_type_id,
-            source: event.source_id,
-            severity: event.severity_id,
-            organisation: event.organisation_id,
-            alert: event.alert,
-        };
-        let org_name = event.organisation_name.as_deref();
-        {
-            let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
-            let h = match handles.get(&key) {
-                Some(h) => h,
-                None => {
-                    let created = self.resolve(key, org_name);
-                    handles.entry(key).or_insert(created)
-                }
-            };
-            h.events.inc();
-            if let Some(alerts) = &h.alerts {
-                alerts.inc();
-            }
-        }
-        if event.event_type_id == GENERIC_EVENT_TYPE {
-            let cause = generic_cause(&event.description);
-            self.generic_counter(event.organisation_id, org_name, cause).inc();
-        }
-        self.events_counted.inc();
-        if let Some(ts) = event.timestamp_millis {
-            let secs = ts as f64 / 1000.0;
-            if secs > self.last_event.get() {
-                self.last_event.set(secs);
-            }
+        self.event_recorder().record(event);
+    }
+
+    /// Counts a batch of new events under one lock; the totals are settled when it is dropped.
+    pub fn event_recorder(&self) -> EventRecorder<'_> {
+        EventRecorder {
+            metrics: self,
+            handles: self.handles.lock().unwrap_or_else(PoisonError::into_inner),
+            counted: 0,
+            newest_millis: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! poll does not move the cursor, so the next one covers the same ground again.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,9 @@ struct PageSummary {
     readable: usize,
     /// Readable events whose id had not yet been seen in this walk.
     new_in_walk: usize,
+    /// Identifies what the page held (its events' ids and unreadable records, in order), to notice
+    /// emnify serving the same page again without keeping its body.
+    fingerprint: u64,
 }
 
 /// What one poll saw.
@@ -182,7 +186,7 @@ impl Poller {
         let mut first_total = None;
         let mut last_total = None;
         let mut first_len = 0;
-        let mut previous_body = None;
+        let mut previous_fingerprint = None;
         let mut seen_in_walk = WalkIds::default();
         let mut prefetched = None;
         loop {
@@ -201,7 +205,7 @@ impl Poller {
             let repeated = page > 1
                 && (response.current_page.is_some_and(|c| c != page)
                     || (summary.readable > 0 && summary.new_in_walk == 0)
-                    || previous_body == Some(body_fingerprint(&response.body)));
+                    || previous_fingerprint == Some(summary.fingerprint));
             if repeated {
                 break;
             }
@@ -222,7 +226,7 @@ impl Poller {
                 tracing::warn!(page, "stopping a window walk at the page limit; paging headers look wrong");
                 break;
             }
-            previous_body = Some(body_fingerprint(&response.body));
+            previous_fingerprint = Some(summary.fingerprint);
             self.client.recycle(response.body);
             page += 1;
             let mut tally = lock(&self.tally);
@@ -290,12 +294,6 @@ impl Poller {
     }
 }
 
-/// Identifies a page body, to notice emnify serving the same page again without keeping it.
-fn body_fingerprint(body: &[u8]) -> (usize, u64) {
-    use std::hash::BuildHasher;
-    (body.len(), foldhash::quality::FixedState::with_seed(0x656d_6e69_6679).hash_one(body))
-}
-
 /// Ids seen in one walk of a window, to recognise a page that emnify repeats.
 type WalkIds = HashSet<u64, foldhash::fast::RandomState>;
 
@@ -307,11 +305,23 @@ fn decode_and_count(
     seen_in_walk: &mut WalkIds,
 ) -> Result<(PageSummary, BatchCounts), DecodeError> {
     let events = decode_event_list(body)?;
-    let mut summary = PageSummary { len: events.len(), readable: 0, new_in_walk: 0 };
-    for event in events.iter().flatten() {
-        summary.readable += 1;
-        summary.new_in_walk += usize::from(seen_in_walk.insert(event.id));
+    let mut summary = PageSummary { len: events.len(), readable: 0, new_in_walk: 0, fingerprint: 0 };
+    let mut fingerprint = foldhash::quality::FixedState::with_seed(0x656d_6e69_6679).build_hasher();
+    for decoded in &events {
+        match decoded {
+            Ok(event) => {
+                summary.readable += 1;
+                summary.new_in_walk += usize::from(seen_in_walk.insert(event.id));
+                fingerprint.write_u64(event.id);
+            }
+            Err(bad) => {
+                fingerprint.write_u64(bad.fingerprint);
+                fingerprint.write_u64(bad.id.unwrap_or(u64::MAX));
+            }
+        }
     }
+    fingerprint.write_usize(events.len());
+    summary.fingerprint = fingerprint.finish();
     let counts = lock(tally).count(events, Origin::Poll { until_millis });
     Ok((summary, counts))
 }

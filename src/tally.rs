@@ -205,6 +205,7 @@ impl Tally {
         let mut counts = BatchCounts::default();
         let now = now_millis();
         self.dirty = true;
+        let mut recorder = self.metrics.event_recorder();
         for decoded in events {
             counts.received += 1;
             let event = match decoded {
@@ -246,7 +247,7 @@ impl Tally {
             };
             if self.seen.insert(event.id, time) {
                 counts.counted += 1;
-                self.metrics.record_event(&event);
+                recorder.record(&event);
             } else {
                 counts.duplicates += 1;
                 self.metrics.record_duplicate();
