@@ -230,7 +230,8 @@ fn read_event<'de, A: MapAccess<'de>>(mut map: A) -> Result<DecodedEvent<'de>, A
 }
 
 /// The keys of an event object (and of its `{id, description|name}` sub-objects) that matter.
-enum Key {
+#[derive(Clone, Copy)]
+pub(crate) enum Key {
     Id,
     Timestamp,
     Alert,
@@ -264,7 +265,8 @@ impl<'de> Deserialize<'de> for Key {
 }
 
 impl Key {
-    fn from_bytes(v: &[u8]) -> Key {
+    #[inline(always)]
+    pub(crate) fn from_bytes(v: &[u8]) -> Key {
         match v {
             b"id" => Key::Id,
             b"timestamp" => Key::Timestamp,

@@ -33,7 +33,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::model::{DecodedEvent, Event, Unreadable, UNREADABLE_REASONS};
+use super::model::{DecodedEvent, Event, Key, Unreadable, UNREADABLE_REASONS};
 use crate::timefmt::parse_timestamp_millis;
 
 /// Why a body could not be scanned, with the position; never echoes the body.
@@ -148,39 +148,6 @@ struct Fail {
 
 type Scan<T> = Result<T, Fail>;
 
-/// The keys that matter, in event objects and in their sub-objects (as `model::Key`).
-#[derive(Clone, Copy)]
-enum Key {
-    Id,
-    Timestamp,
-    Alert,
-    Description,
-    EventType,
-    EventSource,
-    EventSeverity,
-    Organisation,
-    Name,
-    Other,
-}
-
-impl Key {
-    #[inline(always)]
-    fn from_bytes(v: &[u8]) -> Key {
-        match v {
-            b"id" => Key::Id,
-            b"timestamp" => Key::Timestamp,
-            b"alert" => Key::Alert,
-            b"description" => Key::Description,
-            b"event_type" => Key::EventType,
-            b"event_source" => Key::EventSource,
-            b"event_severity" => Key::EventSeverity,
-            b"organisation" => Key::Organisation,
-            b"name" => Key::Name,
-            _ => Key::Other,
-        }
-    }
-}
-
 /// A value read like serde's `deserialize_any`; arrays are already skipped, objects are open (the
 /// cursor is just after `{`) for the caller to read or drain.
 enum Any<'a> {
@@ -286,6 +253,36 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
+    /// `"key":` of an event object or sub-object, the cursor on the opening quote.
+    #[inline(always)]
+    fn member_key(&mut self) -> Scan<Key> {
+        self.expect(b'"')?;
+        let key = self.key()?;
+        self.ws();
+        self.expect(b':')?;
+        self.ws();
+        Ok(key)
+    }
+
+    /// After a member of an object or list: true if a `,` says another follows, false if `close`
+    /// ended the container.
+    #[inline(always)]
+    fn more_members(&mut self, close: u8) -> Scan<bool> {
+        self.ws();
+        match self.peek() {
+            b',' => {
+                self.i += 1;
+                self.ws();
+                Ok(true)
+            }
+            c if c == close => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => Err(self.fail()),
+        }
+    }
+
     /// The elements of a list, the cursor just after `[`.
     fn items(&mut self) -> Scan<Vec<DecodedEvent<'a>>> {
         // About 670 bytes per realistic event: one allocation for a typical page, growth for dense ones.
@@ -307,17 +304,8 @@ impl<'a> Scanner<'a> {
                 Err(Unreadable { id: None, fingerprint: 0, reason: UNREADABLE_REASONS[0] })
             };
             out.push(item);
-            self.ws();
-            match self.peek() {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b']' => {
-                    self.i += 1;
-                    return Ok(out);
-                }
-                _ => return Err(self.fail()),
+            if !self.more_members(b']')? {
+                return Ok(out);
             }
         }
     }
@@ -337,11 +325,7 @@ impl<'a> Scanner<'a> {
             self.i += 1;
         } else {
             loop {
-                self.expect(b'"')?;
-                let key = self.key()?;
-                self.ws();
-                self.expect(b':')?;
-                self.ws();
+                let key = self.member_key()?;
                 match key {
                     Key::Id => id = self.any_u64()?,
                     Key::Timestamp => timestamp = self.any_str()?,
@@ -353,17 +337,8 @@ impl<'a> Scanner<'a> {
                     Key::Organisation => organisation = self.reference::<true>()?,
                     Key::Name | Key::Other => self.skip_value()?,
                 }
-                self.ws();
-                match self.peek() {
-                    b',' => {
-                        self.i += 1;
-                        self.ws();
-                    }
-                    b'}' => {
-                        self.i += 1;
-                        break;
-                    }
-                    _ => return Err(self.fail()),
+                if !self.more_members(b'}')? {
+                    break;
                 }
             }
         }
@@ -455,11 +430,7 @@ impl<'a> Scanner<'a> {
             return Ok((id, name));
         }
         loop {
-            self.expect(b'"')?;
-            let key = self.key()?;
-            self.ws();
-            self.expect(b':')?;
-            self.ws();
+            let key = self.member_key()?;
             match key {
                 Key::Id => id = self.any_u64()?,
                 // `name` wins over `description`; a `null` name keeps an earlier description.
@@ -472,17 +443,8 @@ impl<'a> Scanner<'a> {
                 }
                 _ => self.skip_value()?,
             }
-            self.ws();
-            match self.peek() {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b'}' => {
-                    self.i += 1;
-                    return Ok((id, name));
-                }
-                _ => return Err(self.fail()),
+            if !self.more_members(b'}')? {
+                return Ok((id, name));
             }
         }
     }
@@ -586,17 +548,8 @@ impl<'a> Scanner<'a> {
             self.expect(b':')?;
             self.ws();
             self.skip_value()?;
-            self.ws();
-            match self.peek() {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b'}' => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.fail()),
+            if !self.more_members(b'}')? {
+                return Ok(());
             }
         }
     }
