@@ -455,21 +455,21 @@ fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpRespo
             selected
         }
     };
-    let events = &state.events;
     let total = selected.len() as u64;
     let total_pages = total.div_ceil(u64::from(per_page)).max(1);
     // Past the end, emnify serves the last page again; before the start, the first.
     let current = (page.max(1) as u64).min(total_pages);
     let start = ((current - 1) * u64::from(per_page)) as usize;
-    let mut items: Vec<Arc<str>> =
-        selected.iter().skip(start).take(per_page as usize).map(|&i| events[i].json.clone()).collect();
-    let previous = start.checked_sub(1).and_then(|i| selected.get(i)).map(|&i| events[i].json.clone());
     // Fault: the last event of the page before shows up again at the top of this one.
-    if let Some(previous) = previous {
-        if state.faults.duplicate() {
-            items.insert(0, previous);
-        }
-    }
+    let previous = start.checked_sub(1).and_then(|i| selected.get(i)).copied();
+    let repeated = previous.filter(|_| state.faults.duplicate());
+    // The page is copied straight from the stored JSON, under the lock: no per-event reference counting.
+    let events = &state.events;
+    let items: Vec<&str> = repeated
+        .into_iter()
+        .chain(selected.iter().skip(start).take(per_page as usize).copied())
+        .map(|i| &*events[i].json)
+        .collect();
     let mut body = String::with_capacity(items.iter().map(|s| s.len() + 1).sum::<usize>() + 2);
     body.push('[');
     for (i, item) in items.iter().enumerate() {
