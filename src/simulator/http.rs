@@ -438,17 +438,24 @@ fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpRespo
             let events = &state.events;
             let mut selected: Vec<usize> =
                 (0..events.len()).filter(|&i| filter.matches(&events[i], endpoint)).collect();
-            selected.sort_by(|&a, &b| {
-                let (a, b) = (&events[a], &events[b]);
-                for (descending, key) in &keys {
-                    let ord = key(a).cmp(&key(b));
-                    let ord = if *descending { ord.reverse() } else { ord };
-                    if ord.is_ne() {
-                        return ord;
+            if let [(descending, key)] = keys.as_slice() {
+                // One field (what pollers ask for): sort by a precomputed key, not by chasing every
+                // event in every comparison (a 100,000-event window sorts several times faster).
+                let sign = if *descending { -1 } else { 1 };
+                selected.sort_by_cached_key(|&i| (sign * key(&events[i]), events[i].id));
+            } else {
+                selected.sort_by(|&a, &b| {
+                    let (a, b) = (&events[a], &events[b]);
+                    for (descending, key) in &keys {
+                        let ord = key(a).cmp(&key(b));
+                        let ord = if *descending { ord.reverse() } else { ord };
+                        if ord.is_ne() {
+                            return ord;
+                        }
                     }
-                }
-                a.id.cmp(&b.id)
-            });
+                    a.id.cmp(&b.id)
+                });
+            }
             let selected = Arc::new(selected);
             let events = state.events.len();
             state.list_cache = Some(ListCache { question, events, selected: selected.clone() });
