@@ -132,10 +132,20 @@ impl RecentIds {
             limit = self.max_ids,
             "dedup memory is full; forgetting the oldest event ids (raise --emnify.max-remembered-ids)"
         );
-        // The whole second `cut` goes too, so the set shrinks even when many ids share one second (or
-        // arrive with times behind the horizon); the horizon moves past it.
+        // Everything older than second `cut` goes, and of second `cut` only as many ids as the target
+        // needs (many ids can share one second: a push batch, events without a time). The horizon
+        // moves past that second, since it is no longer complete.
+        let older = times.iter().filter(|&&t| t < cut).count();
+        let mut from_cut = excess.saturating_sub(older);
         self.horizon_millis = self.horizon_millis.max((i64::from(cut) + 1) * 1000);
-        self.ids.retain(|_, secs| *secs > cut);
+        self.ids.retain(|_, secs| match (*secs).cmp(&cut) {
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal if from_cut > 0 => {
+                from_cut -= 1;
+                false
+            }
+            _ => true,
+        });
     }
 }
 
@@ -171,8 +181,9 @@ mod tests {
         for id in 0..10_000u64 {
             set.insert(id, 5_000);
         }
-        assert!(set.len() <= 1_100, "{}", set.len());
+        assert!((900..=1_100).contains(&set.len()), "bounded, and only the excess forgotten: {}", set.len());
         assert_eq!(set.horizon_millis(), 6_000);
+        assert!(set.contains(9_999), "the newest id is remembered");
     }
 
     #[test]

@@ -346,7 +346,8 @@ impl Metrics {
         self.event_recorder().record(event);
     }
 
-    /// Counts a batch of new events under one lock; the totals are settled when it is dropped.
+    /// Counts a batch of new events under one lock; the totals are settled when it is dropped. The lock
+    /// is held while it lives: nothing on the same thread may call [`Metrics::record_event`] meanwhile.
     pub fn event_recorder(&self) -> EventRecorder<'_> {
         EventRecorder {
             metrics: self,
@@ -593,7 +594,7 @@ struct LabelledFamily {
     label_names: &'static [&'static str],
     /// Not registered in the registry: [`LabelledFamily::encode`] exposes it.
     vec: IntCounterVec,
-    /// Each series' `{name="value",...}`, sorted like the text encoder sorts them, with its counter.
+    /// Each series' `{name="value",...}` with its counter, in the order of that text.
     series: Mutex<BTreeMap<String, IntCounter>>,
 }
 

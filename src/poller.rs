@@ -44,8 +44,8 @@ struct PageSummary {
     readable: usize,
     /// Readable events whose id had not yet been seen in this walk.
     new_in_walk: usize,
-    /// Identifies what the page held (its events' ids and unreadable records, in order), to notice
-    /// emnify serving the same page again without keeping its body.
+    /// Identifies what the page held (its events' ids and unreadable records, in order, and its size),
+    /// to notice emnify serving the same page again without keeping its body.
     fingerprint: u64,
 }
 
@@ -229,17 +229,13 @@ impl Poller {
             previous_fingerprint = Some(summary.fingerprint);
             self.client.recycle(response.body);
             page += 1;
-            let mut tally = lock(&self.tally);
-            if tally.since_checkpoint() >= CHECKPOINT_EVERY {
-                tally.checkpoint();
-            }
         }
         Ok((first_total, last_total))
     }
 
     async fn fetch(&mut self, query: &PageQuery, report: &mut PollReport) -> Result<EventPage, ApiError> {
         let page = self.client.event_page(query).await;
-        report.pages += 1;
+        report.pages += u32::from(page.is_ok());
         page
     }
 
@@ -297,7 +293,8 @@ impl Poller {
 /// Ids seen in one walk of a window, to recognise a page that emnify repeats.
 type WalkIds = HashSet<u64, foldhash::fast::RandomState>;
 
-/// Decodes one page and counts what is new on it.
+/// Decodes one page and counts what is new on it; a long walk checkpoints here, right after counting,
+/// so a page's counts are saved and published without waiting for the next page's fetch.
 fn decode_and_count(
     body: &[u8],
     tally: &SharedTally,
@@ -320,8 +317,14 @@ fn decode_and_count(
             }
         }
     }
+    // The body's length too: records that are not objects all look alike.
     fingerprint.write_usize(events.len());
+    fingerprint.write_usize(body.len());
     summary.fingerprint = fingerprint.finish();
-    let counts = lock(tally).count(events, Origin::Poll { until_millis });
+    let mut tally = lock(tally);
+    let counts = tally.count(events, Origin::Poll { until_millis });
+    if tally.since_checkpoint() >= CHECKPOINT_EVERY {
+        tally.checkpoint();
+    }
     Ok((summary, counts))
 }

@@ -30,7 +30,8 @@ pub struct SavedState {
     pub cursor: Option<i64>,
     /// Events before this (Unix ms) are not counted.
     pub floor_millis: i64,
-    /// The dedup memory: `(event id, event time ms)`, complete from `horizon_millis` on.
+    /// The dedup memory: `(event id, event time)`, the time in whole seconds written as milliseconds
+    /// (older files with exact milliseconds load the same way), complete from `horizon_millis` on.
     pub horizon_millis: i64,
     pub ids: Vec<(u64, i64)>,
     /// Fingerprints of unreadable records already reported.

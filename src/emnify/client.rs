@@ -220,10 +220,12 @@ impl Client {
         })
     }
 
-    /// Takes back the body of a page that is done with, to read a later page into.
+    /// Takes back the body of a page that is done with, to read a later page into. Only ordinary page
+    /// sizes are kept: one huge page must not stay resident for the life of the process.
     pub fn recycle(&mut self, body: Bytes) {
         if let Ok(mut buffer) = body.try_into_mut() {
-            if self.spare_body.as_ref().is_none_or(|spare| spare.capacity() < buffer.capacity()) {
+            let fits = buffer.capacity() <= MAX_SPARE_BODY_BYTES;
+            if fits && self.spare_body.as_ref().is_none_or(|spare| spare.capacity() < buffer.capacity()) {
                 buffer.clear();
                 self.spare_body = Some(buffer);
             }
@@ -388,6 +390,9 @@ struct Body {
     headers: reqwest::header::HeaderMap,
     body: Bytes,
 }
+
+/// Largest page buffer kept for reuse (a page of 1,000 events is about 700 KB).
+const MAX_SPARE_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Largest response body read: a page of 10,000 events is about 15 MB; anything far beyond is refused
 /// rather than held in memory.
