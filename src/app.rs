@@ -147,9 +147,7 @@ async fn start_demo_simulator(
             headers.push((name.to_string(), secret.expose().to_string()));
         }
         if let Some((user, password)) = &receiver.basic_auth {
-            use base64::Engine;
-            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
-            headers.push(("authorization".to_string(), format!("Basic {basic}")));
+            headers.push(("authorization".to_string(), receiver::basic_authorization(user, password)));
         }
         let host = if exporter.ip().is_unspecified() { "127.0.0.1".to_string() } else { exporter.ip().to_string() };
         let streamer = StreamerConfig {
@@ -174,7 +172,7 @@ async fn start_demo_simulator(
 pub async fn run_poll_loop(mut poller: Poller, interval: Duration, shutdown: CancellationToken) {
     poll_until_cancelled(&mut poller, interval, &shutdown).await;
     // Whatever was counted before the stop is saved (with a state file) and published.
-    poller.checkpoint();
+    poller.checkpoint().await;
 }
 
 async fn poll_until_cancelled(poller: &mut Poller, interval: Duration, shutdown: &CancellationToken) {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::emnify::{decode_event_list, ApiError, Client, DecodeError, EventPage, PageQuery};
 use crate::metrics::Metrics;
-use crate::tally::{lock, BatchCounts, Origin, SharedTally, Tally};
+use crate::tally::{checkpoint_blocking, lock, BatchCounts, Origin, SharedTally, Tally};
 use crate::timefmt::now_millis;
 
 /// How the poller walks emnify's event list.
@@ -100,8 +100,8 @@ impl Poller {
     }
 
     /// Saves (with a state file) and publishes what was counted so far.
-    pub fn checkpoint(&self) {
-        lock(&self.tally).checkpoint();
+    pub async fn checkpoint(&self) {
+        checkpoint_blocking(&self.tally).await;
     }
 
     /// Loads the live event-type names; on failure the built-in catalogue stays in use.
@@ -144,18 +144,19 @@ impl Poller {
         match result {
             Ok(()) => {
                 self.metrics.record_poll_success(elapsed, now_millis() as f64 / 1000.0);
-                let mut tally = lock(&self.tally);
-                tally.set_cursor(until);
-                // No later window starts before this, so older ids can go.
-                tally.forget_before(until.saturating_sub(overlap).max(floor) * 1000);
-                tally.checkpoint();
-                drop(tally);
+                {
+                    let mut tally = lock(&self.tally);
+                    tally.set_cursor(until);
+                    // No later window starts before this, so older ids can go.
+                    tally.forget_before(until.saturating_sub(overlap).max(floor) * 1000);
+                }
+                self.checkpoint().await;
                 tracing::debug!(?report, "poll succeeded");
                 PollOutcome::Success(report)
             }
             Err(error) => {
                 self.metrics.record_poll_failure(elapsed, error.reason());
-                self.checkpoint();
+                self.checkpoint().await;
                 tracing::warn!(error = %error, reason = error.reason(), pages = report.pages, counted = report.counts.counted, "poll failed");
                 PollOutcome::Failed { error, report }
             }

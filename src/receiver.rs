@@ -21,7 +21,7 @@ use crate::emnify::decode_event_object_or_list;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::server::HttpResponse;
-use crate::tally::{lock, Origin, SharedTally};
+use crate::tally::{checkpoint_blocking, lock, Origin, SharedTally};
 
 /// How pushes are checked and limited.
 #[derive(Debug, Clone)]
@@ -104,7 +104,11 @@ impl Receiver {
                 return reply(StatusCode::REQUEST_TIMEOUT, r#"{"error":"the body took too long"}"#.into());
             }
         };
-        self.count(&bytes)
+        // Decoding up to 10,000 events and saving the state file are not for the runtime's workers.
+        let (tally, metrics) = (self.tally.clone(), self.metrics.clone());
+        tokio::task::spawn_blocking(move || count(&tally, &metrics, &bytes)).await.unwrap_or_else(|_| {
+            reply(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"counting the push failed"}"#.into())
+        })
     }
 
     fn too_large(&self) -> HttpResponse {
@@ -113,50 +117,51 @@ impl Receiver {
         reply(StatusCode::PAYLOAD_TOO_LARGE, message)
     }
 
-    fn count(&self, body: &[u8]) -> HttpResponse {
-        let events = match decode_event_object_or_list(body) {
-            Ok(events) => events,
-            Err(err) => {
-                self.metrics.record_push_rejected("malformed");
-                let detail = err.to_string();
-                tracing::warn!(error = %detail, "refused a push that is not an event object or array");
-                return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": detail }).to_string());
-            }
-        };
-        let mut tally = lock(&self.tally);
-        let counts = tally.count(events, Origin::Push);
-        // With a state file the batch is saved before it is acknowledged: an acknowledged push is never lost.
-        if (tally.has_state_file() || tally.since_checkpoint() >= PUBLISH_EVERY) && !tally.checkpoint() {
-            drop(tally);
-            return reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the state could not be saved"}"#.into());
-        }
-        drop(tally);
-        self.metrics.record_push_accepted(counts.received);
-        let body = serde_json::json!({
-            "received": counts.received,
-            "counted": counts.counted,
-            "duplicates": counts.duplicates,
-            "unreadable": counts.unreadable,
-        });
-        reply(StatusCode::OK, body.to_string())
-    }
-
     fn authenticated(&self, req: &Request<Incoming>) -> bool {
         let header_ok = self.settings.secret_header.as_ref().is_none_or(|(name, secret)| {
             req.headers().get(name).is_some_and(|v| constant_time_eq(v.as_bytes(), secret.expose().as_bytes()))
         });
         let basic_ok = self.settings.basic_auth.as_ref().is_none_or(|(user, password)| {
-            let expected = {
-                use base64::Engine;
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()))
-                )
-            };
+            let expected = basic_authorization(user, password);
             req.headers().get(AUTHORIZATION).is_some_and(|v| constant_time_eq(v.as_bytes(), expected.as_bytes()))
         });
         header_ok && basic_ok
     }
+}
+
+/// Counts a push that was read whole; with a state file it is saved before it is acknowledged.
+fn count(tally: &SharedTally, metrics: &Metrics, body: &[u8]) -> HttpResponse {
+    let events = match decode_event_object_or_list(body) {
+        Ok(events) => events,
+        Err(err) => {
+            metrics.record_push_rejected("malformed");
+            let detail = err.to_string();
+            tracing::warn!(error = %detail, "refused a push that is not an event object or array");
+            return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": detail }).to_string());
+        }
+    };
+    let mut tally = lock(tally);
+    let counts = tally.count(events, Origin::Push);
+    // With a state file the batch is saved before it is acknowledged: an acknowledged push is never lost.
+    if (tally.has_state_file() || tally.since_checkpoint() >= PUBLISH_EVERY) && !tally.checkpoint() {
+        drop(tally);
+        return reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the state could not be saved"}"#.into());
+    }
+    drop(tally);
+    metrics.record_push_accepted(counts.received);
+    let body = serde_json::json!({
+        "received": counts.received,
+        "counted": counts.counted,
+        "duplicates": counts.duplicates,
+        "unreadable": counts.unreadable,
+    });
+    reply(StatusCode::OK, body.to_string())
+}
+
+/// The `Authorization` header value of HTTP basic auth.
+pub fn basic_authorization(user: &str, password: &Secret) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose())))
 }
 
 fn reply(status: StatusCode, body: String) -> HttpResponse {
@@ -188,13 +193,16 @@ pub async fn maintain(
             () = tokio::time::sleep(period) => {}
             () = shutdown.cancelled() => return,
         }
-        let mut tally = lock(&tally);
-        if let Some(after) = forget_after {
-            let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
-            tally.forget_before(crate::timefmt::now_millis().saturating_sub(after));
-        }
-        if tally.is_dirty() {
-            tally.checkpoint();
+        let dirty = {
+            let mut tally = lock(&tally);
+            if let Some(after) = forget_after {
+                let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+                tally.forget_before(crate::timefmt::now_millis().saturating_sub(after));
+            }
+            tally.is_dirty()
+        };
+        if dirty {
+            checkpoint_blocking(&tally).await;
         }
     }
 }

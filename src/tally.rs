@@ -67,6 +67,13 @@ pub struct Tally {
 /// The tally as the poller and the receiver share it.
 pub type SharedTally = Arc<Mutex<Tally>>;
 
+/// Checkpoints on a blocking thread: with a state file that means writes and fsyncs, which must not
+/// stall the runtime's workers (scrapes and pushes are answered there). Returns false if the save failed.
+pub async fn checkpoint_blocking(tally: &SharedTally) -> bool {
+    let tally = tally.clone();
+    tokio::task::spawn_blocking(move || lock(&tally).checkpoint()).await.unwrap_or(false)
+}
+
 /// Locks a shared tally; a panic elsewhere never makes the counts unreachable.
 pub fn lock(tally: &SharedTally) -> MutexGuard<'_, Tally> {
     tally.lock().unwrap_or_else(PoisonError::into_inner)
