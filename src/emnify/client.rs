@@ -404,18 +404,17 @@ async fn read_limited(
     mut response: reqwest::Response,
     mut body: bytes::BytesMut,
 ) -> Result<Bytes, ApiError> {
+    let too_large =
+        || ApiError::Decode { endpoint, message: format!("the body is larger than {MAX_BODY_BYTES} bytes") };
     if response.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(ApiError::Decode { endpoint, message: format!("the body is larger than {MAX_BODY_BYTES} bytes") });
+        return Err(too_large());
     }
     // Sized from Content-Length (already capped above), so a page is not copied while it grows.
     body.clear();
     body.reserve(response.content_length().unwrap_or(0) as usize);
     while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(endpoint, &e))? {
         if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::Decode {
-                endpoint,
-                message: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            });
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
