@@ -1,4 +1,7 @@
 //! Wires the parts together and runs them until shutdown: simulator (demo only), poller loop, HTTP server.
+//!
+//! [`App::build`] binds the listener and sets everything up; [`App::local_addr`] tells the bound
+//! address (port 0 in tests); [`App::run`] runs until the shutdown token is cancelled.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,17 +10,17 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::emnify::{ApiError, Client, ClientSettings, TokenSource};
+use crate::config::{Config, PollConfig};
+use crate::emnify::{ApiError, Client, ClientSettings};
 use crate::metrics::Metrics;
-use crate::poller::{PollOutcome, Poller, PollerSettings};
-use crate::receiver::{self, Receiver};
+use crate::poller::{run_poll_loop, Poller};
+use crate::receiver::{self, Receiver, ReceiverSettings};
 use crate::rng::SplitMix64;
+use crate::routes::{serve, ServerState};
 use crate::secret::Secret;
-use crate::server::{serve, ServerState};
 use crate::simulator::{Simulator, SimulatorConfig, StreamerConfig};
 use crate::state::StateStore;
-use crate::tally::{lock, Tally};
+use crate::tally::{checkpoint_blocking, lock, maintain, SharedTally, Tally};
 use crate::timefmt::now_millis;
 use crate::webconfig::{WebConfig, WebSecurity};
 
@@ -27,8 +30,6 @@ pub enum AppError {
     Listen { address: SocketAddr, source: std::io::Error },
     #[error("cannot start the demo simulator: {0}")]
     Demo(std::io::Error),
-    #[error("no emnify application token: set EMNIFY_APPLICATION_TOKEN or --emnify.application-token-file")]
-    NoToken,
     #[error(transparent)]
     WebConfig(#[from] crate::webconfig::WebConfigError),
     #[error("cannot create the emnify client: {0}")]
@@ -38,197 +39,189 @@ pub enum AppError {
 /// Attempts per emnify request before a poll gives up and the loop backs off.
 const REQUEST_ATTEMPTS: u32 = 3;
 
-/// Runs the exporter until `shutdown` is cancelled. `on_listening` learns the bound address (port 0 in tests).
-pub async fn run(
+/// The exporter, set up and bound, not yet running.
+pub struct App {
     config: Config,
-    shutdown: CancellationToken,
-    on_listening: impl FnOnce(SocketAddr),
-) -> Result<(), AppError> {
-    let metrics = Arc::new(Metrics::new());
-    let listener = TcpListener::bind(config.listen_address)
-        .await
-        .map_err(|source| AppError::Listen { address: config.listen_address, source })?;
-    let address =
-        listener.local_addr().map_err(|source| AppError::Listen { address: config.listen_address, source })?;
-
-    let security = match &config.web_config_file {
-        Some(path) => Some(Arc::new(WebSecurity::new(path.clone(), WebConfig::load(path)?))),
-        None => None,
-    };
-
-    // In the demo, the built-in simulator stands in for emnify: its API for polling, its streamer for pushes.
-    let demo_api = if config.demo { Some(start_demo_simulator(&config, address, &shutdown).await?) } else { None };
-    let api_url = demo_api.as_ref().map_or_else(|| config.api_url.clone(), |(url, _)| url.clone());
-
-    let lookback = i64::try_from(config.lookback.as_millis()).unwrap_or(i64::MAX);
-    let tally = Tally::new(metrics.clone(), now_millis(), lookback, config.max_remembered_ids).shared();
-    if let Some(path) = &config.state_file {
-        lock(&tally).use_state(StateStore::new(path, &api_url));
-    }
-    let receiver =
-        config.receiver.clone().map(|settings| Arc::new(Receiver::new(settings, tally.clone(), metrics.clone())));
-    let poller = if config.ingest_mode.polls() {
-        // The simulator's own token in the demo: a real one from the environment is never sent to it.
-        let token = match demo_api {
-            Some((_, token)) => token,
-            None => config.token.clone().ok_or(AppError::NoToken)?,
-        };
-        let settings = ClientSettings {
-            api_url: api_url.clone(),
-            token,
-            request_timeout: config.request_timeout,
-            min_request_interval: config.min_request_interval,
-            max_attempts: REQUEST_ATTEMPTS,
-            retry_base: Duration::from_millis(500),
-        };
-        let poller_settings = PollerSettings {
-            page_size: config.page_size,
-            overlap: config.overlap,
-            lookback: config.lookback,
-            max_remembered_ids: config.max_remembered_ids,
-        };
-        Some(Poller::with_tally(
-            Client::new(settings, metrics.clone())?,
-            metrics.clone(),
-            poller_settings,
-            tally.clone(),
-        ))
-    } else {
-        // Nothing to poll: the exporter is up as long as it receives.
-        metrics.set_up(true);
-        lock(&tally).checkpoint();
-        None
-    };
-    if receiver.is_some() {
-        // Without a poller, this also keeps the dedup memory to the overlap.
-        let forget_after = poller.is_none().then_some(config.overlap);
-        tokio::spawn(receiver::maintain(tally.clone(), forget_after, Duration::from_millis(100), shutdown.clone()));
-    }
-
-    tracing::info!(
-        address = %address,
-        metrics_path = %config.telemetry_path,
-        mode = ?config.ingest_mode,
-        webhook_path = receiver.as_ref().map(|r| r.path().to_string()),
-        poll_interval = %humantime::format_duration(config.poll_interval),
-        version = crate::VERSION,
-        "emnify exporter listening"
-    );
-    on_listening(address);
-    let state = Arc::new(ServerState { metrics, telemetry_path: config.telemetry_path.clone(), security, receiver });
-    let server = tokio::spawn(serve(listener, state, shutdown.clone()));
-    match poller {
-        Some(poller) => run_poll_loop(poller, config.poll_interval, shutdown).await,
-        None => {
-            shutdown.cancelled().await;
-            lock(&tally).checkpoint();
-        }
-    }
-    let _ = server.await;
-    tracing::info!("emnify exporter stopped");
-    Ok(())
+    listener: TcpListener,
+    address: SocketAddr,
+    metrics: Arc<Metrics>,
+    tally: SharedTally,
+    security: Option<Arc<WebSecurity>>,
+    receiver: Option<Arc<Receiver>>,
+    poller: Option<(Poller, Duration)>,
+    demo: Option<Demo>,
 }
 
-/// Starts the demo's simulator on a loopback port (and, when the exporter receives pushes, its
-/// Data Streamer aimed at the exporter's own webhook); returns its API URL and token.
-async fn start_demo_simulator(
-    config: &Config,
-    exporter: SocketAddr,
-    shutdown: &CancellationToken,
-) -> Result<(String, TokenSource), AppError> {
-    let sim = Simulator::new(SimulatorConfig::demo());
-    let sim_listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(AppError::Demo)?;
-    let sim_address = sim_listener.local_addr().map_err(AppError::Demo)?;
-    tokio::spawn(sim.clone().serve(sim_listener, shutdown.clone()));
-    tokio::spawn(sim.clone().run_generator(5.0, Duration::from_secs(45), shutdown.clone()));
-    if let Some(receiver) = &config.receiver {
-        let mut headers = Vec::new();
-        if let Some((name, secret)) = &receiver.secret_header {
-            headers.push((name.to_string(), secret.expose().to_string()));
-        }
-        if let Some((user, password)) = &receiver.basic_auth {
-            headers.push(("authorization".to_string(), receiver::basic_authorization(user, password)));
-        }
-        let host = if exporter.ip().is_unspecified() { "127.0.0.1".to_string() } else { exporter.ip().to_string() };
-        let streamer = StreamerConfig {
-            url: format!("http://{host}:{}{}", exporter.port(), receiver.path),
-            batch_size: 20,
-            headers,
-            duplicate_chance: 0.05,
-            idle: Duration::from_millis(500),
+impl App {
+    /// Binds the listener and sets up counting, the sources and (in the demo) the simulator.
+    pub async fn build(mut config: Config) -> Result<App, AppError> {
+        let metrics = Arc::new(Metrics::new());
+        let listener = TcpListener::bind(config.listen_address)
+            .await
+            .map_err(|source| AppError::Listen { address: config.listen_address, source })?;
+        let address =
+            listener.local_addr().map_err(|source| AppError::Listen { address: config.listen_address, source })?;
+        let security = match &config.web_config_file {
+            Some(path) => Some(Arc::new(WebSecurity::new(path.clone(), WebConfig::load(path)?))),
+            None => None,
         };
-        tokio::spawn(sim.clone().run_streamer(streamer, shutdown.clone()));
-    }
-    tracing::info!(
-        simulator = %format!("http://{sim_address}"),
-        truth = %format!("http://{sim_address}/simulator/truth"),
-        mode = ?config.ingest_mode,
-        "demo mode: the built-in emnify API simulator stands in for emnify"
-    );
-    Ok((format!("http://{sim_address}"), TokenSource::Value(Secret::new(sim.application_token()))))
-}
+        let demo = if config.demo { Some(Demo::prepare(&mut config, address).await?) } else { None };
 
-/// Polls every `interval`; after a failure, retries sooner with jittered exponential backoff.
-pub async fn run_poll_loop(mut poller: Poller, interval: Duration, shutdown: CancellationToken) {
-    poll_until_cancelled(&mut poller, interval, &shutdown).await;
-    // Whatever was counted before the stop is saved (with a state file) and published.
-    poller.checkpoint().await;
-}
-
-async fn poll_until_cancelled(poller: &mut Poller, interval: Duration, shutdown: &CancellationToken) {
-    tokio::select! {
-        _ = poller.load_event_types() => {}
-        () = shutdown.cancelled() => return,
-    }
-    let mut failures = 0u32;
-    let mut jitter = SplitMix64::from_time();
-    loop {
-        let outcome = tokio::select! {
-            outcome = poller.poll_once() => outcome,
-            () = shutdown.cancelled() => return,
+        let tally = Tally::new(metrics.clone(), config.tally.clone(), now_millis()).shared();
+        if let Some(path) = &config.state_file {
+            lock(&tally).use_state(StateStore::new(path, &config.api_url));
+        }
+        let receiver = config
+            .push
+            .clone()
+            .map(|settings| Arc::new(Receiver::new(settings, tally.clone(), metrics.clone())));
+        let poller = match &config.poll {
+            Some(poll) => Some((poller(&config.api_url, poll, &metrics, &tally)?, poll.interval)),
+            None => None,
         };
-        let wait = match &outcome {
-            PollOutcome::Success(_) => {
-                failures = 0;
-                interval
+        Ok(App { config, listener, address, metrics, tally, security, receiver, poller, demo })
+    }
+
+    /// The address the exporter listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Runs until `shutdown` is cancelled, then saves (with a state file) and publishes the last counts.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let App { config, listener, address, metrics, tally, security, receiver, poller, demo } = self;
+        if let Some(demo) = demo {
+            demo.start(&shutdown);
+        }
+        if poller.is_none() {
+            // Nothing to poll: the exporter is up as long as it receives.
+            metrics.set_up(true);
+            checkpoint_blocking(&tally).await;
+        }
+        if receiver.is_some() {
+            tokio::spawn(maintain(tally.clone(), poller.is_none(), shutdown.clone()));
+        }
+        tracing::info!(
+            address = %address,
+            metrics_path = %config.telemetry_path,
+            mode = config.mode(),
+            webhook_path = receiver.as_ref().map(|r| r.path().to_string()),
+            poll_interval = config.poll.as_ref().map(|p| humantime::format_duration(p.interval).to_string()),
+            version = crate::VERSION,
+            "emnify exporter listening"
+        );
+        let state = Arc::new(ServerState { metrics, telemetry_path: config.telemetry_path.clone(), security, receiver });
+        let server = tokio::spawn(serve(listener, state, shutdown.clone()));
+        match poller {
+            Some((poller, interval)) => run_poll_loop(poller, interval, shutdown).await,
+            None => {
+                shutdown.cancelled().await;
+                checkpoint_blocking(&tally).await;
             }
-            PollOutcome::Failed { error, .. } => {
-                failures += 1;
-                retry_delay(failures, interval, error, jitter.unit())
-            }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = shutdown.cancelled() => return,
+        }
+        let _ = server.await;
+        tracing::info!("emnify exporter stopped");
+        Ok(())
+    }
+}
+
+/// Builds and runs the exporter until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+    App::build(config).await?.run(shutdown).await
+}
+
+fn poller(api_url: &str, poll: &PollConfig, metrics: &Arc<Metrics>, tally: &SharedTally) -> Result<Poller, AppError> {
+    let settings = ClientSettings {
+        api_url: api_url.to_string(),
+        token: poll.token.clone(),
+        request_timeout: poll.request_timeout,
+        min_request_interval: poll.min_request_interval,
+        max_attempts: REQUEST_ATTEMPTS,
+        retry_base: Duration::from_millis(500),
+    };
+    let client = Client::new(settings, metrics.clone())?;
+    Ok(Poller::new(client, metrics.clone(), poll.walk.clone(), tally.clone()))
+}
+
+/// The demo's set-up: the built-in simulator stands in for emnify, its API for polling and its
+/// Data Streamer for pushes (aimed at the exporter's own webhook).
+struct Demo {
+    sim: Simulator,
+    listener: TcpListener,
+    streamer: Option<StreamerConfig>,
+}
+
+impl Demo {
+    /// Binds the simulator on a loopback port and points the configuration at it; a receiver
+    /// without credentials gets a secret made up for this run, which the demo's streamer sends.
+    async fn prepare(config: &mut Config, exporter: SocketAddr) -> Result<Demo, AppError> {
+        let sim = Simulator::new(SimulatorConfig::demo());
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(AppError::Demo)?;
+        let sim_address = listener.local_addr().map_err(AppError::Demo)?;
+        config.api_url = format!("http://{sim_address}");
+        let streamer = config.push.as_mut().map(|receiver| demo_streamer(receiver, exporter));
+        tracing::info!(
+            simulator = %config.api_url,
+            truth = %format!("{}/simulator/truth", config.api_url),
+            mode = config.mode(),
+            "demo mode: the built-in emnify API simulator stands in for emnify"
+        );
+        Ok(Demo { sim, listener, streamer })
+    }
+
+    fn start(self, shutdown: &CancellationToken) {
+        let Demo { sim, listener, streamer } = self;
+        tokio::spawn(sim.clone().serve(listener, shutdown.clone()));
+        tokio::spawn(sim.clone().run_generator(5.0, Duration::from_secs(45), shutdown.clone()));
+        if let Some(streamer) = streamer {
+            tokio::spawn(sim.run_streamer(streamer, shutdown.clone()));
         }
     }
 }
 
-/// Wait after the `failures`-th failed poll in a row; `unit` is a random number in `[0, 1)`.
-///
-/// Transient errors retry within the poll interval; a rejected token backs off to
-/// five minutes so a revoked token never hammers emnify's login limit.
-pub fn retry_delay(failures: u32, interval: Duration, error: &ApiError, unit: f64) -> Duration {
-    let cap = if error.reason() == "auth" { interval.max(Duration::from_secs(300)) } else { interval };
-    let exp = Duration::from_secs(1).saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let wait = exp.min(cap).mul_f64(0.75 + 0.5 * unit);
-    wait.max(error.retry_after().unwrap_or_default())
+/// The demo streamer's target and credentials; gives `receiver` a made-up secret if it has none.
+fn demo_streamer(receiver: &mut ReceiverSettings, exporter: SocketAddr) -> StreamerConfig {
+    if receiver.secret_header.is_none() && receiver.basic_auth.is_none() && !receiver.insecure_no_auth {
+        let mut rng = SplitMix64::from_time();
+        let secret = Secret::new(format!("demo-{:016x}{:016x}", rng.next_u64(), rng.next_u64()));
+        receiver.secret_header = Some((receiver::default_secret_header(), secret));
+    }
+    let mut headers = Vec::new();
+    if let Some((name, secret)) = &receiver.secret_header {
+        headers.push((name.to_string(), secret.expose().to_string()));
+    }
+    if let Some((user, password)) = &receiver.basic_auth {
+        headers.push(("authorization".to_string(), receiver::basic_authorization(user, password)));
+    }
+    let host = if exporter.ip().is_unspecified() { "127.0.0.1".to_string() } else { exporter.ip().to_string() };
+    StreamerConfig {
+        url: format!("http://{host}:{}{}", exporter.port(), receiver.path),
+        batch_size: 20,
+        headers,
+        duplicate_chance: 0.05,
+        idle: Duration::from_millis(500),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Cli;
+    use clap::Parser;
 
     #[test]
-    fn backoff_grows_and_is_capped() {
-        let err = ApiError::Status { endpoint: "event", status: 503 };
-        let minute = Duration::from_secs(60);
-        assert_eq!(retry_delay(1, minute, &err, 0.5), Duration::from_secs(1));
-        assert_eq!(retry_delay(3, minute, &err, 0.5), Duration::from_secs(4));
-        assert_eq!(retry_delay(30, minute, &err, 0.5), minute);
-        let auth = ApiError::Auth { status: 401 };
-        assert_eq!(retry_delay(30, minute, &auth, 0.5), Duration::from_secs(300));
-        let limited = ApiError::RateLimited { endpoint: "event", retry_after: Some(Duration::from_secs(90)) };
-        assert_eq!(retry_delay(1, minute, &limited, 0.0), Duration::from_secs(90));
+    fn the_demo_gives_an_unprotected_receiver_a_secret_and_sends_it() {
+        let cli = Cli::try_parse_from(["emnify-exporter", "--ingest.mode=push", "--demo"]).unwrap();
+        let mut receiver = cli.exporter.into_config(|_| None).unwrap().push.unwrap();
+        assert!(receiver.secret_header.is_none());
+        let streamer = demo_streamer(&mut receiver, "0.0.0.0:9853".parse().unwrap());
+        let (name, secret) = receiver.secret_header.expect("a made-up secret");
+        assert!(streamer.headers.contains(&(name.to_string(), secret.expose().to_string())));
+        assert_eq!(streamer.url, "http://127.0.0.1:9853/webhook/events");
+        // One asked to accept anyone stays open.
+        let cli = Cli::try_parse_from(["emnify-exporter", "--ingest.mode=push", "--demo", "--webhook.insecure-no-auth"]);
+        let mut open = cli.unwrap().exporter.into_config(|_| None).unwrap().push.unwrap();
+        demo_streamer(&mut open, "127.0.0.1:1".parse().unwrap());
+        assert!(open.secret_header.is_none());
     }
 }

@@ -7,11 +7,14 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hyper::header::HeaderName;
 
-use crate::emnify::TokenSource;
+use crate::emnify::{TokenSource, RETENTION};
+use crate::logging::{LogFormat, LogLevel};
+use crate::poller::PollerSettings;
+use crate::receiver::ReceiverSettings;
 use crate::secret::Secret;
-
-/// emnify's event retention: older events cannot be fetched.
-pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+use crate::simulator::StandaloneSettings;
+use crate::tally::TallySettings;
+use crate::timefmt::parse_duration;
 
 /// The exporter's default port.
 pub const DEFAULT_PORT: u16 = 9853;
@@ -100,11 +103,11 @@ pub struct ExporterArgs {
     pub telemetry_path: String,
 
     /// Only log messages of this level or more severe.
-    #[arg(long = "log.level", env = "EMNIFY_EXPORTER_LOG_LEVEL", default_value = "info", value_enum)]
+    #[arg(long = "log.level", env = "EMNIFY_EXPORTER_LOG_LEVEL", default_value = "info", value_parser = log_level())]
     pub log_level: LogLevel,
 
     /// Log line format.
-    #[arg(long = "log.format", env = "EMNIFY_EXPORTER_LOG_FORMAT", default_value = "logfmt", value_enum)]
+    #[arg(long = "log.format", env = "EMNIFY_EXPORTER_LOG_FORMAT", default_value = "logfmt", value_parser = log_format())]
     pub log_format: LogFormat,
 
     /// Where events come from: poll the emnify API, receive emnify Data Streamer pushes, or both
@@ -121,7 +124,7 @@ pub struct ExporterArgs {
     #[arg(
         long = "webhook.secret-header",
         env = "EMNIFY_EXPORTER_WEBHOOK_SECRET_HEADER",
-        default_value = "X-Emnify-Webhook-Secret",
+        default_value = crate::receiver::DEFAULT_SECRET_HEADER,
         value_name = "NAME"
     )]
     pub webhook_secret_header: String,
@@ -210,8 +213,46 @@ pub struct SimulateArgs {
     pub jwt_lifetime: Duration,
 
     /// Only log messages of this level or more severe.
-    #[arg(long = "log.level", env = "EMNIFY_EXPORTER_LOG_LEVEL", default_value = "info", value_enum)]
+    #[arg(long = "log.level", env = "EMNIFY_EXPORTER_LOG_LEVEL", default_value = "info", value_parser = log_level())]
     pub log_level: LogLevel,
+}
+
+impl SimulateArgs {
+    /// The simulator's own settings: it knows nothing of the command line.
+    pub fn settings(&self) -> StandaloneSettings {
+        let push_headers = self
+            .push_header
+            .iter()
+            .filter_map(|h| h.split_once(':'))
+            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+            .collect();
+        StandaloneSettings {
+            listen: self.listen,
+            seed: self.seed,
+            application_token: self.token.clone(),
+            events_per_second: self.events_per_second,
+            faults: self.faults.clone(),
+            push_url: self.push_url.clone(),
+            push_batch_size: usize::try_from(self.push_batch_size).unwrap_or(usize::MAX),
+            push_headers,
+            push_duplicates: self.push_duplicates,
+            jwt_lifetime: self.jwt_lifetime,
+        }
+    }
+}
+
+/// `--log.level`: the names [`LogLevel`] reads, listed in `--help`.
+fn log_level() -> impl clap::builder::TypedValueParser<Value = LogLevel> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(LogLevel::NAMES)
+        .map(|name| name.parse().unwrap_or(LogLevel::Info))
+}
+
+/// `--log.format`: the names [`LogFormat`] reads.
+fn log_format() -> impl clap::builder::TypedValueParser<Value = LogFormat> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(LogFormat::NAMES)
+        .map(|name| name.parse().unwrap_or(LogFormat::Logfmt))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -234,41 +275,74 @@ impl IngestMode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Logfmt,
-    Json,
-}
-
-/// A checked configuration the exporter runs with.
+/// A checked configuration the exporter runs with: a poll part and a push part, each present or absent.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The emnify API polled, and the one a state file's progress belongs to. In the demo, the app
+    /// points it at the simulator it starts.
     pub api_url: String,
-    /// `None` only in demo mode, where the simulator's token is filled in.
-    pub token: Option<TokenSource>,
-    pub poll_interval: Duration,
-    pub page_size: u32,
-    pub request_timeout: Duration,
-    pub lookback: Duration,
-    pub overlap: Duration,
-    pub max_remembered_ids: usize,
-    pub min_request_interval: Duration,
     pub listen_address: SocketAddr,
     pub telemetry_path: String,
-    pub state_file: Option<PathBuf>,
     pub web_config_file: Option<PathBuf>,
-    pub ingest_mode: IngestMode,
-    /// The Data Streamer receiver, in push and both modes.
-    pub receiver: Option<crate::receiver::ReceiverSettings>,
+    pub state_file: Option<PathBuf>,
+    /// How events are counted, whichever way they arrive.
+    pub tally: TallySettings,
+    /// Polling the emnify API (poll and both modes).
+    pub poll: Option<PollConfig>,
+    /// The Data Streamer receiver (push and both modes).
+    pub push: Option<ReceiverSettings>,
+    /// Run against the built-in simulator (its API, and its streamer when pushes are received).
     pub demo: bool,
+}
+
+/// Polling the emnify API.
+#[derive(Debug, Clone)]
+pub struct PollConfig {
+    pub token: TokenSource,
+    pub interval: Duration,
+    /// Limit for one request to emnify, body included.
+    pub request_timeout: Duration,
+    /// Least time between two requests to emnify.
+    pub min_request_interval: Duration,
+    /// How each window is walked.
+    pub walk: PollerSettings,
+}
+
+impl Config {
+    /// A configuration for tests: polls `api_url` with `token` every second, 100 events a page,
+    /// counting from an hour ago, listening on 127.0.0.1:0, with no state file and no receiver.
+    pub fn for_tests(api_url: &str, token: &str) -> Config {
+        Config {
+            api_url: api_url.to_string(),
+            listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            telemetry_path: "/metrics".into(),
+            web_config_file: None,
+            state_file: None,
+            tally: TallySettings {
+                lookback: Duration::from_secs(3600),
+                max_remembered_ids: 100_000,
+                ..TallySettings::default()
+            },
+            poll: Some(PollConfig {
+                token: TokenSource::Value(Secret::new(token)),
+                interval: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(5),
+                min_request_interval: Duration::ZERO,
+                walk: PollerSettings { page_size: 100, overlap: Duration::from_secs(600) },
+            }),
+            push: None,
+            demo: false,
+        }
+    }
+
+    /// How the configuration reads in the start-up log line: `poll`, `push` or `both`.
+    pub fn mode(&self) -> &'static str {
+        match (&self.poll, &self.push) {
+            (Some(_), Some(_)) => "both",
+            (None, Some(_)) => "push",
+            _ => "poll",
+        }
+    }
 }
 
 /// A configuration problem found at start-up; the message names the flag.
@@ -280,25 +354,50 @@ impl ExporterArgs {
     /// Checks what clap cannot: the secrets and how they combine. `env` reads an environment
     /// variable (the secrets are never flags, so they never show in process listings).
     pub fn into_config(self, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let receiver = if self.ingest_mode.receives() { Some(self.receiver_settings(&env)?) } else { None };
+        let push = if self.ingest_mode.receives() { Some(self.receiver_settings(&env)?) } else { None };
+        let poll = if self.ingest_mode.polls() { Some(self.poll_config(&env)?) } else { None };
+        if let Some(path) = &self.web_config_file {
+            crate::webconfig::WebConfig::load(path).map_err(|e| ConfigError(e.to_string()))?;
+        }
+        Ok(Config {
+            api_url: self.api_url,
+            listen_address: self.listen_address,
+            telemetry_path: self.telemetry_path,
+            web_config_file: self.web_config_file,
+            state_file: self.state_file,
+            tally: TallySettings {
+                lookback: self.lookback,
+                max_remembered_ids: usize::try_from(self.max_remembered_ids).unwrap_or(usize::MAX),
+                remember_pushed: self.overlap,
+                ..TallySettings::default()
+            },
+            poll,
+            push,
+            demo: self.demo,
+        })
+    }
+
+    /// The poll part: an application token is needed, except in the demo, which polls its own simulator.
+    fn poll_config(&self, env: &impl Fn(&str) -> Option<String>) -> Result<PollConfig, ConfigError> {
         let token_env = env("EMNIFY_APPLICATION_TOKEN").filter(|t| !t.is_empty());
-        let token = match (token_env, self.application_token_file) {
+        let token = match (token_env, &self.application_token_file) {
+            // The simulator's own token in the demo: a real one from the environment is never sent to it.
+            _ if self.demo => TokenSource::Value(Secret::new(crate::simulator::DEMO_APPLICATION_TOKEN)),
             (Some(_), Some(_)) => return Err(ConfigError(
                 "both EMNIFY_APPLICATION_TOKEN and --emnify.application-token-file (EMNIFY_APPLICATION_TOKEN_FILE) \
                      are set; set only one"
                     .into(),
             )),
-            (Some(t), None) => Some(TokenSource::Value(Secret::new(t))),
+            (Some(t), None) => TokenSource::Value(Secret::new(t)),
             (None, Some(path)) => {
-                if let Err(e) = std::fs::metadata(&path) {
+                if let Err(e) = std::fs::metadata(path) {
                     return Err(ConfigError(format!(
                         "--emnify.application-token-file: cannot read {}: {e}",
                         path.display()
                     )));
                 }
-                Some(TokenSource::File(path))
+                TokenSource::File(path.clone())
             }
-            (None, None) if self.demo || !self.ingest_mode.polls() => None,
             (None, None) => {
                 return Err(ConfigError(
                     "no emnify application token: set EMNIFY_APPLICATION_TOKEN or \
@@ -307,34 +406,20 @@ impl ExporterArgs {
                 ))
             }
         };
-        if let Some(path) = &self.web_config_file {
-            crate::webconfig::WebConfig::load(path).map_err(|e| ConfigError(e.to_string()))?;
-        }
         let default_interval = if self.demo { Duration::from_secs(5) } else { Duration::from_secs(60) };
-        Ok(Config {
-            api_url: self.api_url,
+        Ok(PollConfig {
             token,
-            poll_interval: self.poll_interval.unwrap_or(default_interval),
-            page_size: self.page_size,
+            interval: self.poll_interval.unwrap_or(default_interval),
             request_timeout: self.request_timeout,
-            lookback: self.lookback,
-            overlap: self.overlap,
-            max_remembered_ids: usize::try_from(self.max_remembered_ids).unwrap_or(usize::MAX),
             min_request_interval: self.min_request_interval,
-            listen_address: self.listen_address,
-            telemetry_path: self.telemetry_path,
-            state_file: self.state_file,
-            web_config_file: self.web_config_file,
-            ingest_mode: self.ingest_mode,
-            receiver,
-            demo: self.demo,
+            walk: PollerSettings { page_size: self.page_size, overlap: self.overlap },
         })
     }
 
     fn receiver_settings(
         &self,
         env: &impl Fn(&str) -> Option<String>,
-    ) -> Result<crate::receiver::ReceiverSettings, ConfigError> {
+    ) -> Result<ReceiverSettings, ConfigError> {
         let from_env_or_file = |var: &str, file: &Option<PathBuf>, flag: &str| -> Result<Option<Secret>, ConfigError> {
             match (env(var).filter(|v| !v.is_empty()), file) {
                 (Some(_), Some(_)) => Err(ConfigError(format!("both {var} and {flag} are set; set only one"))),
@@ -351,7 +436,7 @@ impl ExporterArgs {
                 (None, None) => Ok(None),
             }
         };
-        let mut secret =
+        let secret =
             from_env_or_file("EMNIFY_EXPORTER_WEBHOOK_SECRET", &self.webhook_secret_file, "--webhook.secret-file")?;
         let password = from_env_or_file(
             "EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD",
@@ -372,12 +457,8 @@ impl ExporterArgs {
                 return Err(ConfigError("a webhook basic-auth password needs --webhook.basic-auth-user".into()))
             }
         };
-        if secret.is_none() && basic_auth.is_none() && self.demo && !self.webhook_insecure_no_auth {
-            // The demo's own simulator pushes with a secret made up for this run.
-            let mut rng = crate::rng::SplitMix64::from_time();
-            secret = Some(Secret::new(format!("demo-{:016x}{:016x}", rng.next_u64(), rng.next_u64())));
-        }
-        if secret.is_none() && basic_auth.is_none() && !self.webhook_insecure_no_auth {
+        // The demo's set-up makes up a secret for its own streamer when none is given.
+        if secret.is_none() && basic_auth.is_none() && !self.webhook_insecure_no_auth && !self.demo {
             return Err(ConfigError(
                 "--ingest.mode push/both needs push credentials: EMNIFY_EXPORTER_WEBHOOK_SECRET (or \
                  --webhook.secret-file) and/or --webhook.basic-auth-user; or --webhook.insecure-no-auth to accept \
@@ -391,10 +472,11 @@ impl ExporterArgs {
         if self.webhook_path == self.telemetry_path {
             return Err(ConfigError("--webhook.path must differ from --web.telemetry-path".into()));
         }
-        Ok(crate::receiver::ReceiverSettings {
+        Ok(ReceiverSettings {
             path: self.webhook_path.clone(),
             secret_header: secret.map(|s| (header, s)),
             basic_auth,
+            insecure_no_auth: self.webhook_insecure_no_auth,
             max_body_bytes: self.webhook_max_body_size,
             read_timeout: self.webhook_read_timeout,
             max_concurrent: self.webhook_max_concurrent as usize,
@@ -421,15 +503,6 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         return Err("must be at least 1KiB".into());
     }
     Ok(size)
-}
-
-/// Durations like `30s`, `1m30s`, `500ms`; a bare `0` is zero.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 30s, 5m, 1h30m)"))
 }
 
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {
@@ -558,25 +631,37 @@ mod tests {
         let err = args(&["--ingest.mode=push"]).into_config(no_env).unwrap_err().to_string();
         assert!(err.contains("--webhook.insecure-no-auth"), "{err}");
         let open = args(&["--ingest.mode=push", "--webhook.insecure-no-auth"]).into_config(no_env).unwrap();
-        assert!(open.token.is_none(), "push mode needs no application token");
+        assert!(open.poll.is_none(), "push mode needs no application token");
         let secret = |name: &str| (name == "EMNIFY_EXPORTER_WEBHOOK_SECRET").then(|| "s3cret".to_string());
         let config = args(&["--ingest.mode=push"]).into_config(secret).unwrap();
-        let receiver = config.receiver.unwrap();
+        let receiver = config.push.unwrap();
         assert_eq!(receiver.secret_header.unwrap().1.expose(), "s3cret");
         assert_eq!(receiver.max_body_bytes, 32 * 1024 * 1024);
         let both = args(&["--ingest.mode=both"]).into_config(secret).unwrap_err().to_string();
         assert!(both.contains("EMNIFY_APPLICATION_TOKEN"), "both mode still polls: {both}");
         let user_only = args(&["--ingest.mode=push", "--webhook.basic-auth-user=u"]).into_config(no_env);
         assert!(user_only.unwrap_err().to_string().contains("password"));
-        assert!(args(&["--ingest.mode=push", "--demo"])
-            .into_config(no_env)
-            .unwrap()
-            .receiver
-            .unwrap()
-            .secret_header
-            .is_some());
+        // The demo's set-up gives its receiver a secret (see `app`); the configuration itself accepts none.
+        assert!(args(&["--ingest.mode=push", "--demo"]).into_config(no_env).unwrap().push.is_some());
         assert_eq!(parse_size("10MB"), Ok(10_000_000));
         assert!(parse_size("10 parsecs").is_err());
+    }
+
+    #[test]
+    fn each_mode_has_exactly_its_parts() {
+        let token = |name: &str| (name == "EMNIFY_APPLICATION_TOKEN").then(|| "tok".to_string());
+        let poll = args(&[]).into_config(token).unwrap();
+        assert!(poll.poll.is_some() && poll.push.is_none());
+        assert_eq!(poll.mode(), "poll");
+        let both = args(&["--ingest.mode=both", "--webhook.insecure-no-auth"]).into_config(token).unwrap();
+        assert!(both.poll.is_some() && both.push.is_some());
+        assert_eq!(both.mode(), "both");
+        let push = args(&["--ingest.mode=push", "--webhook.insecure-no-auth"]).into_config(token).unwrap();
+        assert!(push.poll.is_none() && push.push.is_some());
+        assert_eq!(push.mode(), "push");
+        let level = Cli::try_parse_from(["emnify-exporter", "--log.level=warn"]).unwrap().exporter.log_level;
+        assert_eq!(level, LogLevel::Warn);
+        assert!(Cli::try_parse_from(["emnify-exporter", "--log.level=loud"]).is_err());
     }
 
     #[test]
@@ -590,10 +675,11 @@ mod tests {
         let err = args(&[&file_flag]).into_config(token("tok")).unwrap_err();
         assert!(err.to_string().contains("set only one"), "{err}");
         assert!(args(&[]).into_config(no_env).unwrap_err().to_string().contains("EMNIFY_APPLICATION_TOKEN"));
-        assert!(matches!(args(&[&file_flag]).into_config(no_env).unwrap().token, Some(TokenSource::File(_))));
-        let demo = args(&["--demo"]).into_config(no_env).unwrap();
-        assert!(demo.token.is_none());
-        assert_eq!(demo.poll_interval, Duration::from_secs(5));
+        let poll = |config: Config| config.poll.unwrap();
+        assert!(matches!(poll(args(&[&file_flag]).into_config(no_env).unwrap()).token, TokenSource::File(_)));
+        let demo = poll(args(&["--demo"]).into_config(token("real-token")).unwrap());
+        assert!(matches!(&demo.token, TokenSource::Value(t) if t.expose() == crate::simulator::DEMO_APPLICATION_TOKEN));
+        assert_eq!(demo.interval, Duration::from_secs(5));
         let config = args(&[]).into_config(token("secret-token")).unwrap();
         assert!(!format!("{config:?}").contains("secret-token"));
     }

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
             logging::init(args.log_level, cli.exporter.log_format);
             runtime.block_on(async {
                 tokio::spawn(cancel_on_signal(shutdown.clone()));
-                simulator::run_standalone(args, shutdown).await
+                simulator::run_standalone(args.settings(), shutdown).await
             })
         }
         None => {
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
                     tokio::time::sleep(SHUTDOWN_DEADLINE).await;
                 };
                 tokio::select! {
-                    result = app::run(config, shutdown.clone(), |_| {}) => match result {
+                    result = app::run(config, shutdown.clone()) => match result {
                         Ok(()) => ExitCode::SUCCESS,
                         Err(err) => {
                             tracing::error!(error = %err, "emnify exporter failed");

@@ -672,6 +672,12 @@ fn encode_families(families: &[prometheus::proto::MetricFamily]) -> Vec<u8> {
     out
 }
 
+impl crate::emnify::RequestObserver for Metrics {
+    fn request_done(&self, endpoint: &'static str, code: &str) {
+        self.record_api_request(endpoint, code);
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()

@@ -12,9 +12,12 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::emnify::{decode_event_list, ApiError, Client, DecodeError, EventPage, PageQuery};
+use crate::rng::SplitMix64;
 use crate::metrics::Metrics;
-use crate::tally::{checkpoint_blocking, lock, BatchCounts, Origin, SharedTally, Tally};
+use crate::tally::{checkpoint_blocking, lock, BatchCounts, Origin, SharedTally};
 use crate::timefmt::now_millis;
 
 /// How the poller walks emnify's event list.
@@ -24,10 +27,6 @@ pub struct PollerSettings {
     pub page_size: u32,
     /// How far each window reaches back before the previous one's end.
     pub overlap: Duration,
-    /// History to count at start-up; zero means only events from now on.
-    pub lookback: Duration,
-    /// Upper bound of the dedup memory.
-    pub max_remembered_ids: usize,
 }
 
 /// Walks of one window per poll, at most: a walk is repeated when the event count changed under it.
@@ -83,19 +82,9 @@ pub struct Poller {
     tally: SharedTally,
 }
 
-/// Longest a long poll goes without a checkpoint (save, then publish the counts so far).
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-
 impl Poller {
-    /// A poller with a tally of its own that counts events from `start_millis - lookback` on.
-    pub fn new(client: Client, metrics: Arc<Metrics>, settings: PollerSettings, start_millis: i64) -> Self {
-        let lookback = i64::try_from(settings.lookback.as_millis()).unwrap_or(i64::MAX);
-        let tally = Tally::new(metrics.clone(), start_millis, lookback, settings.max_remembered_ids).shared();
-        Poller::with_tally(client, metrics, settings, tally)
-    }
-
-    /// A poller that counts into `tally`, shared with the Data Streamer receiver.
-    pub fn with_tally(client: Client, metrics: Arc<Metrics>, settings: PollerSettings, tally: SharedTally) -> Self {
+    /// A poller that counts into `tally` (shared with the Data Streamer receiver, if there is one).
+    pub fn new(client: Client, metrics: Arc<Metrics>, settings: PollerSettings, tally: SharedTally) -> Self {
         Poller { client, metrics, settings, tally }
     }
 
@@ -144,12 +133,8 @@ impl Poller {
         match result {
             Ok(()) => {
                 self.metrics.record_poll_success(elapsed, now_millis() as f64 / 1000.0);
-                {
-                    let mut tally = lock(&self.tally);
-                    tally.set_cursor(until);
-                    // No later window starts before this, so older ids can go.
-                    tally.forget_before(until.saturating_sub(overlap).max(floor) * 1000);
-                }
+                // No later window starts before `until - overlap`, so older ids can go.
+                lock(&self.tally).window_done(until, until.saturating_sub(overlap).max(floor) * 1000);
                 self.checkpoint().await;
                 tracing::debug!(?report, "poll succeeded");
                 PollOutcome::Success(report)
@@ -294,8 +279,8 @@ impl Poller {
 /// Ids seen in one walk of a window, to recognise a page that emnify repeats.
 type WalkIds = HashSet<u64, foldhash::fast::RandomState>;
 
-/// Decodes one page and counts what is new on it; a long walk checkpoints here, right after counting,
-/// so a page's counts are saved and published without waiting for the next page's fetch.
+/// Decodes one page and counts what is new on it; the tally checkpoints here when one is due, right
+/// after counting, so a page's counts are saved and published without waiting for the next fetch.
 fn decode_and_count(
     body: &[u8],
     tally: &SharedTally,
@@ -322,10 +307,72 @@ fn decode_and_count(
     fingerprint.write_usize(events.len());
     fingerprint.write_usize(body.len());
     summary.fingerprint = fingerprint.finish();
-    let mut tally = lock(tally);
-    let counts = tally.count(events, Origin::Poll { until_millis });
-    if tally.since_checkpoint() >= CHECKPOINT_EVERY {
-        tally.checkpoint();
-    }
+    // A save that fails here is retried by the poll's closing checkpoint.
+    let counts = lock(tally).ingest(events, Origin::Poll { until_millis }).counts;
     Ok((summary, counts))
+}
+
+/// Polls every `interval`; after a failure, retries sooner with jittered exponential backoff.
+pub async fn run_poll_loop(mut poller: Poller, interval: Duration, shutdown: CancellationToken) {
+    poll_until_cancelled(&mut poller, interval, &shutdown).await;
+    // Whatever was counted before the stop is saved (with a state file) and published.
+    poller.checkpoint().await;
+}
+
+async fn poll_until_cancelled(poller: &mut Poller, interval: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = poller.load_event_types() => {}
+        () = shutdown.cancelled() => return,
+    }
+    let mut failures = 0u32;
+    let mut jitter = SplitMix64::from_time();
+    loop {
+        let outcome = tokio::select! {
+            outcome = poller.poll_once() => outcome,
+            () = shutdown.cancelled() => return,
+        };
+        let wait = match &outcome {
+            PollOutcome::Success(_) => {
+                failures = 0;
+                interval
+            }
+            PollOutcome::Failed { error, .. } => {
+                failures += 1;
+                retry_delay(failures, interval, error, jitter.unit())
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Wait after the `failures`-th failed poll in a row; `unit` is a random number in `[0, 1)`.
+///
+/// Transient errors retry within the poll interval; a rejected token backs off to
+/// five minutes so a revoked token never hammers emnify's login limit.
+pub fn retry_delay(failures: u32, interval: Duration, error: &ApiError, unit: f64) -> Duration {
+    let cap = if error.reason() == "auth" { interval.max(Duration::from_secs(300)) } else { interval };
+    let exp = Duration::from_secs(1).saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let wait = exp.min(cap).mul_f64(0.75 + 0.5 * unit);
+    wait.max(error.retry_after().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let err = ApiError::Status { endpoint: "event", status: 503 };
+        let minute = Duration::from_secs(60);
+        assert_eq!(retry_delay(1, minute, &err, 0.5), Duration::from_secs(1));
+        assert_eq!(retry_delay(3, minute, &err, 0.5), Duration::from_secs(4));
+        assert_eq!(retry_delay(30, minute, &err, 0.5), minute);
+        let auth = ApiError::Auth { status: 401 };
+        assert_eq!(retry_delay(30, minute, &auth, 0.5), Duration::from_secs(300));
+        let limited = ApiError::RateLimited { endpoint: "event", retry_after: Some(Duration::from_secs(90)) };
+        assert_eq!(retry_delay(1, minute, &limited, 0.0), Duration::from_secs(90));
+    }
 }

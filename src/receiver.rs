@@ -10,18 +10,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER};
+use hyper::{Method, Request, StatusCode};
 use tokio::sync::Semaphore;
 
 use crate::emnify::decode_event_object_or_list;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::server::HttpResponse;
-use crate::tally::{checkpoint_blocking, lock, Origin, SharedTally};
+use crate::http::{json as reply, HttpResponse};
+use crate::tally::{lock, Origin, SharedTally};
+
+/// The header a push secret is sent in unless configured otherwise.
+pub const DEFAULT_SECRET_HEADER: &str = "X-Emnify-Webhook-Secret";
+
+/// [`DEFAULT_SECRET_HEADER`] as a header name.
+pub fn default_secret_header() -> HeaderName {
+    HeaderName::from_static("x-emnify-webhook-secret")
+}
 
 /// How pushes are checked and limited.
 #[derive(Debug, Clone)]
@@ -31,15 +38,14 @@ pub struct ReceiverSettings {
     pub secret_header: Option<(HeaderName, Secret)>,
     /// `(user, password)` for HTTP basic auth.
     pub basic_auth: Option<(String, Secret)>,
+    /// Accept pushes without credentials (`--webhook.insecure-no-auth`): anyone who can reach the port adds counts.
+    pub insecure_no_auth: bool,
     pub max_body_bytes: usize,
     /// Longest a client may take to send its body (cuts off slow-body clients).
     pub read_timeout: Duration,
     /// Pushes handled at once; more get 503 with `Retry-After`.
     pub max_concurrent: usize,
 }
-
-/// How long a checkpoint may lag behind counting when there is no state file.
-const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 pub struct Receiver {
     settings: ReceiverSettings,
@@ -72,17 +78,17 @@ impl Receiver {
     async fn answer(&self, req: Request<Incoming>) -> HttpResponse {
         if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
             self.metrics.record_push_rejected("method");
-            let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"use POST, PUT or PATCH"}"#.into());
+            let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"use POST, PUT or PATCH"}"#);
             r.headers_mut().insert("allow", HeaderValue::from_static("POST, PUT, PATCH"));
             return r;
         }
         if !self.authenticated(&req) {
             self.metrics.record_push_rejected("unauthorized");
-            return reply(StatusCode::UNAUTHORIZED, r#"{"error":"missing or wrong credentials"}"#.into());
+            return reply(StatusCode::UNAUTHORIZED, r#"{"error":"missing or wrong credentials"}"#);
         }
         let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
             self.metrics.record_push_rejected("overloaded");
-            let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"too many pushes at once"}"#.into());
+            let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"too many pushes at once"}"#);
             r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
             return r;
         };
@@ -97,17 +103,17 @@ impl Receiver {
             Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => return self.too_large(),
             Ok(Err(_)) => {
                 self.metrics.record_push_rejected("malformed");
-                return reply(StatusCode::BAD_REQUEST, r#"{"error":"the body could not be read"}"#.into());
+                return reply(StatusCode::BAD_REQUEST, r#"{"error":"the body could not be read"}"#);
             }
             Err(_) => {
                 self.metrics.record_push_rejected("timeout");
-                return reply(StatusCode::REQUEST_TIMEOUT, r#"{"error":"the body took too long"}"#.into());
+                return reply(StatusCode::REQUEST_TIMEOUT, r#"{"error":"the body took too long"}"#);
             }
         };
         // Decoding up to 10,000 events and saving the state file are not for the runtime's workers.
         let (tally, metrics) = (self.tally.clone(), self.metrics.clone());
         tokio::task::spawn_blocking(move || count(&tally, &metrics, &bytes)).await.unwrap_or_else(|_| {
-            reply(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"counting the push failed"}"#.into())
+            reply(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"counting the push failed"}"#)
         })
     }
 
@@ -140,14 +146,11 @@ fn count(tally: &SharedTally, metrics: &Metrics, body: &[u8]) -> HttpResponse {
             return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": detail }).to_string());
         }
     };
-    let mut tally = lock(tally);
-    let counts = tally.count(events, Origin::Push);
-    // With a state file the batch is saved before it is acknowledged: an acknowledged push is never lost.
-    if (tally.has_state_file() || tally.since_checkpoint() >= PUBLISH_EVERY) && !tally.checkpoint() {
-        drop(tally);
-        return reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the state could not be saved"}"#.into());
+    let ingested = lock(tally).ingest(events, Origin::Push);
+    if !ingested.acknowledge {
+        return reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the state could not be saved"}"#);
     }
-    drop(tally);
+    let counts = ingested.counts;
     metrics.record_push_accepted(counts.received);
     let body = serde_json::json!({
         "received": counts.received,
@@ -164,47 +167,12 @@ pub fn basic_authorization(user: &str, password: &Secret) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose())))
 }
 
-fn reply(status: StatusCode, body: String) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
 /// Compares without an early exit, so the time taken tells nothing about the secret.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Publishes pushed counts that no push checkpointed yet, every `period`; in push-only mode (no
-/// poller to do it) also forgets ids that arrived more than `forget_after` ago, so the dedup
-/// memory stays bounded.
-pub async fn maintain(
-    tally: SharedTally,
-    forget_after: Option<Duration>,
-    period: Duration,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(period) => {}
-            () = shutdown.cancelled() => return,
-        }
-        let dirty = {
-            let mut tally = lock(&tally);
-            if let Some(after) = forget_after {
-                let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
-                tally.forget_before(crate::timefmt::now_millis().saturating_sub(after));
-            }
-            tally.is_dirty()
-        };
-        if dirty {
-            checkpoint_blocking(&tally).await;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,21 +1,65 @@
 //! The count-once core every event passes through, polled or pushed: dedup memory, cursor, checkpoints.
 //!
 //! One [`Tally`] is shared (as [`SharedTally`]) by the poller and the Data Streamer receiver, so an
-//! event that arrives both ways is counted once. It also owns the progress a restart needs, and
-//! its [`Tally::checkpoint`] saves that progress before publishing the counts to scrapes.
+//! event that arrives both ways is counted once. It owns the ingest policy: [`Tally::ingest`] counts
+//! a batch and decides when it is saved and published, so a source only decodes, calls it, and maps
+//! the result. The rules:
+//! - **save before acknowledging**: with a state file, a push is saved before it is answered 2xx;
+//! - **publish at most every N**: new counts reach scrapes within [`TallySettings::publish_every`]
+//!   (with a state file, within [`TallySettings::save_every`] during a long poll);
+//! - **scrapes never see what a restart takes back**: [`Tally::checkpoint`] saves the progress
+//!   (with a state file) before it publishes the counts.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::config::RETENTION;
+use tokio_util::sync::CancellationToken;
+
 use crate::dedup::RecentIds;
-use crate::emnify::DecodedEvent;
+use crate::emnify::{DecodedEvent, RETENTION};
 use crate::metrics::Metrics;
 use crate::state::{SavedState, StateStore};
-use crate::timefmt::now_millis;
+use crate::timefmt::{duration_millis, now_millis};
 
 /// Unreadable-record fingerprints remembered at most.
 const MAX_UNREADABLE: usize = 10_000;
+
+/// How events are counted, whichever way they arrive.
+#[derive(Debug, Clone)]
+pub struct TallySettings {
+    /// History to count at start-up; zero means only events from now on.
+    pub lookback: Duration,
+    /// Upper bound of the dedup memory.
+    pub max_remembered_ids: usize,
+    /// Longest new counts wait unpublished when nothing needs saving.
+    pub publish_every: Duration,
+    /// With a state file: longest new counts wait unsaved (so unpublished) during a long poll.
+    pub save_every: Duration,
+    /// Without a poller (push only): how long a pushed id is remembered; no poll window forgets it.
+    pub remember_pushed: Duration,
+}
+
+impl Default for TallySettings {
+    fn default() -> Self {
+        TallySettings {
+            lookback: Duration::ZERO,
+            max_remembered_ids: 1_000_000,
+            publish_every: Duration::from_millis(100),
+            save_every: Duration::from_secs(1),
+            remember_pushed: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What [`Tally::ingest`] did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    pub counts: BatchCounts,
+    /// False when the batch had to be saved before it is acknowledged (a push, with a state file)
+    /// and saving failed: the sender must not be told it arrived. It sends again, and the ids
+    /// counted now are remembered, so nothing is counted twice.
+    pub acknowledge: bool,
+}
 
 /// What counting one batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,6 +94,7 @@ pub enum Origin {
 
 pub struct Tally {
     metrics: Arc<Metrics>,
+    settings: TallySettings,
     /// Events before this (Unix ms) are history the user did not ask for.
     floor_millis: i64,
     /// End of the last successful poll window, Unix seconds.
@@ -57,7 +102,6 @@ pub struct Tally {
     seen: RecentIds,
     /// Fingerprints of unreadable records, so each is reported once.
     seen_unreadable: RecentIds,
-    max_ids: usize,
     state: Option<StateStore>,
     last_checkpoint: Instant,
     /// Counted since the last checkpoint.
@@ -79,18 +123,45 @@ pub fn lock(tally: &SharedTally) -> MutexGuard<'_, Tally> {
     tally.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Publishes what no [`Tally::ingest`] checkpointed yet (refused pushes, counts of the last push
+/// before a quiet spell), every [`TallySettings::publish_every`]; in push-only mode (no poller to
+/// do it, `forget_pushed`) also forgets pushed ids older than [`TallySettings::remember_pushed`],
+/// so the dedup memory stays bounded.
+pub async fn maintain(tally: SharedTally, forget_pushed: bool, shutdown: CancellationToken) {
+    let (period, remember) = {
+        let tally = lock(&tally);
+        (tally.settings.publish_every, duration_millis(tally.settings.remember_pushed))
+    };
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let dirty = {
+            let mut tally = lock(&tally);
+            if forget_pushed {
+                tally.forget_before(now_millis().saturating_sub(remember));
+            }
+            tally.dirty
+        };
+        if dirty {
+            checkpoint_blocking(&tally).await;
+        }
+    }
+}
+
 impl Tally {
-    /// Counts events from `start_millis - lookback_millis` on (whole seconds: some emnify
-    /// timestamps carry no milliseconds).
-    pub fn new(metrics: Arc<Metrics>, start_millis: i64, lookback_millis: i64, max_ids: usize) -> Self {
-        let floor_millis = start_millis.saturating_sub(lookback_millis).div_euclid(1000) * 1000;
+    /// Counts events from `start_millis - lookback` on (whole seconds: some emnify timestamps carry
+    /// no milliseconds).
+    pub fn new(metrics: Arc<Metrics>, settings: TallySettings, start_millis: i64) -> Self {
+        let floor_millis = start_millis.saturating_sub(duration_millis(settings.lookback)).div_euclid(1000) * 1000;
         Tally {
             metrics,
             floor_millis,
             cursor: None,
-            seen: RecentIds::new(floor_millis, max_ids),
+            seen: RecentIds::new(floor_millis, settings.max_remembered_ids),
             seen_unreadable: RecentIds::new(floor_millis, MAX_UNREADABLE),
-            max_ids,
+            settings,
             state: None,
             last_checkpoint: Instant::now(),
             dirty: false,
@@ -109,8 +180,12 @@ impl Tally {
         self.cursor
     }
 
-    pub fn set_cursor(&mut self, until: i64) {
+    /// A poll window was read whole up to `until` (Unix seconds): the cursor moves there, and ids of
+    /// events before `keep_from_millis`, which no later window reaches, are forgotten. The caller
+    /// ends the poll with a checkpoint.
+    pub fn window_done(&mut self, until: i64, keep_from_millis: i64) {
         self.cursor = Some(until);
+        self.forget_before(keep_from_millis);
     }
 
     pub fn remembered(&self) -> usize {
@@ -134,13 +209,13 @@ impl Tally {
     }
 
     fn resume(&mut self, saved: SavedState) {
-        let oldest = now_millis() - i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX);
+        let oldest = now_millis() - duration_millis(RETENTION);
         if saved.cursor.is_some_and(|c| c * 1000 < oldest) {
             tracing::warn!("the saved cursor is older than emnify's 30-day retention; events in between are lost");
         }
         self.cursor = saved.cursor.map(|c| c.max(oldest / 1000));
         self.floor_millis = saved.floor_millis;
-        self.seen = RecentIds::from_entries(saved.horizon_millis, self.max_ids, &saved.ids);
+        self.seen = RecentIds::from_entries(saved.horizon_millis, self.settings.max_remembered_ids, &saved.ids);
         self.seen_unreadable = RecentIds::from_entries(saved.horizon_millis, MAX_UNREADABLE, &saved.unreadable);
         let restored = self.metrics.restore_counters(&saved.counters);
         self.metrics.set_remembered_ids(self.seen.len());
@@ -182,33 +257,34 @@ impl Tally {
         true
     }
 
-    /// Time since the last checkpoint.
-    pub fn since_checkpoint(&self) -> std::time::Duration {
-        self.last_checkpoint.elapsed()
-    }
-
     /// Asks for a checkpoint soon, e.g. after metrics outside the counts changed.
     pub fn mark_dirty(&mut self) {
         self.dirty = true;
     }
 
-    /// Whether anything was counted since the last checkpoint.
-    pub fn is_dirty(&self) -> bool {
-        self.dirty
-    }
-
-    pub fn has_state_file(&self) -> bool {
-        self.state.is_some()
-    }
-
     /// Forgets what no later poll window or re-delivery can bring back.
-    pub fn forget_before(&mut self, millis: i64) {
+    fn forget_before(&mut self, millis: i64) {
         self.seen.forget_before(millis);
         self.seen_unreadable.forget_before(millis);
     }
 
+    /// Counts what is new in a batch and checkpoints as the rules say (see the module docs).
+    pub fn ingest(&mut self, events: Vec<DecodedEvent<'_>>, origin: Origin) -> Ingested {
+        let counts = self.count(events, origin);
+        let must_save = matches!(origin, Origin::Push) && self.state.is_some();
+        let every = if self.state.is_some() { self.settings.save_every } else { self.settings.publish_every };
+        let acknowledge = if must_save || self.last_checkpoint.elapsed() >= every {
+            // A failed save during a poll is logged by the checkpoint; the poll's own
+            // checkpoint at its end tries again.
+            self.checkpoint() || !must_save
+        } else {
+            true
+        };
+        Ingested { counts, acknowledge }
+    }
+
     /// Counts what is new in a batch.
-    pub fn count(&mut self, events: Vec<DecodedEvent<'_>>, origin: Origin) -> BatchCounts {
+    fn count(&mut self, events: Vec<DecodedEvent<'_>>, origin: Origin) -> BatchCounts {
         let mut counts = BatchCounts::default();
         let now = now_millis();
         self.dirty = true;

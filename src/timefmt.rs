@@ -1,4 +1,4 @@
-//! Lenient parsing of emnify timestamps and formatting of the `q` filter's dates.
+//! Time as text: lenient parsing of emnify timestamps, the `q` filter's dates, and durations like `30s`.
 //!
 //! emnify timestamps come as `2021-10-27T11:59:29.000Z`, `2021-10-27T15:17:23Z`,
 //! `2017-10-26T07:28:00.000+0000`, `2021-10-06 10:42:58` (UTC, no zone) and even
@@ -205,6 +205,20 @@ pub fn format_event_timestamp(unix_millis: i64) -> String {
 /// Milliseconds since the Unix epoch, now.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A duration as whole milliseconds, saturating (for arithmetic with Unix-millisecond times).
+pub fn duration_millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Durations like `30s`, `1m30s`, `500ms`; a bare `0` is zero.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 30s, 5m, 1h30m)"))
 }
 
 #[cfg(test)]

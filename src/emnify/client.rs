@@ -14,7 +14,6 @@ use base64::Engine;
 use bytes::Bytes;
 use reqwest::StatusCode;
 
-use crate::metrics::Metrics;
 use crate::rng::SplitMix64;
 use crate::secret::Secret;
 use crate::timefmt::format_filter_date;
@@ -146,10 +145,17 @@ const LOGIN_WINDOW: Duration = Duration::from_secs(300);
 /// Longest wait for one retry, even if `Retry-After` asks for more (the poll loop backs off further).
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 
+/// Told of every request the client makes and how it ended (the exporter's metrics count them),
+/// so the client does not depend on the metrics it feeds.
+pub trait RequestObserver: Send + Sync {
+    /// `code` is the HTTP status code, or `timeout` / `error` when no answer came.
+    fn request_done(&self, endpoint: &'static str, code: &str);
+}
+
 pub struct Client {
     http: reqwest::Client,
     settings: ClientSettings,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn RequestObserver>,
     jwt: Option<Jwt>,
     logins: VecDeque<Instant>,
     last_request: Option<Instant>,
@@ -160,7 +166,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(settings: ClientSettings, metrics: Arc<Metrics>) -> Result<Self, ApiError> {
+    pub fn new(settings: ClientSettings, observer: Arc<dyn RequestObserver>) -> Result<Self, ApiError> {
         crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(concat!("emnify-exporter/", env!("CARGO_PKG_VERSION")))
@@ -173,7 +179,7 @@ impl Client {
         Ok(Client {
             http,
             settings,
-            metrics,
+            observer,
             jwt: None,
             logins: VecDeque::new(),
             last_request: None,
@@ -283,12 +289,12 @@ impl Client {
             Err(e) => {
                 let err = transport_error(endpoint, &e);
                 let code = if matches!(err, ApiError::Timeout { .. }) { "timeout" } else { "error" };
-                self.metrics.record_api_request(endpoint, code);
+                self.observer.request_done(endpoint, code);
                 return Err(Failure::Api(err));
             }
         };
         let status = response.status();
-        self.metrics.record_api_request(endpoint, status.as_str());
+        self.observer.request_done(endpoint, status.as_str());
         if status.is_success() {
             return Ok(response);
         }

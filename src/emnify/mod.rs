@@ -4,6 +4,9 @@ pub mod client;
 pub mod model;
 pub mod scan;
 
-pub use client::{ApiError, Client, ClientSettings, EventPage, PageQuery, TokenSource};
+pub use client::{ApiError, Client, ClientSettings, EventPage, PageQuery, RequestObserver, TokenSource};
 pub use model::{decode_event, DecodedEvent, Event, Unreadable, UNREADABLE_REASONS};
 pub use scan::{decode_event_list, decode_event_object_or_list, DecodeError};
+
+/// emnify's event retention: older events cannot be fetched.
+pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);

@@ -127,7 +127,7 @@ impl FromStr for FaultConfig {
                 "5xx-burst" => config.server_error_burst = value.trim().parse().map_err(|_| "5xx-burst: a count")?,
                 "reset" => config.reset = chance()?,
                 "stall" => config.stall = chance()?,
-                "stall-for" => config.stall_for = crate::config::parse_duration(value)?,
+                "stall-for" => config.stall_for = crate::timefmt::parse_duration(value)?,
                 "truncate" => config.truncate = chance()?,
                 "malformed" => config.malformed = chance()?,
                 "html" => config.html = chance()?,

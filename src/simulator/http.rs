@@ -10,7 +10,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::faults::{FaultConfig, RequestFault};
 use super::{ListCache, PagingInjection, Simulator, StoredEvent};
 use crate::catalogue::EVENT_TYPES;
-use crate::server::{serve_http, HttpResponse};
+use crate::http::{empty, json, respond, serve_http, HttpResponse};
 use crate::timefmt::{now_millis, parse_timestamp_millis};
 use std::sync::Arc;
 
@@ -95,11 +95,13 @@ async fn handle(sim: Simulator, req: Request<Incoming>) -> Result<SimResponse, s
                     unauthorized()
                 }
                 Some(RequestFault::Html) => {
-                    let mut r = Response::new(Full::new(Bytes::from_static(
-                        b"<html><head><title>503</title></head><body><h1>Service temporarily unavailable</h1></body></html>",
-                    )));
-                    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
-                    r
+                    respond(
+                        StatusCode::OK,
+                        "text/html",
+                        Bytes::from_static(
+                            b"<html><head><title>503</title></head><body><h1>Service temporarily unavailable</h1></body></html>",
+                        ),
+                    )
                 }
                 other => {
                     let response = api_get(&sim, rest, &query);
@@ -152,7 +154,7 @@ async fn mangle(response: HttpResponse, fault: Option<RequestFault>) -> SimRespo
 
 fn api_get(sim: &Simulator, rest: &[&str], query: &str) -> HttpResponse {
     match rest {
-        ["event", "type"] => json_response(StatusCode::OK, event_types()),
+        ["event", "type"] => json(StatusCode::OK, event_types()),
         ["event"] => list_events(sim, query, None),
         ["endpoint", id, "event"] => match id.parse::<u64>() {
             Ok(id) => list_events(sim, query, Some(id)),
@@ -162,13 +164,6 @@ fn api_get(sim: &Simulator, rest: &[&str], query: &str) -> HttpResponse {
     }
 }
 
-fn json_response(status: StatusCode, body: String) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
 /// emnify's error body: `{error_code, error_token, message}`.
 fn error(status: StatusCode, message: &str) -> HttpResponse {
     let body = json!({
@@ -176,14 +171,12 @@ fn error(status: StatusCode, message: &str) -> HttpResponse {
         "error_token": status.canonical_reason().unwrap_or("error").to_lowercase().replace(' ', "_"),
         "message": message,
     });
-    json_response(status, body.to_string())
+    json(status, body.to_string())
 }
 
 /// 401 with an empty body, as emnify answers most authentication failures.
 fn unauthorized() -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = StatusCode::UNAUTHORIZED;
-    response
+    empty(StatusCode::UNAUTHORIZED)
 }
 
 async fn authenticate(sim: &Simulator, req: Request<Incoming>) -> HttpResponse {
@@ -223,7 +216,7 @@ async fn authenticate(sim: &Simulator, req: Request<Incoming>) -> HttpResponse {
     let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(nonce.to_be_bytes());
     let jwt = format!("{header}.{claims}.{signature}");
     state.tokens.insert(jwt.clone(), exp);
-    json_response(StatusCode::OK, json!({ "auth_token": jwt }).to_string())
+    json(StatusCode::OK, json!({ "auth_token": jwt }).to_string())
 }
 
 /// Whether the request carries a JWT this simulator issued and that has not expired.
@@ -253,7 +246,7 @@ fn control(sim: &Simulator, method: &Method, rest: &[&str], query: &str) -> Http
             let s = sim.stats();
             let body = json!({"logins": s.logins, "failed_logins": s.failed_logins, "unauthorized": s.unauthorized,
                               "event_pages": s.event_pages, "requests": s.requests, "faults_injected": s.faults_injected});
-            json_response(StatusCode::OK, body.to_string())
+            json(StatusCode::OK, body.to_string())
         }
         (&Method::POST, ["generate"]) => {
             let count = number("count").unwrap_or(1) as usize;
@@ -261,29 +254,29 @@ fn control(sim: &Simulator, method: &Method, rest: &[&str], query: &str) -> Http
                 Some(org) => sim.generic_burst(org as usize, count),
                 None => sim.generate_aged(count, Duration::from_secs(number("age").unwrap_or(0))),
             }
-            json_response(StatusCode::OK, json!({"total": sim.truth().total()}).to_string())
+            json(StatusCode::OK, json!({"total": sim.truth().total()}).to_string())
         }
         (&Method::POST, ["faults"]) => match params.get("spec").map_or(Ok(FaultConfig::none()), |s| s.parse()) {
             Ok(config) => {
                 sim.set_faults(config);
-                json_response(StatusCode::OK, "{}".into())
+                json(StatusCode::OK, "{}")
             }
             Err(message) => error(StatusCode::BAD_REQUEST, &message),
         },
         (&Method::POST, ["rate"]) => match params.get("events_per_second").and_then(|v| v.parse::<f64>().ok()) {
             Some(rate) if rate >= 0.0 => {
                 sim.set_rate(rate);
-                json_response(StatusCode::OK, "{}".into())
+                json(StatusCode::OK, "{}")
             }
             _ => error(StatusCode::BAD_REQUEST, "events_per_second must be a number >= 0"),
         },
         (&Method::POST, ["expire-tokens"]) => {
             sim.expire_tokens();
-            json_response(StatusCode::OK, "{}".into())
+            json(StatusCode::OK, "{}")
         }
         (&Method::POST, ["revoke"]) => {
             sim.set_revoked(params.get("revoked").is_none_or(|v| v != "false"));
-            json_response(StatusCode::OK, "{}".into())
+            json(StatusCode::OK, "{}")
         }
         _ => error(StatusCode::NOT_FOUND, "Not found"),
     }
@@ -311,7 +304,7 @@ fn truth(sim: &Simulator) -> HttpResponse {
         .map(|((cause, org), v)| json!({"cause": cause, "organisation_id": org, "count": v}))
         .collect();
     let body = json!({"total": truth.total(), "events": events, "generic": generic, "unreadable": truth.unreadable});
-    json_response(StatusCode::OK, body.to_string())
+    json(StatusCode::OK, body.to_string())
 }
 
 /// The parsed `q` filter.
@@ -509,7 +502,7 @@ fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpRespo
     }
     drop(state);
 
-    let mut response = json_response(StatusCode::OK, body);
+    let mut response = json(StatusCode::OK, body);
     let base = match endpoint {
         Some(id) => format!("/api/v1/endpoint/{id}/event"),
         None => "/api/v1/event".to_string(),

@@ -20,11 +20,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalogue::{generic_cause, severity_name, source_name, GENERIC_EVENT_TYPE};
-use crate::config::SimulateArgs;
 use crate::rng::SplitMix64;
 use crate::timefmt::now_millis;
 use events::{pick_profile, render, render_unreadable, EventSpec, ENDPOINTS_PER_ORGANISATION, ORGANISATIONS};
 use faults::{FaultConfig, FaultSchedule};
+
+/// The application token the demo's simulator accepts (not a secret: it opens nothing but the simulator).
+pub const DEMO_APPLICATION_TOKEN: &str = "demo-application-token";
 
 /// How the simulator behaves.
 #[derive(Debug, Clone)]
@@ -51,7 +53,7 @@ impl SimulatorConfig {
     pub fn demo() -> Self {
         SimulatorConfig {
             seed: 1,
-            application_token: "demo-application-token".into(),
+            application_token: DEMO_APPLICATION_TOKEN.into(),
             jwt_lifetime: Duration::from_secs(240 * 60),
             max_per_page: 1000,
             default_per_page: 100,
@@ -515,37 +517,50 @@ impl State {
     }
 }
 
-/// `emnify-exporter simulate`: the simulator alone, producing events until stopped.
-pub async fn run_standalone(args: SimulateArgs, shutdown: CancellationToken) -> std::process::ExitCode {
+/// `emnify-exporter simulate`: the simulator alone, as its command line asks for it.
+#[derive(Debug, Clone)]
+pub struct StandaloneSettings {
+    pub listen: SocketAddr,
+    pub seed: u64,
+    pub application_token: String,
+    pub events_per_second: f64,
+    pub faults: FaultConfig,
+    pub jwt_lifetime: Duration,
+    /// Also act as emnify's Data Streamer, pushing every event here.
+    pub push_url: Option<String>,
+    pub push_batch_size: usize,
+    /// Static headers sent with every push.
+    pub push_headers: Vec<(String, String)>,
+    /// Chance that an accepted batch is pushed once more anyway.
+    pub push_duplicates: f64,
+}
+
+/// Runs the simulator alone, producing events until stopped.
+pub async fn run_standalone(settings: StandaloneSettings, shutdown: CancellationToken) -> std::process::ExitCode {
     let sim = Simulator::new(SimulatorConfig {
-        seed: args.seed,
-        application_token: args.token,
-        jwt_lifetime: args.jwt_lifetime,
-        faults: args.faults.clone(),
+        seed: settings.seed,
+        application_token: settings.application_token,
+        jwt_lifetime: settings.jwt_lifetime,
+        faults: settings.faults,
         ..SimulatorConfig::demo()
     });
-    let listener = match TcpListener::bind(args.listen).await {
+    let listener = match TcpListener::bind(settings.listen).await {
         Ok(l) => l,
         Err(err) => {
-            eprintln!("emnify-exporter simulate: cannot listen on --listen {}: {err}", args.listen);
+            eprintln!("emnify-exporter simulate: cannot listen on --listen {}: {err}", settings.listen);
             return std::process::ExitCode::FAILURE;
         }
     };
-    let address = listener.local_addr().map_or_else(|_| args.listen.to_string(), |a| a.to_string());
-    tracing::info!(address = %address, events_per_second = args.events_per_second, "emnify API simulator listening");
-    tokio::spawn(sim.clone().run_generator(args.events_per_second, Duration::from_secs(45), shutdown.clone()));
-    if let Some(url) = args.push_url {
-        let headers = args
-            .push_header
-            .iter()
-            .filter_map(|h| h.split_once(':'))
-            .map(|(n, v)| (n.trim().into(), v.trim().into()))
-            .collect();
+    let address = listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string());
+    let rate = settings.events_per_second;
+    tracing::info!(address = %address, events_per_second = rate, "emnify API simulator listening");
+    tokio::spawn(sim.clone().run_generator(rate, Duration::from_secs(45), shutdown.clone()));
+    if let Some(url) = settings.push_url {
         let streamer = StreamerConfig {
             url,
-            batch_size: args.push_batch_size as usize,
-            headers,
-            duplicate_chance: args.push_duplicates,
+            batch_size: settings.push_batch_size,
+            headers: settings.push_headers,
+            duplicate_chance: settings.push_duplicates,
             idle: Duration::from_millis(200),
         };
         tokio::spawn(sim.clone().run_streamer(streamer, shutdown.clone()));

@@ -1,0 +1,131 @@
+//! The exporter's own routes: `/metrics`, a landing page at `/`, and `/-/healthy` and `/-/ready` probes.
+//!
+//! `/metrics` only encodes what has been counted; it never calls emnify.
+//! `/-/ready` is true once configuration is loaded and the listener is up, and
+//! is never tied to emnify being reachable: as a sidecar, this exporter's
+//! readiness gates the whole pod.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
+use hyper::{Method, Request, StatusCode};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::{respond, serve_http, text, HttpResponse, SHUTDOWN_GRACE};
+use crate::metrics::{Metrics, TEXT_CONTENT_TYPE};
+use crate::receiver::Receiver;
+use crate::timefmt::now_millis;
+use crate::webconfig::{WebConfig, WebSecurity};
+
+/// What the handlers read.
+pub struct ServerState {
+    pub metrics: Arc<Metrics>,
+    pub telemetry_path: String,
+    /// TLS and basic auth from `--web.config.file`, if given.
+    pub security: Option<Arc<WebSecurity>>,
+    /// The Data Streamer receiver, in push and both modes.
+    pub receiver: Option<Arc<Receiver>>,
+}
+
+/// Serves the exporter's endpoints on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
+    let security = state.security.clone();
+    serve_http(listener, shutdown, SHUTDOWN_GRACE, security, move |req| handle(state.clone(), req)).await;
+}
+
+async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
+    let path = req.uri().path().to_string();
+    let config = state.security.as_ref().map(|s| (s, s.current()));
+    let mut response = match &state.receiver {
+        // Pushes carry their own credentials (see `receiver`), so the web config's basic auth is not asked.
+        Some(receiver) if path == receiver.path() => receiver.handle(req).await,
+        _ if path == state.telemetry_path || matches!(path.as_str(), "/" | "/-/healthy" | "/-/ready") => {
+            answer(&state, &req, &path, config.as_ref().map(|(s, c)| (s.as_ref(), c.as_ref())))
+        }
+        _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
+    };
+    if let Some((_, config)) = &config {
+        for (name, value) in &config.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    Ok(response)
+}
+
+fn answer(
+    state: &ServerState,
+    req: &Request<Incoming>,
+    path: &str,
+    security: Option<(&WebSecurity, &WebConfig)>,
+) -> HttpResponse {
+    // Probes stay open: they reveal nothing, and kubelets send no credentials.
+    let probe = matches!(path, "/-/healthy" | "/-/ready");
+    if let Some((security, config)) = security {
+        let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if !probe && !security.authorized(config, header) {
+            let mut response = text(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"emnify-exporter\""));
+            return response;
+        }
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match path {
+        "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
+        "/-/ready" => text(StatusCode::OK, "Ready\n"),
+        "/" => landing_page(state),
+        _ => respond(StatusCode::OK, TEXT_CONTENT_TYPE, state.metrics.encode()),
+    }
+}
+
+fn landing_page(state: &ServerState) -> HttpResponse {
+    let status = state.metrics.status();
+    let poll = match status.last_success_unix {
+        Some(t) => format!(
+            "last successful poll {:.0}s ago; the last poll {}",
+            (now_millis() as f64 / 1000.0 - t).max(0.0),
+            if status.up { "succeeded" } else { "failed (see emnify_poll_errors_total)" }
+        ),
+        None if status.up => "polling".to_string(),
+        None => "no successful poll yet".to_string(),
+    };
+    let path = html_escape(&state.telemetry_path);
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>emnify exporter</title></head>\n\
+         <body style=\"font-family: sans-serif\">\n\
+         <h1 style=\"background: #e6522c; color: white; padding: 0.3em\">emnify exporter</h1>\n\
+         <p>Prometheus exporter for emnify IoT platform events. Version {version} (revision {revision}).</p>\n\
+         <p>Status: {poll}. Events counted since start: {counted}.</p>\n\
+         <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li>\
+         <li><a href=\"/-/ready\">Readiness</a></li></ul>\n</body></html>\n",
+        version = crate::VERSION,
+        revision = crate::REVISION,
+        counted = status.events_counted,
+    );
+    let mut response = respond(StatusCode::OK, "text/html; charset=utf-8", body);
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
