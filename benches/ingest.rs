@@ -14,7 +14,7 @@ use emnify_exporter::dedup::RecentIds;
 use emnify_exporter::emnify::decode_event_list;
 use emnify_exporter::metrics::Metrics;
 use emnify_exporter::simulator::{Simulator, SimulatorConfig};
-use emnify_exporter::tally::{Origin, Tally};
+use emnify_exporter::tally::{Origin, Tally, TallySettings};
 
 /// The system allocator, keeping count of the bytes in use (for the dedup memory figure).
 struct CountingAllocator;
@@ -48,8 +48,18 @@ fn page() -> String {
     sim.event_json_batches(1000).remove(0)
 }
 
+/// A tally counting everything, that never checkpoints by itself (publishing is measured apart).
 fn fresh_tally(metrics: &Arc<Metrics>) -> Tally {
-    Tally::new(metrics.clone(), 0, 0, 1_000_000)
+    Tally::new(metrics.clone(), counting(1_000_000), 0)
+}
+
+fn counting(max_remembered_ids: usize) -> TallySettings {
+    TallySettings {
+        max_remembered_ids,
+        publish_every: Duration::MAX,
+        save_every: Duration::MAX,
+        ..TallySettings::default()
+    }
 }
 
 /// Decode + dedup + count of one page of new events.
@@ -63,7 +73,7 @@ fn decode_dedup_count(bencher: Bencher) {
         .with_inputs(|| fresh_tally(&metrics))
         .bench_local_refs(|tally| {
             let events = decode_event_list(page.as_bytes()).expect("valid page");
-            tally.count(events, Origin::Poll { until_millis: i64::MAX / 2 })
+            tally.ingest(events, Origin::Poll { until_millis: i64::MAX / 2 }).counts
         });
 }
 
@@ -96,7 +106,7 @@ fn metrics_with_series(series: usize) -> Metrics {
             kind % 40 + 1
         )
     };
-    let mut tally = Tally::new(Arc::new(Metrics::new()), 0, 0, 10_000_000);
+    let mut tally = Tally::new(Arc::new(Metrics::new()), counting(10_000_000), 0);
     let _ = &mut tally;
     // Each organisation adds 10 event series plus its zero-initialised Generic series (5).
     let organisations = series / 15;
@@ -169,7 +179,7 @@ fn ratios() {
     let ours = best(300, || {
         let mut tally = fresh_tally(&metrics);
         let events = decode_event_list(page.as_bytes()).expect("valid");
-        tally.count(events, Origin::Poll { until_millis: i64::MAX / 2 })
+        tally.ingest(events, Origin::Poll { until_millis: i64::MAX / 2 }).counts
     });
     let mbps = |d: Duration| bytes / d.as_secs_f64() / 1e6;
     println!("\npage: 1,000 events, {} bytes", page.len());

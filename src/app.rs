@@ -71,10 +71,8 @@ impl App {
         if let Some(path) = &config.state_file {
             lock(&tally).use_state(StateStore::new(path, &config.api_url));
         }
-        let receiver = config
-            .push
-            .clone()
-            .map(|settings| Arc::new(Receiver::new(settings, tally.clone(), metrics.clone())));
+        let receiver =
+            config.push.clone().map(|settings| Arc::new(Receiver::new(settings, tally.clone(), metrics.clone())));
         let poller = match &config.poll {
             Some(poll) => Some((poller(&config.api_url, poll, &metrics, &tally)?, poll.interval)),
             None => None,
@@ -110,7 +108,8 @@ impl App {
             version = crate::VERSION,
             "emnify exporter listening"
         );
-        let state = Arc::new(ServerState { metrics, telemetry_path: config.telemetry_path.clone(), security, receiver });
+        let state =
+            Arc::new(ServerState { metrics, telemetry_path: config.telemetry_path.clone(), security, receiver });
         let server = tokio::spawn(serve(listener, state, shutdown.clone()));
         match poller {
             Some((poller, interval)) => run_poll_loop(poller, interval, shutdown).await,
@@ -219,7 +218,8 @@ mod tests {
         assert!(streamer.headers.contains(&(name.to_string(), secret.expose().to_string())));
         assert_eq!(streamer.url, "http://127.0.0.1:9853/webhook/events");
         // One asked to accept anyone stays open.
-        let cli = Cli::try_parse_from(["emnify-exporter", "--ingest.mode=push", "--demo", "--webhook.insecure-no-auth"]);
+        let cli =
+            Cli::try_parse_from(["emnify-exporter", "--ingest.mode=push", "--demo", "--webhook.insecure-no-auth"]);
         let mut open = cli.unwrap().exporter.into_config(|_| None).unwrap().push.unwrap();
         demo_streamer(&mut open, "127.0.0.1:1".parse().unwrap());
         assert!(open.secret_header.is_none());

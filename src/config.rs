@@ -244,15 +244,13 @@ impl SimulateArgs {
 /// `--log.level`: the names [`LogLevel`] reads, listed in `--help`.
 fn log_level() -> impl clap::builder::TypedValueParser<Value = LogLevel> {
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(LogLevel::NAMES)
-        .map(|name| name.parse().unwrap_or(LogLevel::Info))
+    clap::builder::PossibleValuesParser::new(LogLevel::NAMES).map(|name| name.parse().unwrap_or(LogLevel::Info))
 }
 
 /// `--log.format`: the names [`LogFormat`] reads.
 fn log_format() -> impl clap::builder::TypedValueParser<Value = LogFormat> {
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(LogFormat::NAMES)
-        .map(|name| name.parse().unwrap_or(LogFormat::Logfmt))
+    clap::builder::PossibleValuesParser::new(LogFormat::NAMES).map(|name| name.parse().unwrap_or(LogFormat::Logfmt))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -416,10 +414,7 @@ impl ExporterArgs {
         })
     }
 
-    fn receiver_settings(
-        &self,
-        env: &impl Fn(&str) -> Option<String>,
-    ) -> Result<ReceiverSettings, ConfigError> {
+    fn receiver_settings(&self, env: &impl Fn(&str) -> Option<String>) -> Result<ReceiverSettings, ConfigError> {
         let from_env_or_file = |var: &str, file: &Option<PathBuf>, flag: &str| -> Result<Option<Secret>, ConfigError> {
             match (env(var).filter(|v| !v.is_empty()), file) {
                 (Some(_), Some(_)) => Err(ConfigError(format!("both {var} and {flag} are set; set only one"))),

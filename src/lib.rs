@@ -1,23 +1,42 @@
 //! emnify-exporter: counts emnify IoT platform events into Prometheus metrics.
 //!
-//! Data flows one way: [`config`] → [`emnify`] (API client and event model) →
-//! [`poller`] (windows, cursor, dedup) → [`metrics`] → [`server`] (`/metrics`).
-//! [`simulator`] is a stand-alone emnify API used by `--demo` and the tests; the
-//! exporter's own path never calls into it.
+//! # Layout
+//! Data flows one way; no module imports one above it (`tests/integration/layering.rs` keeps it so):
+//!
+//! ```text
+//! main ─► config (the command line; only config, app and main know it)
+//!           └─► app (wiring: App::build → local_addr → run)
+//!                 ├─► poller ────┐   sources: decode, call the tally, map the result
+//!                 ├─► receiver ──┤
+//!                 │              ▼
+//!                 │           tally (count once: dedup, cursor, save-then-publish)
+//!                 │              ├─► metrics (the families, publication, the state-file counter table)
+//!                 │              └─► state (the state file)
+//!                 ├─► routes (/metrics, /, probes; the receiver's path) ─► http (accept loop, TLS, limits)
+//!                 └─► simulator (demo only; never on the exporter's own path) ─► http
+//! emnify (client, event model, page scanner), webconfig, dedup, catalogue, timefmt, secret, rng: leaves
+//! ```
+//!
+//! An event polled from emnify ([`poller`], through [`emnify::Client`] and the scanner in
+//! [`emnify::scan`]) or pushed by the Data Streamer ([`receiver`]) is decoded into
+//! [`emnify::Event`]s and handed to [`tally::Tally::ingest`], which counts each id once into
+//! [`metrics`] and decides when to save the progress to the [`state`] file and then publish the
+//! counts; `/metrics` ([`routes`]) serves only what was published. [`simulator`] is a stand-alone
+//! emnify API used by `--demo` and the tests.
 
 pub mod app;
 pub mod catalogue;
 pub mod config;
 pub mod dedup;
 pub mod emnify;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod poller;
 pub mod receiver;
 pub mod rng;
-pub mod secret;
-pub mod http;
 pub mod routes;
+pub mod secret;
 pub mod simulator;
 pub mod state;
 pub mod tally;

@@ -90,7 +90,8 @@ pub fn init_for_tests() {
         return;
     };
     let level = level.parse().unwrap_or(LogLevel::Debug);
-    let filter = Targets::new().with_default(LevelFilter::WARN).with_target("emnify_exporter", LevelFilter::from(level));
+    let filter =
+        Targets::new().with_default(LevelFilter::WARN).with_target("emnify_exporter", LevelFilter::from(level));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(tracing_subscriber::fmt::layer().with_test_writer().with_ansi(false))

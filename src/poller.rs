@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::emnify::{decode_event_list, ApiError, Client, DecodeError, EventPage, PageQuery};
-use crate::rng::SplitMix64;
 use crate::metrics::Metrics;
+use crate::rng::SplitMix64;
 use crate::tally::{checkpoint_blocking, lock, BatchCounts, Origin, SharedTally};
 use crate::timefmt::now_millis;
 

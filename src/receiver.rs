@@ -17,9 +17,9 @@ use hyper::{Method, Request, StatusCode};
 use tokio::sync::Semaphore;
 
 use crate::emnify::decode_event_object_or_list;
+use crate::http::{json as reply, HttpResponse};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::http::{json as reply, HttpResponse};
 use crate::tally::{lock, Origin, SharedTally};
 
 /// The header a push secret is sent in unless configured otherwise.
@@ -112,9 +112,9 @@ impl Receiver {
         };
         // Decoding up to 10,000 events and saving the state file are not for the runtime's workers.
         let (tally, metrics) = (self.tally.clone(), self.metrics.clone());
-        tokio::task::spawn_blocking(move || count(&tally, &metrics, &bytes)).await.unwrap_or_else(|_| {
-            reply(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"counting the push failed"}"#)
-        })
+        tokio::task::spawn_blocking(move || count(&tally, &metrics, &bytes))
+            .await
+            .unwrap_or_else(|_| reply(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"counting the push failed"}"#))
     }
 
     fn too_large(&self) -> HttpResponse {

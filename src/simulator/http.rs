@@ -21,10 +21,22 @@ use super::{ListCache, PagingInjection, Simulator, StoredEvent};
 use crate::catalogue::EVENT_TYPES;
 use crate::http::{empty, json, respond, serve_http, HttpResponse};
 use crate::timefmt::{now_millis, parse_timestamp_millis};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub(super) async fn serve(sim: Simulator, listener: TcpListener, shutdown: CancellationToken) {
-    serve_http(listener, shutdown, Duration::from_secs(2), None, move |req| handle(sim.clone(), req)).await;
+impl Simulator {
+    /// Serves the API on `listener` until `shutdown` is cancelled.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
+        serve_http(listener, shutdown, Duration::from_secs(2), None, move |req| handle(self.clone(), req)).await;
+    }
+
+    /// Binds `127.0.0.1:0`, serves there in the background, and returns the address.
+    pub async fn start(&self, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(self.clone().serve(listener, shutdown));
+        Ok(address)
+    }
 }
 
 /// A response body: whole, or sent in two halves with a stall between them.

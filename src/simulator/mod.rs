@@ -163,7 +163,7 @@ struct State {
     hostile_names: bool,
     /// Replaces the generator's rate when set (`POST /simulator/rate`); 0 pauses it, bursts included.
     rate_override: Option<f64>,
-    /// The last event-list answer (see `http::list_events`).
+    /// The last event-list answer (see `list_events` in the `http` submodule).
     list_cache: Option<ListCache>,
 }
 
@@ -376,19 +376,6 @@ impl Simulator {
                 }
             }
         }
-    }
-
-    /// Serves the API on `listener` until `shutdown` is cancelled.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
-        http::serve(self, listener, shutdown).await;
-    }
-
-    /// Binds `127.0.0.1:0`, serves there in the background, and returns the address.
-    pub async fn start(&self, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let address = listener.local_addr()?;
-        tokio::spawn(self.clone().serve(listener, shutdown));
-        Ok(address)
     }
 
     /// Produces about `events_per_second` events each second, and a Generic burst every `burst_every`.

@@ -1,6 +1,6 @@
 //! emnify's official Python SDK (`emnify-sdk` on PyPI) talks to the simulator: proof that it speaks emnify's API.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,16 +1,12 @@
 //! Restarts without loss or double counting: the exporter is SIGKILLed at random moments and restarted
 //! with its `--state.file`; the final counters equal every event produced since the first start.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{blocking_get, blocking_post, parse_exposition, sum, Process};
+use crate::common::{blocking_get, blocking_post, blocking_total, parse_exposition, sum, Process};
 use emnify_exporter::rng::SplitMix64;
-
-fn total(metrics_url: &str) -> f64 {
-    sum(&parse_exposition(&blocking_get(metrics_url).1), "emnify_events_total", &[])
-}
 
 fn start_exporter(sim: &str, state: &str) -> (Process, String) {
     let process = Process::start(
@@ -28,16 +24,14 @@ fn start_exporter(sim: &str, state: &str) -> (Process, String) {
         ],
         &[("EMNIFY_APPLICATION_TOKEN", "demo-application-token")],
     );
-    let line = process.wait_for_log("emnify exporter listening");
-    let address = line["fields"]["address"].as_str().expect("address").to_string();
-    (process, format!("http://{address}/metrics"))
+    let metrics_url = format!("{}/metrics", process.exporter_base());
+    (process, metrics_url)
 }
 
 #[test]
 fn sigkill_at_random_moments_loses_nothing_and_repeats_nothing() {
     let sim = Process::start(&["simulate", "--listen=127.0.0.1:0", "--events-per-second=0", "--seed=5"], &[]);
-    let line = sim.wait_for_log("simulator listening");
-    let sim_url = format!("http://{}", line["fields"]["address"].as_str().expect("address"));
+    let sim_url = sim.simulator_base();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json").to_string_lossy().into_owned();
     let mut rng = SplitMix64::new(77);
@@ -45,7 +39,7 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_nothing() {
     let cycles = 6;
     for cycle in 0..cycles {
         let (exporter, metrics_url) = start_exporter(&sim_url, &state);
-        let first = total(&metrics_url);
+        let first = blocking_total(&metrics_url);
         assert!(
             first >= last_seen,
             "cycle {cycle}: the counter went back from {last_seen} to {first} across a restart"
@@ -58,7 +52,7 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_nothing() {
         // Kill at a random moment: before, during or after the polls that fetch these events.
         let kill_at = Instant::now() + Duration::from_millis(rng.below(2500));
         while Instant::now() < kill_at {
-            last_seen = last_seen.max(total(&metrics_url));
+            last_seen = last_seen.max(blocking_total(&metrics_url));
             std::thread::sleep(Duration::from_millis(25));
         }
         exporter.kill();
@@ -72,12 +66,12 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_nothing() {
         serde_json::from_str(&blocking_get(&format!("{sim_url}/simulator/truth")).1).unwrap();
     let produced = truth["total"].as_f64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while total(&metrics_url) < produced {
+    while blocking_total(&metrics_url) < produced {
         if Instant::now() >= deadline {
             let text = blocking_get(&metrics_url).1;
             let interesting: Vec<&str> =
                 text.lines().filter(|l| l.starts_with("emnify_") && !l.starts_with("emnify_events_total")).collect();
-            panic!("only {} of {produced} counted\n{}", total(&metrics_url), interesting.join("\n"));
+            panic!("only {} of {produced} counted\n{}", blocking_total(&metrics_url), interesting.join("\n"));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -93,8 +87,7 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_nothing() {
 #[test]
 fn a_corrupt_state_file_means_a_logged_fresh_start() {
     let sim = Process::start(&["simulate", "--listen=127.0.0.1:0", "--events-per-second=0"], &[]);
-    let line = sim.wait_for_log("simulator listening");
-    let sim_url = format!("http://{}", line["fields"]["address"].as_str().expect("address"));
+    let sim_url = sim.simulator_base();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     std::fs::write(&state, b"{\"format\": \"emnify-exporter-state\", \"version\": 1, \"cur").unwrap();
@@ -104,7 +97,7 @@ fn a_corrupt_state_file_means_a_logged_fresh_start() {
     assert!(dir.path().join("state.rejected").exists());
     blocking_post(&format!("{sim_url}/simulator/generate?count=25"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while total(&metrics_url) < 25.0 {
+    while blocking_total(&metrics_url) < 25.0 {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -116,20 +109,18 @@ fn a_corrupt_state_file_means_a_logged_fresh_start() {
 #[test]
 fn sigterm_saves_the_last_state_and_exits_cleanly() {
     let sim = Process::start(&["simulate", "--listen=127.0.0.1:0", "--events-per-second=0"], &[]);
-    let sim_url = format!("http://{}", sim.wait_for_log("simulator listening")["fields"]["address"].as_str().unwrap());
+    let sim_url = sim.simulator_base();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let (mut exporter, metrics_url) = start_exporter(&sim_url, &state.to_string_lossy());
     blocking_post(&format!("{sim_url}/simulator/generate?count=120"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while total(&metrics_url) < 120.0 {
+    while blocking_total(&metrics_url) < 120.0 {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let status = std::process::Command::new("kill").args(["-TERM", &exporter.child.id().to_string()]).status().unwrap();
-    assert!(status.success());
     let started = Instant::now();
-    assert!(exporter.wait_exit(Duration::from_secs(15)).success(), "exit code 0 after SIGTERM");
+    assert!(exporter.terminate(Duration::from_secs(15)).success(), "exit code 0 after SIGTERM");
     println!("stopped {:.0} ms after SIGTERM", started.elapsed().as_secs_f64() * 1000.0);
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     let saved_total: u64 = saved["counters"]
@@ -141,6 +132,6 @@ fn sigterm_saves_the_last_state_and_exits_cleanly() {
         .sum();
     assert_eq!(saved_total, 120, "the state holds every counted event");
     let (restarted, metrics_url) = start_exporter(&sim_url, &state.to_string_lossy());
-    assert_eq!(total(&metrics_url), 120.0, "the restart serves the saved counters at once");
+    assert_eq!(blocking_total(&metrics_url), 120.0, "the restart serves the saved counters at once");
     restarted.kill();
 }

@@ -1,13 +1,11 @@
 //! The binary as a user runs it: flags, configuration errors, the demo, and shutdown on SIGTERM.
 
-mod common;
+use crate::common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{parse_exposition, sum};
+use crate::common::Process;
 
 const BIN: &str = env!("CARGO_BIN_EXE_emnify-exporter");
 
@@ -101,71 +99,22 @@ fn token_configuration_errors_are_clear() {
     assert!(stderr.contains("--emnify.application-token-file"), "{stderr}");
 }
 
-/// Reads the child's JSON log lines on a thread and hands them over as they come.
-fn log_lines(child: &mut Child) -> mpsc::Receiver<serde_json::Value> {
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    rx
-}
-
-/// Waits for the log line whose message contains `text`.
-fn wait_for_log(rx: &mpsc::Receiver<serde_json::Value>, text: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("no log line with {text:?}"));
-        if line["fields"]["message"].as_str().is_some_and(|m| m.contains(text)) {
-            return line;
-        }
-    }
-}
-
 fn get(url: &str) -> String {
     let (status, body) = common::blocking_get(url);
     assert_eq!(status, 200, "GET {url}");
     body
 }
 
-/// Sends SIGTERM and waits (bounded) for a clean exit.
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "no exit within 15s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The README's demo: counters appear and grow, never above what the simulator produced; SIGTERM ends it cleanly.
 #[test]
 fn demo_serves_growing_counters_that_match_the_simulator_and_stops_on_sigterm() {
-    let mut child = exporter()
-        .args(["--demo", "--web.listen-address", "127.0.0.1:0", "--emnify.poll-interval", "1s", "--log.format", "json"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("demo starts");
-    let logs = log_lines(&mut child);
-    let demo = wait_for_log(&logs, "demo mode");
+    let mut child =
+        Process::start(&["--demo", "--web.listen-address", "127.0.0.1:0", "--emnify.poll-interval", "1s"], &[]);
+    let demo = child.wait_for_log("demo mode");
     let truth_url = demo["fields"]["truth"].as_str().expect("the demo logs the truth URL").to_string();
-    let listening = wait_for_log(&logs, "listening");
-    let address = listening["fields"]["address"].as_str().expect("address").to_string();
-    let metrics_url = format!("http://{address}/metrics");
+    let metrics_url = format!("{}/metrics", child.exporter_base());
 
-    let counted = || sum(&parse_exposition(&get(&metrics_url)), "emnify_events_total", &[]);
+    let counted = || common::blocking_total(&metrics_url);
     let deadline = Instant::now() + Duration::from_secs(30);
     let first = loop {
         let n = counted();
@@ -187,9 +136,9 @@ fn demo_serves_growing_counters_that_match_the_simulator_and_stops_on_sigterm() 
     let produced = truth["total"].as_f64().unwrap();
     assert!(grown <= produced, "counted {grown} but the simulator produced only {produced}");
 
-    let status = terminate(&mut child);
+    let status = child.terminate(Duration::from_secs(15));
     assert!(status.success(), "exit status after SIGTERM: {status}");
-    wait_for_log(&logs, "stopped");
+    child.wait_for_log("stopped");
 }
 
 #[test]

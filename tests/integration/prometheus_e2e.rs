@@ -1,13 +1,14 @@
 //! End to end with a real Prometheus: it scrapes the exporter (polling the simulator), evaluates the
 //! shipped rules (with windows shortened for a test run), and answers every shipped query.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::artifacts::{self, dashboard_queries, grafana_alert_queries, rules_in, substitute};
-use common::prometheus::start_prometheus;
-use common::{exporter_config, start_exporter, wait_for};
+use crate::common::artifacts::{self, dashboard_queries, grafana_alert_queries, rules_in, substitute};
+use crate::common::prometheus::start_prometheus;
+use crate::common::{wait_for, TestExporter};
+use emnify_exporter::config::Config;
 use emnify_exporter::simulator::Simulator;
 use tokio_util::sync::CancellationToken;
 
@@ -29,9 +30,10 @@ async fn a_real_prometheus_scrapes_records_alerts_and_answers_every_shipped_quer
     let sim = Simulator::new(common::sim_config(2024));
     let sim_addr = sim.start(stop.clone()).await.unwrap();
     sim.generate(3000);
-    let exporter = start_exporter(exporter_config(&format!("http://{sim_addr}"), &sim.application_token())).await;
+    let exporter =
+        TestExporter::start(Config::for_tests(&format!("http://{sim_addr}"), &sim.application_token())).await;
     // A second replica polling the same workspace, as for high availability: shipped queries must not double count.
-    let replica = start_exporter(exporter_config(&format!("http://{sim_addr}"), &sim.application_token())).await;
+    let replica = TestExporter::start(Config::for_tests(&format!("http://{sim_addr}"), &sim.application_token())).await;
     let target =
         format!("{},{}", exporter.base.trim_start_matches("http://"), replica.base.trim_start_matches("http://"));
 

@@ -1,45 +1,19 @@
 //! The exporter's HTTP surface, served by the real app on 127.0.0.1:0 against the simulator.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{exporter_config as config, parse_exposition, start_exporter as start, sum, wait_for};
-use emnify_exporter::simulator::Simulator;
-use tokio_util::sync::CancellationToken;
-
-fn http() -> reqwest::Client {
-    emnify_exporter::install_crypto_provider();
-    reqwest::Client::new()
-}
-
-async fn scrape(client: &reqwest::Client, url: &str) -> Vec<common::Sample> {
-    let text = client.get(url).send().await.unwrap().text().await.unwrap();
-    parse_exposition(&text)
-}
-
-async fn simulator() -> (Simulator, String, CancellationToken) {
-    let shutdown = CancellationToken::new();
-    let sim = Simulator::new(common::sim_config(21));
-    let addr = sim.start(shutdown.clone()).await.unwrap();
-    (sim, format!("http://{addr}"), shutdown)
-}
+use crate::common::{self, parse_exposition, sum, wait_for, TestExporter, TestSimulator};
 
 #[tokio::test]
 async fn endpoints_answer_as_documented() {
-    let (sim, url, sim_stop) = simulator().await;
+    let test_sim = TestSimulator::seeded(21).await;
+    let sim = &test_sim.sim;
     sim.generate(200);
     sim.generic_burst(1, 30);
-    let running = start(config(&url, &sim.application_token())).await;
-    let client = http();
-    let metrics_url = format!("{}/metrics", running.base);
-    assert!(
-        wait_for(Duration::from_secs(20), async || {
-            sum(&scrape(&client, &metrics_url).await, "emnify_events_total", &[]) == 230.0
-        })
-        .await,
-        "all 230 events counted"
-    );
+    let running = TestExporter::start(test_sim.exporter_config()).await;
+    let client = common::http_client();
+    let metrics_url = running.url("/metrics");
+    assert!(wait_for(common::PATIENCE, async || running.total().await == 230.0).await, "all 230 events counted");
 
     let r = client.get(&metrics_url).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -77,9 +51,7 @@ async fn endpoints_answer_as_documented() {
     assert_eq!(post.status(), 405);
     assert_eq!(post.headers()["allow"], "GET, HEAD");
 
-    running.shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), running.task).await.expect("clean shutdown in time").unwrap();
-    sim_stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), running.stop()).await.expect("clean shutdown in time");
 }
 
 /// Readiness never depends on emnify: with the API unreachable the exporter is ready, and says `emnify_up 0`.
@@ -88,43 +60,33 @@ async fn ready_while_emnify_is_unreachable() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let mut cfg = config(&dead_url, "whatever");
+    let mut cfg = emnify_exporter::config::Config::for_tests(&dead_url, "whatever");
     cfg.telemetry_path = "/custom-metrics".into();
-    let running = start(cfg).await;
-    let client = http();
-    let metrics_url = format!("{}/custom-metrics", running.base);
+    let running = TestExporter::start(cfg).await;
+    let client = common::http_client();
+    let metrics_url = running.url("/custom-metrics");
+    let scrape = async || parse_exposition(&client.get(&metrics_url).send().await.unwrap().text().await.unwrap());
     assert!(
-        wait_for(Duration::from_secs(20), async || {
-            sum(&scrape(&client, &metrics_url).await, "emnify_poll_errors_total", &[("reason", "connection")]) >= 1.0
+        wait_for(common::PATIENCE, async || {
+            sum(&scrape().await, "emnify_poll_errors_total", &[("reason", "connection")]) >= 1.0
         })
         .await,
         "a connection failure is counted"
     );
-    let samples = scrape(&client, &metrics_url).await;
+    let samples = scrape().await;
     assert_eq!(sum(&samples, "emnify_up", &[]), 0.0);
     assert_eq!(client.get(format!("{}/-/ready", running.base)).send().await.unwrap().status(), 200);
-    assert_eq!(client.get(format!("{}/metrics", running.base)).send().await.unwrap().status(), 404);
-    running.shutdown.cancel();
+    assert_eq!(client.get(running.url("/metrics")).send().await.unwrap().status(), 404);
 }
 
 /// `promtool check metrics` (from the `prometheus` package) finds nothing to complain about.
 #[tokio::test]
 async fn promtool_accepts_the_exposition() {
-    let (sim, url, sim_stop) = simulator().await;
-    sim.generate(500);
-    sim.generic_burst(0, 20);
-    sim.insert_unreadable(2);
-    let running = start(config(&url, &sim.application_token())).await;
-    let client = http();
-    let metrics_url = format!("{}/metrics", running.base);
-    assert!(
-        wait_for(Duration::from_secs(20), async || {
-            sum(&scrape(&client, &metrics_url).await, "emnify_events_total", &[]) == 520.0
-        })
-        .await
-    );
-    let text = client.get(&metrics_url).send().await.unwrap().text().await.unwrap();
-    common::assert_promtool_clean(&text);
-    running.shutdown.cancel();
-    sim_stop.cancel();
+    let test_sim = TestSimulator::seeded(21).await;
+    test_sim.sim.generate(500);
+    test_sim.sim.generic_burst(0, 20);
+    test_sim.sim.insert_unreadable(2);
+    let running = TestExporter::start(test_sim.exporter_config()).await;
+    assert!(wait_for(common::PATIENCE, async || running.total().await == 520.0).await);
+    common::assert_promtool_clean(&running.scrape_text().await);
 }

@@ -1,28 +1,155 @@
-//! Helpers shared by the integration tests: a simulator on loopback, a poller aimed at it, and an exposition parser.
+//! The integration tests' harness: a simulator and an exporter on loopback (`TestSimulator`,
+//! `TestExporter`), a poller aimed at a simulator (`Rig`), an exposition parser, and the
+//! exporter binary as a child process (`Process`).
 #![allow(dead_code)]
 
 pub mod artifacts;
 pub mod prometheus;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use emnify_exporter::app::App;
 use emnify_exporter::config::Config;
 use emnify_exporter::emnify::{Client, ClientSettings, TokenSource};
 use emnify_exporter::metrics::Metrics;
 use emnify_exporter::poller::{Poller, PollerSettings};
 use emnify_exporter::secret::Secret;
 use emnify_exporter::simulator::{Simulator, SimulatorConfig, Truth};
+use emnify_exporter::tally::{SharedTally, Tally, TallySettings};
 use emnify_exporter::timefmt::now_millis;
 use tokio_util::sync::CancellationToken;
+
+/// Longest any `wait_for_*` helper waits for its condition.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Test logging: silent unless `TEST_LOG` is set (e.g. `TEST_LOG=debug`), then into the test's output.
+pub fn init_logging() {
+    emnify_exporter::logging::init_for_tests();
+}
+
+/// The simulator serving on 127.0.0.1:0; stops when dropped.
+pub struct TestSimulator {
+    pub sim: Simulator,
+    /// `http://127.0.0.1:PORT`, the API base URL.
+    pub url: String,
+    pub shutdown: CancellationToken,
+}
+
+impl TestSimulator {
+    pub async fn start(config: SimulatorConfig) -> TestSimulator {
+        init_logging();
+        let shutdown = CancellationToken::new();
+        let sim = Simulator::new(config);
+        let address = sim.start(shutdown.clone()).await.expect("the simulator binds 127.0.0.1:0");
+        TestSimulator { sim, url: format!("http://{address}"), shutdown }
+    }
+
+    /// The demo settings with `seed`.
+    pub async fn seeded(seed: u64) -> TestSimulator {
+        TestSimulator::start(sim_config(seed)).await
+    }
+
+    /// An exporter configuration that polls this simulator (see [`Config::for_tests`]).
+    pub fn exporter_config(&self) -> Config {
+        Config::for_tests(&self.url, &self.sim.application_token())
+    }
+}
+
+impl Drop for TestSimulator {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The exporter app running in-process on the address its configuration names (127.0.0.1:0 in
+/// tests); stops when dropped.
+pub struct TestExporter {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+    http: reqwest::Client,
+}
+
+impl TestExporter {
+    /// Builds the app, reads its bound port, and runs it in the background.
+    pub async fn start(config: Config) -> TestExporter {
+        init_logging();
+        let app = App::build(config).await.expect("the exporter starts");
+        let base = format!("http://{}", app.local_addr());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { app.run(shutdown).await.expect("the exporter runs") }
+        });
+        TestExporter { base, shutdown, task, http: http_client() }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `GET /metrics` as text.
+    pub async fn scrape_text(&self) -> String {
+        let response = self.http.get(self.url("/metrics")).send().await.expect("GET /metrics");
+        response.text().await.expect("a /metrics body")
+    }
+
+    /// `GET /metrics`, parsed.
+    pub async fn scrape(&self) -> Vec<Sample> {
+        parse_exposition(&self.scrape_text().await)
+    }
+
+    /// The sum of every `emnify_events_total` series.
+    pub async fn total(&self) -> f64 {
+        sum(&self.scrape().await, "emnify_events_total", &[])
+    }
+
+    /// Waits until `emnify_events_total` adds up to at least `total`; fails the test after [`PATIENCE`].
+    pub async fn wait_for_total(&self, total: u64) {
+        let reached = wait_for(PATIENCE, async || self.total().await >= total as f64).await;
+        assert!(reached, "the exporter never counted {total} events");
+    }
+
+    /// POSTs `body` to `path` with `headers`; returns the status and the answer's body.
+    pub async fn push(&self, path: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> (u16, String) {
+        let mut request = self.http.post(self.url(path)).header("content-type", "application/json").body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("the push is answered");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// Stops the app and waits until it has saved and exited.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for TestExporter {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A plain HTTP client for the tests (the crypto provider installed, as the exporter's client needs it).
+pub fn http_client() -> reqwest::Client {
+    emnify_exporter::install_crypto_provider();
+    reqwest::Client::new()
+}
 
 /// A simulator serving on 127.0.0.1 and a poller pointed at it.
 pub struct Rig {
     pub sim: Simulator,
     pub url: String,
     pub metrics: Arc<Metrics>,
+    pub tally: SharedTally,
     pub poller: Poller,
     pub shutdown: CancellationToken,
 }
@@ -48,26 +175,36 @@ pub fn client_settings(url: &str, token: &str) -> ClientSettings {
     }
 }
 
+/// A tally counting everything from an hour ago on.
+pub fn tally(metrics: &Arc<Metrics>) -> SharedTally {
+    let settings = TallySettings { lookback: Duration::from_secs(3600), ..TallySettings::default() };
+    Tally::new(metrics.clone(), settings, now_millis()).shared()
+}
+
+/// A poller that walks windows as `walk` says, counting into a tally of its own as `counting` says.
+pub fn poller_with(client: Client, metrics: &Arc<Metrics>, walk: PollerSettings, counting: TallySettings) -> Poller {
+    let tally = Tally::new(metrics.clone(), counting, now_millis()).shared();
+    Poller::new(client, metrics.clone(), walk, tally)
+}
+
+/// A poller with the tests' settings (`page_size` events a page, ten minutes of overlap).
+pub fn poller(client: Client, metrics: &Arc<Metrics>, page_size: u32) -> (Poller, SharedTally) {
+    let tally = tally(metrics);
+    let settings = PollerSettings { page_size, overlap: Duration::from_secs(600) };
+    (Poller::new(client, metrics.clone(), settings, tally.clone()), tally)
+}
+
 /// Starts a simulator and a poller that counts everything from an hour ago on, `page_size` events a page.
 pub async fn rig(config: SimulatorConfig, page_size: u32) -> Rig {
+    init_logging();
     let shutdown = CancellationToken::new();
     let sim = Simulator::new(config);
     let address = sim.start(shutdown.clone()).await.expect("simulator binds 127.0.0.1:0");
     let url = format!("http://{address}");
     let metrics = Arc::new(Metrics::new());
     let client = Client::new(client_settings(&url, &sim.application_token()), metrics.clone()).expect("client");
-    let poller = Poller::new(
-        client,
-        metrics.clone(),
-        PollerSettings {
-            page_size,
-            overlap: Duration::from_secs(600),
-            lookback: Duration::from_secs(3600),
-            max_remembered_ids: 1_000_000,
-        },
-        now_millis(),
-    );
-    Rig { sim, url, metrics, poller, shutdown }
+    let (poller, tally) = poller(client, &metrics, page_size);
+    Rig { sim, url, metrics, tally, poller, shutdown }
 }
 
 /// One sample of the text exposition format.
@@ -213,50 +350,10 @@ pub fn blocking_get_ok(url: &str) -> bool {
     try_get(url).is_some_and(|(status, _)| status == 200)
 }
 
-/// An exporter configuration aimed at `api_url`, listening on 127.0.0.1:0 and polling every second.
-pub fn exporter_config(api_url: &str, token: &str) -> Config {
-    Config {
-        api_url: api_url.to_string(),
-        token: Some(TokenSource::Value(Secret::new(token))),
-        poll_interval: Duration::from_secs(1),
-        page_size: 100,
-        request_timeout: Duration::from_secs(5),
-        lookback: Duration::from_secs(3600),
-        overlap: Duration::from_secs(600),
-        max_remembered_ids: 100_000,
-        min_request_interval: Duration::ZERO,
-        listen_address: "127.0.0.1:0".parse().unwrap(),
-        telemetry_path: "/metrics".into(),
-        state_file: None,
-        web_config_file: None,
-        ingest_mode: emnify_exporter::config::IngestMode::Poll,
-        receiver: None,
-        demo: false,
-    }
-}
-
-pub struct Running {
-    pub base: String,
-    pub shutdown: CancellationToken,
-    pub task: tokio::task::JoinHandle<()>,
-}
-
-/// Runs the exporter app in-process on 127.0.0.1:0 and returns once it listens.
-pub async fn start_exporter(config: Config) -> Running {
-    let shutdown = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel::<SocketAddr>();
-    let task = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            emnify_exporter::app::run(config, shutdown, move |addr| {
-                let _ = tx.send(addr);
-            })
-            .await
-            .expect("exporter runs");
-        }
-    });
-    let addr = rx.await.expect("the exporter reports its address");
-    Running { base: format!("http://{addr}"), shutdown, task }
+/// The sum of every `emnify_events_total` series at a `/metrics` URL, fetched without a runtime
+/// (for tests of the binary as a child process).
+pub fn blocking_total(metrics_url: &str) -> f64 {
+    sum(&parse_exposition(&blocking_get(metrics_url).1), "emnify_events_total", &[])
 }
 
 /// Runs `promtool check metrics` (Debian package `prometheus`) on an exposition; it must report nothing.
@@ -377,6 +474,30 @@ impl Process {
             assert!(Instant::now() < deadline, "the process did not exit within {limit:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends SIGTERM (what Kubernetes sends to PID 1) and waits at most `limit` for the exit.
+    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        assert!(sent.success(), "SIGTERM to {pid}");
+        self.wait_exit(limit)
+    }
+
+    /// The `address` field of the next log line with `message` (waits for it): the bound `HOST:PORT`.
+    pub fn listening_address(&self, message: &str) -> String {
+        let line = self.wait_for_log(message);
+        line["fields"]["address"].as_str().expect("the line names the address").to_string()
+    }
+
+    /// The exporter's `http://HOST:PORT`, from its start-up line.
+    pub fn exporter_base(&self) -> String {
+        format!("http://{}", self.listening_address("emnify exporter listening"))
+    }
+
+    /// A `simulate` process's `http://HOST:PORT`, from its start-up line.
+    pub fn simulator_base(&self) -> String {
+        format!("http://{}", self.listening_address("simulator listening"))
     }
 
     /// Kills the process and returns every log line it wrote, up to its end.

@@ -1,17 +1,18 @@
 //! Exactly-once counting and good manners under every fault the simulator can inject.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_counts_match, client_settings, parse_exposition, sim_config, sum};
+use crate::common::{assert_counts_match, client_settings, parse_exposition, sim_config, sum};
 use emnify_exporter::emnify::{Client, ClientSettings};
 use emnify_exporter::metrics::Metrics;
 use emnify_exporter::poller::{PollOutcome, Poller, PollerSettings};
 use emnify_exporter::rng::SplitMix64;
 use emnify_exporter::simulator::faults::FaultConfig;
 use emnify_exporter::simulator::{Simulator, SimulatorConfig};
+use emnify_exporter::tally::TallySettings;
 use emnify_exporter::timefmt::now_millis;
 use tokio_util::sync::CancellationToken;
 
@@ -37,13 +38,9 @@ async fn run_with(config: SimulatorConfig, page_size: u32) -> Run {
     let addr = sim.start(stop.clone()).await.unwrap();
     let metrics = Arc::new(Metrics::new());
     let client = Client::new(impatient(&format!("http://{addr}"), &sim.application_token()), metrics.clone()).unwrap();
-    let settings = PollerSettings {
-        page_size,
-        overlap: Duration::from_secs(600),
-        lookback: Duration::from_secs(3600),
-        max_remembered_ids: 1_000_000,
-    };
-    let poller = Poller::new(client, metrics.clone(), settings, now_millis());
+    let settings = PollerSettings { page_size, overlap: Duration::from_secs(600) };
+    let counting = TallySettings { lookback: Duration::from_secs(3600), ..TallySettings::default() };
+    let poller = common::poller_with(client, &metrics, settings, counting);
     Run { sim, poller, metrics, _stop: stop.drop_guard() }
 }
 
@@ -206,15 +203,11 @@ async fn a_revoked_token_backs_off() {
         ..client_settings(&format!("http://{addr}"), "x")
     };
     let client = Client::new(settings, metrics.clone()).unwrap();
-    let poller_settings = PollerSettings {
-        page_size: 100,
-        overlap: Duration::from_secs(60),
-        lookback: Duration::ZERO,
-        max_remembered_ids: 1000,
-    };
-    let poller = Poller::new(client, metrics.clone(), poller_settings, now_millis());
+    let poller_settings = PollerSettings { page_size: 100, overlap: Duration::from_secs(60) };
+    let counting = TallySettings { lookback: Duration::ZERO, max_remembered_ids: 1000, ..TallySettings::default() };
+    let poller = common::poller_with(client, &metrics, poller_settings, counting);
     let loop_stop = CancellationToken::new();
-    let task = tokio::spawn(emnify_exporter::app::run_poll_loop(poller, Duration::from_secs(1), loop_stop.clone()));
+    let task = tokio::spawn(emnify_exporter::poller::run_poll_loop(poller, Duration::from_secs(1), loop_stop.clone()));
     // Long enough for a hammering client to make dozens of attempts.
     tokio::time::sleep(Duration::from_secs(6)).await;
     loop_stop.cancel();
@@ -245,15 +238,12 @@ async fn request_rate_stays_within_emnify_limits_under_faults() {
         ..impatient(&format!("http://{addr}"), &sim.application_token())
     };
     let client = Client::new(settings, metrics.clone()).unwrap();
-    let poller_settings = PollerSettings {
-        page_size: 20,
-        overlap: Duration::from_secs(600),
-        lookback: Duration::from_secs(3600),
-        max_remembered_ids: 100_000,
-    };
-    let poller = Poller::new(client, metrics.clone(), poller_settings, now_millis());
+    let poller_settings = PollerSettings { page_size: 20, overlap: Duration::from_secs(600) };
+    let counting =
+        TallySettings { lookback: Duration::from_secs(3600), max_remembered_ids: 100_000, ..TallySettings::default() };
+    let poller = common::poller_with(client, &metrics, poller_settings, counting);
     let loop_stop = CancellationToken::new();
-    let task = tokio::spawn(emnify_exporter::app::run_poll_loop(poller, Duration::from_secs(1), loop_stop.clone()));
+    let task = tokio::spawn(emnify_exporter::poller::run_poll_loop(poller, Duration::from_secs(1), loop_stop.clone()));
     tokio::time::sleep(Duration::from_secs(8)).await;
     loop_stop.cancel();
     task.await.unwrap();

@@ -4,11 +4,11 @@
 //! Ignored by default (it takes about four minutes); `.ci/run` runs it with `--ignored`.
 //! `SOAK_SECONDS` sets the measured phase (default 120).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{blocking_get, blocking_post, parse_exposition, sum, Process};
+use crate::common::{blocking_get, blocking_post, parse_exposition, sum, Process};
 
 /// Every kind of fault at once. 401s and login failures are kept rare enough that re-logins stay within
 /// the exporter's login budget (90 per 5 minutes, under emnify's 100): a budget spent on faults would
@@ -34,7 +34,7 @@ fn soak_under_mixed_faults_keeps_memory_flat_and_counts_exact() {
         &["simulate", "--listen=127.0.0.1:0", "--events-per-second=0", "--seed=11", &format!("--faults={FAULTS}")],
         &[],
     );
-    let sim_url = format!("http://{}", sim.wait_for_log("simulator listening")["fields"]["address"].as_str().unwrap());
+    let sim_url = sim.simulator_base();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json").to_string_lossy().into_owned();
     let exporter = Process::start(
@@ -54,7 +54,7 @@ fn soak_under_mixed_faults_keeps_memory_flat_and_counts_exact() {
         ],
         &[("EMNIFY_APPLICATION_TOKEN", "demo-application-token")],
     );
-    let address = exporter.wait_for_log("emnify exporter listening")["fields"]["address"].as_str().unwrap().to_string();
+    let address = exporter.listening_address("emnify exporter listening");
     let metrics_url = format!("http://{address}/metrics");
     let pid = exporter.child.id();
     blocking_post(&format!("{sim_url}/simulator/rate?events_per_second=100"));

@@ -1,15 +1,15 @@
 //! The hardened HTTP surface: TLS, mutual TLS and basic auth from an exporter-toolkit web config file,
 //! hostile label values, and an application token that never leaks.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{blocking_get, exporter_config, parse_exposition, start_exporter, sum, wait_for, Process};
+use crate::common::{blocking_get, parse_exposition, sum, wait_for, Process, TestExporter, TestSimulator};
+use emnify_exporter::config::Config;
 use emnify_exporter::simulator::{Simulator, SimulatorConfig};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-use tokio_util::sync::CancellationToken;
 
 fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -51,11 +51,9 @@ fn client(ca_pem: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
     builder.build().unwrap()
 }
 
-async fn simulator(config: SimulatorConfig) -> (Simulator, String, CancellationToken) {
-    let stop = CancellationToken::new();
-    let sim = Simulator::new(config);
-    let addr = sim.start(stop.clone()).await.unwrap();
-    (sim, format!("http://{addr}"), stop)
+async fn simulator(config: SimulatorConfig) -> (Simulator, String, TestSimulator) {
+    let test_sim = TestSimulator::start(config).await;
+    (test_sim.sim.clone(), test_sim.url.clone(), test_sim)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,9 +65,9 @@ async fn tls_with_certificate_reload() {
     write(dir.path(), "server.crt", &cert);
     write(dir.path(), "server.key", &key);
     let web = write(dir.path(), "web.yml", "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n");
-    let mut config = exporter_config(&url, &sim.application_token());
+    let mut config = Config::for_tests(&url, &sim.application_token());
     config.web_config_file = Some(web);
-    let running = start_exporter(config).await;
+    let running = TestExporter::start(config).await;
     let https = running.base.replace("http://", "https://");
 
     let trusted = client(&ca_pem(&first_ca), None);
@@ -95,7 +93,7 @@ async fn tls_with_certificate_reload() {
         "the rotated certificate was never served"
     );
     running.shutdown.cancel();
-    stop.cancel();
+    drop(stop);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,9 +112,9 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_ca_file: clients.crt\n  \
          client_auth_type: RequireAndVerifyClientCert\n  min_version: TLS12\n",
     );
-    let mut config = exporter_config(&url, &sim.application_token());
+    let mut config = Config::for_tests(&url, &sim.application_token());
     config.web_config_file = Some(web);
-    let running = start_exporter(config).await;
+    let running = TestExporter::start(config).await;
     let https = format!("{}/metrics", running.base.replace("http://", "https://"));
 
     let server_pem = ca_pem(&server_ca);
@@ -128,7 +126,7 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     let rogue = client(&server_pem, Some((&bad_cert, &bad_key)));
     assert!(rogue.get(&https).send().await.is_err(), "a certificate from another CA: refused");
     running.shutdown.cancel();
-    stop.cancel();
+    drop(stop);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,9 +139,9 @@ async fn basic_auth_with_bcrypt_users() {
         "web.yml",
         &format!("basic_auth_users:\n  prometheus: '{hash}'\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"),
     );
-    let mut config = exporter_config(&url, &sim.application_token());
+    let mut config = Config::for_tests(&url, &sim.application_token());
     config.web_config_file = Some(web);
-    let running = start_exporter(config).await;
+    let running = TestExporter::start(config).await;
     emnify_exporter::install_crypto_provider();
     let http = reqwest::Client::new();
     let metrics = format!("{}/metrics", running.base);
@@ -167,7 +165,7 @@ async fn basic_auth_with_bcrypt_users() {
         assert_eq!(r.status(), 200, "{probe} stays open for kubelet probes");
     }
     running.shutdown.cancel();
-    stop.cancel();
+    drop(stop);
 }
 
 /// Organisation names with quotes, backslashes, a newline and non-ASCII are escaped so that
@@ -178,7 +176,7 @@ async fn hostile_label_values_survive_promtool_and_a_real_scrape() {
     let (sim, url, stop) = simulator(SimulatorConfig { hostile_names: true, ..common::sim_config(4) }).await;
     sim.generate(300);
     sim.generic_burst(2, 10);
-    let running = start_exporter(exporter_config(&url, &sim.application_token())).await;
+    let running = TestExporter::start(Config::for_tests(&url, &sim.application_token())).await;
     let metrics_url = format!("{}/metrics", running.base);
     let id = HOSTILE_ORGANISATION.id.to_string();
     assert!(
@@ -205,7 +203,7 @@ async fn hostile_label_values_survive_promtool_and_a_real_scrape() {
     let health = prometheus.query(r#"up{job="emnify-exporter"}"#).await;
     assert_eq!(health[0]["value"][1], "1", "the scrape succeeded");
     running.shutdown.cancel();
-    stop.cancel();
+    drop(stop);
 }
 
 /// The application token appears nowhere: not in logs at debug level (failed and successful logins),
@@ -216,15 +214,13 @@ fn the_application_token_never_leaks() {
     let mut everything = String::new();
     // A simulator that rejects the token: login failures get logged.
     let rejecting = Process::start(&["simulate", "--listen=127.0.0.1:0", "--events-per-second=20"], &[]);
-    let rejecting_url =
-        rejecting.wait_for_log("simulator listening")["fields"]["address"].as_str().unwrap().to_string();
+    let rejecting_url = rejecting.listening_address("simulator listening");
     // One that accepts it, read from a token file: successful logins and polls get logged.
     let accepting = Process::start(
         &["simulate", "--listen=127.0.0.1:0", "--events-per-second=20", &format!("--token={CANARY}")],
         &[],
     );
-    let accepting_url =
-        accepting.wait_for_log("simulator listening")["fields"]["address"].as_str().unwrap().to_string();
+    let accepting_url = accepting.listening_address("simulator listening");
     let dir = tempfile::tempdir().unwrap();
     let token_file = write(dir.path(), "token", &format!("{CANARY}\n"));
     let token_file = token_file.to_string_lossy().into_owned();
@@ -245,8 +241,7 @@ fn the_application_token_never_leaks() {
         ];
         args.extend(extra);
         let exporter = Process::start(&args, &env);
-        let address =
-            exporter.wait_for_log("emnify exporter listening")["fields"]["address"].as_str().unwrap().to_string();
+        let address = exporter.listening_address("emnify exporter listening");
         let metrics_url = format!("http://{address}/metrics");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         // Wait until a poll has finished (failed or succeeded) so the logs hold the login.

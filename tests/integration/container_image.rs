@@ -1,10 +1,10 @@
 //! The container image: built from the static binary with buildah, checked, and run from its own root filesystem.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
-use common::{blocking_get, Process};
+use crate::common::{blocking_get, Process};
 
 fn buildah(args: &[&str]) -> String {
     let out = Command::new("buildah")
@@ -61,16 +61,14 @@ fn the_image_is_minimal_non_root_and_self_sufficient() {
     let mut cmd = Command::new("chroot");
     cmd.args([&rootfs, "/emnify-exporter", "--log.format=json", "--demo", "--web.listen-address=127.0.0.1:0"]);
     let mut demo = Process::spawn(cmd);
-    let address = demo.wait_for_log("emnify exporter listening")["fields"]["address"].as_str().unwrap().to_string();
+    let address = demo.listening_address("emnify exporter listening");
     assert_eq!(blocking_get(&format!("http://{address}/-/ready")).0, 200);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !blocking_get(&format!("http://{address}/metrics")).1.contains("emnify_up 1") {
         assert!(std::time::Instant::now() < deadline, "the demo in the image never polled successfully");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let status = Command::new("kill").args(["-TERM", &demo.child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    assert!(demo.wait_exit(std::time::Duration::from_secs(15)).success(), "a clean exit after SIGTERM");
+    assert!(demo.terminate(std::time::Duration::from_secs(15)).success(), "a clean exit after SIGTERM");
     let lines = demo.kill_and_collect().join("\n");
     assert!(lines.contains("emnify exporter stopped"), "SIGTERM shuts it down cleanly: {lines}");
 

@@ -1,12 +1,12 @@
 //! Push ingestion: the simulator acts as emnify's Data Streamer and pushes to the exporter's receiver.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::{assert_counts_match_text, exporter_config, parse_exposition, start_exporter, sum, wait_for, Running};
-use emnify_exporter::config::IngestMode;
+use crate::common::{assert_counts_match_text, parse_exposition, sum, wait_for, TestExporter};
+use emnify_exporter::config::Config;
 use emnify_exporter::receiver::ReceiverSettings;
 use emnify_exporter::secret::Secret;
 use emnify_exporter::simulator::{Simulator, StreamerConfig};
@@ -21,45 +21,32 @@ fn receiver_settings() -> ReceiverSettings {
         path: "/webhook/events".into(),
         secret_header: Some((HeaderName::from_static(SECRET_HEADER), Secret::new(SECRET))),
         basic_auth: None,
+        insecure_no_auth: false,
         max_body_bytes: 32 * 1024 * 1024,
         read_timeout: Duration::from_secs(5),
         max_concurrent: 4,
     }
 }
 
-async fn exporter(mode: IngestMode, api_url: &str, token: &str, receiver: ReceiverSettings) -> Running {
-    let mut config = exporter_config(api_url, token);
-    config.ingest_mode = mode;
-    config.receiver = Some(receiver);
-    start_exporter(config).await
+/// An exporter that only receives pushes.
+async fn push_only(receiver: ReceiverSettings) -> TestExporter {
+    let config = Config { poll: None, push: Some(receiver), ..Config::for_tests("http://127.0.0.1:9", "unused") };
+    TestExporter::start(config).await
 }
 
-fn streamer(running: &Running, batch_size: usize, duplicate_chance: f64) -> StreamerConfig {
+/// An exporter that receives pushes and polls `api_url` as the gap-filler.
+async fn push_and_poll(api_url: &str, token: &str, receiver: ReceiverSettings) -> TestExporter {
+    TestExporter::start(Config { push: Some(receiver), ..Config::for_tests(api_url, token) }).await
+}
+
+fn streamer(running: &TestExporter, batch_size: usize, duplicate_chance: f64) -> StreamerConfig {
     StreamerConfig {
-        url: format!("{}/webhook/events", running.base),
+        url: running.url("/webhook/events"),
         batch_size,
         headers: vec![(SECRET_HEADER.into(), SECRET.into())],
         duplicate_chance,
         idle: Duration::from_millis(20),
     }
-}
-
-fn metrics_text(running: &Running) -> String {
-    common::blocking_get(&format!("{}/metrics", running.base)).1
-}
-
-async fn wait_for_total(running: &Running, total: u64) {
-    let url = format!("{}/metrics", running.base);
-    let reached = wait_for(Duration::from_secs(30), async || {
-        sum(&parse_exposition(&common::blocking_get(&url).1), "emnify_events_total", &[]) >= total as f64
-    })
-    .await;
-    assert!(reached, "the exporter never counted {total} events");
-}
-
-fn http() -> reqwest::Client {
-    emnify_exporter::install_crypto_provider();
-    reqwest::Client::new()
 }
 
 /// Push only: two streamers deliver every event twice, into a receiver that takes one push at a
@@ -68,13 +55,7 @@ fn http() -> reqwest::Client {
 async fn push_only_counts_once_despite_retries_and_duplicates() {
     let stop = CancellationToken::new();
     let sim = Simulator::new(common::sim_config(51));
-    let running = exporter(
-        IngestMode::Push,
-        "http://127.0.0.1:9",
-        "unused",
-        ReceiverSettings { max_concurrent: 1, ..receiver_settings() },
-    )
-    .await;
+    let running = push_only(ReceiverSettings { max_concurrent: 1, ..receiver_settings() }).await;
     tokio::spawn(sim.clone().run_streamer(streamer(&running, 37, 0.3), stop.clone()));
     tokio::spawn(
         sim.clone().run_streamer(StreamerConfig { batch_size: 1, ..streamer(&running, 1, 0.3) }, stop.clone()),
@@ -86,9 +67,9 @@ async fn push_only_counts_once_despite_retries_and_duplicates() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let truth = sim.truth();
-    wait_for_total(&running, truth.total()).await;
+    running.wait_for_total(truth.total()).await;
     // Wait until both streamers have delivered everything (their retries included).
-    let text = metrics_text(&running);
+    let text = running.scrape_text().await;
     assert_counts_match_text(&text, &truth);
     let samples = parse_exposition(&text);
     let stats = sim.stats();
@@ -117,17 +98,16 @@ async fn push_and_poll_together_count_each_event_once() {
     let stop = CancellationToken::new();
     let sim = Simulator::new(common::sim_config(52));
     let addr = sim.start(stop.clone()).await.unwrap();
-    let running =
-        exporter(IngestMode::Both, &format!("http://{addr}"), &sim.application_token(), receiver_settings()).await;
+    let running = push_and_poll(&format!("http://{addr}"), &sim.application_token(), receiver_settings()).await;
     tokio::spawn(sim.clone().run_streamer(streamer(&running, 50, 0.1), stop.clone()));
     for _ in 0..8 {
         sim.generate(200);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let truth = sim.truth();
-    wait_for_total(&running, truth.total()).await;
+    running.wait_for_total(truth.total()).await;
     // Let the poller run over the same events again.
-    let text = metrics_text(&running);
+    let text = running.scrape_text().await;
     let polls_before = sum(&parse_exposition(&text), "emnify_poll_duration_seconds_count", &[]);
     let url = format!("{}/metrics", running.base);
     assert!(
@@ -137,7 +117,7 @@ async fn push_and_poll_together_count_each_event_once() {
         })
         .await
     );
-    let text = metrics_text(&running);
+    let text = running.scrape_text().await;
     assert_counts_match_text(&text, &truth);
     let samples = parse_exposition(&text);
     assert!(sum(&samples, "emnify_push_events_total", &[]) > 0.0, "events arrived by push");
@@ -149,9 +129,9 @@ async fn push_and_poll_together_count_each_event_once() {
 /// A bare object and an array are both accepted; the answer says what was counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_and_array_bodies_and_partly_unreadable_batches() {
-    let running = exporter(IngestMode::Push, "http://127.0.0.1:9", "unused", receiver_settings()).await;
+    let running = push_only(receiver_settings()).await;
     let url = format!("{}/webhook/events", running.base);
-    let client = http();
+    let client = common::http_client();
     let event = |id: u64| {
         serde_json::json!({"id": id, "timestamp": "2026-11-27T10:00:00Z", "event_type": {"id": 0, "description": "Generic"},
         "event_source": {"id": 1}, "event_severity": {"id": 1}, "organisation": {"id": 5, "name": "Org"},
@@ -169,8 +149,8 @@ async fn object_and_array_bodies_and_partly_unreadable_batches() {
     assert_eq!((answer["duplicates"].as_u64(), answer["unreadable"].as_u64()), (Some(1), Some(2)));
     let r = client.patch(&url).header(SECRET_HEADER, SECRET).body(event(4).to_string()).send().await.unwrap();
     assert_eq!(r.status(), 200, "PATCH is allowed too");
-    wait_for_total(&running, 4).await;
-    let samples = parse_exposition(&metrics_text(&running));
+    running.wait_for_total(4).await;
+    let samples = parse_exposition(&running.scrape_text().await);
     assert_eq!(sum(&samples, "emnify_generic_events_total", &[("cause", "throttling")]), 4.0);
     assert_eq!(sum(&samples, "emnify_push_events_total", &[]), 7.0);
     running.shutdown.cancel();
@@ -185,9 +165,9 @@ async fn bad_pushes_are_refused_and_count_nothing() {
         max_concurrent: 1,
         ..receiver_settings()
     };
-    let running = exporter(IngestMode::Push, "http://127.0.0.1:9", "unused", settings).await;
+    let running = push_only(settings).await;
     let url = format!("{}/webhook/events", running.base);
-    let client = http();
+    let client = common::http_client();
     let one = r#"{"id": 9, "event_type": {"id": 1}, "organisation": {"id": 5, "name": "Org"}}"#;
     let status = |r: reqwest::Response| r.status().as_u16();
     assert_eq!(status(client.post(&url).body(one).send().await.unwrap()), 401, "no secret");
@@ -237,7 +217,7 @@ async fn bad_pushes_are_refused_and_count_nothing() {
         .await,
         "the refusals are published within a checkpoint period"
     );
-    let samples = parse_exposition(&metrics_text(&running));
+    let samples = parse_exposition(&running.scrape_text().await);
     assert_eq!(sum(&samples, "emnify_events_total", &[]), 0.0, "nothing counted");
     for (reason, n) in
         [("unauthorized", 2.0), ("malformed", 2.0), ("too_large", 1.0), ("method", 1.0), ("timeout", 1.0)]
@@ -256,9 +236,9 @@ async fn basic_auth_pushes() {
         basic_auth: Some(("emnify".into(), Secret::new("streamer-pass"))),
         ..receiver_settings()
     };
-    let running = exporter(IngestMode::Push, "http://127.0.0.1:9", "unused", settings).await;
+    let running = push_only(settings).await;
     let url = format!("{}/webhook/events", running.base);
-    let client = http();
+    let client = common::http_client();
     let one = r#"{"id": 9, "event_type": {"id": 1}}"#;
     let wrong = client.post(&url).basic_auth("emnify", Some("nope")).body(one).send().await.unwrap();
     assert_eq!(wrong.status(), 401);
@@ -271,10 +251,10 @@ async fn basic_auth_pushes() {
 /// the receiver takes in 10,000-event batches (printed; speed is for the benchmarks, not asserted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_latency_and_throughput_figures() {
-    let running = exporter(IngestMode::Push, "http://127.0.0.1:9", "unused", receiver_settings()).await;
+    let running = push_only(receiver_settings()).await;
     let url = format!("{}/webhook/events", running.base);
     let metrics_url = format!("{}/metrics", running.base);
-    let client = http();
+    let client = common::http_client();
     let sim = Simulator::new(common::sim_config(53));
     sim.generate(50_000);
     let bodies: Vec<String> = sim.event_json_batches(10_000);
@@ -305,6 +285,6 @@ async fn push_latency_and_throughput_figures() {
         (pushed.elapsed() - answered).as_secs_f64() * 1000.0,
         answered.as_secs_f64() * 1000.0
     );
-    wait_for_total(&running, 50_001).await;
+    running.wait_for_total(50_001).await;
     running.shutdown.cancel();
 }

@@ -2,13 +2,13 @@
 //! poll ingest of a simulator backlog by the exporter and by the usual Python alternative, push
 //! ingest in 10,000-event batches, scrape latency under load (wrk), and the idle footprint.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{blocking_get, blocking_post, parse_exposition, sum, Process};
+use crate::common::{blocking_post, blocking_total, Process};
 use emnify_exporter::simulator::{Simulator, SimulatorConfig};
 
 fn cpu_seconds(pid: u32) -> f64 {
@@ -17,10 +17,6 @@ fn cpu_seconds(pid: u32) -> f64 {
         stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(0.0);
     ticks / 100.0
-}
-
-fn counted(metrics_url: &str) -> f64 {
-    sum(&parse_exposition(&blocking_get(metrics_url).1), "emnify_events_total", &[])
 }
 
 fn post_body(url: &str, body: &str) -> u16 {
@@ -59,7 +55,7 @@ fn wrk(url: &str, seconds: u32) -> (f64, f64, f64) {
 fn load_harness() {
     let n: u64 = std::env::var("PERF_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let sim = Process::start(&["simulate", "--listen=127.0.0.1:0", "--events-per-second=0", "--seed=3"], &[]);
-    let sim_url = format!("http://{}", sim.wait_for_log("simulator listening")["fields"]["address"].as_str().unwrap());
+    let sim_url = sim.simulator_base();
     for _ in 0..n / 10_000 {
         blocking_post(&format!("{sim_url}/simulator/generate?count=10000"));
     }
@@ -77,10 +73,10 @@ fn load_harness() {
         ],
         &[("EMNIFY_APPLICATION_TOKEN", "demo-application-token")],
     );
-    let address = exporter.wait_for_log("emnify exporter listening")["fields"]["address"].as_str().unwrap().to_string();
+    let address = exporter.listening_address("emnify exporter listening");
     let metrics_url = format!("http://{address}/metrics");
     let mut ours_anon = 0;
-    while counted(&metrics_url) < n as f64 {
+    while blocking_total(&metrics_url) < n as f64 {
         assert!(started.elapsed() < Duration::from_secs(300), "the exporter never counted {n} events");
         ours_anon = ours_anon.max(common::proc_status_kb(exporter.child.id(), "RssAnon:"));
         std::thread::sleep(Duration::from_millis(5));
@@ -121,7 +117,7 @@ fn load_harness() {
     let batches = pusher.event_json_batches(10_000);
     let receiver =
         Process::start(&["--ingest.mode=push", "--webhook.insecure-no-auth", "--web.listen-address=127.0.0.1:0"], &[]);
-    let address = receiver.wait_for_log("emnify exporter listening")["fields"]["address"].as_str().unwrap().to_string();
+    let address = receiver.listening_address("emnify exporter listening");
     let webhook = format!("http://{address}/webhook/events");
     let metrics_url = format!("http://{address}/metrics");
     let idle_scrape = wrk(&metrics_url, 3);
@@ -146,7 +142,7 @@ fn load_harness() {
     let idle_seconds = std::env::var("PERF_IDLE_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
     let demo_started = Instant::now();
     let demo = Process::start(&["--demo", "--web.listen-address=127.0.0.1:0"], &[]);
-    let address = demo.wait_for_log("emnify exporter listening")["fields"]["address"].as_str().unwrap().to_string();
+    let address = demo.listening_address("emnify exporter listening");
     let ready = loop {
         if common::blocking_get_ok(&format!("http://{address}/-/ready")) {
             break demo_started.elapsed();

@@ -1,12 +1,13 @@
 //! Static checks of the shipped Grafana dashboards, rules and provisioning files.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use common::artifacts::{self, dashboard_queries, dashboards, metric_names, panels};
-use common::{exporter_config, parse_exposition, start_exporter, sum, wait_for};
+use crate::common::artifacts::{self, dashboard_queries, dashboards, metric_names, panels};
+use crate::common::{parse_exposition, sum, wait_for, TestExporter};
+use emnify_exporter::config::Config;
 use emnify_exporter::simulator::Simulator;
 use tokio_util::sync::CancellationToken;
 
@@ -93,7 +94,7 @@ async fn every_referenced_metric_exists() {
     let addr = sim.start(stop.clone()).await.unwrap();
     sim.generate(3000);
     sim.generic_burst(0, 10);
-    let running = start_exporter(exporter_config(&format!("http://{addr}"), &sim.application_token())).await;
+    let running = TestExporter::start(Config::for_tests(&format!("http://{addr}"), &sim.application_token())).await;
     let url = format!("{}/metrics", running.base);
     let mut text = String::new();
     assert!(

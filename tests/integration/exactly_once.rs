@@ -1,10 +1,10 @@
 //! Exactly-once counting against the simulator's ground truth, over real HTTP on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{assert_counts_match, rig, sim_config};
+use crate::common::{assert_counts_match, rig, sim_config};
 use emnify_exporter::poller::PollOutcome;
 
 fn success(outcome: PollOutcome) -> emnify_exporter::poller::PollReport {
@@ -101,18 +101,16 @@ async fn token_expiry_mid_run_relogs_once_and_loses_nothing() {
 #[tokio::test]
 async fn a_rejected_token_fails_the_poll_cleanly() {
     use emnify_exporter::emnify::Client;
-    use emnify_exporter::poller::{Poller, PollerSettings};
+    use emnify_exporter::poller::PollerSettings;
+    use emnify_exporter::tally::TallySettings;
     let rig = rig(sim_config(9), 100).await;
     rig.sim.generate(10);
     let metrics = std::sync::Arc::new(emnify_exporter::metrics::Metrics::new());
     let client = Client::new(common::client_settings(&rig.url, "wrong-token"), metrics.clone()).unwrap();
-    let settings = PollerSettings {
-        page_size: 100,
-        overlap: Duration::from_secs(60),
-        lookback: Duration::from_secs(60),
-        max_remembered_ids: 1000,
-    };
-    let mut poller = Poller::new(client, metrics.clone(), settings, emnify_exporter::timefmt::now_millis());
+    let settings = PollerSettings { page_size: 100, overlap: Duration::from_secs(60) };
+    let counting =
+        TallySettings { lookback: Duration::from_secs(60), max_remembered_ids: 1000, ..TallySettings::default() };
+    let mut poller = common::poller_with(client, &metrics, settings, counting);
     match poller.poll_once().await {
         PollOutcome::Failed { error, .. } => assert_eq!(error.reason(), "auth"),
         PollOutcome::Success(_) => panic!("a wrong token must not succeed"),
@@ -130,18 +128,15 @@ async fn a_rejected_token_fails_the_poll_cleanly() {
 #[tokio::test]
 async fn default_start_is_now_without_replaying_history() {
     use emnify_exporter::emnify::Client;
-    use emnify_exporter::poller::{Poller, PollerSettings};
+    use emnify_exporter::poller::PollerSettings;
+    use emnify_exporter::tally::TallySettings;
     let rig = rig(sim_config(13), 100).await;
     rig.sim.generate_aged(50, Duration::from_secs(120));
     let metrics = std::sync::Arc::new(emnify_exporter::metrics::Metrics::new());
     let client = Client::new(common::client_settings(&rig.url, &rig.sim.application_token()), metrics.clone()).unwrap();
-    let settings = PollerSettings {
-        page_size: 100,
-        overlap: Duration::from_secs(600),
-        lookback: Duration::ZERO,
-        max_remembered_ids: 1000,
-    };
-    let mut poller = Poller::new(client, metrics.clone(), settings, emnify_exporter::timefmt::now_millis());
+    let settings = PollerSettings { page_size: 100, overlap: Duration::from_secs(600) };
+    let counting = TallySettings { lookback: Duration::ZERO, max_remembered_ids: 1000, ..TallySettings::default() };
+    let mut poller = common::poller_with(client, &metrics, settings, counting);
     let first = success(poller.poll_once().await);
     assert_eq!(first.counts.counted, 0, "events from before the start are history");
     rig.sim.generate(20);

@@ -1,6 +1,6 @@
 //! The simulator follows emnify's documented API semantics (docs: shared emnify-api.md §1–2).
 
-mod common;
+use crate::common;
 
 use emnify_exporter::simulator::Simulator;
 use emnify_exporter::timefmt::{format_filter_date, now_millis};

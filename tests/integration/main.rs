@@ -1,0 +1,24 @@
+//! The integration tests, in one binary so a change in `src/` relinks one test executable, not
+//! sixteen: the exporter and the simulator over loopback, the binary as a child process, the shipped
+//! dashboards, rules and manifests, and the layering of `src/`. `soak` and `perf` are `#[ignore]`d
+//! (`scripts/test` runs the soak; `scripts/perf` the load harness).
+
+mod common;
+
+mod cli;
+mod container_image;
+mod dashboards;
+mod deploy_manifests;
+mod exactly_once;
+mod examples;
+mod faults;
+mod http;
+mod layering;
+mod perf;
+mod prometheus_e2e;
+mod push;
+mod python_sdk;
+mod restart;
+mod simulator_api;
+mod soak;
+mod web_security;
