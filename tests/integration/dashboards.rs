@@ -1,15 +1,12 @@
 //! Static checks of the shipped Grafana dashboards, rules and provisioning files.
 
-use crate::common;
+use crate::common::{self, TestSimulator};
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use crate::common::artifacts::{self, dashboard_queries, dashboards, metric_names, panels};
 use crate::common::{parse_exposition, sum, wait_for, TestExporter};
-use emnify_exporter::config::Config;
-use emnify_exporter::simulator::Simulator;
-use tokio_util::sync::CancellationToken;
 
 #[test]
 fn dashboards_have_stable_uids_tags_and_unique_panel_ids() {
@@ -89,12 +86,11 @@ fn no_hard_coded_rate_windows() {
 /// Every metric a dashboard reads is one the exporter serves (or a shipped recording rule).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_referenced_metric_exists() {
-    let stop = CancellationToken::new();
-    let sim = Simulator::new(common::sim_config(31));
-    let addr = sim.start(stop.clone()).await.unwrap();
+    let test_sim = TestSimulator::start(common::sim_config(31)).await;
+    let sim = &test_sim.sim;
     sim.generate(3000);
     sim.generic_burst(0, 10);
-    let running = TestExporter::start(Config::for_tests(&format!("http://{addr}"), &sim.application_token())).await;
+    let running = TestExporter::start(test_sim.exporter_config()).await;
     let url = format!("{}/metrics", running.base);
     let mut text = String::new();
     assert!(
@@ -128,8 +124,6 @@ async fn every_referenced_metric_exists() {
     }
     assert!(checked >= 20);
     println!("{checked} metric references checked");
-    running.shutdown.cancel();
-    stop.cancel();
 }
 
 #[test]

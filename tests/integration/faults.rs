@@ -5,7 +5,7 @@ use crate::common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{assert_counts_match, client_settings, parse_exposition, sim_config, sum};
+use crate::common::{assert_counts_match, client_settings, parse_exposition, sim_config, sum, TestSimulator};
 use emnify_exporter::emnify::{Client, ClientSettings};
 use emnify_exporter::metrics::Metrics;
 use emnify_exporter::poller::{PollOutcome, Poller, PollerSettings};
@@ -29,19 +29,19 @@ struct Run {
     sim: Simulator,
     poller: Poller,
     metrics: Arc<Metrics>,
-    _stop: tokio_util::sync::DropGuard,
+    /// Serves `sim` until the run is dropped.
+    _simulator: TestSimulator,
 }
 
 async fn run_with(config: SimulatorConfig, page_size: u32) -> Run {
-    let stop = CancellationToken::new();
-    let sim = Simulator::new(config);
-    let addr = sim.start(stop.clone()).await.unwrap();
+    let test_sim = TestSimulator::start(config).await;
+    let sim = test_sim.sim.clone();
     let metrics = Arc::new(Metrics::new());
-    let client = Client::new(impatient(&format!("http://{addr}"), &sim.application_token()), metrics.clone()).unwrap();
+    let client = Client::new(impatient(&test_sim.url, &sim.application_token()), metrics.clone()).unwrap();
     let settings = PollerSettings { page_size, overlap: Duration::from_secs(600) };
     let counting = TallySettings { lookback: Duration::from_secs(3600), ..TallySettings::default() };
     let poller = common::poller_with(client, &metrics, settings, counting);
-    Run { sim, poller, metrics, _stop: stop.drop_guard() }
+    Run { sim, poller, metrics, _simulator: test_sim }
 }
 
 /// Clears the faults and polls until a poll succeeds (bounded), as the exporter's loop would.
@@ -193,15 +193,12 @@ async fn retry_after_is_honoured() {
 /// A revoked application token: the exporter's loop backs off instead of hammering the login endpoint.
 #[tokio::test]
 async fn a_revoked_token_backs_off() {
-    let stop = CancellationToken::new();
-    let sim = Simulator::new(sim_config(9));
-    let addr = sim.start(stop.clone()).await.unwrap();
+    let test_sim = TestSimulator::start(sim_config(9)).await;
+    let sim = &test_sim.sim;
     sim.set_revoked(true);
     let metrics = Arc::new(Metrics::new());
-    let settings = ClientSettings {
-        min_request_interval: Duration::from_millis(200),
-        ..client_settings(&format!("http://{addr}"), "x")
-    };
+    let settings =
+        ClientSettings { min_request_interval: Duration::from_millis(200), ..client_settings(&test_sim.url, "x") };
     let client = Client::new(settings, metrics.clone()).unwrap();
     let poller_settings = PollerSettings { page_size: 100, overlap: Duration::from_secs(60) };
     let counting = TallySettings { lookback: Duration::ZERO, max_remembered_ids: 1000, ..TallySettings::default() };
@@ -217,25 +214,24 @@ async fn a_revoked_token_backs_off() {
     assert!(!logins.is_empty() && logins.len() <= 5, "{} logins in 6 s", logins.len());
     let samples = parse_exposition(&String::from_utf8(metrics.encode()).unwrap());
     assert!(sum(&samples, "emnify_poll_errors_total", &[("reason", "auth")]) >= 1.0);
-    stop.cancel();
 }
 
 /// With the default pacing, requests stay within emnify's limits (10/s on events, 2,000 per 5 min) in any fault mode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_rate_stays_within_emnify_limits_under_faults() {
-    let stop = CancellationToken::new();
-    let sim = Simulator::new(SimulatorConfig {
+    let test_sim = TestSimulator::start(SimulatorConfig {
         faults: "429=0.2,5xx=0.2,reset=0.1,truncate=0.1,html=0.1,401=0.1,login-5xx=0.3,no-paging=0.3,dup=0.3,late=0.3"
             .parse()
             .unwrap(),
         ..sim_config(10)
-    });
-    let addr = sim.start(stop.clone()).await.unwrap();
+    })
+    .await;
+    let sim = &test_sim.sim;
     sim.generate(3000);
     let metrics = Arc::new(Metrics::new());
     let settings = ClientSettings {
         min_request_interval: Duration::from_millis(200),
-        ..impatient(&format!("http://{addr}"), &sim.application_token())
+        ..impatient(&test_sim.url, &sim.application_token())
     };
     let client = Client::new(settings, metrics.clone()).unwrap();
     let poller_settings = PollerSettings { page_size: 20, overlap: Duration::from_secs(600) };
@@ -258,5 +254,4 @@ async fn request_rate_stays_within_emnify_limits_under_faults() {
     assert!(requests.len() <= 2000 * 8 / 300 + 10, "{} requests in 8 s", requests.len());
     assert!(logins.len() <= 90, "{} logins", logins.len());
     println!("{} requests ({} logins) in 8 s, at most {busiest_second} in any second", requests.len(), logins.len());
-    stop.cancel();
 }

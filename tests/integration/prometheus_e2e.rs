@@ -1,16 +1,13 @@
 //! End to end with a real Prometheus: it scrapes the exporter (polling the simulator), evaluates the
 //! shipped rules (with windows shortened for a test run), and answers every shipped query.
 
-use crate::common;
+use crate::common::{self, TestSimulator};
 
 use std::time::{Duration, Instant};
 
 use crate::common::artifacts::{self, dashboard_queries, grafana_alert_queries, rules_in, substitute};
 use crate::common::prometheus::start_prometheus;
 use crate::common::{wait_for, TestExporter};
-use emnify_exporter::config::Config;
-use emnify_exporter::simulator::Simulator;
-use tokio_util::sync::CancellationToken;
 
 /// The shipped rules with windows short enough for a test run; the rule logic is unchanged.
 fn test_variant(shipped: &str) -> String {
@@ -26,14 +23,12 @@ fn test_variant(shipped: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_records_alerts_and_answers_every_shipped_query() {
-    let stop = CancellationToken::new();
-    let sim = Simulator::new(common::sim_config(2024));
-    let sim_addr = sim.start(stop.clone()).await.unwrap();
+    let test_sim = TestSimulator::start(common::sim_config(2024)).await;
+    let sim = &test_sim.sim;
     sim.generate(3000);
-    let exporter =
-        TestExporter::start(Config::for_tests(&format!("http://{sim_addr}"), &sim.application_token())).await;
+    let exporter = TestExporter::start(test_sim.exporter_config()).await;
     // A second replica polling the same workspace, as for high availability: shipped queries must not double count.
-    let replica = TestExporter::start(Config::for_tests(&format!("http://{sim_addr}"), &sim.application_token())).await;
+    let replica = TestExporter::start(test_sim.exporter_config()).await;
     let target =
         format!("{},{}", exporter.base.trim_start_matches("http://"), replica.base.trim_start_matches("http://"));
 
@@ -160,7 +155,4 @@ async fn a_real_prometheus_scrapes_records_alerts_and_answers_every_shipped_quer
         shipped_rules.iter().filter(|r| !r.alert).count(),
         grafana.len()
     );
-    exporter.shutdown.cancel();
-    replica.shutdown.cancel();
-    stop.cancel();
 }

@@ -5,7 +5,7 @@ use crate::common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use crate::common::{assert_counts_match_text, parse_exposition, sum, wait_for, TestExporter};
+use crate::common::{assert_counts_match_text, parse_exposition, sum, wait_for, TestExporter, TestSimulator};
 use emnify_exporter::config::Config;
 use emnify_exporter::receiver::ReceiverSettings;
 use emnify_exporter::secret::Secret;
@@ -95,11 +95,10 @@ async fn push_only_counts_once_despite_retries_and_duplicates() {
 /// Both modes together: what arrives by push and by poll is counted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_and_poll_together_count_each_event_once() {
-    let stop = CancellationToken::new();
-    let sim = Simulator::new(common::sim_config(52));
-    let addr = sim.start(stop.clone()).await.unwrap();
-    let running = push_and_poll(&format!("http://{addr}"), &sim.application_token(), receiver_settings()).await;
-    tokio::spawn(sim.clone().run_streamer(streamer(&running, 50, 0.1), stop.clone()));
+    let test_sim = TestSimulator::seeded(52).await;
+    let sim = &test_sim.sim;
+    let running = push_and_poll(&test_sim.url, &sim.application_token(), receiver_settings()).await;
+    tokio::spawn(sim.clone().run_streamer(streamer(&running, 50, 0.1), test_sim.shutdown.clone()));
     for _ in 0..8 {
         sim.generate(200);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -122,7 +121,6 @@ async fn push_and_poll_together_count_each_event_once() {
     let samples = parse_exposition(&text);
     assert!(sum(&samples, "emnify_push_events_total", &[]) > 0.0, "events arrived by push");
     assert!(sum(&samples, "emnify_events_duplicate_total", &[]) >= truth.total() as f64, "and again by poll");
-    stop.cancel();
     running.shutdown.cancel();
 }
 

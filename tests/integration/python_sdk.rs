@@ -1,12 +1,11 @@
 //! emnify's official Python SDK (`emnify-sdk` on PyPI) talks to the simulator: proof that it speaks emnify's API.
 
-use crate::common;
+use crate::common::{self, TestSimulator};
 
 use std::path::Path;
 use std::process::Command;
 
-use emnify_exporter::simulator::{Simulator, SimulatorConfig};
-use tokio_util::sync::CancellationToken;
+use emnify_exporter::simulator::SimulatorConfig;
 
 /// The interpreter with `emnify-sdk` installed: `EMNIFY_TEST_PYTHON`, else the venv `scripts/test` makes.
 fn python() -> String {
@@ -23,10 +22,9 @@ fn python() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_python_sdk_logs_in_and_pages_through_device_events() {
-    let shutdown = CancellationToken::new();
     // A small default page so the SDK has to follow X-Total-Pages across several pages.
-    let sim = Simulator::new(SimulatorConfig { default_per_page: 7, ..common::sim_config(99) });
-    let addr = sim.start(shutdown.clone()).await.unwrap();
+    let test_sim = TestSimulator::start(SimulatorConfig { default_per_page: 7, ..common::sim_config(99) }).await;
+    let sim = &test_sim.sim;
     sim.generate(3000);
     sim.generic_burst(0, 40);
     let endpoint = (0..25).map(|k| 719_710 * 1000 + k).max_by_key(|e| sim.endpoint_event_ids(*e).len()).unwrap();
@@ -35,12 +33,13 @@ async fn official_python_sdk_logs_in_and_pages_through_device_events() {
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/device_events.py");
     let token = sim.application_token();
+    let api = format!("{}/api", test_sim.url);
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python())
             .arg(script)
             .arg(token)
             .arg(endpoint.to_string())
-            .env("EMNIFY_SDK_API_ENDPOINT_URL", format!("http://{addr}/api"))
+            .env("EMNIFY_SDK_API_ENDPOINT_URL", api)
             .output()
             .expect("python runs")
     })
@@ -61,5 +60,4 @@ async fn official_python_sdk_logs_in_and_pages_through_device_events() {
     let stats = sim.stats();
     assert_eq!(stats.logins, 1, "the SDK logged in once (after its first, token-less 401)");
     assert!(stats.event_pages as usize >= expected.len().div_ceil(7));
-    shutdown.cancel();
 }

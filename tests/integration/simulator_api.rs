@@ -1,24 +1,22 @@
 //! The simulator follows emnify's documented API semantics (docs: shared emnify-api.md §1–2).
 
-use crate::common;
+use crate::common::{self, TestSimulator};
 
-use emnify_exporter::simulator::Simulator;
 use emnify_exporter::timefmt::{format_filter_date, now_millis};
-use tokio_util::sync::CancellationToken;
 
+/// A simulator and a client logged in to it.
 struct Api {
     base: String,
     http: reqwest::Client,
     jwt: String,
-    _stop: tokio_util::sync::DropGuard,
+    /// Serves until the test ends.
+    _simulator: TestSimulator,
 }
 
-async fn api(sim: &Simulator) -> Api {
-    emnify_exporter::install_crypto_provider();
-    let stop = CancellationToken::new();
-    let addr = sim.start(stop.clone()).await.unwrap();
-    let base = format!("http://{addr}");
-    let http = reqwest::Client::new();
+async fn api(simulator: TestSimulator) -> Api {
+    let base = simulator.url.clone();
+    let http = common::http_client();
+    let sim = &simulator.sim;
     let login = http
         .post(format!("{base}/api/v1/authenticate"))
         .body(serde_json::json!({"application_token": sim.application_token()}).to_string())
@@ -28,7 +26,7 @@ async fn api(sim: &Simulator) -> Api {
     assert_eq!(login.status(), 200);
     let body: serde_json::Value = serde_json::from_str(&login.text().await.unwrap()).unwrap();
     let jwt = body["auth_token"].as_str().unwrap().to_string();
-    Api { base, http, jwt, _stop: stop.drop_guard() }
+    Api { base, http, jwt, _simulator: simulator }
 }
 
 impl Api {
@@ -48,8 +46,9 @@ fn window() -> String {
 
 #[tokio::test]
 async fn login_issues_a_jwt_with_exp_and_rejects_bad_tokens() {
-    let sim = Simulator::new(common::sim_config(1));
-    let api = api(&sim).await;
+    let test_sim = TestSimulator::seeded(1).await;
+    let sim = test_sim.sim.clone();
+    let api = api(test_sim).await;
     let exp = emnify_exporter::emnify::client::jwt_expiry(&api.jwt).expect("exp claim");
     let lifetime = exp - now_millis() / 1000;
     assert!((14_390..=14_400).contains(&lifetime), "240 minutes, got {lifetime}s");
@@ -65,9 +64,10 @@ async fn login_issues_a_jwt_with_exp_and_rejects_bad_tokens() {
 
 #[tokio::test]
 async fn event_list_pages_like_emnify() {
-    let sim = Simulator::new(common::sim_config(2));
+    let test_sim = TestSimulator::seeded(2).await;
+    let sim = test_sim.sim.clone();
     sim.generate(250);
-    let api = api(&sim).await;
+    let api = api(test_sim).await;
     let q = window();
     let r = api.get(&format!("/api/v1/event?page=2&per_page=100&sort=id&q={q}")).await;
     assert_eq!(r.status(), 200);
@@ -96,10 +96,11 @@ async fn event_list_pages_like_emnify() {
 
 #[tokio::test]
 async fn q_filters_work_and_bad_ones_get_422() {
-    let sim = Simulator::new(common::sim_config(3));
+    let test_sim = TestSimulator::seeded(3).await;
+    let sim = test_sim.sim.clone();
     sim.generate(400);
     sim.generic_burst(1, 25);
-    let api = api(&sim).await;
+    let api = api(test_sim).await;
     let q = window();
     let generic: Vec<serde_json::Value> =
         api.get(&format!("/api/v1/event?per_page=1000&q={q},type:0")).await.json_body().await;
