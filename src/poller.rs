@@ -18,7 +18,7 @@ use crate::emnify::{decode_event_list, ApiError, Client, DecodeError, EventPage,
 use crate::metrics::Metrics;
 use crate::rng::SplitMix64;
 use crate::tally::{checkpoint_blocking, lock, BatchCounts, Origin, SharedTally};
-use crate::timefmt::now_millis;
+use crate::timefmt::{duration_millis, now_millis};
 
 /// How the poller walks emnify's event list.
 #[derive(Debug, Clone)]
@@ -120,7 +120,7 @@ impl Poller {
     /// Polls one window and counts what is new in it.
     pub async fn poll_once(&mut self) -> PollOutcome {
         let started = Instant::now();
-        let overlap = i64::try_from(self.settings.overlap.as_secs()).unwrap_or(i64::MAX / 2);
+        let overlap = duration_millis(self.settings.overlap) / 1000;
         let (floor, cursor) = {
             let tally = lock(&self.tally);
             (tally.floor_millis().div_euclid(1000), tally.cursor())
