@@ -6,17 +6,18 @@
 //! each label set are resolved once and cached, so counting an event is a hash
 //! lookup and an atomic add.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use prometheus::core::Collector;
-use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::catalogue::{self, generic_cause, severity_name, source_name, GENERIC_CAUSES, GENERIC_EVENT_TYPE};
 use crate::emnify::model::Event;
+
+mod encode;
+
+use encode::{encode_families, LabelledFamily};
+pub use encode::TEXT_CONTENT_TYPE;
 
 /// Why a poll failed; each is a value of `emnify_poll_errors_total{reason}`.
 pub const POLL_ERROR_REASONS: [&str; 7] =
@@ -25,9 +26,6 @@ pub const POLL_ERROR_REASONS: [&str; 7] =
 /// Why a push is refused; each is a value of `emnify_push_rejected_total{reason}`.
 pub const PUSH_REJECT_REASONS: [&str; 6] =
     ["unauthorized", "too_large", "malformed", "timeout", "overloaded", "method"];
-
-/// The `Content-Type` of the text exposition format the server sends.
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What identifies one `emnify_events_total` series.
 #[derive(Clone, Copy, Hash, PartialEq, Eq)]
@@ -505,7 +503,7 @@ impl Metrics {
     /// Every counter series of the exporter's own metrics, for the state file.
     pub fn counter_values(&self) -> Vec<CounterValue> {
         let mut out = Vec::new();
-        let labelled = [&self.alerts, &self.events, &self.generic].map(|f| f.vec.collect());
+        let labelled = [&self.alerts, &self.events, &self.generic].map(|f| f.collect());
         for family in self.registry.gather().into_iter().chain(labelled.into_iter().flatten()) {
             if family.get_field_type() != prometheus::proto::MetricType::COUNTER {
                 continue;
@@ -583,93 +581,6 @@ impl Metrics {
         self.publish();
         restored
     }
-}
-
-/// A counter family with many label sets (one per event type, organisation, ...), exposed from
-/// label text rendered once per series: encoding then costs a copy and a number per series, not
-/// the protobuf round trip of [`Registry::gather`] (about 20 ms for 10,000 series).
-struct LabelledFamily {
-    name: &'static str,
-    help: &'static str,
-    label_names: &'static [&'static str],
-    /// Not registered in the registry: [`LabelledFamily::encode`] exposes it.
-    vec: IntCounterVec,
-    /// Each series' `{name="value",...}` with its counter, in the order of that text.
-    series: Mutex<BTreeMap<String, IntCounter>>,
-}
-
-impl LabelledFamily {
-    fn new(name: &'static str, help: &'static str, label_names: &'static [&'static str]) -> Self {
-        let vec = IntCounterVec::new(Opts::new(name, help), label_names).expect("static metric definition is valid");
-        LabelledFamily { name, help, label_names, vec, series: Mutex::new(BTreeMap::new()) }
-    }
-
-    /// The counter of one label set (values in the order of `label_names`), created at zero if new.
-    fn with_label_values(&self, values: &[&str]) -> IntCounter {
-        let counter = self.vec.with_label_values(values);
-        let rendered = render_labels(self.label_names.iter().copied().zip(values.iter().copied()));
-        self.series.lock().unwrap_or_else(PoisonError::into_inner).entry(rendered).or_insert_with(|| counter.clone());
-        counter
-    }
-
-    /// The counter of a label set given by name; `None` if the names do not fit this family.
-    fn get_with(&self, labels: &HashMap<&str, &str>) -> Option<IntCounter> {
-        if labels.len() != self.label_names.len() {
-            return None;
-        }
-        let values: Option<Vec<&str>> = self.label_names.iter().map(|n| labels.get(n).copied()).collect();
-        Some(self.with_label_values(&values?))
-    }
-
-    /// Appends the family in the text format (nothing while it has no series).
-    fn encode(&self, out: &mut Vec<u8>) {
-        use std::io::Write;
-        let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
-        if series.is_empty() {
-            return;
-        }
-        let help = self.help.replace('\\', "\\\\").replace('\n', "\\n");
-        let _ = write!(out, "# HELP {} {help}\n# TYPE {} counter\n", self.name, self.name);
-        out.reserve(series.len() * (self.name.len() + 128));
-        for (labels, counter) in series.iter() {
-            out.extend_from_slice(self.name.as_bytes());
-            out.extend_from_slice(labels.as_bytes());
-            let _ = writeln!(out, " {}", counter.get());
-        }
-    }
-}
-
-/// `{name="value",...}` with the pairs sorted by name and the values escaped, as the text format wants.
-fn render_labels<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
-    let mut pairs: Vec<(&str, &str)> = pairs.collect();
-    pairs.sort_unstable_by_key(|(name, _)| *name);
-    let mut out = String::from("{");
-    for (i, (name, value)) in pairs.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(name);
-        out.push_str("=\"");
-        for c in value.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-    }
-    out.push('}');
-    out
-}
-
-fn encode_families(families: &[prometheus::proto::MetricFamily]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 * 1024);
-    if let Err(err) = TextEncoder::new().encode(families, &mut out) {
-        tracing::error!(error = %err, "encoding metrics failed");
-    }
-    out
 }
 
 impl Default for Metrics {
@@ -768,7 +679,7 @@ mod tests {
         for family in [&m.alerts, &m.events, &m.generic] {
             let mut ours = Vec::new();
             family.encode(&mut ours);
-            let reference = encode_families(&family.vec.collect());
+            let reference = encode_families(&family.collect());
             let lines = |text: &[u8]| {
                 let mut lines: Vec<String> =
                     String::from_utf8(text.to_vec()).unwrap().lines().map(str::to_owned).collect();
