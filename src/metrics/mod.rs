@@ -7,25 +7,20 @@
 //! lookup and an atomic add.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-use crate::catalogue::{self, generic_cause, severity_name, source_name, GENERIC_CAUSES, GENERIC_EVENT_TYPE};
+use crate::catalogue::{generic_cause, GENERIC_EVENT_TYPE};
 use crate::emnify::model::Event;
 
 mod encode;
+mod labels;
 
-use encode::{encode_families, LabelledFamily};
 pub use encode::TEXT_CONTENT_TYPE;
-
-/// Why a poll failed; each is a value of `emnify_poll_errors_total{reason}`.
-pub const POLL_ERROR_REASONS: [&str; 7] =
-    ["auth", "rate_limited", "http_4xx", "http_5xx", "timeout", "connection", "decode"];
-
-/// Why a push is refused; each is a value of `emnify_push_rejected_total{reason}`.
-pub const PUSH_REJECT_REASONS: [&str; 6] =
-    ["unauthorized", "too_large", "malformed", "timeout", "overloaded", "method"];
+use encode::{encode_families, LabelledFamily};
+use labels::{zero_series, LabelNames, SKIP_REASONS, UNREADABLE_REASONS, ZEROED_GENERIC_CAUSES};
+pub use labels::{POLL_ERROR_REASONS, PUSH_REJECT_REASONS};
 
 /// What identifies one `emnify_events_total` series.
 #[derive(Clone, Copy, Hash, PartialEq, Eq)]
@@ -139,11 +134,9 @@ pub struct Metrics {
     push_events: IntCounter,
     push_rejected: IntCounterVec,
     last_push: Gauge,
-    type_names: RwLock<HashMap<u32, String>>,
+    names: LabelNames,
     handles: Mutex<HashMap<EventKey, EventHandles, foldhash::fast::RandomState>>,
     generic_handles: Mutex<HashMap<(Option<u64>, &'static str), IntCounter>>,
-    /// The first name seen for each organisation id, so one id never gets two `organisation` values.
-    org_names: Mutex<HashMap<Option<u64>, String>>,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -262,9 +255,7 @@ impl Metrics {
             "Pushes refused as a whole, by reason; nothing of them was counted.",
             &["reason"],
         );
-        for reason in PUSH_REJECT_REASONS {
-            push_rejected.with_label_values(&[reason]);
-        }
+        zero_series(&push_rejected, &PUSH_REJECT_REASONS);
         let last_push = register(
             &registry,
             Gauge::new("emnify_last_push_timestamp_seconds", "Unix time of the last accepted push.").expect("valid"),
@@ -284,16 +275,9 @@ impl Metrics {
             let process = prometheus::process_collector::ProcessCollector::for_self();
             process_registry.register(Box::new(process)).expect("process metrics register once");
         }
-        for reason in POLL_ERROR_REASONS {
-            poll_errors.with_label_values(&[reason]);
-        }
-        for reason in ["before_start", "beyond_dedup_horizon"] {
-            skipped.with_label_values(&[reason]);
-        }
-        for reason in crate::emnify::UNREADABLE_REASONS {
-            unreadable.with_label_values(&[reason]);
-        }
-        let type_names = catalogue::EVENT_TYPES.iter().map(|(id, name, _)| (*id, (*name).to_string())).collect();
+        zero_series(&poll_errors, &POLL_ERROR_REASONS);
+        zero_series(&skipped, &SKIP_REASONS);
+        zero_series(&unreadable, &UNREADABLE_REASONS);
         let metrics = Metrics {
             registry,
             process_registry,
@@ -316,10 +300,9 @@ impl Metrics {
             push_events,
             push_rejected,
             last_push,
-            type_names: RwLock::new(type_names),
+            names: LabelNames::from_catalogue(),
             handles: Mutex::new(HashMap::default()),
             generic_handles: Mutex::new(HashMap::new()),
-            org_names: Mutex::new(HashMap::new()),
         };
         metrics.publish();
         metrics
@@ -327,16 +310,12 @@ impl Metrics {
 
     /// Replaces the event-type names (from `GET /api/v1/event/type`); call before counting.
     pub fn set_event_type_names(&self, names: impl IntoIterator<Item = (u32, String)>) {
-        let mut map = self.type_names.write().unwrap_or_else(PoisonError::into_inner);
-        for (id, name) in names {
-            map.insert(id, name);
-        }
+        self.names.set_event_type_names(names);
     }
 
     /// The label value for an event type id.
     pub fn event_type_name(&self, id: u32) -> String {
-        let map = self.type_names.read().unwrap_or_else(PoisonError::into_inner);
-        map.get(&id).cloned().unwrap_or_else(|| "unknown".to_string())
+        self.names.event_type_name(id)
     }
 
     /// Counts one event, already known to be new.
@@ -355,61 +334,36 @@ impl Metrics {
         }
     }
 
-    /// `(organisation, organisation_id)` label values; called only when a new series is created.
-    fn org_labels(&self, org_id: Option<u64>, org_name: Option<&str>) -> (String, String) {
-        let mut names = self.org_names.lock().unwrap_or_else(PoisonError::into_inner);
-        let name = names.entry(org_id).or_insert_with(|| org_name.unwrap_or("unknown").to_string()).clone();
-        (name, org_id.map_or_else(|| "unknown".to_string(), |id| id.to_string()))
-    }
-
-    /// Creates the handles of a new label set; a new organisation also gets its Generic series at zero.
+    /// Creates the handles of a new label set; a new organisation also gets its zeroed series.
     fn resolve(&self, key: EventKey, org_name: Option<&str>) -> EventHandles {
-        let (org, org_id) = self.org_labels(key.organisation, org_name);
-        let type_name = self.event_type_name(key.event_type);
-        let type_id = key.event_type.to_string();
-        let labels = [
-            type_name.as_str(),
-            type_id.as_str(),
-            source_name(key.source),
-            severity_name(key.severity),
-            org.as_str(),
-            org_id.as_str(),
-        ];
+        let organisation = self.names.organisation(key.organisation, org_name);
+        let labels = self.names.event(key.event_type, key.source, key.severity, organisation);
         let handles = EventHandles {
-            events: self.events.with_label_values(&labels),
-            alerts: key.alert.then(|| {
-                self.alerts.with_label_values(&[type_name.as_str(), type_id.as_str(), org.as_str(), org_id.as_str()])
-            }),
+            events: self.events.with_label_values(&labels.events()),
+            alerts: key.alert.then(|| self.alerts.with_label_values(&labels.alerts())),
         };
-        self.init_organisation(key.organisation, org_name);
+        self.init_organisation(key.organisation, org_name, labels.organisation);
         handles
     }
 
-    /// Zero-initialises the series that alerts use for an organisation, so `increase()` sees its first Generic event.
-    fn init_organisation(&self, org_id: Option<u64>, org_name: Option<&str>) {
-        let (org, id) = self.org_labels(org_id, org_name);
-        let generic_name = self.event_type_name(GENERIC_EVENT_TYPE);
-        // Generic events come from Policy Control with severity Warn (emnify's catalogue and examples).
-        self.events.with_label_values(&[
-            generic_name.as_str(),
-            "0",
-            source_name(Some(1)),
-            severity_name(Some(1)),
-            org.as_str(),
-            id.as_str(),
-        ]);
-        self.alerts.with_label_values(&[generic_name.as_str(), "0", org.as_str(), id.as_str()]);
-        for cause in GENERIC_CAUSES {
+    /// Creates the series [`LabelNames::zeroed_generic_series`] and [`ZEROED_GENERIC_CAUSES`] name for an
+    /// organisation, at zero (nothing if they exist already).
+    fn init_organisation(&self, org_id: Option<u64>, org_name: Option<&str>, organisation: labels::Organisation) {
+        let generic = self.names.zeroed_generic_series(organisation);
+        self.events.with_label_values(&generic.events());
+        self.alerts.with_label_values(&generic.alerts());
+        for cause in ZEROED_GENERIC_CAUSES {
             self.generic_counter(org_id, org_name, cause);
         }
     }
 
+    /// The counter of Generic events of `cause` in an organisation; its labels are looked up only when it is new.
     fn generic_counter(&self, org_id: Option<u64>, org_name: Option<&str>, cause: &'static str) -> IntCounter {
         let mut map = self.generic_handles.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry((org_id, cause))
             .or_insert_with(|| {
-                let (org, id) = self.org_labels(org_id, org_name);
-                self.generic.with_label_values(&[cause, org.as_str(), id.as_str()])
+                let org = self.names.organisation(org_id, org_name);
+                self.generic.with_label_values(&[cause, org.name.as_str(), org.id.as_str()])
             })
             .clone()
     }
@@ -535,13 +489,7 @@ impl Metrics {
                         restored += 1;
                         if saved.name == "emnify_events_total" {
                             self.events_counted.inc_by(saved.value);
-                            // Keep the organisation's name as it was, so its series continue.
-                            if let (Some(name), Some(id)) = (labels.get("organisation"), labels.get("organisation_id"))
-                            {
-                                let id = id.parse().ok();
-                                let mut names = self.org_names.lock().unwrap_or_else(PoisonError::into_inner);
-                                names.entry(id).or_insert_with(|| name.to_string());
-                            }
+                            self.names.keep_organisation_name(&labels);
                         }
                     }
                     None => tracing::warn!(metric = %saved.name, "a saved counter's labels do not fit; ignored"),
