@@ -95,7 +95,7 @@ pub async fn run(
         ))
     } else {
         // Nothing to poll: the exporter is up as long as it receives.
-        metrics.set_up(true);
+        metrics.polling.set_up(true);
         lock(&tally).checkpoint();
         None
     };

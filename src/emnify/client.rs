@@ -283,12 +283,12 @@ impl Client {
             Err(e) => {
                 let err = transport_error(endpoint, &e);
                 let code = if matches!(err, ApiError::Timeout { .. }) { "timeout" } else { "error" };
-                self.metrics.record_api_request(endpoint, code);
+                self.metrics.polling.record_api_request(endpoint, code);
                 return Err(Failure::Api(err));
             }
         };
         let status = response.status();
-        self.metrics.record_api_request(endpoint, status.as_str());
+        self.metrics.polling.record_api_request(endpoint, status.as_str());
         if status.is_success() {
             return Ok(response);
         }
