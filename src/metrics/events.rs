@@ -10,6 +10,7 @@ use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge};
 
 use super::encode::LabelledFamily;
 use super::labels::{zero_series, LabelNames, Organisation, SKIP_REASONS, UNREADABLE_REASONS, ZEROED_GENERIC_CAUSES};
+use super::persist::OnRestore;
 use super::Registrar;
 use crate::catalogue::{generic_cause, GENERIC_EVENT_TYPE};
 use crate::emnify::model::Event;
@@ -35,17 +36,17 @@ type HandleCache = HashMap<EventKey, EventHandles, foldhash::fast::RandomState>;
 
 /// The event metrics, and the label names their series get.
 pub struct EventMetrics {
-    pub(super) total: Arc<LabelledFamily>,
-    pub(super) generic: Arc<LabelledFamily>,
-    pub(super) alerts: Arc<LabelledFamily>,
-    pub(super) unreadable: IntCounterVec,
-    pub(super) duplicates: IntCounter,
-    pub(super) skipped: IntCounterVec,
+    total: Arc<LabelledFamily>,
+    generic: Arc<LabelledFamily>,
+    alerts: Arc<LabelledFamily>,
+    unreadable: IntCounterVec,
+    duplicates: IntCounter,
+    skipped: IntCounterVec,
     last_event: Gauge,
     remembered_ids: IntGauge,
     /// Every event counted, for the landing page; not exposed (the sum of `emnify_events_total` is).
-    pub(super) counted: IntCounter,
-    pub(super) names: Arc<LabelNames>,
+    counted: IntCounter,
+    names: Arc<LabelNames>,
     handles: Mutex<HandleCache>,
     generic_handles: Mutex<HashMap<(Option<u64>, &'static str), IntCounter>>,
 }
@@ -55,22 +56,36 @@ impl EventMetrics {
     pub(super) fn register(reg: &mut Registrar<'_>) -> Self {
         let names = Arc::new(LabelNames::from_catalogue());
         let counted = IntCounter::new("emnify_events_counted", "internal").expect("valid");
-        let total = reg.labelled(LabelledFamily::new(
-            "emnify_events_total",
-            "emnify events counted, each event id once. Polled from the emnify API on the exporter's own timer \
-             (events are a stream, not state).",
-            &["event_type", "event_type_id", "event_source", "event_severity", "organisation", "organisation_id"],
-        ));
+        // A restored event series counts towards the total, and keeps its organisation's name.
+        let on_restore: OnRestore = {
+            let (counted, names) = (counted.clone(), names.clone());
+            Box::new(move |labels, value| {
+                counted.inc_by(value);
+                names.keep_organisation_name(labels);
+            })
+        };
+        let total = reg.labelled(
+            LabelledFamily::new(
+                "emnify_events_total",
+                "emnify events counted, each event id once. Polled from the emnify API on the exporter's own timer \
+                 (events are a stream, not state).",
+                &["event_type", "event_type_id", "event_source", "event_severity", "organisation", "organisation_id"],
+            ),
+            Some(on_restore),
+        );
         let generic = reg.labelled(LabelledFamily::new(
             "emnify_generic_events_total",
             "emnify Generic (id 0) events, data sessions disconnected, by cause: throttling, quota_update or other.",
             &["cause", "organisation", "organisation_id"],
-        ));
-        let alerts = reg.labelled(LabelledFamily::new(
-            "emnify_alert_events_total",
-            "emnify events flagged alert=true, by event type and organisation.",
-            &["event_type", "event_type_id", "organisation", "organisation_id"],
-        ));
+        ), None);
+        let alerts = reg.labelled(
+            LabelledFamily::new(
+                "emnify_alert_events_total",
+                "emnify events flagged alert=true, by event type and organisation.",
+                &["event_type", "event_type_id", "organisation", "organisation_id"],
+            ),
+            None,
+        );
         let unreadable = reg.counter_vec(
             "emnify_events_unreadable_total",
             "Records in an event list that could not be read and were skipped (each record once), by reason.",

@@ -1,11 +1,11 @@
 //! Every metric the exporter serves: [`Metrics`] owns the registry and holds one part per concern.
 //!
 //! Each part ([`EventMetrics`], [`PollingMetrics`], [`PushMetrics`], the build info) registers its own
-//! metrics through a [`Registrar`] and offers domain verbs like [`EventMetrics::record`]; nothing else
-//! registers metrics. `Metrics` itself publishes: scrapes see the values of the last
-//! [`Metrics::publish`], plus `process_*` read fresh.
+//! metrics through a `Registrar` and offers domain verbs like [`EventMetrics::record`]; nothing else
+//! registers metrics. Registering a counter also enters it in the state file's table (`persist.rs`),
+//! so no counter can be left out of saving or restoring. `Metrics` itself publishes:
+//! scrapes see the values of the last [`Metrics::publish`], plus `process_*` read fresh.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus::core::Collector;
@@ -15,6 +15,7 @@ mod build;
 mod encode;
 mod events;
 mod labels;
+mod persist;
 mod polling;
 mod push;
 
@@ -22,6 +23,8 @@ pub use encode::TEXT_CONTENT_TYPE;
 use encode::{encode_families, LabelledFamily};
 pub use events::{EventMetrics, EventRecorder};
 pub use labels::{POLL_ERROR_REASONS, PUSH_REJECT_REASONS};
+pub use persist::CounterValue;
+use persist::{CounterTable, OnRestore};
 pub use polling::PollingMetrics;
 pub use push::PushMetrics;
 
@@ -33,14 +36,7 @@ pub struct PollStatus {
     pub events_counted: u64,
 }
 
-/// One counter series as saved in the state file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CounterValue {
-    pub name: String,
-    pub labels: std::collections::BTreeMap<String, String>,
-    pub value: u64,
-}
-
+/// Every metric of the process: one, shared by the poller, the receiver and the server.
 pub struct Metrics {
     /// The exporter's own metrics; scrapes see them as of the last [`Metrics::publish`].
     registry: Registry,
@@ -50,35 +46,49 @@ pub struct Metrics {
     labelled: Vec<Arc<LabelledFamily>>,
     /// The exposition of `registry` and `labelled` at the last publication.
     published: Mutex<Arc<Vec<u8>>>,
+    /// Every counter family, for the state file.
+    counters: CounterTable,
     pub events: EventMetrics,
     pub polling: PollingMetrics,
     pub push: PushMetrics,
 }
 
-/// What each part of [`Metrics`] registers its metrics with.
+/// What each part of [`Metrics`] registers its metrics with. Counters are entered in the state file's
+/// table as they are registered; gauges and histograms describe the present and are not saved.
 struct Registrar<'a> {
     registry: &'a Registry,
     labelled: &'a mut Vec<Arc<LabelledFamily>>,
+    counters: &'a mut CounterTable,
 }
 
 impl Registrar<'_> {
+    /// Only the typed helpers below call this, so no counter gets into the registry without its table entry.
     fn register<T: Collector + Clone + 'static>(&mut self, metric: T) -> T {
         self.registry.register(Box::new(metric.clone())).expect("metric names are unique");
         metric
     }
 
+    /// A counter without labels, saved in the state file.
     fn counter(&mut self, name: &'static str, help: &str) -> IntCounter {
-        self.register(IntCounter::new(name, help).expect("static metric definition is valid"))
+        let counter = self.register(IntCounter::new(name, help).expect("static metric definition is valid"));
+        self.counters.add_counter(name, &counter);
+        counter
     }
 
+    /// A counter family, saved in the state file.
     fn counter_vec(&mut self, name: &'static str, help: &str, labels: &[&str]) -> IntCounterVec {
-        self.register(IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid"))
+        let vec = self
+            .register(IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid"));
+        self.counters.add_vec(name, &vec);
+        vec
     }
 
-    /// A counter family with many series, exposed from its own text (see [`LabelledFamily`]).
-    fn labelled(&mut self, family: LabelledFamily) -> Arc<LabelledFamily> {
+    /// A counter family with many series, exposed from its own text (see [`LabelledFamily`]) and saved in
+    /// the state file; `on_restore` runs for each series restored from it.
+    fn labelled(&mut self, family: LabelledFamily, on_restore: Option<OnRestore>) -> Arc<LabelledFamily> {
         let family = Arc::new(family);
         self.labelled.push(family.clone());
+        self.counters.add_labelled(&family, on_restore);
         family
     }
 
@@ -105,7 +115,8 @@ impl Metrics {
         let registry = Registry::new();
         let process_registry = Registry::new();
         let mut labelled = Vec::new();
-        let mut reg = Registrar { registry: &registry, labelled: &mut labelled };
+        let mut counters = CounterTable::default();
+        let mut reg = Registrar { registry: &registry, labelled: &mut labelled, counters: &mut counters };
         let events = EventMetrics::register(&mut reg);
         let polling = PollingMetrics::register(&mut reg);
         let push = PushMetrics::register(&mut reg);
@@ -117,6 +128,7 @@ impl Metrics {
             process_registry,
             labelled,
             published: Mutex::new(Arc::new(Vec::new())),
+            counters,
             events,
             polling,
             push,
@@ -157,76 +169,13 @@ impl Metrics {
 
     /// Every counter series of the exporter's own metrics, for the state file.
     pub fn counter_values(&self) -> Vec<CounterValue> {
-        let mut out = Vec::new();
-        let labelled = self.labelled.iter().map(|f| f.collect());
-        for family in self.registry.gather().into_iter().chain(labelled.into_iter().flatten()) {
-            if family.get_field_type() != prometheus::proto::MetricType::COUNTER {
-                continue;
-            }
-            for metric in family.get_metric() {
-                let labels = metric.get_label().iter().map(|l| (l.name().to_string(), l.value().to_string())).collect();
-                let value = metric.get_counter().get_value() as u64;
-                out.push(CounterValue { name: family.name().to_string(), labels, value });
-            }
-        }
-        out
+        self.counters.values()
     }
 
-    /// Adds saved counter values (at start-up, before anything is counted); returns how many were restored.
+    /// Adds saved counter values (at start-up, before anything is counted), then publishes them; returns
+    /// how many were restored.
     pub fn restore_counters(&self, values: &[CounterValue]) -> usize {
-        let mut restored = 0;
-        for saved in values {
-            let labelled = match saved.name.as_str() {
-                "emnify_events_total" => Some(&self.events.total),
-                "emnify_generic_events_total" => Some(&self.events.generic),
-                "emnify_alert_events_total" => Some(&self.events.alerts),
-                _ => None,
-            };
-            let labels: HashMap<&str, &str> = saved.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            if let Some(family) = labelled {
-                match family.get_with(&labels) {
-                    Some(counter) => {
-                        counter.inc_by(saved.value);
-                        restored += 1;
-                        if saved.name == "emnify_events_total" {
-                            self.events.counted.inc_by(saved.value);
-                            self.events.names.keep_organisation_name(&labels);
-                        }
-                    }
-                    None => tracing::warn!(metric = %saved.name, "a saved counter's labels do not fit; ignored"),
-                }
-                continue;
-            }
-            let vec = match saved.name.as_str() {
-                "emnify_events_unreadable_total" => &self.events.unreadable,
-                "emnify_events_skipped_total" => &self.events.skipped,
-                "emnify_poll_errors_total" => &self.polling.errors,
-                "emnify_api_requests_total" => &self.polling.api_requests,
-                "emnify_push_requests_total" => &self.push.requests,
-                "emnify_push_rejected_total" => &self.push.rejected,
-                "emnify_push_events_total" => {
-                    self.push.events.inc_by(saved.value);
-                    restored += 1;
-                    continue;
-                }
-                "emnify_events_duplicate_total" => {
-                    self.events.duplicates.inc_by(saved.value);
-                    restored += 1;
-                    continue;
-                }
-                other => {
-                    tracing::warn!(metric = other, "the state file has a counter this version does not know; ignored");
-                    continue;
-                }
-            };
-            match vec.get_metric_with(&labels) {
-                Ok(counter) => {
-                    counter.inc_by(saved.value);
-                    restored += 1;
-                }
-                Err(err) => tracing::warn!(metric = %saved.name, error = %err, "a saved counter does not fit; ignored"),
-            }
-        }
+        let restored = self.counters.restore(values);
         self.publish();
         restored
     }
@@ -242,7 +191,9 @@ impl Default for Metrics {
 mod tests {
     use super::*;
     use crate::emnify::model::Event;
+    use prometheus::proto::MetricType;
     use std::borrow::Cow;
+    use std::collections::BTreeSet;
 
     fn event(id: u64, event_type: u32, org: Option<(u64, &'static str)>, description: &'static str) -> Event<'static> {
         Event {
@@ -276,6 +227,93 @@ mod tests {
         assert_eq!(restored.restore_counters(&saved), saved.len());
         assert_eq!(restored.counter_values(), saved);
         assert_eq!(restored.status().events_counted, 1);
+    }
+
+    /// Something recorded through every verb, so every family has a series (`gather` leaves out empty ones).
+    fn busy() -> Metrics {
+        let m = Metrics::new();
+        m.events.record(&event(1, 0, Some((7, "Org")), "Disconnecting ... apply throttling action."));
+        m.events.record(&event(2, 1, Some((8, "Other")), "Update location"));
+        m.events.record_duplicate();
+        m.events.record_unreadable("missing_id");
+        m.events.record_skipped("before_start");
+        m.events.set_remembered_ids(2);
+        m.polling.record_success(0.5, 1_700_000_000.0);
+        m.polling.record_failure(0.5, "timeout");
+        m.polling.record_api_request("events", "200");
+        m.push.record_request(200);
+        m.push.record_accepted(3);
+        m.push.record_rejected("malformed");
+        m
+    }
+
+    fn sorted(mut values: Vec<CounterValue>) -> Vec<CounterValue> {
+        values.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+        values
+    }
+
+    #[test]
+    fn every_counter_family_is_in_the_state_file_table() {
+        let m = busy();
+        let table: BTreeSet<&str> = m.counters.names().collect();
+        let gathered = m.registry.gather();
+        let mut exposed: BTreeSet<&str> = gathered
+            .iter()
+            .filter(|family| family.get_field_type() == MetricType::COUNTER)
+            .map(|family| family.name())
+            .collect();
+        exposed.extend(m.labelled.iter().map(|family| family.name));
+        for name in &exposed {
+            assert!(
+                table.contains(name),
+                "{name} is not saved in the state file: register counters with Registrar::counter, counter_vec or labelled"
+            );
+        }
+        assert_eq!(table, exposed, "only counter families that are exposed are saved");
+        let values = m.counter_values();
+        let saved: BTreeSet<&str> = values.iter().map(|value| value.name.as_str()).collect();
+        assert_eq!(saved, table, "the series of every family are saved");
+    }
+
+    #[test]
+    fn every_saved_counter_is_restored_and_foreign_entries_are_ignored() {
+        let m = busy();
+        let saved = m.counter_values();
+        let mut file = saved.clone();
+        let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        for (name, pairs) in [
+            ("emnify_from_a_newer_version_total", &[][..]),
+            ("emnify_poll_errors_total", &[("no_such_label", "x")][..]),
+            ("emnify_events_total", &[("event_type", "Generic")][..]),
+        ] {
+            file.push(CounterValue { name: name.to_string(), labels: labels(pairs), value: 5 });
+        }
+        let restored = Metrics::new();
+        assert_eq!(restored.restore_counters(&file), saved.len());
+        assert_eq!(sorted(restored.counter_values()), sorted(saved));
+        assert_eq!(restored.status().events_counted, 2);
+        let counters = |m: &Metrics| {
+            let text = text(m);
+            let families: BTreeSet<&str> = m.counters.names().collect();
+            let family = |line: &str| line.split(['{', ' ']).next().map(str::to_owned).unwrap_or_default();
+            text.lines().filter(|line| families.contains(family(line).as_str())).map(str::to_owned).collect::<Vec<_>>()
+        };
+        assert_eq!(counters(&restored), counters(&m));
+    }
+
+    #[test]
+    fn a_restored_organisation_keeps_its_name() {
+        let m = Metrics::new();
+        m.events.record(&event(1, 1, Some((7, "Org")), "Update location"));
+        let restored = Metrics::new();
+        restored.restore_counters(&m.counter_values());
+        restored.events.record(&event(2, 1, Some((7, "Org renamed")), "Update location"));
+        let t = text(&restored);
+        assert!(
+            t.contains(r#"event_type="Update location",event_type_id="1",organisation="Org",organisation_id="7"} 2"#),
+            "{t}"
+        );
+        assert!(!t.contains("Org renamed"));
     }
 
     #[test]
@@ -326,7 +364,7 @@ mod tests {
             m.events.record(&event(id + 1, 0, Some((id, org)), "Disconnecting ... apply throttling action."));
             m.events.record(&event(id + 2, 999, Some((id, org)), "?"));
         }
-        for family in [&m.events.alerts, &m.events.total, &m.events.generic] {
+        for family in &m.labelled {
             let mut ours = Vec::new();
             family.encode(&mut ours);
             let reference = encode_families(&family.collect());

@@ -9,8 +9,8 @@ pub struct PollingMetrics {
     up: IntGauge,
     last_success: Gauge,
     duration: Histogram,
-    pub(super) errors: IntCounterVec,
-    pub(super) api_requests: IntCounterVec,
+    errors: IntCounterVec,
+    api_requests: IntCounterVec,
 }
 
 impl PollingMetrics {

@@ -6,9 +6,9 @@ use super::labels::{zero_series, PUSH_REJECT_REASONS};
 use super::Registrar;
 
 pub struct PushMetrics {
-    pub(super) requests: IntCounterVec,
-    pub(super) events: IntCounter,
-    pub(super) rejected: IntCounterVec,
+    requests: IntCounterVec,
+    events: IntCounter,
+    rejected: IntCounterVec,
     last_push: Gauge,
 }
 
