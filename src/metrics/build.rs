@@ -2,7 +2,7 @@
 
 use prometheus::{Opts, Registry};
 
-use super::Registrar;
+use super::registrar::Registrar;
 
 /// Registers the build info, set once, and the process collector into `process_registry` (read at every
 /// scrape, not published: CPU and memory should be as of the scrape).

@@ -11,7 +11,7 @@ use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge};
 use super::encode::LabelledFamily;
 use super::labels::{zero_series, LabelNames, Organisation, SKIP_REASONS, UNREADABLE_REASONS, ZEROED_GENERIC_CAUSES};
 use super::persist::OnRestore;
-use super::Registrar;
+use super::registrar::Registrar;
 use crate::catalogue::{generic_cause, GENERIC_EVENT_TYPE};
 use crate::emnify::model::Event;
 
@@ -64,28 +64,25 @@ impl EventMetrics {
                 names.keep_organisation_name(labels);
             })
         };
-        let total = reg.labelled(
-            LabelledFamily::new(
-                "emnify_events_total",
-                "emnify events counted, each event id once. Polled from the emnify API on the exporter's own timer \
-                 (events are a stream, not state).",
-                &["event_type", "event_type_id", "event_source", "event_severity", "organisation", "organisation_id"],
-            ),
-            Some(on_restore),
+        let total = LabelledFamily::new(
+            "emnify_events_total",
+            "emnify events counted, each event id once. Polled from the emnify API on the exporter's own timer \
+             (events are a stream, not state).",
+            &["event_type", "event_type_id", "event_source", "event_severity", "organisation", "organisation_id"],
         );
-        let generic = reg.labelled(LabelledFamily::new(
+        let total = reg.labelled(total, Some(on_restore));
+        let generic = LabelledFamily::new(
             "emnify_generic_events_total",
             "emnify Generic (id 0) events, data sessions disconnected, by cause: throttling, quota_update or other.",
             &["cause", "organisation", "organisation_id"],
-        ), None);
-        let alerts = reg.labelled(
-            LabelledFamily::new(
-                "emnify_alert_events_total",
-                "emnify events flagged alert=true, by event type and organisation.",
-                &["event_type", "event_type_id", "organisation", "organisation_id"],
-            ),
-            None,
         );
+        let generic = reg.labelled(generic, None);
+        let alerts = LabelledFamily::new(
+            "emnify_alert_events_total",
+            "emnify events flagged alert=true, by event type and organisation.",
+            &["event_type", "event_type_id", "organisation", "organisation_id"],
+        );
+        let alerts = reg.labelled(alerts, None);
         let unreadable = reg.counter_vec(
             "emnify_events_unreadable_total",
             "Records in an event list that could not be read and were skipped (each record once), by reason.",

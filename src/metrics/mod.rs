@@ -1,15 +1,15 @@
 //! Every metric the exporter serves: [`Metrics`] owns the registry and holds one part per concern.
 //!
-//! Each part ([`EventMetrics`], [`PollingMetrics`], [`PushMetrics`], the build info) registers its own
-//! metrics through a `Registrar` and offers domain verbs like [`EventMetrics::record`]; nothing else
-//! registers metrics. Registering a counter also enters it in the state file's table (`persist.rs`),
-//! so no counter can be left out of saving or restoring. `Metrics` itself publishes:
-//! scrapes see the values of the last [`Metrics::publish`], plus `process_*` read fresh.
+//! Each part ([`EventMetrics`], [`PollingMetrics`], [`PushMetrics`], the build info) registers its
+//! own metrics through a `Registrar` (`registrar.rs`) and offers domain verbs like
+//! [`EventMetrics::record`]; nothing else registers metrics. Registering a counter also enters it in
+//! the state file's table (`persist.rs`), so no counter can be left out of saving or restoring.
+//! `Metrics` itself publishes: scrapes see the values of the last [`Metrics::publish`], plus
+//! `process_*` read fresh.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use prometheus::core::Collector;
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::Registry;
 
 mod build;
 mod encode;
@@ -18,15 +18,17 @@ mod labels;
 mod persist;
 mod polling;
 mod push;
+mod registrar;
 
 pub use encode::TEXT_CONTENT_TYPE;
 use encode::{encode_families, LabelledFamily};
 pub use events::{EventMetrics, EventRecorder};
 pub use labels::{POLL_ERROR_REASONS, PUSH_REJECT_REASONS};
+use persist::CounterTable;
 pub use persist::CounterValue;
-use persist::{CounterTable, OnRestore};
 pub use polling::PollingMetrics;
 pub use push::PushMetrics;
+use registrar::Registrar;
 
 /// How the last poll went, for the landing page.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,62 +55,6 @@ pub struct Metrics {
     pub push: PushMetrics,
 }
 
-/// What each part of [`Metrics`] registers its metrics with. Counters are entered in the state file's
-/// table as they are registered; gauges and histograms describe the present and are not saved.
-struct Registrar<'a> {
-    registry: &'a Registry,
-    labelled: &'a mut Vec<Arc<LabelledFamily>>,
-    counters: &'a mut CounterTable,
-}
-
-impl Registrar<'_> {
-    /// Only the typed helpers below call this, so no counter gets into the registry without its table entry.
-    fn register<T: Collector + Clone + 'static>(&mut self, metric: T) -> T {
-        self.registry.register(Box::new(metric.clone())).expect("metric names are unique");
-        metric
-    }
-
-    /// A counter without labels, saved in the state file.
-    fn counter(&mut self, name: &'static str, help: &str) -> IntCounter {
-        let counter = self.register(IntCounter::new(name, help).expect("static metric definition is valid"));
-        self.counters.add_counter(name, &counter);
-        counter
-    }
-
-    /// A counter family, saved in the state file.
-    fn counter_vec(&mut self, name: &'static str, help: &str, labels: &[&str]) -> IntCounterVec {
-        let vec = self
-            .register(IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid"));
-        self.counters.add_vec(name, &vec);
-        vec
-    }
-
-    /// A counter family with many series, exposed from its own text (see [`LabelledFamily`]) and saved in
-    /// the state file; `on_restore` runs for each series restored from it.
-    fn labelled(&mut self, family: LabelledFamily, on_restore: Option<OnRestore>) -> Arc<LabelledFamily> {
-        let family = Arc::new(family);
-        self.labelled.push(family.clone());
-        self.counters.add_labelled(&family, on_restore);
-        family
-    }
-
-    fn int_gauge(&mut self, name: &str, help: &str) -> IntGauge {
-        self.register(IntGauge::new(name, help).expect("static metric definition is valid"))
-    }
-
-    fn int_gauge_vec(&mut self, opts: Opts, labels: &[&str]) -> IntGaugeVec {
-        self.register(IntGaugeVec::new(opts, labels).expect("static metric definition is valid"))
-    }
-
-    fn gauge(&mut self, name: &str, help: &str) -> Gauge {
-        self.register(Gauge::new(name, help).expect("static metric definition is valid"))
-    }
-
-    fn histogram(&mut self, opts: HistogramOpts) -> Histogram {
-        self.register(Histogram::with_opts(opts).expect("static metric definition is valid"))
-    }
-}
-
 impl Metrics {
     /// Creates every metric, with the series that must exist from the start set to zero.
     pub fn new() -> Self {
@@ -116,7 +62,7 @@ impl Metrics {
         let process_registry = Registry::new();
         let mut labelled = Vec::new();
         let mut counters = CounterTable::default();
-        let mut reg = Registrar { registry: &registry, labelled: &mut labelled, counters: &mut counters };
+        let mut reg = Registrar::new(&registry, &mut labelled, &mut counters);
         let events = EventMetrics::register(&mut reg);
         let polling = PollingMetrics::register(&mut reg);
         let push = PushMetrics::register(&mut reg);

@@ -1,7 +1,7 @@
 //! State-file persistence of counters, driven by a table each part of the metrics fills as it registers counters.
 //!
 //! Saving and restoring both go through [`CounterTable`], so a counter registered through the
-//! [`super::Registrar`] is saved and restored without being named a second time anywhere.
+//! [`super::registrar::Registrar`] is saved and restored without being named a second time anywhere.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge};
 
 use super::labels::{zero_series, POLL_ERROR_REASONS};
-use super::Registrar;
+use super::registrar::Registrar;
 
 pub struct PollingMetrics {
     up: IntGauge,

@@ -3,7 +3,7 @@
 use prometheus::{Gauge, IntCounter, IntCounterVec};
 
 use super::labels::{zero_series, PUSH_REJECT_REASONS};
-use super::Registrar;
+use super::registrar::Registrar;
 
 pub struct PushMetrics {
     requests: IntCounterVec,
