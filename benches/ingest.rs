@@ -114,7 +114,7 @@ fn metrics_with_series(series: usize) -> Metrics {
         for kind in 0..10 {
             let text = body(org, kind);
             for event in decode_event_list(text.as_bytes()).expect("valid").into_iter().flatten() {
-                metrics.record_event(&event);
+                metrics.events.record(&event);
             }
         }
     }

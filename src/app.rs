@@ -93,7 +93,7 @@ impl App {
         }
         if poller.is_none() {
             // Nothing to poll: the exporter is up as long as it receives.
-            metrics.set_up(true);
+            metrics.polling.set_up(true);
             checkpoint_blocking(&tally).await;
         }
         if receiver.is_some() {

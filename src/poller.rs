@@ -98,7 +98,7 @@ impl Poller {
         match self.client.event_types().await {
             Ok(types) if !types.is_empty() => {
                 tracing::info!(count = types.len(), "loaded event types from emnify");
-                self.metrics.set_event_type_names(types);
+                self.metrics.events.set_event_type_names(types);
                 true
             }
             Ok(_) => {
@@ -132,7 +132,7 @@ impl Poller {
         let elapsed = started.elapsed().as_secs_f64();
         match result {
             Ok(()) => {
-                self.metrics.record_poll_success(elapsed, now_millis() as f64 / 1000.0);
+                self.metrics.polling.record_success(elapsed, now_millis() as f64 / 1000.0);
                 // No later window starts before `until - overlap`, so older ids can go.
                 lock(&self.tally).window_done(until, until.saturating_sub(overlap).max(floor) * 1000);
                 self.checkpoint().await;
@@ -140,7 +140,7 @@ impl Poller {
                 PollOutcome::Success(report)
             }
             Err(error) => {
-                self.metrics.record_poll_failure(elapsed, error.reason());
+                self.metrics.polling.record_failure(elapsed, error.reason());
                 self.checkpoint().await;
                 tracing::warn!(error = %error, reason = error.reason(), pages = report.pages, counted = report.counts.counted, "poll failed");
                 PollOutcome::Failed { error, report }

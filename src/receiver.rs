@@ -67,7 +67,7 @@ impl Receiver {
     /// Answers one push.
     pub async fn handle(&self, req: Request<Incoming>) -> HttpResponse {
         let response = self.answer(req).await;
-        self.metrics.record_push_request(response.status().as_u16());
+        self.metrics.push.record_request(response.status().as_u16());
         if !response.status().is_success() {
             // Refusals count nothing, but their metrics should show within a checkpoint period.
             lock(&self.tally).mark_dirty();
@@ -77,17 +77,17 @@ impl Receiver {
 
     async fn answer(&self, req: Request<Incoming>) -> HttpResponse {
         if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
-            self.metrics.record_push_rejected("method");
+            self.metrics.push.record_rejected("method");
             let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"use POST, PUT or PATCH"}"#);
             r.headers_mut().insert("allow", HeaderValue::from_static("POST, PUT, PATCH"));
             return r;
         }
         if !self.authenticated(&req) {
-            self.metrics.record_push_rejected("unauthorized");
+            self.metrics.push.record_rejected("unauthorized");
             return reply(StatusCode::UNAUTHORIZED, r#"{"error":"missing or wrong credentials"}"#);
         }
         let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
-            self.metrics.record_push_rejected("overloaded");
+            self.metrics.push.record_rejected("overloaded");
             let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"too many pushes at once"}"#);
             r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
             return r;
@@ -102,11 +102,11 @@ impl Receiver {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => return self.too_large(),
             Ok(Err(_)) => {
-                self.metrics.record_push_rejected("malformed");
+                self.metrics.push.record_rejected("malformed");
                 return reply(StatusCode::BAD_REQUEST, r#"{"error":"the body could not be read"}"#);
             }
             Err(_) => {
-                self.metrics.record_push_rejected("timeout");
+                self.metrics.push.record_rejected("timeout");
                 return reply(StatusCode::REQUEST_TIMEOUT, r#"{"error":"the body took too long"}"#);
             }
         };
@@ -118,7 +118,7 @@ impl Receiver {
     }
 
     fn too_large(&self) -> HttpResponse {
-        self.metrics.record_push_rejected("too_large");
+        self.metrics.push.record_rejected("too_large");
         let message = format!(r#"{{"error":"the body is larger than {} bytes"}}"#, self.settings.max_body_bytes);
         reply(StatusCode::PAYLOAD_TOO_LARGE, message)
     }
@@ -140,7 +140,7 @@ fn count(tally: &SharedTally, metrics: &Metrics, body: &[u8]) -> HttpResponse {
     let events = match decode_event_object_or_list(body) {
         Ok(events) => events,
         Err(err) => {
-            metrics.record_push_rejected("malformed");
+            metrics.push.record_rejected("malformed");
             let detail = err.to_string();
             tracing::warn!(error = %detail, "refused a push that is not an event object or array");
             return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": detail }).to_string());
@@ -151,7 +151,7 @@ fn count(tally: &SharedTally, metrics: &Metrics, body: &[u8]) -> HttpResponse {
         return reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the state could not be saved"}"#);
     }
     let counts = ingested.counts;
-    metrics.record_push_accepted(counts.received);
+    metrics.push.record_accepted(counts.received);
     let body = serde_json::json!({
         "received": counts.received,
         "counted": counts.counted,

@@ -218,7 +218,7 @@ impl Tally {
         self.seen = RecentIds::from_entries(saved.horizon_millis, self.settings.max_remembered_ids, &saved.ids);
         self.seen_unreadable = RecentIds::from_entries(saved.horizon_millis, MAX_UNREADABLE, &saved.unreadable);
         let restored = self.metrics.restore_counters(&saved.counters);
-        self.metrics.set_remembered_ids(self.seen.len());
+        self.metrics.events.set_remembered_ids(self.seen.len());
         tracing::info!(
             cursor = saved.cursor,
             remembered_ids = self.seen.len(),
@@ -246,7 +246,7 @@ impl Tally {
     pub fn checkpoint(&mut self) -> bool {
         self.last_checkpoint = Instant::now();
         self.dirty = false;
-        self.metrics.set_remembered_ids(self.seen.len());
+        self.metrics.events.set_remembered_ids(self.seen.len());
         if let Some(store) = &self.state {
             if let Err(err) = store.save(&self.snapshot(&store.api_url)) {
                 tracing::error!(error = %err, "saving the state failed; counts stay unpublished until a save works");
@@ -288,7 +288,7 @@ impl Tally {
         let mut counts = BatchCounts::default();
         let now = now_millis();
         self.dirty = true;
-        let mut recorder = self.metrics.event_recorder();
+        let mut recorder = self.metrics.events.recorder();
         for decoded in events {
             counts.received += 1;
             let event = match decoded {
@@ -301,7 +301,7 @@ impl Tally {
                     // Non-objects leave no fingerprint; each of those is counted every time it is received.
                     if bad.fingerprint == 0 || self.seen_unreadable.insert(bad.fingerprint, time) {
                         counts.unreadable += 1;
-                        self.metrics.record_unreadable(bad.reason);
+                        self.metrics.events.record_unreadable(bad.reason);
                         tracing::warn!(id = bad.id, reason = bad.reason, "skipping an event that cannot be read");
                     }
                     continue;
@@ -312,12 +312,12 @@ impl Tally {
                     let time = event.timestamp_millis.unwrap_or(until_millis);
                     if time < self.floor_millis {
                         counts.skipped += 1;
-                        self.metrics.record_skipped("before_start");
+                        self.metrics.events.record_skipped("before_start");
                         continue;
                     }
                     if time < self.seen.horizon_millis() && !self.seen.contains(event.id) {
                         counts.skipped += 1;
-                        self.metrics.record_skipped("beyond_dedup_horizon");
+                        self.metrics.events.record_skipped("beyond_dedup_horizon");
                         tracing::warn!(
                             id = event.id,
                             "skipping an event older than the dedup memory; it may have been counted"
@@ -333,7 +333,7 @@ impl Tally {
                 recorder.record(&event);
             } else {
                 counts.duplicates += 1;
-                self.metrics.record_duplicate();
+                self.metrics.events.record_duplicate();
             }
         }
         counts

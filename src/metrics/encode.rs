@@ -1,0 +1,105 @@
+//! The text exposition format: the registry's families through prometheus' encoder, the large
+//! labelled families through [`LabelledFamily`], which renders each series' labels only once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
+
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, TextEncoder};
+
+/// The `Content-Type` of the text exposition format the server sends.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A counter family with many label sets (one per event type, organisation, ...), exposed from
+/// label text rendered once per series: encoding then costs a copy and a number per series, not
+/// the protobuf round trip of [`prometheus::Registry::gather`] (about 20 ms for 10,000 series).
+pub(super) struct LabelledFamily {
+    pub(super) name: &'static str,
+    help: &'static str,
+    label_names: &'static [&'static str],
+    /// Not registered in the registry: [`LabelledFamily::encode`] exposes it.
+    vec: IntCounterVec,
+    /// Each series' `{name="value",...}` with its counter, in the order of that text.
+    series: Mutex<BTreeMap<String, IntCounter>>,
+}
+
+impl LabelledFamily {
+    pub(super) fn new(name: &'static str, help: &'static str, label_names: &'static [&'static str]) -> Self {
+        let vec = IntCounterVec::new(Opts::new(name, help), label_names).expect("static metric definition is valid");
+        LabelledFamily { name, help, label_names, vec, series: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The counter of one label set (values in the order of `label_names`), created at zero if new.
+    pub(super) fn with_label_values(&self, values: &[&str]) -> IntCounter {
+        let counter = self.vec.with_label_values(values);
+        let rendered = render_labels(self.label_names.iter().copied().zip(values.iter().copied()));
+        self.series.lock().unwrap_or_else(PoisonError::into_inner).entry(rendered).or_insert_with(|| counter.clone());
+        counter
+    }
+
+    /// The counter of a label set given by name; `None` if the names do not fit this family.
+    pub(super) fn get_with(&self, labels: &HashMap<&str, &str>) -> Option<IntCounter> {
+        if labels.len() != self.label_names.len() {
+            return None;
+        }
+        let values: Option<Vec<&str>> = self.label_names.iter().map(|n| labels.get(n).copied()).collect();
+        Some(self.with_label_values(&values?))
+    }
+
+    /// Every series as prometheus' own collectors report them (for the state file, and tests).
+    pub(super) fn collect(&self) -> Vec<MetricFamily> {
+        self.vec.collect()
+    }
+
+    /// Appends the family in the text format (nothing while it has no series).
+    pub(super) fn encode(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        if series.is_empty() {
+            return;
+        }
+        let help = self.help.replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = write!(out, "# HELP {} {help}\n# TYPE {} counter\n", self.name, self.name);
+        out.reserve(series.len() * (self.name.len() + 128));
+        for (labels, counter) in series.iter() {
+            out.extend_from_slice(self.name.as_bytes());
+            out.extend_from_slice(labels.as_bytes());
+            let _ = writeln!(out, " {}", counter.get());
+        }
+    }
+}
+
+/// `{name="value",...}` with the pairs sorted by name and the values escaped, as the text format wants.
+fn render_labels<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut pairs: Vec<(&str, &str)> = pairs.collect();
+    pairs.sort_unstable_by_key(|(name, _)| *name);
+    let mut out = String::from("{");
+    for (i, (name, value)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        for c in value.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
+}
+
+/// The families in the text format, by prometheus' own encoder.
+pub(super) fn encode_families(families: &[MetricFamily]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * 1024);
+    if let Err(err) = TextEncoder::new().encode(families, &mut out) {
+        tracing::error!(error = %err, "encoding metrics failed");
+    }
+    out
+}

@@ -1,0 +1,264 @@
+//! Counting events: `emnify_events_total` and its companions, with each label set's handles resolved once.
+//!
+//! Resolving the labels of an event (names, organisation, zeroed companions) happens the first
+//! time its label set is seen; after that, counting an event is a hash lookup and an atomic add.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge};
+
+use super::encode::LabelledFamily;
+use super::labels::{zero_series, LabelNames, Organisation, SKIP_REASONS, UNREADABLE_REASONS, ZEROED_GENERIC_CAUSES};
+use super::persist::OnRestore;
+use super::registrar::Registrar;
+use crate::catalogue::{generic_cause, GENERIC_EVENT_TYPE};
+use crate::emnify::model::Event;
+
+/// What identifies one `emnify_events_total` series.
+#[derive(Clone, Copy, Hash, PartialEq, Eq)]
+struct EventKey {
+    event_type: u32,
+    source: Option<u32>,
+    severity: Option<u32>,
+    organisation: Option<u64>,
+    alert: bool,
+}
+
+/// Counter handles of one event label set, resolved once.
+struct EventHandles {
+    events: IntCounter,
+    /// Only for alert-flagged events, so non-alert types add no zero series.
+    alerts: Option<IntCounter>,
+}
+
+type HandleCache = HashMap<EventKey, EventHandles, foldhash::fast::RandomState>;
+
+/// The event metrics, and the label names their series get.
+pub struct EventMetrics {
+    total: Arc<LabelledFamily>,
+    generic: Arc<LabelledFamily>,
+    alerts: Arc<LabelledFamily>,
+    unreadable: IntCounterVec,
+    duplicates: IntCounter,
+    skipped: IntCounterVec,
+    last_event: Gauge,
+    remembered_ids: IntGauge,
+    /// Every event counted, for the landing page; not exposed (the sum of `emnify_events_total` is).
+    counted: IntCounter,
+    names: Arc<LabelNames>,
+    handles: Mutex<HandleCache>,
+    generic_handles: Mutex<HashMap<(Option<u64>, &'static str), IntCounter>>,
+}
+
+impl EventMetrics {
+    /// Registers the event metrics, with their reasons at zero.
+    pub(super) fn register(reg: &mut Registrar<'_>) -> Self {
+        let names = Arc::new(LabelNames::from_catalogue());
+        let counted = IntCounter::new("emnify_events_counted", "internal").expect("valid");
+        // A restored event series counts towards the total, and keeps its organisation's name.
+        let on_restore: OnRestore = {
+            let (counted, names) = (counted.clone(), names.clone());
+            Box::new(move |labels, value| {
+                counted.inc_by(value);
+                names.keep_organisation_name(labels);
+            })
+        };
+        let total = LabelledFamily::new(
+            "emnify_events_total",
+            "emnify events counted, each event id once. Polled from the emnify API on the exporter's own timer \
+             (events are a stream, not state).",
+            &["event_type", "event_type_id", "event_source", "event_severity", "organisation", "organisation_id"],
+        );
+        let total = reg.labelled(total, Some(on_restore));
+        let generic = LabelledFamily::new(
+            "emnify_generic_events_total",
+            "emnify Generic (id 0) events, data sessions disconnected, by cause: throttling, quota_update or other.",
+            &["cause", "organisation", "organisation_id"],
+        );
+        let generic = reg.labelled(generic, None);
+        let alerts = LabelledFamily::new(
+            "emnify_alert_events_total",
+            "emnify events flagged alert=true, by event type and organisation.",
+            &["event_type", "event_type_id", "organisation", "organisation_id"],
+        );
+        let alerts = reg.labelled(alerts, None);
+        let unreadable = reg.counter_vec(
+            "emnify_events_unreadable_total",
+            "Records in an event list that could not be read and were skipped (each record once), by reason.",
+            &["reason"],
+        );
+        zero_series(&unreadable, &UNREADABLE_REASONS);
+        let duplicates = reg.counter(
+            "emnify_events_duplicate_total",
+            "Events received again (overlapping windows, repeated pages) and not counted a second time.",
+        );
+        let skipped = reg.counter_vec(
+            "emnify_events_skipped_total",
+            "Events received but deliberately not counted: before_start (older than start minus lookback) or \
+             beyond_dedup_horizon (too old to tell whether they were counted already).",
+            &["reason"],
+        );
+        zero_series(&skipped, &SKIP_REASONS);
+        let last_event = reg.gauge(
+            "emnify_last_event_timestamp_seconds",
+            "Unix time of the newest event counted (its emnify timestamp).",
+        );
+        let remembered_ids = reg.int_gauge(
+            "emnify_dedup_remembered_ids",
+            "Event ids remembered to recognise duplicates in overlapping poll windows.",
+        );
+        EventMetrics {
+            total,
+            generic,
+            alerts,
+            unreadable,
+            duplicates,
+            skipped,
+            last_event,
+            remembered_ids,
+            counted,
+            names,
+            handles: Mutex::new(HashMap::default()),
+            generic_handles: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Replaces the event-type names (from `GET /api/v1/event/type`); call before counting.
+    pub fn set_event_type_names(&self, names: impl IntoIterator<Item = (u32, String)>) {
+        self.names.set_event_type_names(names);
+    }
+
+    /// The label value for an event type id.
+    pub fn event_type_name(&self, id: u32) -> String {
+        self.names.event_type_name(id)
+    }
+
+    /// Counts one event, already known to be new.
+    pub fn record(&self, event: &Event<'_>) {
+        self.recorder().record(event);
+    }
+
+    /// Counts a batch of new events under one lock; the totals are settled when it is dropped. The lock
+    /// is held while it lives: nothing on the same thread may call [`EventMetrics::record`] meanwhile.
+    pub fn recorder(&self) -> EventRecorder<'_> {
+        EventRecorder {
+            metrics: self,
+            handles: self.handles.lock().unwrap_or_else(PoisonError::into_inner),
+            counted: 0,
+            newest_millis: None,
+        }
+    }
+
+    pub fn record_duplicate(&self) {
+        self.duplicates.inc();
+    }
+
+    pub fn record_unreadable(&self, reason: &str) {
+        self.unreadable.with_label_values(&[reason]).inc();
+    }
+
+    /// An event that is deliberately not counted; `reason` is `before_start` or `beyond_dedup_horizon`.
+    pub fn record_skipped(&self, reason: &str) {
+        self.skipped.with_label_values(&[reason]).inc();
+    }
+
+    pub fn set_remembered_ids(&self, count: usize) {
+        self.remembered_ids.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// How many events were counted (restored counts included).
+    pub(super) fn counted(&self) -> u64 {
+        self.counted.get()
+    }
+
+    /// Creates the handles of a new label set; a new organisation also gets its zeroed series.
+    fn resolve(&self, key: EventKey, org_name: Option<&str>) -> EventHandles {
+        let organisation = self.names.organisation(key.organisation, org_name);
+        let labels = self.names.event(key.event_type, key.source, key.severity, organisation);
+        let handles = EventHandles {
+            events: self.total.with_label_values(&labels.events()),
+            alerts: key.alert.then(|| self.alerts.with_label_values(&labels.alerts())),
+        };
+        self.init_organisation(key.organisation, org_name, labels.organisation);
+        handles
+    }
+
+    /// Creates the series [`LabelNames::zeroed_generic_series`] and [`ZEROED_GENERIC_CAUSES`] name for an
+    /// organisation, at zero (nothing if they exist already).
+    fn init_organisation(&self, org_id: Option<u64>, org_name: Option<&str>, organisation: Organisation) {
+        let generic = self.names.zeroed_generic_series(organisation);
+        self.total.with_label_values(&generic.events());
+        self.alerts.with_label_values(&generic.alerts());
+        for cause in ZEROED_GENERIC_CAUSES {
+            self.generic_counter(org_id, org_name, cause);
+        }
+    }
+
+    /// The counter of Generic events of `cause` in an organisation; its labels are looked up only when it is
+    /// new, as this runs for every Generic event.
+    fn generic_counter(&self, org_id: Option<u64>, org_name: Option<&str>, cause: &'static str) -> IntCounter {
+        let mut map = self.generic_handles.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry((org_id, cause))
+            .or_insert_with(|| {
+                let org = self.names.organisation(org_id, org_name);
+                self.generic.with_label_values(&[cause, org.name.as_str(), org.id.as_str()])
+            })
+            .clone()
+    }
+}
+
+/// Counts new events for [`EventMetrics::recorder`].
+pub struct EventRecorder<'a> {
+    metrics: &'a EventMetrics,
+    handles: MutexGuard<'a, HandleCache>,
+    counted: u64,
+    newest_millis: Option<i64>,
+}
+
+impl EventRecorder<'_> {
+    /// Counts one event, already known to be new.
+    pub fn record(&mut self, event: &Event<'_>) {
+        let metrics = self.metrics;
+        let key = EventKey {
+            event_type: event.event_type_id,
+            source: event.source_id,
+            severity: event.severity_id,
+            organisation: event.organisation_id,
+            alert: event.alert,
+        };
+        let org_name = event.organisation_name.as_deref();
+        let h = match self.handles.get(&key) {
+            Some(h) => h,
+            None => {
+                let created = metrics.resolve(key, org_name);
+                self.handles.entry(key).or_insert(created)
+            }
+        };
+        h.events.inc();
+        if let Some(alerts) = &h.alerts {
+            alerts.inc();
+        }
+        if event.event_type_id == GENERIC_EVENT_TYPE {
+            let cause = generic_cause(&event.description);
+            metrics.generic_counter(event.organisation_id, org_name, cause).inc();
+        }
+        self.counted += 1;
+        if let Some(ts) = event.timestamp_millis {
+            self.newest_millis = Some(self.newest_millis.map_or(ts, |n| n.max(ts)));
+        }
+    }
+}
+
+impl Drop for EventRecorder<'_> {
+    /// Settles the batch's totals once rather than per event.
+    fn drop(&mut self) {
+        self.metrics.counted.inc_by(self.counted);
+        if let Some(ts) = self.newest_millis {
+            let secs = ts as f64 / 1000.0;
+            if secs > self.metrics.last_event.get() {
+                self.metrics.last_event.set(secs);
+            }
+        }
+    }
+}

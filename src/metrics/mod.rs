@@ -1,0 +1,340 @@
+//! Every metric the exporter serves: [`Metrics`] owns the registry and holds one part per concern.
+//!
+//! Each part ([`EventMetrics`], [`PollingMetrics`], [`PushMetrics`], the build info) registers its
+//! own metrics through a `Registrar` (`registrar.rs`) and offers domain verbs like
+//! [`EventMetrics::record`]; nothing else registers metrics. Registering a counter also enters it in
+//! the state file's table (`persist.rs`), so no counter can be left out of saving or restoring.
+//! `Metrics` itself publishes: scrapes see the values of the last [`Metrics::publish`], plus
+//! `process_*` read fresh.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus::Registry;
+
+mod build;
+mod encode;
+mod events;
+mod labels;
+mod persist;
+mod polling;
+mod push;
+mod registrar;
+
+pub use encode::TEXT_CONTENT_TYPE;
+use encode::{encode_families, LabelledFamily};
+pub use events::{EventMetrics, EventRecorder};
+pub use labels::{POLL_ERROR_REASONS, PUSH_REJECT_REASONS};
+use persist::CounterTable;
+pub use persist::CounterValue;
+pub use polling::PollingMetrics;
+pub use push::PushMetrics;
+use registrar::Registrar;
+
+/// How the last poll went, for the landing page.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PollStatus {
+    pub up: bool,
+    pub last_success_unix: Option<f64>,
+    pub events_counted: u64,
+}
+
+/// Every metric of the process: one, shared by the poller, the receiver and the server.
+pub struct Metrics {
+    /// The exporter's own metrics; scrapes see them as of the last [`Metrics::publish`].
+    registry: Registry,
+    /// `process_*`, read fresh at every scrape.
+    process_registry: Registry,
+    /// Families exposed from their own text rather than through `registry`, in name order.
+    labelled: Vec<Arc<LabelledFamily>>,
+    /// The exposition of `registry` and `labelled` at the last publication.
+    published: Mutex<Arc<Vec<u8>>>,
+    /// Every counter family, for the state file.
+    counters: CounterTable,
+    pub events: EventMetrics,
+    pub polling: PollingMetrics,
+    pub push: PushMetrics,
+}
+
+impl Metrics {
+    /// Creates every metric, with the series that must exist from the start set to zero.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let process_registry = Registry::new();
+        let mut labelled = Vec::new();
+        let mut counters = CounterTable::default();
+        let mut reg = Registrar::new(&registry, &mut labelled, &mut counters);
+        let events = EventMetrics::register(&mut reg);
+        let polling = PollingMetrics::register(&mut reg);
+        let push = PushMetrics::register(&mut reg);
+        build::register(&mut reg, &process_registry);
+        // The exposition lists the registry's families by name (`gather` sorts them), then these, by name too.
+        labelled.sort_by_key(|family| family.name);
+        let metrics = Metrics {
+            registry,
+            process_registry,
+            labelled,
+            published: Mutex::new(Arc::new(Vec::new())),
+            counters,
+            events,
+            polling,
+            push,
+        };
+        metrics.publish();
+        metrics
+    }
+
+    pub fn status(&self) -> PollStatus {
+        PollStatus {
+            up: self.polling.is_up(),
+            last_success_unix: self.polling.last_success_unix(),
+            events_counted: self.events.counted(),
+        }
+    }
+
+    /// Makes the current values visible to scrapes.
+    ///
+    /// Counting goes on between publications; scrapes see only published values. With a state file the
+    /// poller publishes right after saving, so Prometheus never sees a value a restart could take back.
+    pub fn publish(&self) {
+        let mut text = encode_families(&self.registry.gather());
+        for family in &self.labelled {
+            family.encode(&mut text);
+        }
+        *self.published.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(text);
+    }
+
+    /// The text exposition (what `/metrics` serves): the published values, then fresh `process_*` metrics.
+    pub fn encode(&self) -> Vec<u8> {
+        let published = self.published.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let process = encode_families(&self.process_registry.gather());
+        let mut out = Vec::with_capacity(published.len() + process.len());
+        out.extend_from_slice(&published);
+        out.extend_from_slice(&process);
+        out
+    }
+
+    /// Every counter series of the exporter's own metrics, for the state file.
+    pub fn counter_values(&self) -> Vec<CounterValue> {
+        self.counters.values()
+    }
+
+    /// Adds saved counter values (at start-up, before anything is counted), then publishes them; returns
+    /// how many were restored.
+    pub fn restore_counters(&self, values: &[CounterValue]) -> usize {
+        let restored = self.counters.restore(values);
+        self.publish();
+        restored
+    }
+}
+
+impl crate::emnify::RequestObserver for Metrics {
+    fn request_done(&self, endpoint: &'static str, code: &str) {
+        self.polling.record_api_request(endpoint, code);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emnify::model::Event;
+    use prometheus::proto::MetricType;
+    use std::borrow::Cow;
+    use std::collections::BTreeSet;
+
+    fn event(id: u64, event_type: u32, org: Option<(u64, &'static str)>, description: &'static str) -> Event<'static> {
+        Event {
+            id,
+            timestamp_millis: Some(1_700_000_000_000 + id as i64),
+            alert: event_type == 0,
+            description: Cow::Borrowed(description),
+            event_type_id: event_type,
+            source_id: Some(1),
+            severity_id: Some(1),
+            organisation_id: org.map(|o| o.0),
+            organisation_name: org.map(|o| Cow::Borrowed(o.1)),
+        }
+    }
+
+    fn text(m: &Metrics) -> String {
+        m.publish();
+        String::from_utf8(m.encode()).unwrap()
+    }
+
+    #[test]
+    fn scrapes_see_only_published_values_and_counters_round_trip() {
+        let m = Metrics::new();
+        m.events.record(&event(1, 1, Some((7, "Org")), "x"));
+        assert!(!String::from_utf8(m.encode()).unwrap().contains(r#"event_type="Update location""#));
+        m.publish();
+        assert!(String::from_utf8(m.encode()).unwrap().contains(r#"event_type="Update location""#));
+        m.events.record_duplicate();
+        let saved = m.counter_values();
+        let restored = Metrics::new();
+        assert_eq!(restored.restore_counters(&saved), saved.len());
+        assert_eq!(restored.counter_values(), saved);
+        assert_eq!(restored.status().events_counted, 1);
+    }
+
+    /// Something recorded through every verb, so every family has a series (`gather` leaves out empty ones).
+    fn busy() -> Metrics {
+        let m = Metrics::new();
+        m.events.record(&event(1, 0, Some((7, "Org")), "Disconnecting ... apply throttling action."));
+        m.events.record(&event(2, 1, Some((8, "Other")), "Update location"));
+        m.events.record_duplicate();
+        m.events.record_unreadable("missing_id");
+        m.events.record_skipped("before_start");
+        m.events.set_remembered_ids(2);
+        m.polling.record_success(0.5, 1_700_000_000.0);
+        m.polling.record_failure(0.5, "timeout");
+        m.polling.record_api_request("events", "200");
+        m.push.record_request(200);
+        m.push.record_accepted(3);
+        m.push.record_rejected("malformed");
+        m
+    }
+
+    fn sorted(mut values: Vec<CounterValue>) -> Vec<CounterValue> {
+        values.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+        values
+    }
+
+    #[test]
+    fn every_counter_family_is_in_the_state_file_table() {
+        let m = busy();
+        let table: BTreeSet<&str> = m.counters.names().collect();
+        let gathered = m.registry.gather();
+        let mut exposed: BTreeSet<&str> = gathered
+            .iter()
+            .filter(|family| family.get_field_type() == MetricType::COUNTER)
+            .map(|family| family.name())
+            .collect();
+        exposed.extend(m.labelled.iter().map(|family| family.name));
+        for name in &exposed {
+            assert!(
+                table.contains(name),
+                "{name} is not saved in the state file: register counters with Registrar::counter, counter_vec or labelled"
+            );
+        }
+        assert_eq!(table, exposed, "only counter families that are exposed are saved");
+        let values = m.counter_values();
+        let saved: BTreeSet<&str> = values.iter().map(|value| value.name.as_str()).collect();
+        assert_eq!(saved, table, "the series of every family are saved");
+    }
+
+    #[test]
+    fn every_saved_counter_is_restored_and_foreign_entries_are_ignored() {
+        let m = busy();
+        let saved = m.counter_values();
+        let mut file = saved.clone();
+        let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        for (name, pairs) in [
+            ("emnify_from_a_newer_version_total", &[][..]),
+            ("emnify_poll_errors_total", &[("no_such_label", "x")][..]),
+            ("emnify_events_total", &[("event_type", "Generic")][..]),
+        ] {
+            file.push(CounterValue { name: name.to_string(), labels: labels(pairs), value: 5 });
+        }
+        let restored = Metrics::new();
+        assert_eq!(restored.restore_counters(&file), saved.len());
+        assert_eq!(sorted(restored.counter_values()), sorted(saved));
+        assert_eq!(restored.status().events_counted, 2);
+        let counters = |m: &Metrics| {
+            let text = text(m);
+            let families: BTreeSet<&str> = m.counters.names().collect();
+            let family = |line: &str| line.split(['{', ' ']).next().map(str::to_owned).unwrap_or_default();
+            text.lines().filter(|line| families.contains(family(line).as_str())).map(str::to_owned).collect::<Vec<_>>()
+        };
+        assert_eq!(counters(&restored), counters(&m));
+    }
+
+    #[test]
+    fn a_restored_organisation_keeps_its_name() {
+        let m = Metrics::new();
+        m.events.record(&event(1, 1, Some((7, "Org")), "Update location"));
+        let restored = Metrics::new();
+        restored.restore_counters(&m.counter_values());
+        restored.events.record(&event(2, 1, Some((7, "Org renamed")), "Update location"));
+        let t = text(&restored);
+        assert!(
+            t.contains(r#"event_type="Update location",event_type_id="1",organisation="Org",organisation_id="7"} 2"#),
+            "{t}"
+        );
+        assert!(!t.contains("Org renamed"));
+    }
+
+    #[test]
+    fn a_new_organisation_gets_zeroed_generic_series() {
+        let m = Metrics::new();
+        m.events.record(&event(1, 1, Some((7, "Org")), "Update location"));
+        let t = text(&m);
+        assert!(
+            t.contains(r#"emnify_generic_events_total{cause="throttling",organisation="Org",organisation_id="7"} 0"#)
+        );
+        assert!(t.contains(
+            r#"emnify_events_total{event_severity="Warn",event_source="Policy Control",event_type="Generic",event_type_id="0",organisation="Org",organisation_id="7"} 0"#
+        ));
+    }
+
+    #[test]
+    fn generic_events_count_by_cause_and_unknowns_get_stable_names() {
+        let m = Metrics::new();
+        m.events.record(&event(
+            1,
+            0,
+            Some((7, "Org")),
+            "Disconnecting data access for endpoint to apply throttling action.",
+        ));
+        m.events.record(&event(2, 0, Some((7, "Org")), "Disconnecting ... because quota has been updated."));
+        m.events.record(&event(3, 999, None, "?"));
+        m.events.record(&event(4, 1, Some((7, "Org renamed")), "Update location"));
+        let t = text(&m);
+        assert!(
+            t.contains(r#"emnify_generic_events_total{cause="throttling",organisation="Org",organisation_id="7"} 1"#)
+        );
+        assert!(
+            t.contains(r#"emnify_generic_events_total{cause="quota_update",organisation="Org",organisation_id="7"} 1"#)
+        );
+        assert!(t.contains(
+            r#"event_type="unknown",event_type_id="999",organisation="unknown",organisation_id="unknown"} 1"#
+        ));
+        assert!(!t.contains("Org renamed"), "one organisation id keeps one name");
+        assert!(t.contains(r#"emnify_alert_events_total{event_type="Generic",event_type_id="0",organisation="Org",organisation_id="7"} 2"#));
+        assert_eq!(m.status().events_counted, 4);
+    }
+
+    #[test]
+    fn labelled_families_encode_exactly_as_the_text_encoder_does() {
+        let m = Metrics::new();
+        for (i, org) in ["Org", "Quote\" Back\\slash\nNew line Ünïcode", "{a=\"b\"}, c"].into_iter().enumerate() {
+            let id = i as u64 * 10;
+            m.events.record(&event(id + 1, 0, Some((id, org)), "Disconnecting ... apply throttling action."));
+            m.events.record(&event(id + 2, 999, Some((id, org)), "?"));
+        }
+        for family in &m.labelled {
+            let mut ours = Vec::new();
+            family.encode(&mut ours);
+            let reference = encode_families(&family.collect());
+            let lines = |text: &[u8]| {
+                let mut lines: Vec<String> =
+                    String::from_utf8(text.to_vec()).unwrap().lines().map(str::to_owned).collect();
+                lines.sort();
+                lines
+            };
+            assert_eq!(lines(&ours), lines(&reference), "{}", family.name);
+            assert!(ours.len() > 200);
+        }
+    }
+
+    #[test]
+    fn hostile_label_values_are_escaped() {
+        let m = Metrics::new();
+        m.events.record(&event(1, 1, Some((8, "Quote\" Back\\slash\nNew line Ünïcode")), "x"));
+        assert!(text(&m).contains(r#"organisation="Quote\" Back\\slash\nNew line Ünïcode""#));
+    }
+}

@@ -1,0 +1,68 @@
+//! Polling the emnify API: whether the last poll worked, how long polls take, why they fail, and each request.
+
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge};
+
+use super::labels::{zero_series, POLL_ERROR_REASONS};
+use super::registrar::Registrar;
+
+pub struct PollingMetrics {
+    up: IntGauge,
+    last_success: Gauge,
+    duration: Histogram,
+    errors: IntCounterVec,
+    api_requests: IntCounterVec,
+}
+
+impl PollingMetrics {
+    /// Registers the polling metrics, with every poll error reason at zero.
+    pub(super) fn register(reg: &mut Registrar<'_>) -> Self {
+        let up = reg.int_gauge("emnify_up", "1 if the last poll of the emnify API fully succeeded, else 0.");
+        let last_success = reg
+            .gauge("emnify_last_poll_success_timestamp_seconds", "Unix time the last fully successful poll finished.");
+        let duration = reg.histogram(
+            HistogramOpts::new("emnify_poll_duration_seconds", "Time one poll of the emnify API took.")
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+        );
+        let errors = reg.counter_vec("emnify_poll_errors_total", "Failed polls, by reason.", &["reason"]);
+        zero_series(&errors, &POLL_ERROR_REASONS);
+        let api_requests = reg.counter_vec(
+            "emnify_api_requests_total",
+            "Requests made to the emnify API, by endpoint and HTTP status code (or timeout/error).",
+            &["endpoint", "code"],
+        );
+        PollingMetrics { up, last_success, duration, errors, api_requests }
+    }
+
+    pub fn record_success(&self, duration_secs: f64, finished_unix: f64) {
+        self.duration.observe(duration_secs);
+        self.up.set(1);
+        self.last_success.set(finished_unix);
+    }
+
+    /// A failed poll; `reason` is one of [`POLL_ERROR_REASONS`].
+    pub fn record_failure(&self, duration_secs: f64, reason: &str) {
+        self.duration.observe(duration_secs);
+        self.up.set(0);
+        self.errors.with_label_values(&[reason]).inc();
+    }
+
+    /// One request to the emnify API; `code` is the HTTP status or `timeout`/`error`.
+    pub fn record_api_request(&self, endpoint: &str, code: &str) {
+        self.api_requests.with_label_values(&[endpoint, code]).inc();
+    }
+
+    /// Marks the exporter up without polling (push-only mode: nothing to poll).
+    pub fn set_up(&self, up: bool) {
+        self.up.set(i64::from(up));
+    }
+
+    pub(super) fn is_up(&self) -> bool {
+        self.up.get() == 1
+    }
+
+    /// When the last fully successful poll finished, if there was one.
+    pub(super) fn last_success_unix(&self) -> Option<f64> {
+        let last = self.last_success.get();
+        (last > 0.0).then_some(last)
+    }
+}
