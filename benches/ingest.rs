@@ -50,7 +50,7 @@ fn page() -> String {
 
 /// A tally counting everything, that never checkpoints by itself (publishing is measured apart).
 fn fresh_tally(metrics: &Arc<Metrics>) -> Tally {
-    Tally::new(metrics.clone(), counting(1_000_000), 0)
+    Tally::new(metrics.clone(), counting(1_000_000))
 }
 
 fn counting(max_remembered_ids: usize) -> TallySettings {
@@ -106,7 +106,7 @@ fn metrics_with_series(series: usize) -> Metrics {
             kind % 40 + 1
         )
     };
-    let mut tally = Tally::new(Arc::new(Metrics::new()), counting(10_000_000), 0);
+    let mut tally = Tally::new(Arc::new(Metrics::new()), counting(10_000_000));
     let _ = &mut tally;
     // Each organisation adds 10 event series plus its zero-initialised Generic series (5).
     let organisations = series / 15;

@@ -21,7 +21,6 @@ use crate::secret::Secret;
 use crate::simulator::{Simulator, SimulatorConfig, StreamerConfig};
 use crate::state::StateStore;
 use crate::tally::{checkpoint_blocking, lock, maintain, SharedTally, Tally};
-use crate::timefmt::now_millis;
 use crate::webconfig::{WebConfig, WebSecurity};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +66,7 @@ impl App {
         };
         let demo = if config.demo { Some(Demo::prepare(&mut config, address).await?) } else { None };
 
-        let tally = Tally::new(metrics.clone(), config.tally.clone(), now_millis()).shared();
+        let tally = Tally::new(metrics.clone(), config.tally.clone()).shared();
         if let Some(path) = &config.state_file {
             lock(&tally).use_state(StateStore::new(path, &config.api_url));
         }

@@ -208,6 +208,11 @@ pub struct SimulateArgs {
     #[arg(long, env = "EMNIFY_SIMULATOR_PUSH_DUPLICATES", default_value_t = 0.0)]
     pub push_duplicates: f64,
 
+    /// Run the simulator's clock this far from the host's, e.g. `-15m` or `1h` (its event times, `q`
+    /// filters, JWT lifetimes and Date headers follow it), to try a client on a host with a wrong clock.
+    #[arg(long, env = "EMNIFY_SIMULATOR_CLOCK_OFFSET", default_value = "0", value_name = "[-]DURATION", value_parser = parse_signed_duration, allow_hyphen_values = true)]
+    pub clock_offset: i64,
+
     /// Lifetime of the JWTs it issues.
     #[arg(long, env = "EMNIFY_SIMULATOR_JWT_LIFETIME", default_value = "240m", value_parser = parse_positive_duration)]
     pub jwt_lifetime: Duration,
@@ -237,6 +242,7 @@ impl SimulateArgs {
             push_headers,
             push_duplicates: self.push_duplicates,
             jwt_lifetime: self.jwt_lifetime,
+            clock_offset_millis: self.clock_offset,
         }
     }
 }
@@ -500,6 +506,13 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     Ok(size)
 }
 
+/// A duration with an optional leading `-`, as signed milliseconds.
+fn parse_signed_duration(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let (sign, rest) = text.strip_prefix('-').map_or((1, text), |rest| (-1, rest));
+    Ok(sign * crate::timefmt::duration_millis(parse_duration(rest)?))
+}
+
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     let d = parse_duration(text)?;
     if d.is_zero() {
@@ -604,6 +617,8 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_poll_interval("100ms").is_err());
         assert!(parse_lookback("31d").is_err());
+        assert_eq!(parse_signed_duration("-15m"), Ok(-900_000));
+        assert_eq!(parse_signed_duration("1h"), Ok(3_600_000));
         assert_eq!(parse_listen_address(":9853"), Ok("0.0.0.0:9853".parse().unwrap()));
         assert_eq!(parse_listen_address("[::1]:0"), Ok("[::1]:0".parse().unwrap()));
         assert!(parse_listen_address("nonsense").is_err());

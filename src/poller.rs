@@ -80,12 +80,18 @@ pub struct Poller {
     metrics: Arc<Metrics>,
     settings: PollerSettings,
     tally: SharedTally,
+    /// The clock offset last warned about, so the warning comes once per change, not once per poll.
+    warned_offset_millis: Option<i64>,
 }
+
+/// A difference between emnify's clock and the host's worth a warning: harmless to counting, but a
+/// sign of a host clock gone wrong (and of dashboards whose "now" is not emnify's).
+const CLOCK_WARN_MILLIS: i64 = 5_000;
 
 impl Poller {
     /// A poller that counts into `tally` (shared with the Data Streamer receiver, if there is one).
     pub fn new(client: Client, metrics: Arc<Metrics>, settings: PollerSettings, tally: SharedTally) -> Self {
-        Poller { client, metrics, settings, tally }
+        Poller { client, metrics, settings, tally, warned_offset_millis: None }
     }
 
     /// Saves (with a state file) and publishes what was counted so far.
@@ -121,17 +127,22 @@ impl Poller {
     pub async fn poll_once(&mut self) -> PollOutcome {
         let started = Instant::now();
         let overlap = duration_millis(self.settings.overlap) / 1000;
-        let (floor, cursor) = {
-            let tally = lock(&self.tally);
-            (tally.floor_millis().div_euclid(1000), tally.cursor())
+        // Windows are on emnify's clock: it filters `q` by its own timestamps.
+        let now = match self.client.emnify_now_millis().await {
+            Ok(now) => now,
+            Err(error) => return self.failed(started, error, PollReport::default()).await,
         };
-        let until = (now_millis() / 1000).max(floor);
+        self.note_clock_offset();
+        let (floor, cursor) = {
+            let mut tally = lock(&self.tally);
+            (tally.floor_from(now).div_euclid(1000), tally.cursor())
+        };
+        let until = (now / 1000).max(floor).max(cursor.unwrap_or(i64::MIN));
         let from = cursor.map_or(floor, |c| c.saturating_sub(overlap)).max(floor).min(until);
         let mut report = PollReport { from, until, ..PollReport::default() };
-        let result = self.walk_window(&mut report).await;
-        let elapsed = started.elapsed().as_secs_f64();
-        match result {
+        match self.walk_window(&mut report).await {
             Ok(()) => {
+                let elapsed = started.elapsed().as_secs_f64();
                 self.metrics.polling.record_success(elapsed, now_millis() as f64 / 1000.0);
                 // No later window starts before `until - overlap`, so older ids can go.
                 lock(&self.tally).window_done(until, until.saturating_sub(overlap).max(floor) * 1000);
@@ -139,12 +150,32 @@ impl Poller {
                 tracing::debug!(?report, "poll succeeded");
                 PollOutcome::Success(report)
             }
-            Err(error) => {
-                self.metrics.polling.record_failure(elapsed, error.reason());
-                self.checkpoint().await;
-                tracing::warn!(error = %error, reason = error.reason(), pages = report.pages, counted = report.counts.counted, "poll failed");
-                PollOutcome::Failed { error, report }
-            }
+            Err(error) => self.failed(started, error, report).await,
+        }
+    }
+
+    /// Ends a poll that stopped early: what it counted stays counted (and is checkpointed), the cursor stays.
+    async fn failed(&self, started: Instant, error: ApiError, report: PollReport) -> PollOutcome {
+        self.metrics.polling.record_failure(started.elapsed().as_secs_f64(), error.reason());
+        self.checkpoint().await;
+        tracing::warn!(error = %error, reason = error.reason(), pages = report.pages, counted = report.counts.counted, "poll failed");
+        PollOutcome::Failed { error, report }
+    }
+
+    /// Publishes how far emnify's clock is from the host's, and warns when that is more than a few seconds.
+    fn note_clock_offset(&mut self) {
+        let Some(offset) = self.client.clock().offset_millis() else {
+            return;
+        };
+        self.metrics.polling.set_clock_offset(offset as f64 / 1000.0);
+        let moved = self.warned_offset_millis.is_none_or(|warned| (warned - offset).abs() > CLOCK_WARN_MILLIS);
+        if offset.abs() > CLOCK_WARN_MILLIS && moved {
+            self.warned_offset_millis = Some(offset);
+            tracing::warn!(
+                offset_seconds = offset as f64 / 1000.0,
+                "this host's clock differs from emnify's; windows follow emnify's clock, so counting is not \
+                 affected, but check the host's time synchronisation"
+            );
         }
     }
 

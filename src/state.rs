@@ -28,8 +28,8 @@ pub struct SavedState {
     pub saved_at_millis: i64,
     /// End of the last successful poll window, Unix seconds.
     pub cursor: Option<i64>,
-    /// Events before this (Unix ms) are not counted.
-    pub floor_millis: i64,
+    /// Events before this (Unix ms, emnify's clock) are not counted; `None` until a first poll fixed it.
+    pub floor_millis: Option<i64>,
     /// The dedup memory: `(event id, event time)`, the time in whole seconds written as milliseconds
     /// (older files with exact milliseconds load the same way), complete from `horizon_millis` on.
     pub horizon_millis: i64,
@@ -47,7 +47,7 @@ impl SavedState {
             api_url: api_url.into(),
             saved_at_millis: crate::timefmt::now_millis(),
             cursor: None,
-            floor_millis: 0,
+            floor_millis: None,
             horizon_millis: 0,
             ids: Vec::new(),
             unreadable: Vec::new(),

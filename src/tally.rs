@@ -95,8 +95,9 @@ pub enum Origin {
 pub struct Tally {
     metrics: Arc<Metrics>,
     settings: TallySettings,
-    /// Events before this (Unix ms) are history the user did not ask for.
-    floor_millis: i64,
+    /// Events before this (Unix ms, emnify's clock) are history the user did not ask for; fixed by
+    /// the first poll ([`Tally::floor_from`]) or restored from the state file.
+    floor_millis: Option<i64>,
     /// End of the last successful poll window, Unix seconds.
     cursor: Option<i64>,
     seen: RecentIds,
@@ -151,16 +152,14 @@ pub async fn maintain(tally: SharedTally, forget_pushed: bool, shutdown: Cancell
 }
 
 impl Tally {
-    /// Counts events from `start_millis - lookback` on (whole seconds: some emnify timestamps carry
-    /// no milliseconds).
-    pub fn new(metrics: Arc<Metrics>, settings: TallySettings, start_millis: i64) -> Self {
-        let floor_millis = start_millis.saturating_sub(duration_millis(settings.lookback)).div_euclid(1000) * 1000;
+    /// A tally with nothing counted; the start of counting is fixed by the first poll.
+    pub fn new(metrics: Arc<Metrics>, settings: TallySettings) -> Self {
         Tally {
             metrics,
-            floor_millis,
+            floor_millis: None,
             cursor: None,
-            seen: RecentIds::new(floor_millis, settings.max_remembered_ids),
-            seen_unreadable: RecentIds::new(floor_millis, MAX_UNREADABLE),
+            seen: RecentIds::new(i64::MIN, settings.max_remembered_ids),
+            seen_unreadable: RecentIds::new(i64::MIN, MAX_UNREADABLE),
             settings,
             state: None,
             last_checkpoint: Instant::now(),
@@ -172,8 +171,16 @@ impl Tally {
         Arc::new(Mutex::new(self))
     }
 
-    pub fn floor_millis(&self) -> i64 {
-        self.floor_millis
+    /// The start of counting (Unix ms): fixed now, at `emnify_now_millis - lookback`, unless a first
+    /// poll or the state file fixed it before. Whole seconds: some emnify timestamps carry no milliseconds.
+    pub fn floor_from(&mut self, emnify_now_millis: i64) -> i64 {
+        if let Some(floor) = self.floor_millis {
+            return floor;
+        }
+        let floor = emnify_now_millis.saturating_sub(duration_millis(self.settings.lookback)).div_euclid(1000) * 1000;
+        self.floor_millis = Some(floor);
+        self.forget_before(floor);
+        floor
     }
 
     pub fn cursor(&self) -> Option<i64> {
@@ -310,7 +317,7 @@ impl Tally {
             let time = match origin {
                 Origin::Poll { until_millis } => {
                     let time = event.timestamp_millis.unwrap_or(until_millis);
-                    if time < self.floor_millis {
+                    if self.floor_millis.is_some_and(|floor| time < floor) {
                         counts.skipped += 1;
                         self.metrics.events.record_skipped("before_start");
                         continue;

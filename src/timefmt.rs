@@ -202,6 +202,36 @@ pub fn format_event_timestamp(unix_millis: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, sod / 60 % 60, sod % 60)
 }
 
+const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// An HTTP `Date` header (RFC 9110 IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`) as Unix milliseconds.
+/// The obsolete forms RFC 9110 still lets recipients accept are read as absent: servers must not send them.
+pub fn parse_http_date(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (weekday, rest) = text.split_once(", ")?;
+    let mut parts = rest.split(' ');
+    let (day, month, year, time, zone) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || zone != "GMT" || day.len() != 2 || year.len() != 4 || time.len() != 8 {
+        return None;
+    }
+    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
+    let number = |t: &str| t.bytes().all(|b| b.is_ascii_digit()).then(|| t.parse::<u32>().ok()).flatten();
+    let mut hms = time.split(':');
+    let (hour, minute, second) = (number(hms.next()?)?, number(hms.next()?)?, number(hms.next()?)?);
+    let millis = to_millis((i64::from(number(year)?), month, number(day)?), (hour, minute, second), 0, 0)?;
+    // The weekday is redundant; one that does not fit means the header is not what it claims.
+    (format_http_date(millis).split_once(',')?.0 == weekday).then_some(millis)
+}
+
+/// Unix milliseconds as an HTTP `Date` header (IMF-fixdate; the milliseconds are dropped).
+pub fn format_http_date(unix_millis: i64) -> String {
+    let (y, m, d, sod, _) = split_millis(unix_millis);
+    let weekday = WEEKDAYS[unix_millis.div_euclid(86_400_000).rem_euclid(7) as usize];
+    let month = MONTHS[(m - 1) as usize];
+    format!("{weekday}, {d:02} {month} {y:04} {:02}:{:02}:{:02} GMT", sod / 3600, sod / 60 % 60, sod % 60)
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -224,6 +254,26 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates_round_trip_and_reject_what_they_are_not() {
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777_000));
+        assert_eq!(format_http_date(784_111_777_999), "Sun, 06 Nov 1994 08:49:37 GMT");
+        for millis in [0, 951_782_400_000, 1_764_547_200_000, 4_102_444_799_000] {
+            assert_eq!(parse_http_date(&format_http_date(millis)), Some(millis));
+        }
+        for bad in [
+            "Mon, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 31 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+            "",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
+    }
 
     const T: i64 = 1_635_335_969_000; // 2021-10-27T11:59:29Z
 

@@ -3,7 +3,8 @@
 //! It logs in with the application token (`POST /api/v1/authenticate`), keeps
 //! the JWT until shortly before its `exp` claim, logs in again once on a 401,
 //! paces its requests, retries transient failures with jittered exponential
-//! backoff, and counts every request in `emnify_api_requests_total`.
+//! backoff, reports every request to its [`RequestObserver`], and reads emnify's
+//! clock from the `Date` header of every answer (see [`EmnifyClock`]).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -14,9 +15,10 @@ use base64::Engine;
 use bytes::Bytes;
 use reqwest::StatusCode;
 
+use super::clock::EmnifyClock;
 use crate::rng::SplitMix64;
 use crate::secret::Secret;
-use crate::timefmt::format_filter_date;
+use crate::timefmt::{format_filter_date, parse_http_date};
 
 /// Where the application token comes from.
 #[derive(Debug, Clone)]
@@ -156,6 +158,7 @@ pub struct Client {
     http: reqwest::Client,
     settings: ClientSettings,
     observer: Arc<dyn RequestObserver>,
+    clock: Arc<EmnifyClock>,
     jwt: Option<Jwt>,
     logins: VecDeque<Instant>,
     last_request: Option<Instant>,
@@ -180,12 +183,27 @@ impl Client {
             http,
             settings,
             observer,
+            clock: Arc::new(EmnifyClock::default()),
             jwt: None,
             logins: VecDeque::new(),
             last_request: None,
             jitter: SplitMix64::from_time(),
             spare_body: None,
         })
+    }
+
+    /// emnify's clock, as the answers so far tell it.
+    pub fn clock(&self) -> &Arc<EmnifyClock> {
+        &self.clock
+    }
+
+    /// emnify's time now (Unix ms). Before any answer has told it, logs in (the login's answer
+    /// carries a `Date`); an API that sends no `Date` at all leaves the host's clock as the only one.
+    pub async fn emnify_now_millis(&mut self) -> Result<i64, ApiError> {
+        if self.clock.now_millis().is_none() {
+            self.jwt().await?;
+        }
+        Ok(self.clock.now_millis().unwrap_or_else(crate::timefmt::now_millis))
     }
 
     /// `GET /api/v1/event/type`: the live event-type catalogue as `(id, name)`.
@@ -295,6 +313,12 @@ impl Client {
         };
         let status = response.status();
         self.observer.request_done(endpoint, status.as_str());
+        // Every answer, errors too, tells emnify's time.
+        if let Some(date) = response.headers().get(reqwest::header::DATE).and_then(|d| d.to_str().ok()) {
+            if let Some(millis) = parse_http_date(date) {
+                self.clock.observe(millis);
+            }
+        }
         if status.is_success() {
             return Ok(response);
         }
@@ -360,11 +384,10 @@ impl Client {
             .and_then(|t| t.as_str())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| decode_error("no auth_token in the response"))?;
-        let refresh_at = jwt_expiry(token).map(|exp| refresh_instant(exp, crate::timefmt::now_millis() / 1000));
-        tracing::info!(
-            expires_in_s = jwt_expiry(token).map(|e| e - crate::timefmt::now_millis() / 1000),
-            "logged in to emnify"
-        );
+        // `exp` is on emnify's clock, which this answer just told.
+        let now = self.clock.now_millis().unwrap_or_else(crate::timefmt::now_millis) / 1000;
+        let refresh_at = jwt_expiry(token).map(|exp| refresh_instant(exp, now));
+        tracing::info!(expires_in_s = jwt_expiry(token).map(|e| e - now), "logged in to emnify");
         Ok(Jwt { token: Secret::new(token), refresh_at })
     }
 

@@ -1,10 +1,12 @@
 //! The emnify REST API: authentication, paged event listing, the event model and its fast decoder.
 
 pub mod client;
+pub mod clock;
 pub mod model;
 pub mod scan;
 
 pub use client::{ApiError, Client, ClientSettings, EventPage, PageQuery, RequestObserver, TokenSource};
+pub use clock::EmnifyClock;
 pub use model::{decode_event, DecodedEvent, Event, Unreadable, UNREADABLE_REASONS};
 pub use scan::{decode_event_list, decode_event_object_or_list, DecodeError};
 

@@ -11,6 +11,7 @@ pub struct PollingMetrics {
     duration: Histogram,
     errors: IntCounterVec,
     api_requests: IntCounterVec,
+    clock_offset: Gauge,
 }
 
 impl PollingMetrics {
@@ -30,7 +31,12 @@ impl PollingMetrics {
             "Requests made to the emnify API, by endpoint and HTTP status code (or timeout/error).",
             &["endpoint", "code"],
         );
-        PollingMetrics { up, last_success, duration, errors, api_requests }
+        let clock_offset = reg.gauge(
+            "emnify_clock_offset_seconds",
+            "emnify's clock (the Date header of its answers) minus this host's clock. Windows and the start of \
+             counting follow emnify's clock, so the host's need not be synchronised.",
+        );
+        PollingMetrics { up, last_success, duration, errors, api_requests, clock_offset }
     }
 
     pub fn record_success(&self, duration_secs: f64, finished_unix: f64) {
@@ -49,6 +55,11 @@ impl PollingMetrics {
     /// One request to the emnify API; `code` is the HTTP status or `timeout`/`error`.
     pub fn record_api_request(&self, endpoint: &str, code: &str) {
         self.api_requests.with_label_values(&[endpoint, code]).inc();
+    }
+
+    /// emnify's clock minus the host's, as last measured.
+    pub fn set_clock_offset(&self, seconds: f64) {
+        self.clock_offset.set(seconds);
     }
 
     /// Marks the exporter up without polling (push-only mode: nothing to poll).

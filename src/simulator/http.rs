@@ -20,7 +20,7 @@ use super::faults::{FaultConfig, RequestFault};
 use super::{ListCache, PagingInjection, Simulator, StoredEvent};
 use crate::catalogue::EVENT_TYPES;
 use crate::http::{empty, json, respond, serve_http, HttpResponse};
-use crate::timefmt::{now_millis, parse_timestamp_millis};
+use crate::timefmt::{format_http_date, parse_timestamp_millis};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -71,7 +71,17 @@ impl hyper::body::Body for SimBody {
 
 type SimResponse = Response<SimBody>;
 
+/// Answers one request; every answer carries the simulator's time in `Date`, as emnify's do.
 async fn handle(sim: Simulator, req: Request<Incoming>) -> Result<SimResponse, std::io::Error> {
+    let date = format_http_date(sim.now_millis());
+    let mut response = route(sim, req).await?;
+    if let Ok(value) = HeaderValue::from_str(&date) {
+        response.headers_mut().insert(hyper::header::DATE, value);
+    }
+    Ok(response)
+}
+
+async fn route(sim: Simulator, req: Request<Incoming>) -> Result<SimResponse, std::io::Error> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -216,7 +226,7 @@ async fn authenticate(sim: &Simulator, req: Request<Incoming>) -> HttpResponse {
         return unauthorized();
     }
     state.stats.logins += 1;
-    let now = now_millis() / 1000;
+    let now = sim.now_millis() / 1000;
     let exp = now + sim.config.jwt_lifetime.as_secs() as i64;
     let nonce = state.rng.next_u64();
     let encode = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
@@ -235,7 +245,7 @@ async fn authenticate(sim: &Simulator, req: Request<Incoming>) -> HttpResponse {
 fn authorized(sim: &Simulator, req: &Request<Incoming>) -> bool {
     let bearer = bearer(req);
     let mut state = sim.lock();
-    let valid = bearer.and_then(|t| state.tokens.get(&t).copied()).is_some_and(|exp| exp > now_millis() / 1000);
+    let valid = bearer.and_then(|t| state.tokens.get(&t).copied()).is_some_and(|exp| exp > sim.now_millis() / 1000);
     if !valid {
         state.stats.unauthorized += 1;
     }
@@ -507,7 +517,7 @@ fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpRespo
         late = Some(PagingInjection { page: current as u32, count, age });
     }
     if let Some(injection) = late {
-        let time = now_millis() - injection.age.as_millis() as i64;
+        let time = sim.now_millis() - crate::timefmt::duration_millis(injection.age);
         for _ in 0..injection.count {
             state.produce(time, None);
         }

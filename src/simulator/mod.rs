@@ -46,6 +46,9 @@ pub struct SimulatorConfig {
     pub faults: FaultConfig,
     /// Give the third organisation [`events::HOSTILE_ORGANISATION`]'s name, to test label escaping.
     pub hostile_names: bool,
+    /// The simulator's clock minus the host's (ms): its event times, `q` filters, JWT lifetimes and
+    /// `Date` headers follow it, as emnify's would on a host whose clock is wrong.
+    pub clock_offset_millis: i64,
 }
 
 impl SimulatorConfig {
@@ -60,6 +63,7 @@ impl SimulatorConfig {
             omit_paging_headers: false,
             faults: FaultConfig::none(),
             hostile_names: false,
+            clock_offset_millis: 0,
         }
     }
 }
@@ -210,6 +214,11 @@ impl Simulator {
         self.config.application_token.clone()
     }
 
+    /// The simulator's time now (Unix ms): the host's, moved by [`SimulatorConfig::clock_offset_millis`].
+    pub fn now_millis(&self) -> i64 {
+        now_millis() + self.config.clock_offset_millis
+    }
+
     /// Produces `count` events of the everyday mix, timestamped now.
     pub fn generate(&self, count: usize) {
         self.generate_aged(count, Duration::ZERO);
@@ -217,8 +226,8 @@ impl Simulator {
 
     /// Produces `count` events timestamped `age` ago: events that reach emnify late.
     pub fn generate_aged(&self, count: usize, age: Duration) {
+        let time = self.now_millis() - crate::timefmt::duration_millis(age);
         let mut state = self.lock();
-        let time = now_millis() - age.as_millis() as i64;
         for _ in 0..count {
             state.produce(time, None);
         }
@@ -226,8 +235,8 @@ impl Simulator {
 
     /// Produces a burst of `count` Generic disconnects for organisation `org_index` (0..3).
     pub fn generic_burst(&self, org_index: usize, count: usize) {
+        let time = self.now_millis();
         let mut state = self.lock();
-        let time = now_millis();
         for _ in 0..count {
             state.produce(time, Some(org_index % ORGANISATIONS.len()));
         }
@@ -235,8 +244,8 @@ impl Simulator {
 
     /// Adds `count` well-formed records that are not readable events.
     pub fn insert_unreadable(&self, count: usize) {
+        let time = self.now_millis();
         let mut state = self.lock();
-        let time = now_millis();
         for _ in 0..count {
             let id = state.fresh_id();
             let kind = state.rng.next_u64();
@@ -513,6 +522,8 @@ pub struct StandaloneSettings {
     pub events_per_second: f64,
     pub faults: FaultConfig,
     pub jwt_lifetime: Duration,
+    /// The simulator's clock minus the host's, ms (see [`SimulatorConfig::clock_offset_millis`]).
+    pub clock_offset_millis: i64,
     /// Also act as emnify's Data Streamer, pushing every event here.
     pub push_url: Option<String>,
     pub push_batch_size: usize,
@@ -529,6 +540,7 @@ pub async fn run_standalone(settings: StandaloneSettings, shutdown: Cancellation
         application_token: settings.application_token,
         jwt_lifetime: settings.jwt_lifetime,
         faults: settings.faults,
+        clock_offset_millis: settings.clock_offset_millis,
         ..SimulatorConfig::demo()
     });
     let listener = match TcpListener::bind(settings.listen).await {

@@ -6,6 +6,7 @@
 mod common;
 
 mod cli;
+mod clock;
 mod container_image;
 mod dashboards;
 mod deploy_manifests;

@@ -18,7 +18,6 @@ use emnify_exporter::poller::{Poller, PollerSettings};
 use emnify_exporter::secret::Secret;
 use emnify_exporter::simulator::{Simulator, SimulatorConfig, Truth};
 use emnify_exporter::tally::{SharedTally, Tally, TallySettings};
-use emnify_exporter::timefmt::now_millis;
 use tokio_util::sync::CancellationToken;
 
 /// Longest any `wait_for_*` helper waits for its condition.
@@ -178,12 +177,12 @@ pub fn client_settings(url: &str, token: &str) -> ClientSettings {
 /// A tally counting everything from an hour ago on.
 pub fn tally(metrics: &Arc<Metrics>) -> SharedTally {
     let settings = TallySettings { lookback: Duration::from_secs(3600), ..TallySettings::default() };
-    Tally::new(metrics.clone(), settings, now_millis()).shared()
+    Tally::new(metrics.clone(), settings).shared()
 }
 
 /// A poller that walks windows as `walk` says, counting into a tally of its own as `counting` says.
 pub fn poller_with(client: Client, metrics: &Arc<Metrics>, walk: PollerSettings, counting: TallySettings) -> Poller {
-    let tally = Tally::new(metrics.clone(), counting, now_millis()).shared();
+    let tally = Tally::new(metrics.clone(), counting).shared();
     Poller::new(client, metrics.clone(), walk, tally)
 }
 
