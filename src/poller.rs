@@ -168,6 +168,7 @@ impl Poller {
             return;
         };
         self.metrics.polling.set_clock_offset(offset as f64 / 1000.0);
+        lock(&self.tally).set_emnify_offset(offset);
         let moved = self.warned_offset_millis.is_none_or(|warned| (warned - offset).abs() > CLOCK_WARN_MILLIS);
         if offset.abs() > CLOCK_WARN_MILLIS && moved {
             self.warned_offset_millis = Some(offset);
@@ -268,7 +269,8 @@ impl Poller {
         prefetched: &mut Option<Result<EventPage, ApiError>>,
         report: &mut PollReport,
     ) -> Result<(EventPage, PageSummary), ApiError> {
-        let until_millis = report.until * 1000;
+        // emnify filters by whole seconds: the window holds events up to the end of its last second.
+        let origin = Origin::Poll { from_millis: report.from * 1000, until_millis: report.until * 1000 + 999 };
         let mut attempt = 1;
         loop {
             let decoding = tokio::task::spawn_blocking({
@@ -276,7 +278,7 @@ impl Poller {
                 let tally = self.tally.clone();
                 let mut ids = std::mem::take(seen_in_walk);
                 move || {
-                    let result = decode_and_count(&body, &tally, until_millis, &mut ids);
+                    let result = decode_and_count(&body, &tally, origin, &mut ids);
                     (result, ids)
                 }
             });
@@ -315,7 +317,7 @@ type WalkIds = HashSet<u64, foldhash::fast::RandomState>;
 fn decode_and_count(
     body: &[u8],
     tally: &SharedTally,
-    until_millis: i64,
+    origin: Origin,
     seen_in_walk: &mut WalkIds,
 ) -> Result<(PageSummary, BatchCounts), DecodeError> {
     let events = decode_event_list(body)?;
@@ -339,7 +341,7 @@ fn decode_and_count(
     fingerprint.write_usize(body.len());
     summary.fingerprint = fingerprint.finish();
     // A save that fails here is retried by the poll's closing checkpoint.
-    let counts = lock(tally).ingest(events, Origin::Poll { until_millis }).counts;
+    let counts = lock(tally).ingest(events, origin).counts;
     Ok((summary, counts))
 }
 

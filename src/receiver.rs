@@ -146,7 +146,10 @@ fn count(tally: &SharedTally, metrics: &Metrics, body: &[u8]) -> HttpResponse {
             return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": detail }).to_string());
         }
     };
-    let ingested = lock(tally).ingest(events, Origin::Push);
+    let mut tally = lock(tally);
+    let arrival_millis = tally.emnify_now_millis();
+    let ingested = tally.ingest(events, Origin::Push { arrival_millis });
+    drop(tally);
     if !ingested.acknowledge {
         return reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the state could not be saved"}"#);
     }

@@ -82,14 +82,20 @@ impl BatchCounts {
 }
 
 /// Where a batch came from; it decides how event times are treated.
+///
+/// An event's time decides how long its id is remembered and moves
+/// `emnify_last_event_timestamp_seconds`; it is never the payload's timestamp alone, which can be
+/// absent, garbled or absurd (1970, 2099).
 #[derive(Debug, Clone, Copy)]
 pub enum Origin {
-    /// A page of the poll window ending at `until_millis`: events before the start of counting are
-    /// history, and events older than the dedup memory are skipped rather than risk a double count.
-    Poll { until_millis: i64 },
-    /// A Data Streamer push: every new id counts; it is remembered at least as long as a poll window
-    /// could return it, and at least `--emnify.overlap` after it arrived.
-    Push,
+    /// A page of the poll window `[from_millis, until_millis]` (emnify's clock). emnify put the event
+    /// in that window by its own notion of time, so its time is the payload's when that lies in the
+    /// window, else the window's end (the latest it can be).
+    Poll { from_millis: i64, until_millis: i64 },
+    /// A Data Streamer push arriving at `arrival_millis` (emnify's clock where known, else the host's):
+    /// every new id counts. Its id is remembered from its payload time clamped to at least its arrival
+    /// and at most [`TallySettings::remember_pushed`] after it; its time is at most its arrival.
+    Push { arrival_millis: i64 },
 }
 
 pub struct Tally {
@@ -103,7 +109,11 @@ pub struct Tally {
     seen: RecentIds,
     /// Fingerprints of unreadable records, so each is reported once.
     seen_unreadable: RecentIds,
+    /// Ids of events skipped, so a re-read of a skipped event is not counted as another skip.
+    seen_skipped: RecentIds,
     state: Option<StateStore>,
+    /// See [`Tally::set_emnify_offset`].
+    emnify_offset_millis: i64,
     last_checkpoint: Instant,
     /// Counted since the last checkpoint.
     dirty: bool,
@@ -141,7 +151,10 @@ pub async fn maintain(tally: SharedTally, forget_pushed: bool, shutdown: Cancell
         let dirty = {
             let mut tally = lock(&tally);
             if forget_pushed {
-                tally.forget_before(now_millis().saturating_sub(remember));
+                let (now, before) = (tally.emnify_now_millis(), tally.remembered());
+                tally.forget_before(now.saturating_sub(remember));
+                // `emnify_dedup_remembered_ids` is published at checkpoints: one is due when it changed.
+                tally.dirty |= tally.remembered() != before;
             }
             tally.dirty
         };
@@ -160,8 +173,10 @@ impl Tally {
             cursor: None,
             seen: RecentIds::new(i64::MIN, settings.max_remembered_ids),
             seen_unreadable: RecentIds::new(i64::MIN, MAX_UNREADABLE),
+            seen_skipped: RecentIds::new(i64::MIN, MAX_UNREADABLE),
             settings,
             state: None,
+            emnify_offset_millis: 0,
             last_checkpoint: Instant::now(),
             dirty: false,
         }
@@ -264,6 +279,17 @@ impl Tally {
         true
     }
 
+    /// emnify's clock minus the host's, as the poller last measured it (0 without a poller).
+    pub fn set_emnify_offset(&mut self, offset_millis: i64) {
+        self.emnify_offset_millis = offset_millis;
+    }
+
+    /// emnify's time now, as well as this exporter knows it: the host's clock moved by the last measured
+    /// offset (push-only mode measures none, and keeps the host's).
+    pub fn emnify_now_millis(&self) -> i64 {
+        now_millis().saturating_add(self.emnify_offset_millis)
+    }
+
     /// Asks for a checkpoint soon, e.g. after metrics outside the counts changed.
     pub fn mark_dirty(&mut self) {
         self.dirty = true;
@@ -273,12 +299,13 @@ impl Tally {
     fn forget_before(&mut self, millis: i64) {
         self.seen.forget_before(millis);
         self.seen_unreadable.forget_before(millis);
+        self.seen_skipped.forget_before(millis);
     }
 
     /// Counts what is new in a batch and checkpoints as the rules say (see the module docs).
     pub fn ingest(&mut self, events: Vec<DecodedEvent<'_>>, origin: Origin) -> Ingested {
         let counts = self.count(events, origin);
-        let must_save = matches!(origin, Origin::Push) && self.state.is_some();
+        let must_save = matches!(origin, Origin::Push { .. }) && self.state.is_some();
         let every = if self.state.is_some() { self.settings.save_every } else { self.settings.publish_every };
         let acknowledge = if must_save || self.last_checkpoint.elapsed() >= every {
             // A failed save during a poll is logged by the checkpoint; the poll's own
@@ -293,8 +320,8 @@ impl Tally {
     /// Counts what is new in a batch.
     fn count(&mut self, events: Vec<DecodedEvent<'_>>, origin: Origin) -> BatchCounts {
         let mut counts = BatchCounts::default();
-        let now = now_millis();
         self.dirty = true;
+        let remember_pushed = duration_millis(self.settings.remember_pushed);
         let mut recorder = self.metrics.events.recorder();
         for decoded in events {
             counts.received += 1;
@@ -302,8 +329,8 @@ impl Tally {
                 Ok(e) => e,
                 Err(bad) => {
                     let time = match origin {
-                        Origin::Poll { until_millis } => until_millis,
-                        Origin::Push => now,
+                        Origin::Poll { until_millis, .. } => until_millis,
+                        Origin::Push { arrival_millis } => arrival_millis,
                     };
                     // Non-objects leave no fingerprint; each of those is counted every time it is received.
                     if bad.fingerprint == 0 || self.seen_unreadable.insert(bad.fingerprint, time) {
@@ -314,30 +341,39 @@ impl Tally {
                     continue;
                 }
             };
-            let time = match origin {
-                Origin::Poll { until_millis } => {
-                    let time = event.timestamp_millis.unwrap_or(until_millis);
-                    if self.floor_millis.is_some_and(|floor| time < floor) {
-                        counts.skipped += 1;
-                        self.metrics.events.record_skipped("before_start");
-                        continue;
-                    }
-                    if time < self.seen.horizon_millis() && !self.seen.contains(event.id) {
-                        counts.skipped += 1;
-                        self.metrics.events.record_skipped("beyond_dedup_horizon");
-                        tracing::warn!(
-                            id = event.id,
-                            "skipping an event older than the dedup memory; it may have been counted"
-                        );
-                        continue;
-                    }
-                    time
+            // `remember` decides how long the id is kept; `time` is the event's time as counted.
+            let (remember, time) = match origin {
+                Origin::Poll { from_millis, until_millis } => {
+                    // A payload time outside the window is wrong; the event's real time is then anywhere
+                    // in it, and remembering it to the window's end keeps it until no window reaches it.
+                    let time = event
+                        .timestamp_millis
+                        .filter(|t| (from_millis..=until_millis).contains(t))
+                        .unwrap_or(until_millis);
+                    (time, time)
                 }
-                Origin::Push => event.timestamp_millis.unwrap_or(now).max(now),
+                Origin::Push { arrival_millis } => {
+                    let payload = event.timestamp_millis.unwrap_or(arrival_millis);
+                    let remember = payload.clamp(arrival_millis, arrival_millis.saturating_add(remember_pushed));
+                    (remember, payload.min(arrival_millis))
+                }
             };
-            if self.seen.insert(event.id, time) {
+            if remember < self.seen.horizon_millis() && !self.seen.contains(event.id) {
+                // Only the dedup cap moves the horizon past a window's start: too old to tell whether
+                // it was counted already. Each such event is reported once, however often it is re-read.
+                if self.seen_skipped.insert(event.id, remember) {
+                    counts.skipped += 1;
+                    self.metrics.events.record_skipped("beyond_dedup_horizon");
+                    tracing::warn!(
+                        id = event.id,
+                        "skipping an event older than the dedup memory; it may have been counted"
+                    );
+                }
+                continue;
+            }
+            if self.seen.insert(event.id, remember) {
                 counts.counted += 1;
-                recorder.record(&event);
+                recorder.record(&event, Some(time));
             } else {
                 counts.duplicates += 1;
                 self.metrics.events.record_duplicate();

@@ -134,9 +134,9 @@ impl EventMetrics {
         self.names.event_type_name(id)
     }
 
-    /// Counts one event, already known to be new.
+    /// Counts one event, already known to be new, at its payload's time.
     pub fn record(&self, event: &Event<'_>) {
-        self.recorder().record(event);
+        self.recorder().record(event, event.timestamp_millis);
     }
 
     /// Counts a batch of new events under one lock; the totals are settled when it is dropped. The lock
@@ -217,8 +217,9 @@ pub struct EventRecorder<'a> {
 }
 
 impl EventRecorder<'_> {
-    /// Counts one event, already known to be new.
-    pub fn record(&mut self, event: &Event<'_>) {
+    /// Counts one event, already known to be new; `time_millis` is its time as the tally settled it (see
+    /// `tally::Origin`), for `emnify_last_event_timestamp_seconds`.
+    pub fn record(&mut self, event: &Event<'_>, time_millis: Option<i64>) {
         let metrics = self.metrics;
         let key = EventKey {
             event_type: event.event_type_id,
@@ -244,7 +245,7 @@ impl EventRecorder<'_> {
             metrics.generic_counter(event.organisation_id, org_name, cause).inc();
         }
         self.counted += 1;
-        if let Some(ts) = event.timestamp_millis {
+        if let Some(ts) = time_millis {
             self.newest_millis = Some(self.newest_millis.map_or(ts, |n| n.max(ts)));
         }
     }

@@ -233,6 +233,28 @@ impl Simulator {
         }
     }
 
+    /// Produces `count` events at the simulator's now whose payload says `timestamp` instead (any JSON
+    /// value: `"1970-01-01T00:00:00Z"`, `"garbage"`, `null`; `None` leaves the field out). emnify's
+    /// filters still place them by their real time, as they would an event whose payload is wrong.
+    pub fn generate_with_payload_timestamp(&self, count: usize, timestamp: Option<serde_json::Value>) {
+        let time = self.now_millis();
+        let mut state = self.lock();
+        let start = state.events.len();
+        for _ in 0..count {
+            state.produce(time, None);
+        }
+        for event in &mut state.events[start..] {
+            let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(&event.json) else {
+                continue;
+            };
+            match &timestamp {
+                Some(value) => fields.insert("timestamp".into(), value.clone()),
+                None => fields.remove("timestamp"),
+            };
+            event.json = serde_json::Value::Object(fields).to_string().into();
+        }
+    }
+
     /// Produces a burst of `count` Generic disconnects for organisation `org_index` (0..3).
     pub fn generic_burst(&self, org_index: usize, count: usize) {
         let time = self.now_millis();
