@@ -95,8 +95,8 @@ impl EventMetrics {
         );
         let skipped = reg.counter_vec(
             "emnify_events_skipped_total",
-            "Events received but deliberately not counted: before_start (older than start minus lookback) or \
-             beyond_dedup_horizon (too old to tell whether they were counted already).",
+            "Distinct events received but deliberately not counted: beyond_dedup_horizon (too old to tell whether \
+             they were counted already: the dedup cap forgot too much). before_start no longer occurs and stays 0.",
             &["reason"],
         );
         zero_series(&skipped, &SKIP_REASONS);
