@@ -31,6 +31,8 @@ pub enum AppError {
     Demo(std::io::Error),
     #[error(transparent)]
     WebConfig(#[from] crate::webconfig::WebConfigError),
+    #[error("--state.file: {0}")]
+    State(crate::state::StateError),
     #[error("cannot create the emnify client: {0}")]
     Client(#[from] ApiError),
 }
@@ -68,7 +70,7 @@ impl App {
 
         let tally = Tally::new(metrics.clone(), config.tally.clone()).shared();
         if let Some(path) = &config.state_file {
-            lock(&tally).use_state(StateStore::new(path, &config.api_url));
+            lock(&tally).use_state(StateStore::new(path, &config.api_url)).map_err(AppError::State)?;
         }
         let receiver =
             config.push.clone().map(|settings| Arc::new(Receiver::new(settings, tally.clone(), metrics.clone())));

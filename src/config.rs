@@ -162,6 +162,11 @@ pub struct ExporterArgs {
     #[arg(long = "webhook.max-concurrent-requests", env = "EMNIFY_EXPORTER_WEBHOOK_MAX_CONCURRENT_REQUESTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub webhook_max_concurrent: u32,
 
+    /// Push mode: emnify_up turns 0 when no push was accepted for this long (the stream stopped, or points
+    /// elsewhere). Set it above the longest quiet spell of the fleet.
+    #[arg(long = "webhook.stale-after", env = "EMNIFY_EXPORTER_WEBHOOK_STALE_AFTER", default_value = "1h", value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub webhook_stale_after: Duration,
+
     /// Run against the built-in emnify API simulator on a loopback port: no account or token needed.
     #[arg(long, env = "EMNIFY_EXPORTER_DEMO")]
     pub demo: bool,
@@ -363,6 +368,12 @@ impl ExporterArgs {
         if let Some(path) = &self.web_config_file {
             crate::webconfig::WebConfig::load(path).map_err(|e| ConfigError(e.to_string()))?;
         }
+        if let Some(path) = &self.state_file {
+            // A path that cannot hold the state fails now, not as counts that silently stop moving.
+            crate::state::StateStore::new(path, &self.api_url)
+                .check()
+                .map_err(|e| ConfigError(format!("--state.file: {e}")))?;
+        }
         Ok(Config {
             api_url: self.api_url,
             listen_address: self.listen_address,
@@ -373,6 +384,7 @@ impl ExporterArgs {
                 lookback: self.lookback,
                 max_remembered_ids: usize::try_from(self.max_remembered_ids).unwrap_or(usize::MAX),
                 remember_pushed: self.overlap,
+                push_stale_after: self.webhook_stale_after,
                 ..TallySettings::default()
             },
             poll,

@@ -68,10 +68,8 @@ impl Receiver {
     pub async fn handle(&self, req: Request<Incoming>) -> HttpResponse {
         let response = self.answer(req).await;
         self.metrics.push.record_request(response.status().as_u16());
-        if !response.status().is_success() {
-            // Refusals count nothing, but their metrics should show within a checkpoint period.
-            lock(&self.tally).mark_dirty();
-        }
+        // The answer's code is known only now, after the push's own checkpoint: the next one publishes it.
+        lock(&self.tally).mark_dirty();
         response
     }
 
@@ -154,7 +152,6 @@ fn count(tally: &SharedTally, metrics: &Metrics, body: &[u8]) -> HttpResponse {
         return reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the state could not be saved"}"#);
     }
     let counts = ingested.counts;
-    metrics.push.record_accepted(counts.received);
     let body = serde_json::json!({
         "received": counts.received,
         "counted": counts.counted,

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{respond, serve_http, text, HttpResponse, SHUTDOWN_GRACE};
-use crate::metrics::{Metrics, TEXT_CONTENT_TYPE};
+use crate::metrics::{Metrics, StateHealth, TEXT_CONTENT_TYPE};
 use crate::receiver::Receiver;
 use crate::timefmt::now_millis;
 use crate::webconfig::{WebConfig, WebSecurity};
@@ -88,14 +88,34 @@ fn answer(
 
 fn landing_page(state: &ServerState) -> HttpResponse {
     let status = state.metrics.status();
+    let now = now_millis() as f64 / 1000.0;
+    let ago = |t: f64| format!("{:.0}s ago", (now - t).max(0.0));
     let poll = match status.last_success_unix {
         Some(t) => format!(
-            "last successful poll {:.0}s ago; the last poll {}",
-            (now_millis() as f64 / 1000.0 - t).max(0.0),
+            "last successful poll {}; the last poll {}",
+            ago(t),
             if status.up { "succeeded" } else { "failed (see emnify_poll_errors_total)" }
         ),
         None if status.up => "polling".to_string(),
         None => "no successful poll yet".to_string(),
+    };
+    // A failing save freezes the published counts: that must be said here, whatever the poll did.
+    let poll = match &status.state {
+        StateHealth::Failing { .. } => "polls go on, but their counts are not published while the state file \
+                                        cannot be saved"
+            .to_string(),
+        _ => poll,
+    };
+    let saving = match &status.state {
+        StateHealth::NotUsed => String::new(),
+        StateHealth::Saved(Some(t)) => format!("<p>State file: last saved {}.</p>\n", ago(*t)),
+        StateHealth::Saved(None) => "<p>State file: not saved yet.</p>\n".to_string(),
+        StateHealth::Failing { error, last_success_unix } => format!(
+            "<p style=\"color: #b00020\"><strong>State file: saving FAILS</strong> ({}); the published counts \
+             stay as of the last good save{} until a save works. See emnify_state_save_failures_total.</p>\n",
+            html_escape(error),
+            last_success_unix.map(|t| format!(", {}", ago(t))).unwrap_or_default()
+        ),
     };
     let path = html_escape(&state.telemetry_path);
     let body = format!(
@@ -103,7 +123,7 @@ fn landing_page(state: &ServerState) -> HttpResponse {
          <body style=\"font-family: sans-serif\">\n\
          <h1 style=\"background: #e6522c; color: white; padding: 0.3em\">emnify exporter</h1>\n\
          <p>Prometheus exporter for emnify IoT platform events. Version {version} (revision {revision}).</p>\n\
-         <p>Status: {poll}. Events counted since start: {counted}.</p>\n\
+         <p>Status: {poll}. Events counted since start: {counted}.</p>\n{saving}\
          <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li>\
          <li><a href=\"/-/ready\">Readiness</a></li></ul>\n</body></html>\n",
         version = crate::VERSION,

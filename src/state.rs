@@ -5,7 +5,8 @@
 //! directory). After a restart, even a SIGKILL, the counters continue from the
 //! saved values and the poller fetches everything since the saved cursor; the
 //! remembered ids keep events counted before the save from being counted again.
-//! A file that cannot be used is logged and set aside for a fresh start.
+//! A state file of ours that cannot be used is logged and set aside for a fresh start; anything else
+//! at the path (a directory, another program's file) is refused, never renamed or overwritten.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -73,7 +74,13 @@ pub enum StateError {
     Foreign { path: String, found: String, expected: String },
     #[error("cannot write state file {path}: {source}")]
     Write { path: String, source: std::io::Error },
+    #[error("{path} cannot hold the state: {reason}")]
+    Unusable { path: String, reason: String },
 }
+
+/// How far into a file the format marker must appear for it to be one this exporter wrote (it writes
+/// the marker first; a hand-edited file may add white space).
+const MARKER_WITHIN: usize = 64;
 
 impl StateStore {
     pub fn new(path: impl Into<PathBuf>, api_url: &str) -> Self {
@@ -91,6 +98,10 @@ impl StateStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StateError::Read { path: self.display(), source }),
         };
+        if bytes.is_empty() {
+            // Nothing saved yet (a file created ahead, e.g. by a volume's set-up).
+            return Ok(None);
+        }
         let state: SavedState = serde_json::from_slice(&bytes)
             .map_err(|e| StateError::Corrupt { path: self.display(), detail: e.to_string() })?;
         if state.format != FORMAT || state.version != VERSION {
@@ -110,11 +121,59 @@ impl StateStore {
         Ok(Some(state))
     }
 
-    /// Reads the state for start-up: any problem is logged, the bad file is moved aside, and `None`
-    /// means a fresh start. Never fails, so a bad file cannot cause a crash loop.
-    pub fn load(&self) -> Option<SavedState> {
+    /// Whether the path can hold the state: not a directory or anything but a regular file, in a
+    /// directory that exists and takes a new file, and not another program's file (which would be
+    /// overwritten). Checked at start-up, so a wrong path fails at once instead of freezing the counts.
+    pub fn check(&self) -> Result<(), StateError> {
+        let unusable = |reason: String| StateError::Unusable { path: self.display(), reason };
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.is_dir() => return Err(unusable("it is a directory; name a file in it".into())),
+            Ok(meta) if !meta.is_file() => return Err(unusable("it is not a regular file".into())),
+            Ok(_) if !self.is_ours()? => {
+                return Err(unusable(
+                    "it exists and is not an emnify-exporter state file; it is left as it is (move it or name \
+                     another path)"
+                        .into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(unusable(e.to_string())),
+        }
+        let dir = match self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => dir.to_path_buf(),
+            None => PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            return Err(unusable(format!("the directory {} does not exist", dir.display())));
+        }
+        // A save writes a temporary file beside it and renames it over: that must work.
+        let probe = temp_path(&self.path);
+        std::fs::write(&probe, b"").map_err(|e| unusable(format!("cannot create files in {}: {e}", dir.display())))?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
+    }
+
+    /// Whether the file at the path is empty or one this exporter wrote (its format marker up front).
+    fn is_ours(&self) -> Result<bool, StateError> {
+        use std::io::Read;
+        let mut head = Vec::with_capacity(MARKER_WITHIN);
+        let file =
+            std::fs::File::open(&self.path).map_err(|source| StateError::Read { path: self.display(), source })?;
+        file.take(MARKER_WITHIN as u64)
+            .read_to_end(&mut head)
+            .map_err(|source| StateError::Read { path: self.display(), source })?;
+        let marker = format!("\"{FORMAT}\"");
+        Ok(head.is_empty() || head.windows(marker.len()).any(|w| w == marker.as_bytes()))
+    }
+
+    /// Reads the state for start-up. A file of ours that cannot be used (truncated, another version,
+    /// another API) is logged and moved aside, and `Ok(None)` means a fresh start, so a bad file
+    /// cannot cause a crash loop; anything else at the path is refused ([`StateStore::check`]).
+    pub fn load(&self) -> Result<Option<SavedState>, StateError> {
+        self.check()?;
         match self.read() {
-            Ok(state) => state,
+            Ok(state) => Ok(state),
             Err(err) => {
                 let aside = self.path.with_extension("rejected");
                 let moved = std::fs::rename(&self.path, &aside).is_ok();
@@ -123,7 +182,7 @@ impl StateStore {
                     moved_to = moved.then(|| aside.display().to_string()),
                     "ignoring the state file and starting fresh"
                 );
-                None
+                Ok(None)
             }
         }
     }
@@ -172,22 +231,47 @@ mod tests {
     }
 
     #[test]
-    fn bad_files_mean_a_fresh_start_not_a_crash() {
+    fn bad_files_of_ours_mean_a_fresh_start_not_a_crash() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         let store = StateStore::new(&path, "http://api");
-        for bad in [&b""[..], b"{\"format\": \"emnify-exporter-st", b"\x00\xff garbage", b"{\"hello\": 1}"] {
+        for bad in
+            [&b"{\"format\": \"emnify-exporter-state\", \"vers"[..], b"{\"format\":\"emnify-exporter-state\",\"versi"]
+        {
             std::fs::write(&path, bad).unwrap();
             assert!(matches!(store.read(), Err(StateError::Corrupt { .. })));
-            assert_eq!(store.load(), None);
+            assert_eq!(store.load().unwrap(), None);
             assert!(path.with_extension("rejected").exists(), "the bad file is kept aside for inspection");
         }
         let mut other = SavedState::new("http://other-api");
         StateStore::new(&path, "http://other-api").save(&other).unwrap();
         assert!(matches!(store.read(), Err(StateError::Foreign { .. })));
         other.api_url = "http://api".into();
-        other.format = "something-else".into();
+        other.version = 99;
         StateStore::new(&path, "http://api").save(&other).unwrap();
         assert!(matches!(store.read(), Err(StateError::Foreign { .. })));
+        assert_eq!(store.load().unwrap(), None, "another version of ours: set aside");
+    }
+
+    #[test]
+    fn paths_that_cannot_hold_the_state_are_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let unusable =
+            |path: &Path| matches!(StateStore::new(path, "http://api").check(), Err(StateError::Unusable { .. }));
+        assert!(unusable(dir.path()), "a directory");
+        assert!(unusable(&dir.path().join("missing/state.json")), "a directory that does not exist");
+        let foreign = dir.path().join("notes.txt");
+        for text in [&b"\x00\xff garbage"[..], b"{\"hello\": 1}", b"precious notes"] {
+            std::fs::write(&foreign, text).unwrap();
+            assert!(unusable(&foreign));
+            assert!(StateStore::new(&foreign, "http://api").load().is_err());
+            assert_eq!(std::fs::read(&foreign).unwrap(), text, "another program's file is not touched");
+        }
+        assert!(!dir.path().join("notes.rejected").exists());
+        let empty = dir.path().join("empty.json");
+        std::fs::write(&empty, b"").unwrap();
+        assert_eq!(StateStore::new(&empty, "http://api").load().unwrap(), None, "an empty file is a fresh start");
+        assert!(StateStore::new(dir.path().join("new.json"), "http://api").check().is_ok());
+        assert!(!dir.path().join("new.json.tmp").exists(), "the probe is cleaned up");
     }
 }

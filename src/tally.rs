@@ -18,8 +18,11 @@ use tokio_util::sync::CancellationToken;
 use crate::dedup::RecentIds;
 use crate::emnify::{DecodedEvent, RETENTION};
 use crate::metrics::Metrics;
-use crate::state::{SavedState, StateStore};
+use crate::state::{SavedState, StateError, StateStore};
 use crate::timefmt::{duration_millis, now_millis};
+
+/// How often a save that keeps failing is logged again.
+const SAVE_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Unreadable-record fingerprints remembered at most.
 const MAX_UNREADABLE: usize = 10_000;
@@ -37,6 +40,8 @@ pub struct TallySettings {
     pub save_every: Duration,
     /// Without a poller (push only): how long a pushed id is remembered; no poll window forgets it.
     pub remember_pushed: Duration,
+    /// Without a poller (push only): `emnify_up` turns 0 when no push was accepted for this long.
+    pub push_stale_after: Duration,
 }
 
 impl Default for TallySettings {
@@ -47,6 +52,7 @@ impl Default for TallySettings {
             publish_every: Duration::from_millis(100),
             save_every: Duration::from_secs(1),
             remember_pushed: Duration::from_secs(600),
+            push_stale_after: Duration::from_secs(3600),
         }
     }
 }
@@ -114,6 +120,12 @@ pub struct Tally {
     state: Option<StateStore>,
     /// See [`Tally::set_emnify_offset`].
     emnify_offset_millis: i64,
+    /// When the last push was counted (or the tally was made, before any).
+    last_push: Instant,
+    /// Since when saves fail, if they do.
+    save_failing_since: Option<Instant>,
+    /// When a failing save was last logged.
+    save_failure_logged: Option<Instant>,
     last_checkpoint: Instant,
     /// Counted since the last checkpoint.
     dirty: bool,
@@ -135,14 +147,18 @@ pub fn lock(tally: &SharedTally) -> MutexGuard<'_, Tally> {
 }
 
 /// Publishes what no [`Tally::ingest`] checkpointed yet (refused pushes, counts of the last push
-/// before a quiet spell), every [`TallySettings::publish_every`]; in push-only mode (no poller to
-/// do it, `forget_pushed`) also forgets pushed ids older than [`TallySettings::remember_pushed`],
-/// so the dedup memory stays bounded.
-pub async fn maintain(tally: SharedTally, forget_pushed: bool, shutdown: CancellationToken) {
-    let (period, remember) = {
+/// before a quiet spell), every [`TallySettings::publish_every`]. In push-only mode (`push_only`: no
+/// poller to do it) it also forgets pushed ids older than [`TallySettings::remember_pushed`], so the
+/// dedup memory stays bounded, and keeps `emnify_up` at 1 only while pushes arrive (within
+/// [`TallySettings::push_stale_after`] of the last one).
+pub async fn maintain(tally: SharedTally, push_only: bool, shutdown: CancellationToken) {
+    let (period, remember, stale_after, has_state) = {
         let tally = lock(&tally);
-        (tally.settings.publish_every, duration_millis(tally.settings.remember_pushed))
+        let settings = &tally.settings;
+        let remember = duration_millis(settings.remember_pushed);
+        (settings.publish_every, remember, settings.push_stale_after, tally.state.is_some())
     };
+    let mut up = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep(period) => {}
@@ -150,13 +166,31 @@ pub async fn maintain(tally: SharedTally, forget_pushed: bool, shutdown: Cancell
         }
         let dirty = {
             let mut tally = lock(&tally);
-            if forget_pushed {
+            if push_only {
                 let (now, before) = (tally.emnify_now_millis(), tally.remembered());
                 tally.forget_before(now.saturating_sub(remember));
                 // `emnify_dedup_remembered_ids` is published at checkpoints: one is due when it changed.
                 tally.dirty |= tally.remembered() != before;
+                let fresh = tally.last_push.elapsed() < stale_after;
+                if up != Some(fresh) {
+                    if up.is_some() {
+                        match fresh {
+                            true => tracing::info!("pushes arrive again; emnify_up is 1"),
+                            false => tracing::warn!(
+                                stale_after = %humantime::format_duration(stale_after),
+                                "no push accepted for --webhook.stale-after; emnify_up is 0 (is the data stream \
+                                 running, and pointed here?)"
+                            ),
+                        }
+                    }
+                    up = Some(fresh);
+                    tally.metrics.polling.set_up(fresh);
+                    tally.dirty = true;
+                }
             }
-            tally.dirty
+            // With a state file each of these checkpoints is a save: at most one per `save_every`.
+            let every = if has_state { tally.settings.save_every } else { period };
+            tally.dirty && tally.last_checkpoint.elapsed() >= every
         };
         if dirty {
             checkpoint_blocking(&tally).await;
@@ -177,6 +211,9 @@ impl Tally {
             settings,
             state: None,
             emnify_offset_millis: 0,
+            last_push: Instant::now(),
+            save_failing_since: None,
+            save_failure_logged: None,
             last_checkpoint: Instant::now(),
             dirty: false,
         }
@@ -215,8 +252,9 @@ impl Tally {
     }
 
     /// Saves progress to `store` at every checkpoint, after resuming from what it holds (if anything).
-    pub fn use_state(&mut self, store: StateStore) {
-        let resumed = match store.load() {
+    /// Fails when the path cannot hold the state (a directory, another program's file, no directory).
+    pub fn use_state(&mut self, store: StateStore) -> Result<(), StateError> {
+        let resumed = match store.load()? {
             Some(saved) => {
                 self.resume(saved);
                 true
@@ -224,10 +262,12 @@ impl Tally {
             None => false,
         };
         self.state = Some(store);
+        self.metrics.use_state_file();
         if !resumed {
             // Saved at once, so a crash before the first poll still remembers when counting began.
             self.checkpoint();
         }
+        Ok(())
     }
 
     fn resume(&mut self, saved: SavedState) {
@@ -270,9 +310,28 @@ impl Tally {
         self.dirty = false;
         self.metrics.events.set_remembered_ids(self.seen.len());
         if let Some(store) = &self.state {
-            if let Err(err) = store.save(&self.snapshot(&store.api_url)) {
-                tracing::error!(error = %err, "saving the state failed; counts stay unpublished until a save works");
-                return false;
+            match store.save(&self.snapshot(&store.api_url)) {
+                Ok(()) => {
+                    self.metrics.state.record_save_success(now_millis() as f64 / 1000.0);
+                    if let Some(since) = self.save_failing_since.take() {
+                        tracing::info!(failed_for_s = since.elapsed().as_secs(), "saving the state works again");
+                    }
+                }
+                Err(err) => {
+                    self.metrics.state.record_save_failure(&err.to_string());
+                    let since = *self.save_failing_since.get_or_insert_with(Instant::now);
+                    // Checkpoints come every second or faster: one line when it starts, then one a minute.
+                    if self.save_failure_logged.is_none_or(|at| at.elapsed() >= SAVE_FAILURE_LOG_EVERY) {
+                        self.save_failure_logged = Some(Instant::now());
+                        tracing::error!(
+                            error = %err,
+                            failing_for_s = since.elapsed().as_secs(),
+                            "saving the state failed; published counts stay as of the last good save until a \
+                             save works (nothing is lost: counting goes on in memory)"
+                        );
+                    }
+                    return false;
+                }
             }
         }
         self.metrics.publish();
@@ -305,6 +364,11 @@ impl Tally {
     /// Counts what is new in a batch and checkpoints as the rules say (see the module docs).
     pub fn ingest(&mut self, events: Vec<DecodedEvent<'_>>, origin: Origin) -> Ingested {
         let counts = self.count(events, origin);
+        if matches!(origin, Origin::Push { .. }) {
+            self.last_push = Instant::now();
+            // Before the checkpoint, so the push's own metrics are published with its counts.
+            self.metrics.push.record_accepted(counts.received);
+        }
         let must_save = matches!(origin, Origin::Push { .. }) && self.state.is_some();
         let every = if self.state.is_some() { self.settings.save_every } else { self.settings.publish_every };
         let acknowledge = if must_save || self.last_checkpoint.elapsed() >= every {

@@ -4,9 +4,9 @@ use prometheus::{Opts, Registry};
 
 use super::registrar::Registrar;
 
-/// Registers the build info, set once, and the process collector into `process_registry` (read at every
+/// Registers the build info, set once, and the process collector into `live` (read at every
 /// scrape, not published: CPU and memory should be as of the scrape).
-pub(super) fn register(reg: &mut Registrar<'_>, process_registry: &Registry) {
+pub(super) fn register(reg: &mut Registrar<'_>, live: &Registry) {
     let info = reg.int_gauge_vec(
         Opts::new("emnify_exporter_build_info", "Build of the running exporter; the value is always 1."),
         &["version", "revision"],
@@ -15,8 +15,8 @@ pub(super) fn register(reg: &mut Registrar<'_>, process_registry: &Registry) {
     #[cfg(target_os = "linux")]
     {
         let process = prometheus::process_collector::ProcessCollector::for_self();
-        process_registry.register(Box::new(process)).expect("process metrics register once");
+        live.register(Box::new(process)).expect("process metrics register once");
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = process_registry;
+    let _ = live;
 }

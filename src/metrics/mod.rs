@@ -19,6 +19,7 @@ mod persist;
 mod polling;
 mod push;
 mod registrar;
+mod state;
 
 pub use encode::TEXT_CONTENT_TYPE;
 use encode::{encode_families, LabelledFamily};
@@ -29,21 +30,23 @@ pub use persist::CounterValue;
 pub use polling::PollingMetrics;
 pub use push::PushMetrics;
 use registrar::Registrar;
+pub use state::{StateHealth, StateMetrics};
 
 /// How the last poll went, for the landing page.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PollStatus {
     pub up: bool,
     pub last_success_unix: Option<f64>,
     pub events_counted: u64,
+    pub state: StateHealth,
 }
 
 /// Every metric of the process: one, shared by the poller, the receiver and the server.
 pub struct Metrics {
     /// The exporter's own metrics; scrapes see them as of the last [`Metrics::publish`].
     registry: Registry,
-    /// `process_*`, read fresh at every scrape.
-    process_registry: Registry,
+    /// `process_*` and the state file's health, read fresh at every scrape.
+    live_registry: Registry,
     /// Families exposed from their own text rather than through `registry`, in name order.
     labelled: Vec<Arc<LabelledFamily>>,
     /// The exposition of `registry` and `labelled` at the last publication.
@@ -53,31 +56,38 @@ pub struct Metrics {
     pub events: EventMetrics,
     pub polling: PollingMetrics,
     pub push: PushMetrics,
+    /// Read fresh at every scrape: a failing save must show although it freezes the published counts.
+    pub state: StateMetrics,
+    /// Whether a state file is used (set once at start-up), for the landing page.
+    state_used: std::sync::atomic::AtomicBool,
 }
 
 impl Metrics {
     /// Creates every metric, with the series that must exist from the start set to zero.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let process_registry = Registry::new();
+        let live_registry = Registry::new();
         let mut labelled = Vec::new();
         let mut counters = CounterTable::default();
         let mut reg = Registrar::new(&registry, &mut labelled, &mut counters);
         let events = EventMetrics::register(&mut reg);
         let polling = PollingMetrics::register(&mut reg);
         let push = PushMetrics::register(&mut reg);
-        build::register(&mut reg, &process_registry);
+        build::register(&mut reg, &live_registry);
+        let state = StateMetrics::register(&live_registry);
         // The exposition lists the registry's families by name (`gather` sorts them), then these, by name too.
         labelled.sort_by_key(|family| family.name);
         let metrics = Metrics {
             registry,
-            process_registry,
+            live_registry,
             labelled,
             published: Mutex::new(Arc::new(Vec::new())),
             counters,
             events,
             polling,
             push,
+            state,
+            state_used: std::sync::atomic::AtomicBool::new(false),
         };
         metrics.publish();
         metrics
@@ -88,6 +98,7 @@ impl Metrics {
             up: self.polling.is_up(),
             last_success_unix: self.polling.last_success_unix(),
             events_counted: self.events.counted(),
+            state: self.state.health(self.state_used.load(std::sync::atomic::Ordering::Relaxed)),
         }
     }
 
@@ -106,11 +117,16 @@ impl Metrics {
     /// The text exposition (what `/metrics` serves): the published values, then fresh `process_*` metrics.
     pub fn encode(&self) -> Vec<u8> {
         let published = self.published.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let process = encode_families(&self.process_registry.gather());
+        let process = encode_families(&self.live_registry.gather());
         let mut out = Vec::with_capacity(published.len() + process.len());
         out.extend_from_slice(&published);
         out.extend_from_slice(&process);
         out
+    }
+
+    /// Notes that progress is saved to a state file (for the landing page).
+    pub fn use_state_file(&self) {
+        self.state_used.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Every counter series of the exporter's own metrics, for the state file.
