@@ -150,3 +150,26 @@ fn push_mode_refuses_to_start_without_credentials() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--webhook.max-body-size"), "{stderr}");
 }
+
+/// A `--state.file` that cannot hold the state fails at start, naming the flag, and what is at the
+/// path is left exactly as it was.
+#[test]
+fn a_state_path_that_cannot_hold_the_state_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("notes.json");
+    std::fs::write(&foreign, "{\"someone else's\": true}").unwrap();
+    let cases = [
+        (dir.path().to_path_buf(), "directory"),
+        (dir.path().join("missing/state.json"), "does not exist"),
+        (foreign.clone(), "not an emnify-exporter state file"),
+    ];
+    for (path, why) in cases {
+        let path = path.to_string_lossy().to_string();
+        let (code, _, stderr) = run(&["--demo", "--state.file", &path], &[]);
+        assert_eq!(code, 2, "{path}: {stderr}");
+        assert!(stderr.contains("--state.file") && stderr.contains(why), "{path}: {stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "{\"someone else's\": true}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("notes.json")], "nothing renamed or created");
+}

@@ -286,3 +286,48 @@ async fn push_latency_and_throughput_figures() {
     running.wait_for_total(50_001).await;
     running.shutdown.cancel();
 }
+
+/// Push only: `emnify_up` says whether pushes arrive. It turns 0 after `--webhook.stale-after` without
+/// a push, and 1 again with the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_only_up_follows_whether_pushes_arrive() {
+    let mut config =
+        Config { poll: None, push: Some(receiver_settings()), ..Config::for_tests("http://127.0.0.1:9", "unused") };
+    config.tally.push_stale_after = Duration::from_secs(1);
+    let running = TestExporter::start(config).await;
+    let up = async || sum(&running.scrape().await, "emnify_up", &[]);
+    assert!(wait_for(common::PATIENCE, async || up().await == 0.0).await, "a silent stream is not up");
+    let one = r#"{"id": 77, "event_type": {"id": 1}, "organisation": {"id": 5, "name": "Org"}}"#;
+    let (status, answer) = running.push("/webhook/events", &[(SECRET_HEADER, SECRET)], one).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(wait_for(common::PATIENCE, async || up().await == 1.0).await, "a push brings it back up");
+}
+
+/// With a state file, a push is saved and published before it is answered, and its own metrics with
+/// it: a scrape right after the answer shows the push, not the one before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_and_its_metrics_are_published_before_it_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        poll: None,
+        push: Some(receiver_settings()),
+        state_file: Some(dir.path().join("state.json")),
+        ..Config::for_tests("http://127.0.0.1:9", "unused")
+    };
+    // Nothing publishes on a timer meanwhile: only the push's own checkpoint can.
+    config.tally.publish_every = Duration::from_secs(3600);
+    config.tally.save_every = Duration::from_secs(3600);
+    let running = TestExporter::start(config).await;
+    let event = |id: u64| format!(r#"{{"id": {id}, "event_type": {{"id": 1}}, "organisation": {{"id": 5}}}}"#);
+    for (round, ids) in [(1u64, vec![1, 2, 3]), (2, vec![4, 5])] {
+        let body = format!("[{}]", ids.iter().map(|id| event(*id)).collect::<Vec<_>>().join(","));
+        let (status, answer) = running.push("/webhook/events", &[(SECRET_HEADER, SECRET)], body).await;
+        assert_eq!(status, 200, "{answer}");
+        let samples = running.scrape().await;
+        let pushed = if round == 1 { 3.0 } else { 5.0 };
+        assert_eq!(sum(&samples, "emnify_events_total", &[]), pushed, "round {round}");
+        assert_eq!(sum(&samples, "emnify_push_events_total", &[]), pushed, "round {round}");
+        assert!(sum(&samples, "emnify_last_push_timestamp_seconds", &[]) > 1.6e9, "round {round}");
+        assert!(sum(&samples, "emnify_state_last_save_success_timestamp_seconds", &[]) > 1.6e9);
+    }
+}

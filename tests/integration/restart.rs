@@ -135,3 +135,115 @@ fn sigterm_saves_the_last_state_and_exits_cleanly() {
     assert_eq!(blocking_total(&metrics_url), 120.0, "the restart serves the saved counters at once");
     restarted.kill();
 }
+
+/// Where the state file's directory stops taking writes: a full small tmpfs where this process may
+/// mount one (root, as in CI), else (no mount) a directory made read-only.
+struct FullDisk {
+    dir: std::path::PathBuf,
+    mounted: bool,
+}
+
+impl FullDisk {
+    fn new(under: &std::path::Path) -> FullDisk {
+        let dir = under.join("volume");
+        std::fs::create_dir(&dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            // Without the right to mount, permissions must bite: that holds for anyone but root.
+            // SAFETY: geteuid only reads the process's effective user id.
+            assert_ne!(unsafe { libc::geteuid() }, 0, "root that cannot mount a tmpfs cannot inject a full disk");
+        }
+        FullDisk { dir, mounted }
+    }
+
+    /// Fills the tmpfs (or makes the directory read-only) so the next save fails.
+    fn fill(&self) {
+        if self.mounted {
+            use std::io::Write;
+            let mut filler = std::fs::File::create(self.dir.join("filler")).unwrap();
+            let block = vec![0u8; 4096];
+            while filler.write_all(&block).and_then(|()| filler.sync_all()).is_ok() {}
+        } else {
+            set_mode(&self.dir, 0o500);
+        }
+    }
+
+    fn free(&self) {
+        if self.mounted {
+            std::fs::remove_file(self.dir.join("filler")).unwrap();
+        } else {
+            set_mode(&self.dir, 0o700);
+        }
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = std::process::Command::new("umount").arg(&self.dir).status();
+        } else {
+            set_mode(&self.dir, 0o700);
+        }
+    }
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The disk under the state file fills up: saves fail loudly (metric, landing page), the published
+/// counts stay as of the last good save, a SIGKILL meanwhile loses nothing, and once there is room
+/// again every event is counted exactly once.
+#[test]
+fn a_full_disk_freezes_counts_loudly_and_loses_nothing() {
+    let sim = Process::start(&["simulate", "--listen=127.0.0.1:0", "--events-per-second=0", "--seed=6"], &[]);
+    let sim_url = sim.simulator_base();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = FullDisk::new(dir.path());
+    let state = disk.dir.join("state.json").to_string_lossy().into_owned();
+    let (exporter, metrics_url) = start_exporter(&sim_url, &state);
+    let base = metrics_url.trim_end_matches("/metrics").to_string();
+    let wait_total = |url: &str, n: f64| {
+        let deadline = Instant::now() + common::PATIENCE;
+        while blocking_total(url) < n {
+            assert!(Instant::now() < deadline, "never counted {n}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    blocking_post(&format!("{sim_url}/simulator/generate?count=100"));
+    wait_total(&metrics_url, 100.0);
+
+    disk.fill();
+    blocking_post(&format!("{sim_url}/simulator/generate?count=100"));
+    let deadline = Instant::now() + common::PATIENCE;
+    let failures = loop {
+        let samples = parse_exposition(&blocking_get(&metrics_url).1);
+        let failures = sum(&samples, "emnify_state_save_failures_total", &[]);
+        if failures >= 2.0 {
+            break samples;
+        }
+        assert!(Instant::now() < deadline, "save failures never showed");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(sum(&failures, "emnify_events_total", &[]), 100.0, "published counts stay as of the last save");
+    let landing = blocking_get(&format!("{base}/")).1;
+    assert!(landing.contains("saving FAILS") && !landing.contains("succeeded"), "{landing}");
+    let logs = exporter.drain_logs().join("\n");
+    assert_eq!(logs.matches("saving the state failed").count(), 1, "one log line, not one per checkpoint");
+    exporter.kill();
+
+    disk.free();
+    let (restarted, metrics_url) = start_exporter(&sim_url, &state);
+    wait_total(&metrics_url, 200.0);
+    let truth: serde_json::Value =
+        serde_json::from_str(&blocking_get(&format!("{sim_url}/simulator/truth")).1).unwrap();
+    let samples = parse_exposition(&blocking_get(&metrics_url).1);
+    assert_eq!(common::truth_json_mismatches(&samples, &truth), Vec::<String>::new());
+    assert_eq!(sum(&samples, "emnify_events_total", &[]), 200.0, "nothing counted twice");
+    restarted.kill();
+}
