@@ -56,7 +56,7 @@ pub struct App {
 impl App {
     /// Binds the listener and sets up counting, the sources and (in the demo) the simulator.
     pub async fn build(mut config: Config) -> Result<App, AppError> {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_limits(config.series));
         let listener = TcpListener::bind(config.listen_address)
             .await
             .map_err(|source| AppError::Listen { address: config.listen_address, source })?;

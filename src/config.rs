@@ -9,6 +9,7 @@ use hyper::header::HeaderName;
 
 use crate::emnify::{TokenSource, RETENTION};
 use crate::logging::{LogFormat, LogLevel};
+use crate::metrics::SeriesLimits;
 use crate::poller::PollerSettings;
 use crate::receiver::ReceiverSettings;
 use crate::secret::Secret;
@@ -162,6 +163,16 @@ pub struct ExporterArgs {
     #[arg(long = "webhook.max-concurrent-requests", env = "EMNIFY_EXPORTER_WEBHOOK_MAX_CONCURRENT_REQUESTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub webhook_max_concurrent: u32,
 
+    /// Most organisations with series of their own; events of later ones are counted under
+    /// organisation_id="overflow" (never dropped). Each organisation costs about 1 KiB of memory and
+    /// 0.5 KiB of /metrics per series it has (at least 5).
+    #[arg(long = "metrics.max-organisations", env = "EMNIFY_EXPORTER_METRICS_MAX_ORGANISATIONS", default_value_t = 2000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_organisations: u64,
+
+    /// Longest organisation or event-type name used as a label value, in characters (longer ones are cut).
+    #[arg(long = "metrics.max-label-length", env = "EMNIFY_EXPORTER_METRICS_MAX_LABEL_LENGTH", default_value_t = 128, value_name = "N", value_parser = clap::value_parser!(u64).range(8..=4096))]
+    pub max_label_length: u64,
+
     /// Push mode: emnify_up turns 0 when no push was accepted for this long (the stream stopped, or points
     /// elsewhere). Set it above the longest quiet spell of the fleet.
     #[arg(long = "webhook.stale-after", env = "EMNIFY_EXPORTER_WEBHOOK_STALE_AFTER", default_value = "1h", value_name = "DURATION", value_parser = parse_positive_duration)]
@@ -296,6 +307,8 @@ pub struct Config {
     pub state_file: Option<PathBuf>,
     /// How events are counted, whichever way they arrive.
     pub tally: TallySettings,
+    /// Bounds on the series payloads can create.
+    pub series: SeriesLimits,
     /// Polling the emnify API (poll and both modes).
     pub poll: Option<PollConfig>,
     /// The Data Streamer receiver (push and both modes).
@@ -332,6 +345,7 @@ impl Config {
                 max_remembered_ids: 100_000,
                 ..TallySettings::default()
             },
+            series: SeriesLimits::default(),
             poll: Some(PollConfig {
                 token: TokenSource::Value(Secret::new(token)),
                 interval: Duration::from_secs(1),
@@ -386,6 +400,10 @@ impl ExporterArgs {
                 remember_pushed: self.overlap,
                 push_stale_after: self.webhook_stale_after,
                 ..TallySettings::default()
+            },
+            series: SeriesLimits {
+                max_organisations: usize::try_from(self.max_organisations).unwrap_or(usize::MAX),
+                max_label_length: usize::try_from(self.max_label_length).unwrap_or(usize::MAX),
             },
             poll,
             push,

@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge};
 
 use super::encode::LabelledFamily;
-use super::labels::{zero_series, LabelNames, Organisation, SKIP_REASONS, UNREADABLE_REASONS, ZEROED_GENERIC_CAUSES};
+use super::labels::{
+    zero_series, LabelNames, OrgKey, Organisation, SeriesLimits, SKIP_REASONS, UNREADABLE_REASONS,
+    ZEROED_GENERIC_CAUSES,
+};
 use super::persist::OnRestore;
 use super::registrar::Registrar;
 use crate::catalogue::{generic_cause, GENERIC_EVENT_TYPE};
@@ -21,7 +24,7 @@ struct EventKey {
     event_type: u32,
     source: Option<u32>,
     severity: Option<u32>,
-    organisation: Option<u64>,
+    organisation: OrgKey,
     alert: bool,
 }
 
@@ -48,13 +51,22 @@ pub struct EventMetrics {
     counted: IntCounter,
     names: Arc<LabelNames>,
     handles: Mutex<HandleCache>,
-    generic_handles: Mutex<HashMap<(Option<u64>, &'static str), IntCounter>>,
+    generic_handles: Mutex<HashMap<(OrgKey, &'static str), IntCounter>>,
+    /// Events counted under `organisation_id="overflow"`.
+    over_limit: IntCounter,
+    /// Organisations with series of their own, and the limit.
+    organisations: IntGauge,
+    /// When the limit was last logged as reached.
+    over_limit_logged: Mutex<Option<std::time::Instant>>,
 }
+
+/// How often reaching the organisation limit is logged again while new organisations keep coming.
+const OVER_LIMIT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl EventMetrics {
     /// Registers the event metrics, with their reasons at zero.
-    pub(super) fn register(reg: &mut Registrar<'_>) -> Self {
-        let names = Arc::new(LabelNames::from_catalogue());
+    pub(super) fn register(reg: &mut Registrar<'_>, limits: SeriesLimits) -> Self {
+        let names = Arc::new(LabelNames::from_catalogue(limits));
         let counted = IntCounter::new("emnify_events_counted", "internal").expect("valid");
         // A restored event series counts towards the total, and keeps its organisation's name.
         let on_restore: OnRestore = {
@@ -108,6 +120,20 @@ impl EventMetrics {
             "emnify_dedup_remembered_ids",
             "Event ids remembered to recognise duplicates in overlapping poll windows.",
         );
+        let over_limit = reg.counter(
+            "emnify_events_over_organisation_limit_total",
+            "Events counted under organisation_id=\"overflow\" because --metrics.max-organisations organisations \
+             have series of their own already (never dropped).",
+        );
+        let organisations = reg.int_gauge(
+            "emnify_organisations",
+            "Organisations with series of their own (at most --metrics.max-organisations).",
+        );
+        let limit = reg.int_gauge(
+            "emnify_organisations_limit",
+            "--metrics.max-organisations: organisations beyond it share the organisation_id=\"overflow\" series.",
+        );
+        limit.set(i64::try_from(limits.max_organisations).unwrap_or(i64::MAX));
         EventMetrics {
             total,
             generic,
@@ -121,6 +147,9 @@ impl EventMetrics {
             names,
             handles: Mutex::new(HashMap::default()),
             generic_handles: Mutex::new(HashMap::new()),
+            over_limit,
+            organisations,
+            over_limit_logged: Mutex::new(None),
         }
     }
 
@@ -172,39 +201,56 @@ impl EventMetrics {
         self.counted.get()
     }
 
-    /// Creates the handles of a new label set; a new organisation also gets its zeroed series.
-    fn resolve(&self, key: EventKey, org_name: Option<&str>) -> EventHandles {
-        let organisation = self.names.organisation(key.organisation, org_name);
+    /// Creates the handles of a new label set (its organisation already admitted, or the overflow); a new
+    /// organisation also gets its zeroed series.
+    fn resolve(&self, key: EventKey) -> EventHandles {
+        let organisation = self.names.organisation(key.organisation);
         let labels = self.names.event(key.event_type, key.source, key.severity, organisation);
         let handles = EventHandles {
             events: self.total.with_label_values(&labels.events()),
             alerts: key.alert.then(|| self.alerts.with_label_values(&labels.alerts())),
         };
-        self.init_organisation(key.organisation, org_name, labels.organisation);
+        self.init_organisation(key.organisation, labels.organisation);
+        self.organisations.set(i64::try_from(self.names.organisations()).unwrap_or(i64::MAX));
         handles
     }
 
     /// Creates the series [`LabelNames::zeroed_generic_series`] and [`ZEROED_GENERIC_CAUSES`] name for an
     /// organisation, at zero (nothing if they exist already).
-    fn init_organisation(&self, org_id: Option<u64>, org_name: Option<&str>, organisation: Organisation) {
+    fn init_organisation(&self, org: OrgKey, organisation: Organisation) {
         let generic = self.names.zeroed_generic_series(organisation);
         self.total.with_label_values(&generic.events());
         self.alerts.with_label_values(&generic.alerts());
         for cause in ZEROED_GENERIC_CAUSES {
-            self.generic_counter(org_id, org_name, cause);
+            self.generic_counter(org, cause);
         }
     }
 
     /// The counter of Generic events of `cause` in an organisation; its labels are looked up only when it is
     /// new, as this runs for every Generic event.
-    fn generic_counter(&self, org_id: Option<u64>, org_name: Option<&str>, cause: &'static str) -> IntCounter {
+    fn generic_counter(&self, org: OrgKey, cause: &'static str) -> IntCounter {
         let mut map = self.generic_handles.lock().unwrap_or_else(PoisonError::into_inner);
-        map.entry((org_id, cause))
+        map.entry((org, cause))
             .or_insert_with(|| {
-                let org = self.names.organisation(org_id, org_name);
+                let org = self.names.organisation(org);
                 self.generic.with_label_values(&[cause, org.name.as_str(), org.id.as_str()])
             })
             .clone()
+    }
+
+    /// An event of an organisation beyond the limit: counted under the overflow, and said (once an hour).
+    fn note_over_limit(&self, org_id: Option<u64>) {
+        self.over_limit.inc();
+        let mut logged = self.over_limit_logged.lock().unwrap_or_else(PoisonError::into_inner);
+        if logged.is_none_or(|at| at.elapsed() >= OVER_LIMIT_LOG_EVERY) {
+            *logged = Some(std::time::Instant::now());
+            tracing::warn!(
+                organisation_id = org_id,
+                limit = self.names.limits().max_organisations,
+                "more organisations than --metrics.max-organisations: new ones are counted under \
+                 organisation_id=\"overflow\" (see emnify_events_over_organisation_limit_total)"
+            );
+        }
     }
 }
 
@@ -221,18 +267,26 @@ impl EventRecorder<'_> {
     /// `tally::Origin`), for `emnify_last_event_timestamp_seconds`.
     pub fn record(&mut self, event: &Event<'_>, time_millis: Option<i64>) {
         let metrics = self.metrics;
-        let key = EventKey {
+        let mut key = EventKey {
             event_type: event.event_type_id,
             source: event.source_id,
             severity: event.severity_id,
-            organisation: event.organisation_id,
+            organisation: OrgKey::of(event.organisation_id),
             alert: event.alert,
         };
-        let org_name = event.organisation_name.as_deref();
+        // The fast path: a label set of an admitted organisation seen before. Otherwise the organisation
+        // is admitted under the limit, or its event goes to the overflow series (cached per label set
+        // there, so an organisation beyond the limit costs no memory of its own).
+        if !self.handles.contains_key(&key) {
+            key.organisation = metrics.names.admit(event.organisation_id, event.organisation_name.as_deref());
+            if key.organisation == OrgKey::Overflow {
+                metrics.note_over_limit(event.organisation_id);
+            }
+        }
         let h = match self.handles.get(&key) {
             Some(h) => h,
             None => {
-                let created = metrics.resolve(key, org_name);
+                let created = metrics.resolve(key);
                 self.handles.entry(key).or_insert(created)
             }
         };
@@ -242,7 +296,7 @@ impl EventRecorder<'_> {
         }
         if event.event_type_id == GENERIC_EVENT_TYPE {
             let cause = generic_cause(&event.description);
-            metrics.generic_counter(event.organisation_id, org_name, cause).inc();
+            metrics.generic_counter(key.organisation, cause).inc();
         }
         self.counted += 1;
         if let Some(ts) = time_millis {

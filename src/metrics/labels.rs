@@ -14,6 +14,49 @@ use crate::catalogue::{self, severity_name, source_name, GENERIC_CAUSES, GENERIC
 /// The label value of an id without a known name.
 const UNKNOWN: &str = "unknown";
 
+/// The `organisation` and `organisation_id` of the series that organisations beyond the limit share.
+pub const OVERFLOW: &str = "overflow";
+
+/// Bounds on the series a client (a reseller's token, anyone who can push) can make the exporter create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesLimits {
+    /// Organisations with series of their own; later ones are counted under [`OVERFLOW`].
+    pub max_organisations: usize,
+    /// Longest label value taken from a payload (organisation and event-type names), in characters.
+    pub max_label_length: usize,
+}
+
+impl Default for SeriesLimits {
+    fn default() -> Self {
+        SeriesLimits { max_organisations: 2000, max_label_length: 128 }
+    }
+}
+
+/// Which organisation an event's series belong to, once the limit is applied.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub(super) enum OrgKey {
+    Id(u64),
+    /// The event named no organisation.
+    Unknown,
+    /// Beyond [`SeriesLimits::max_organisations`]: one series set for all of them.
+    Overflow,
+}
+
+impl OrgKey {
+    /// The key an organisation id has if it was admitted (the fast path looks it up as that).
+    pub(super) fn of(id: Option<u64>) -> OrgKey {
+        id.map_or(OrgKey::Unknown, OrgKey::Id)
+    }
+}
+
+/// `text` cut to at most `max` characters (on a character boundary).
+fn bounded(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => text[..cut].to_string(),
+        None => text.to_string(),
+    }
+}
+
 /// Why a poll failed; each is a value of `emnify_poll_errors_total{reason}`, all of them at zero from the start.
 pub const POLL_ERROR_REASONS: [&str; 7] =
     ["auth", "rate_limited", "http_4xx", "http_5xx", "timeout", "connection", "decode"];
@@ -73,22 +116,63 @@ pub(super) struct LabelNames {
     /// Event-type names: the built-in catalogue, updated from the API.
     type_names: RwLock<HashMap<u32, String>>,
     /// The first name seen for each organisation id, so one id never gets two `organisation` values
-    /// (a renamed organisation would otherwise split its counts over two series).
-    org_names: Mutex<HashMap<Option<u64>, String>>,
+    /// (a renamed organisation would otherwise split its counts over two series). Its ids are the
+    /// organisations admitted under the limit.
+    org_names: Mutex<OrgNames>,
+    limits: SeriesLimits,
+}
+
+/// Organisation names by key, and how many of them are organisations (not `unknown`).
+#[derive(Default)]
+struct OrgNames {
+    names: HashMap<OrgKey, String>,
+    admitted: usize,
+}
+
+impl OrgNames {
+    fn insert(&mut self, key: OrgKey, name: String) {
+        if self.names.insert(key, name).is_none() && matches!(key, OrgKey::Id(_)) {
+            self.admitted += 1;
+        }
+    }
 }
 
 impl LabelNames {
     /// Event types named as in the built-in catalogue; no organisation names yet.
-    pub(super) fn from_catalogue() -> Self {
+    pub(super) fn from_catalogue(limits: SeriesLimits) -> Self {
         let type_names = catalogue::EVENT_TYPES.iter().map(|(id, name, _)| (*id, (*name).to_string())).collect();
-        LabelNames { type_names: RwLock::new(type_names), org_names: Mutex::new(HashMap::new()) }
+        LabelNames { type_names: RwLock::new(type_names), org_names: Mutex::new(OrgNames::default()), limits }
+    }
+
+    /// Admits an organisation under the limit (naming it with the first name given), or says it is
+    /// beyond it; an organisation already admitted (or restored) stays admitted.
+    pub(super) fn admit(&self, id: Option<u64>, name: Option<&str>) -> OrgKey {
+        let key = OrgKey::of(id);
+        let mut names = self.org_names.lock().unwrap_or_else(PoisonError::into_inner);
+        if names.names.contains_key(&key) {
+            return key;
+        }
+        if matches!(key, OrgKey::Id(_)) && names.admitted >= self.limits.max_organisations {
+            return OrgKey::Overflow;
+        }
+        names.insert(key, bounded(name.unwrap_or(UNKNOWN), self.limits.max_label_length));
+        key
+    }
+
+    /// Organisations with series of their own.
+    pub(super) fn organisations(&self) -> usize {
+        self.org_names.lock().unwrap_or_else(PoisonError::into_inner).admitted
+    }
+
+    pub(super) fn limits(&self) -> SeriesLimits {
+        self.limits
     }
 
     /// Replaces event-type names (from `GET /api/v1/event/type`); ids not given keep their names.
     pub(super) fn set_event_type_names(&self, names: impl IntoIterator<Item = (u32, String)>) {
         let mut map = self.type_names.write().unwrap_or_else(PoisonError::into_inner);
         for (id, name) in names {
-            map.insert(id, name);
+            map.insert(id, bounded(&name, self.limits.max_label_length));
         }
     }
 
@@ -98,20 +182,34 @@ impl LabelNames {
         map.get(&id).cloned().unwrap_or_else(|| UNKNOWN.to_string())
     }
 
-    /// The labels of an organisation; the first name given for its id is kept for good.
-    pub(super) fn organisation(&self, id: Option<u64>, name: Option<&str>) -> Organisation {
-        let mut names = self.org_names.lock().unwrap_or_else(PoisonError::into_inner);
-        let name = names.entry(id).or_insert_with(|| name.unwrap_or(UNKNOWN).to_string()).clone();
-        Organisation { name, id: id.map_or_else(|| UNKNOWN.to_string(), |id| id.to_string()) }
+    /// The labels of an admitted organisation (see [`LabelNames::admit`]), or of the overflow.
+    pub(super) fn organisation(&self, key: OrgKey) -> Organisation {
+        let id = match key {
+            OrgKey::Id(id) => id.to_string(),
+            OrgKey::Unknown => UNKNOWN.to_string(),
+            OrgKey::Overflow => return Organisation { name: OVERFLOW.to_string(), id: OVERFLOW.to_string() },
+        };
+        let names = self.org_names.lock().unwrap_or_else(PoisonError::into_inner);
+        let name = names.names.get(&key).cloned().unwrap_or_else(|| UNKNOWN.to_string());
+        Organisation { name, id }
     }
 
     /// Keeps the organisation name of a restored series, so the organisation's series continue after a
     /// restart rather than start anew under a name it has since been given.
     pub(super) fn keep_organisation_name(&self, labels: &HashMap<&str, &str>) {
         if let (Some(name), Some(id)) = (labels.get("organisation"), labels.get("organisation_id")) {
-            let id = id.parse().ok();
+            let key = match *id {
+                OVERFLOW => return,
+                UNKNOWN => OrgKey::Unknown,
+                id => match id.parse() {
+                    Ok(id) => OrgKey::Id(id),
+                    Err(_) => return,
+                },
+            };
             let mut names = self.org_names.lock().unwrap_or_else(PoisonError::into_inner);
-            names.entry(id).or_insert_with(|| name.to_string());
+            if !names.names.contains_key(&key) {
+                names.insert(key, name.to_string());
+            }
         }
     }
 

@@ -24,7 +24,7 @@ mod state;
 pub use encode::TEXT_CONTENT_TYPE;
 use encode::{encode_families, LabelledFamily};
 pub use events::{EventMetrics, EventRecorder};
-pub use labels::{POLL_ERROR_REASONS, PUSH_REJECT_REASONS};
+pub use labels::{SeriesLimits, OVERFLOW, POLL_ERROR_REASONS, PUSH_REJECT_REASONS};
 use persist::CounterTable;
 pub use persist::CounterValue;
 pub use polling::PollingMetrics;
@@ -63,14 +63,19 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Creates every metric, with the series that must exist from the start set to zero.
+    /// Creates every metric with the default [`SeriesLimits`].
     pub fn new() -> Self {
+        Self::with_limits(SeriesLimits::default())
+    }
+
+    /// Creates every metric, with the series that must exist from the start set to zero.
+    pub fn with_limits(limits: SeriesLimits) -> Self {
         let registry = Registry::new();
         let live_registry = Registry::new();
         let mut labelled = Vec::new();
         let mut counters = CounterTable::default();
         let mut reg = Registrar::new(&registry, &mut labelled, &mut counters);
-        let events = EventMetrics::register(&mut reg);
+        let events = EventMetrics::register(&mut reg, limits);
         let polling = PollingMetrics::register(&mut reg);
         let push = PushMetrics::register(&mut reg);
         build::register(&mut reg, &live_registry);

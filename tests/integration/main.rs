@@ -21,6 +21,7 @@ mod prometheus_e2e;
 mod push;
 mod python_sdk;
 mod restart;
+mod series_limits;
 mod simulator_api;
 mod soak;
 mod web_security;

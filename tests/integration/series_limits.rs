@@ -1,0 +1,72 @@
+//! Series are bounded whatever the payloads say: a push naming 200,000 organisations (a reseller's
+//! token, or anyone who can reach the webhook) stays under `--metrics.max-organisations`, counting
+//! every event, and names longer than `--metrics.max-label-length` are cut.
+
+use std::time::Duration;
+
+use crate::common::{parse_exposition, sum, TestExporter};
+use emnify_exporter::config::Config;
+use emnify_exporter::metrics::SeriesLimits;
+use emnify_exporter::receiver::ReceiverSettings;
+
+const ORGANISATIONS: u64 = 200_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_of_200000_organisations_stays_under_the_cap() {
+    let receiver = ReceiverSettings {
+        path: "/webhook/events".into(),
+        secret_header: None,
+        basic_auth: None,
+        insecure_no_auth: true,
+        max_body_bytes: 32 * 1024 * 1024,
+        read_timeout: Duration::from_secs(30),
+        max_concurrent: 4,
+    };
+    let mut config = Config { poll: None, push: Some(receiver), ..Config::for_tests("http://127.0.0.1:9", "unused") };
+    config.tally.max_remembered_ids = 1_000_000;
+    let limits = SeriesLimits::default();
+    config.series = limits;
+    let exporter = TestExporter::start(config).await;
+
+    let long_name = "N".repeat(10_000);
+    for batch in 0..ORGANISATIONS / 10_000 {
+        let events: Vec<String> = (0..10_000)
+            .map(|i| {
+                let org = batch * 10_000 + i + 1;
+                let name = if org == 1 { long_name.clone() } else { format!("Reseller customer {org}") };
+                format!(r#"{{"id":{org},"event_type":{{"id":3}},"organisation":{{"id":{org},"name":"{name}"}}}}"#)
+            })
+            .collect();
+        let (status, answer) = exporter.push("/webhook/events", &[], format!("[{}]", events.join(","))).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    exporter.wait_for_total(ORGANISATIONS).await;
+    let text = exporter.scrape_text().await;
+    let samples = parse_exposition(&text);
+    let cap = limits.max_organisations as f64;
+    assert_eq!(sum(&samples, "emnify_events_total", &[]), ORGANISATIONS as f64, "every event counted");
+    assert_eq!(sum(&samples, "emnify_organisations", &[]), cap);
+    assert_eq!(
+        sum(&samples, "emnify_events_over_organisation_limit_total", &[]),
+        ORGANISATIONS as f64 - cap,
+        "the rest went to the overflow"
+    );
+    assert_eq!(sum(&samples, "emnify_events_total", &[("organisation_id", "overflow")]), ORGANISATIONS as f64 - cap);
+    let organisation_ids: std::collections::BTreeSet<&str> = samples
+        .iter()
+        .filter(|s| s.name == "emnify_events_total")
+        .filter_map(|s| s.labels.get("organisation_id").map(String::as_str))
+        .collect();
+    assert_eq!(organisation_ids.len(), limits.max_organisations + 1, "the admitted ones and the overflow");
+    let series = samples.iter().filter(|s| s.name.starts_with("emnify_")).count();
+    // Per organisation: its own series and its zeroed Generic ones (events, alerts, three causes).
+    assert!(series <= (limits.max_organisations + 1) * 6 + 100, "{series} series");
+    let longest = samples.iter().filter_map(|s| s.labels.get("organisation")).map(|n| n.chars().count()).max();
+    assert_eq!(longest, Some(limits.max_label_length), "a 10,000-character name is cut");
+    println!(
+        "{ORGANISATIONS} organisations pushed: {} with series of their own, {series} emnify_* series, \
+         /metrics {} bytes",
+        limits.max_organisations,
+        text.len()
+    );
+}
