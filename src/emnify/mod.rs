@@ -1,6 +1,7 @@
 //! The emnify REST API: authentication, paged event listing, the event model and its fast decoder.
 
 pub mod client;
+mod fields;
 pub mod model;
 pub mod scan;
 
