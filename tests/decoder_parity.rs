@@ -1,11 +1,12 @@
 //! Differential tests: the hand-written scanner (`emnify::scan`) against the serde decoder
 //! (`emnify::model`), which is the oracle.
 //!
-//! For every body, `decode_event_list` and `decode_event_list` (and the `object_or_list` pair) must
-//! both fail, or both succeed with equal `Vec<DecodedEvent>` (fingerprints included). Bodies come
-//! from a generator of quirky emnify pages (field order, duplicates, missing fields, nulls, numbers
-//! as strings / floats / negatives / huge, escapes, unicode, junk), from mutations of such pages
-//! (truncation, flipped / inserted / deleted bytes, control characters, invalid UTF-8), from deep
+//! For every body, `serde_decode_event_list` and `decode_event_list` (and the `object_or_list`
+//! pair) must both fail, or both succeed with equal `Vec<DecodedEvent>` (fingerprints included).
+//! Bodies come from a generator of quirky emnify pages (field order, duplicates, missing fields,
+//! nulls, numbers as strings / floats / negatives / huge, escapes, unicode, junk), from mutations
+//! of such pages (`decoding_tools::mutation`: truncation, flipped / inserted / deleted bytes,
+//! control characters, invalid UTF-8, spliced fragments, renamed keys, replaced values), from deep
 //! nesting at every position, from the example payloads on disk and from hand-written edge cases.
 //!
 //! Every property runs a fixed number of cases from a fixed seed (`PROPTEST_RNG_SEED=<u64>`
@@ -16,13 +17,15 @@
 //! compared (serde_json reports e.g. "invalid type" where the scanner says "unexpected JSON
 //! shape"); only Ok/Err and the decoded values are.
 
+mod decoding_tools;
+
 use std::path::Path;
 
+use decoding_tools::{apply, files_under, fixtures_dir, mutation, proptest_config, INTERESTING};
 use emnify_exporter::emnify::model::{serde_decode_event_list, serde_decode_event_object_or_list};
 use emnify_exporter::emnify::scan::{decode_event_list, decode_event_object_or_list};
 use emnify_exporter::emnify::DecodedEvent;
 use proptest::prelude::*;
-use proptest::test_runner::{RngAlgorithm, RngSeed};
 
 const CASES_PAGES: u32 = 1500;
 const CASES_MUTATIONS: u32 = 3000;
@@ -30,13 +33,6 @@ const CASES_NESTING: u32 = 300;
 const CASES_SCALARS: u32 = 3000;
 
 const SEED: u64 = 0x7061_7269_7479; // "parity"
-
-fn config(cases: u32) -> ProptestConfig {
-    let default = ProptestConfig::default();
-    let rng_seed =
-        if std::env::var_os("PROPTEST_RNG_SEED").is_some() { default.rng_seed } else { RngSeed::Fixed(SEED) };
-    ProptestConfig { cases, failure_persistence: None, rng_algorithm: RngAlgorithm::ChaCha, rng_seed, ..default }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The parity check
@@ -531,69 +527,11 @@ impl Gen {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Mutations
-// ---------------------------------------------------------------------------------------------
-
-/// Bytes that make interesting insertions and replacements.
-const INTERESTING: &[u8] = &[
-    b'"', b'\\', b',', b':', b'[', b']', b'{', b'}', b' ', b'\n', b'0', b'1', b'-', b'.', b'e', b'n', b't', b'u', 0x00,
-    0x01, 0x1f, 0x7f, 0x80, 0xbf, 0xc0, 0xc3, 0xe2, 0xed, 0xf0, 0xf5, 0xff,
-];
-
-#[derive(Debug, Clone)]
-enum Mutation {
-    Truncate(prop::sample::Index),
-    Flip(prop::sample::Index, u8),
-    Replace(prop::sample::Index, prop::sample::Index),
-    Insert(prop::sample::Index, prop::sample::Index),
-    Delete(prop::sample::Index),
-    Duplicate(prop::sample::Index, prop::sample::Index),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        1 => any::<prop::sample::Index>().prop_map(Mutation::Truncate),
-        2 => (any::<prop::sample::Index>(), 1u8..=255).prop_map(|(i, x)| Mutation::Flip(i, x)),
-        3 => (any::<prop::sample::Index>(), any::<prop::sample::Index>()).prop_map(|(i, b)| Mutation::Replace(i, b)),
-        3 => (any::<prop::sample::Index>(), any::<prop::sample::Index>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
-        2 => any::<prop::sample::Index>().prop_map(Mutation::Delete),
-        1 => (any::<prop::sample::Index>(), any::<prop::sample::Index>()).prop_map(|(i, j)| Mutation::Duplicate(i, j)),
-    ]
-}
-
-fn apply(body: &mut Vec<u8>, m: &Mutation) {
-    if body.is_empty() {
-        return;
-    }
-    match m {
-        Mutation::Truncate(i) => body.truncate(i.index(body.len())),
-        Mutation::Flip(i, x) => {
-            let i = i.index(body.len());
-            body[i] ^= x;
-        }
-        Mutation::Replace(i, b) => {
-            let i = i.index(body.len());
-            body[i] = *b.get(INTERESTING);
-        }
-        Mutation::Insert(i, b) => body.insert(i.index(body.len() + 1), *b.get(INTERESTING)),
-        Mutation::Delete(i) => {
-            body.remove(i.index(body.len()));
-        }
-        Mutation::Duplicate(i, j) => {
-            let (a, b) = (i.index(body.len()), j.index(body.len()));
-            let (a, b) = (a.min(b), a.max(b).min(a.min(b) + 64));
-            let piece = body[a..b].to_vec();
-            body.splice(a..a, piece);
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Properties
 // ---------------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(config(CASES_PAGES))]
+    #![proptest_config(proptest_config(SEED, CASES_PAGES))]
 
     /// Well-formed quirky pages (and single events): same events, same unreadable records.
     #[test]
@@ -604,7 +542,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(CASES_MUTATIONS))]
+    #![proptest_config(proptest_config(SEED, CASES_MUTATIONS))]
 
     /// Broken pages: both reject, or both accept the same thing.
     #[test]
@@ -618,7 +556,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(CASES_NESTING))]
+    #![proptest_config(proptest_config(SEED, CASES_NESTING))]
 
     /// Deep nesting in every position the decoders treat differently, balanced or cut short.
     #[test]
@@ -643,7 +581,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(CASES_SCALARS))]
+    #![proptest_config(proptest_config(SEED, CASES_SCALARS))]
 
     /// Scalars and raw bytes in each field the decoder reads: numbers, strings with any bytes
     /// (control characters, invalid UTF-8, broken escapes), literals.
@@ -716,25 +654,11 @@ proptest! {
 // Fixed corpus
 // ---------------------------------------------------------------------------------------------
 
-fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files_under(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
-}
-
 /// Every example payload on disk, whole and cut at every byte (the small ones) or at many points.
 #[test]
 fn example_files_agree() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    files_under(&root.join("tests/fixtures"), &mut files);
-    files_under(&root.join("../shared/emnify/examples"), &mut files);
+    let mut files = files_under(&fixtures_dir());
+    files.extend(files_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/emnify/examples")));
     files.sort();
     let mut checked = 0;
     let mut accepted = 0;
@@ -973,28 +897,35 @@ fn edge_cases_agree() {
 /// would fail here even if the oracle were wrong in the same way.
 #[test]
 fn scanner_rejects_malformed_pages() {
-    for body in [
-        &b"[{\"id\":1,}]"[..],
-        b"[{\"id\":1},]",
-        b"[1 2]",
-        b"[{\"id\":1}",
-        b"",
-        b"[\"\xff\"]",
-        b"[{\"id\":1e400}]",
-        b"[{\"x\":\"a\x01\"}]",
-        b"[01]",
-        b"{\"id\":1}",
+    // Whether `decode_event_list` and `decode_event_object_or_list` accept each body: one object
+    // is a body only for the second (a Data Streamer push), not a page.
+    for (body, list_accepts, object_or_list_accepts) in [
+        (&b"[{\"id\":1,}]"[..], false, false),
+        (b"[{\"id\":1},]", false, false),
+        (b"[1 2]", false, false),
+        (b"[{\"id\":1}", false, false),
+        (b"", false, false),
+        (b"[\"\xff\"]", false, false),
+        (b"[{\"id\":1e400}]", false, false),
+        (b"[{\"x\":\"a\x01\"}]", false, false),
+        (b"[01]", false, false),
+        (b"{\"id\":1}", false, true),
+        (b"{\"id\":1,}", false, false),
+        // What serde accepts the scanner must accept too.
+        (b"[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]", true, true),
+        (b"[{\"x\":\"\xff\\ud800\"}]", true, true),
+        (b"[{\"\x01\":1}]", true, true),
     ] {
-        assert!(decode_event_list(body).is_err(), "{:?}", String::from_utf8_lossy(body));
-        assert!(decode_event_list(body).is_err(), "{:?}", String::from_utf8_lossy(body));
+        let shown = String::from_utf8_lossy(body);
+        assert_eq!(decode_event_list(body).is_ok(), list_accepts, "decode_event_list {shown:?}");
+        let object_or_list = decode_event_object_or_list(body).is_ok();
+        assert_eq!(object_or_list, object_or_list_accepts, "decode_event_object_or_list {shown:?}");
     }
     let e = decode_event_list(b"[{\"id\":1,}]").unwrap_err();
     assert_eq!(e.to_string(), "malformed JSON at line 1 column 10");
     let e = decode_event_list(b"[{\"id\":1,").unwrap_err();
     assert_eq!(e.category(), "truncated JSON");
-    // What serde accepts the scanner must accept too.
-    for body in [&b"[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]"[..], b"[{\"x\":\"\xff\\ud800\"}]", b"[{\"\x01\":1}]"] {
-        assert!(decode_event_list(body).is_ok(), "{:?}", String::from_utf8_lossy(body));
-        assert!(decode_event_list(body).is_ok(), "{:?}", String::from_utf8_lossy(body));
-    }
+    let pushed = decode_event_object_or_list(b"{\"id\":1}").expect("one object is a push body");
+    let reasons: Vec<_> = pushed.iter().map(|item| item.as_ref().map(|_| ()).map_err(|u| (u.id, u.reason))).collect();
+    assert_eq!(reasons, [Err((Some(1), "missing_event_type"))]);
 }

@@ -3,27 +3,31 @@
 // Every property runs a fixed number of cases (see `CASES_*`) from a fixed ChaCha seed, so a run is
 // reproducible and takes a few seconds in a debug build. `PROPTEST_RNG_SEED=<u64>` explores another
 // seed. Nothing is written to disk (no failure persistence): inputs that ever failed go into
-// `REGRESSIONS` by hand.
+// `REGRESSIONS` by hand. The configuration, the example payloads and the mutations of them are
+// shared with `decoder_parity.rs` (`decoding_tools`).
 //
 // The oracle: a body that `serde_json` reads as well-formed JSON is re-read into `J`, a JSON tree
 // that keeps key order and duplicate keys, and every element is predicted from the documented rules
 // of `src/emnify/model.rs` (last key wins; `name` beats `description` in sub-objects; ids from
 // numbers or numeric strings; ...). The decoder must agree with the prediction field by field.
 
+mod decoding_tools;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::fmt;
-use std::path::Path;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
 
+use decoding_tools::{
+    apply, files_under, fixtures_dir, is_example_payload, mutation, proptest_config, structural_mutation,
+};
 use emnify_exporter::emnify::{
     decode_event, decode_event_list, decode_event_object_or_list, DecodedEvent, Event, UNREADABLE_REASONS,
 };
 use emnify_exporter::timefmt::{format_event_timestamp, parse_timestamp_millis};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::{RngAlgorithm, RngSeed};
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -42,13 +46,6 @@ const CASES_ALLOCATION: u32 = 256;
 
 /// The fixed seed ("emnify" in ASCII); `PROPTEST_RNG_SEED` overrides it.
 const SEED: u64 = 0x656d_6e69_6679;
-
-fn config(cases: u32) -> ProptestConfig {
-    let default = ProptestConfig::default();
-    let rng_seed =
-        if std::env::var_os("PROPTEST_RNG_SEED").is_some() { default.rng_seed } else { RngSeed::Fixed(SEED) };
-    ProptestConfig { cases, failure_persistence: None, rng_algorithm: RngAlgorithm::ChaCha, rng_seed, ..default }
-}
 
 /// Allowed peak of extra heap bytes while decoding an `n`-byte body (output included).
 ///
@@ -435,16 +432,8 @@ fn check_all(body: &[u8]) -> Result<Option<usize>, TestCaseError> {
 
 /// Every example payload (valid `.json` and the two invalid `.raw.txt`), and a list of all valid ones.
 static EXAMPLES: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/examples");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy();
-            (name.ends_with(".json") && name != "manifest.json") || name.ends_with(".raw.txt")
-        })
-        .collect();
-    paths.sort();
+    let dir = fixtures_dir().join("examples");
+    let paths: Vec<_> = files_under(&dir).into_iter().filter(|p| is_example_payload(p)).collect();
     let files: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).expect("a readable fixture")).collect();
     assert!(files.len() >= 50, "example payloads not found in {}", dir.display());
     // The events of every well-formed example, a list example's elements included.
@@ -465,79 +454,6 @@ static EXAMPLES: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
 /// The example payloads that are well-formed JSON.
 static VALID_EXAMPLES: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
     EXAMPLES[..EXAMPLES.len() - 1].iter().filter(|f| serde_json::from_slice::<Value>(f).is_ok()).cloned().collect()
-});
-
-/// The fragments that are whole JSON values (to serde_json's lenient skipping, which is what the
-/// decoder does with values it does not read).
-static VALUE_FRAGMENTS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
-    FRAGMENTS.iter().filter(|f| serde_json::from_slice::<serde::de::IgnoredAny>(f).is_ok()).cloned().collect()
-});
-
-/// JSON fragments spliced into payloads: edge numbers, wrong types, odd strings, deep nesting.
-static FRAGMENTS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
-    let mut out: Vec<Vec<u8>> = [
-        "null",
-        "1e999",
-        "-1e999",
-        "-1",
-        "-0",
-        "0.0",
-        "1.5",
-        "1e19",
-        "1.8e19",
-        "5e-324",
-        "-5e-324",
-        "1e308",
-        "4294967295",
-        "4294967296",
-        "18446744073709551615",
-        "18446744073709551616",
-        "-9223372036854775809",
-        "\"x\"",
-        "\"\"",
-        "\" 42 \"",
-        "\"+7\"",
-        "\"TRUE\"",
-        "\"yes\"",
-        "\"\\u0000\"",
-        "\"\\ud800\"",
-        "\"\\ud83d\\ude00\"",
-        "\"\\\\\"",
-        "\"\\u00e9t\\u00e9\"",
-        "\"2021-10-27T11:59:29.000Z\"",
-        "\"2017-10-26T07:28:00.000+0000\"",
-        "\"5/8/2017 10:56:25 PM\"",
-        "\"9999-12-31T23:59:60.999999999-99:99\"",
-        "[]",
-        "{}",
-        "[1,[2,[3]]]",
-        "{\"id\":7}",
-        "{\"id\":-1}",
-        "{\"id\":\"12\"}",
-        "{\"id\":4294967296}",
-        "{\"id\":1,\"name\":null,\"description\":\"d\"}",
-        "{\"id\":1,\"id\":null}",
-        "true",
-        "false",
-        "\"id\"",
-        "\"event_type\"",
-        ",",
-        ":",
-        "\"",
-        "\\",
-        "\u{feff}",
-    ]
-    .iter()
-    .map(|s| s.as_bytes().to_vec())
-    .collect();
-    out.push(vec![0xff, 0xfe]);
-    out.push(b"\"\xc3\x28\"".to_vec()); // a string with invalid UTF-8
-    for depth in [64, 127, 128, 129, 200, 5000] {
-        out.push([vec![b'['; depth], vec![b']'; depth]].concat());
-    }
-    out.push([b"{\"a\":".repeat(300), b"1".to_vec(), b"}".repeat(300)].concat());
-    out.push(vec![b'['; 3000]);
-    out
 });
 
 #[derive(Debug, Clone)]
@@ -567,190 +483,6 @@ fn seed() -> BoxedStrategy<Seed> {
         1 => Just(Seed::All),
     ]
     .boxed()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Mutations
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-enum Mutation {
-    FlipBit(Index, u8),
-    SetByte(Index, u8),
-    Insert(Index, Vec<u8>),
-    Delete(Index, usize),
-    Truncate(Index),
-    /// Overwrite `len` bytes at a position with a fragment.
-    Splice(Index, Index, usize),
-    /// Replace a whole JSON value (found after a `:`, `,` or `[`) with a fragment.
-    ReplaceValue(Index, Index),
-    /// Rename an object key (after a `:`) to one the decoder reads: moves fields, makes duplicates.
-    RenameKey(Index, Index),
-    /// Repeat an object member (`"key": value`) right after itself: a duplicate key.
-    RepeatMember(Index),
-    /// Copy a span of the body elsewhere (duplicate keys, repeated elements).
-    Duplicate(Index, usize, Index),
-}
-
-fn mutation() -> BoxedStrategy<Mutation> {
-    prop_oneof![
-        2 => (any::<Index>(), 0..8u8).prop_map(|(at, bit)| Mutation::FlipBit(at, bit)),
-        1 => (any::<Index>(), any::<u8>()).prop_map(|(at, b)| Mutation::SetByte(at, b)),
-        2 => (any::<Index>(), prop::collection::vec(any::<u8>(), 1..8)).prop_map(|(at, b)| Mutation::Insert(at, b)),
-        2 => (any::<Index>(), 1..64usize).prop_map(|(at, n)| Mutation::Delete(at, n)),
-        1 => any::<Index>().prop_map(Mutation::Truncate),
-        2 => (any::<Index>(), any::<Index>(), 0..16usize).prop_map(|(at, f, n)| Mutation::Splice(at, f, n)),
-        4 => structural_mutation(),
-        1 => (any::<Index>(), 1..256usize, any::<Index>()).prop_map(|(from, n, to)| Mutation::Duplicate(from, n, to)),
-    ]
-    .boxed()
-}
-
-/// Mutations that keep well-formed JSON well-formed (unless a fragment is deeper than serde_json allows).
-fn structural_mutation() -> BoxedStrategy<Mutation> {
-    prop_oneof![
-        4 => (any::<Index>(), any::<Index>()).prop_map(|(at, f)| Mutation::ReplaceValue(at, f)),
-        2 => (any::<Index>(), any::<Index>()).prop_map(|(at, k)| Mutation::RenameKey(at, k)),
-        1 => any::<Index>().prop_map(Mutation::RepeatMember),
-    ]
-    .boxed()
-}
-
-/// Keys the decoder reads, spelled as JSON strings (one with an escape).
-const KEYS: &[&[u8]] = &[
-    b"\"id\"",
-    b"\"event_type\"",
-    b"\"event_source\"",
-    b"\"event_severity\"",
-    b"\"organisation\"",
-    b"\"timestamp\"",
-    b"\"alert\"",
-    b"\"description\"",
-    b"\"name\"",
-    b"\"\\u0069d\"",
-    b"\"x\"",
-];
-
-/// The positions of the `:` between object keys and values (approximately: `:` inside strings count too).
-fn colons(body: &[u8]) -> Vec<usize> {
-    (0..body.len()).filter(|&i| body[i] == b':').collect()
-}
-
-/// The span of the key string before the `:` at `colon`, if there is one.
-fn key_before(body: &[u8], colon: usize) -> Option<(usize, usize)> {
-    let end = colon - body[..colon].iter().rev().take_while(|b| b.is_ascii_whitespace()).count();
-    if end == 0 || body[end - 1] != b'"' {
-        return None;
-    }
-    let start = (0..end - 1).rev().find(|&i| body[i] == b'"' && (i == 0 || body[i - 1] != b'\\'))?;
-    Some((start, end))
-}
-
-/// The start and end of the value after the `:` at `colon`.
-fn value_after(body: &[u8], colon: usize) -> (usize, usize) {
-    let mut start = colon + 1;
-    while body.get(start).is_some_and(|b| b.is_ascii_whitespace()) {
-        start += 1;
-    }
-    (start, value_end(body, start))
-}
-
-/// The end of the JSON value starting at `start` (roughly: strings and brackets are matched).
-fn value_end(body: &[u8], start: usize) -> usize {
-    let skip_string = |mut i: usize| {
-        i += 1;
-        while i < body.len() {
-            match body[i] {
-                b'\\' => i += 2,
-                b'"' => return i + 1,
-                _ => i += 1,
-            }
-        }
-        body.len()
-    };
-    match body.get(start) {
-        None => start,
-        Some(b'"') => skip_string(start),
-        Some(b'[' | b'{') => {
-            let (mut depth, mut i) = (0usize, start);
-            while i < body.len() {
-                match body[i] {
-                    b'"' => {
-                        i = skip_string(i);
-                        continue;
-                    }
-                    b'[' | b'{' => depth += 1,
-                    b']' | b'}' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return i + 1;
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            body.len()
-        }
-        Some(_) => {
-            let len = body[start..].iter().position(|b| b",]} \t\r\n".contains(b)).unwrap_or(body.len() - start);
-            start + len.max(1)
-        }
-    }
-}
-
-fn apply(body: &mut Vec<u8>, mutation: &Mutation) {
-    let len = body.len();
-    let pos = |at: &Index| if len == 0 { 0 } else { at.index(len) };
-    match mutation {
-        Mutation::FlipBit(at, bit) if len > 0 => body[pos(at)] ^= 1 << bit,
-        Mutation::SetByte(at, byte) if len > 0 => body[pos(at)] = *byte,
-        Mutation::Insert(at, bytes) => {
-            let at = at.index(len + 1);
-            body.splice(at..at, bytes.iter().copied());
-        }
-        Mutation::Delete(at, n) if len > 0 => {
-            let at = pos(at);
-            body.drain(at..(at + n).min(len));
-        }
-        Mutation::Truncate(at) => body.truncate(at.index(len + 1)),
-        Mutation::Splice(at, fragment, n) => {
-            let at = at.index(len + 1);
-            body.splice(at..(at + n).min(len), fragment.get(&FRAGMENTS).iter().copied());
-        }
-        Mutation::ReplaceValue(at, fragment) => {
-            let marks: Vec<usize> = (0..len).filter(|&i| matches!(body[i], b':' | b'[')).collect();
-            if !marks.is_empty() {
-                let (start, end) = value_after(body, *at.get(&marks));
-                body.splice(start..end, fragment.get(&VALUE_FRAGMENTS).iter().copied());
-            }
-        }
-        Mutation::RenameKey(at, key) => {
-            let marks = colons(body);
-            if let Some((start, end)) = (!marks.is_empty()).then(|| key_before(body, *at.get(&marks))).flatten() {
-                body.splice(start..end, key.get(KEYS).iter().copied());
-            }
-        }
-        Mutation::RepeatMember(at) => {
-            let marks = colons(body);
-            if marks.is_empty() {
-                return;
-            }
-            let colon = *at.get(&marks);
-            if let Some((start, _)) = key_before(body, colon) {
-                let (_, end) = value_after(body, colon);
-                let member = [b",".as_slice(), &body[start..end]].concat();
-                body.splice(end..end, member);
-            }
-        }
-        Mutation::Duplicate(from, n, to) if len > 0 => {
-            let from = pos(from);
-            let span = body[from..(from + n).min(len)].to_vec();
-            let to = to.index(len + 1);
-            body.splice(to..to, span);
-        }
-        _ => {}
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -966,7 +698,7 @@ fn repeat_list(element: &[u8], count: usize) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(config(CASES_BYTES))]
+    #![proptest_config(proptest_config(SEED, CASES_BYTES))]
 
     /// 1. Arbitrary bytes, and bytes from JSON's alphabet, never panic a decoder.
     #[test]
@@ -983,7 +715,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(CASES_TIMESTAMPS))]
+    #![proptest_config(proptest_config(SEED, CASES_TIMESTAMPS))]
 
     /// 1b. The timestamp parser never panics, and reads back every documented form exactly.
     #[test]
@@ -1000,7 +732,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(CASES_MUTATIONS))]
+    #![proptest_config(proptest_config(SEED, CASES_MUTATIONS))]
 
     /// 2. Mutated real payloads: no panic; whatever decodes is sorted into events and unreadables
     /// with a known reason, the three entry points agree, and well-formed JSON matches the oracle.
@@ -1021,7 +753,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(CASES_STRUCTURED))]
+    #![proptest_config(proptest_config(SEED, CASES_STRUCTURED))]
 
     /// 3. Any well-formed JSON array decodes, one element per element, each as the oracle predicts;
     /// an integer `id` with an object `event_type` whose integer `id` fits u32 is always an event.
@@ -1058,7 +790,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(CASES_ALLOCATION))]
+    #![proptest_config(proptest_config(SEED, CASES_ALLOCATION))]
 
     /// 4. Decoding an n-byte body never holds more than `allowed_peak(n)` extra heap bytes.
     #[test]

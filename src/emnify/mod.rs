@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod clock;
+mod fields;
 pub mod model;
 pub mod scan;
 

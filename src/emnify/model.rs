@@ -16,6 +16,7 @@ use std::fmt;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use super::fields::{decoded_event, not_an_object, EventFields};
 use crate::timefmt::parse_timestamp_millis;
 
 /// One emnify event: the fields the exporter counts by.
@@ -161,10 +162,6 @@ impl<'de> Deserialize<'de> for Item<'de> {
     }
 }
 
-fn not_an_object() -> Unreadable {
-    Unreadable { id: None, fingerprint: 0, reason: UNREADABLE_REASONS[0] }
-}
-
 fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
     while seq.next_element::<IgnoredAny>()?.is_some() {}
     Ok(())
@@ -176,57 +173,32 @@ fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
 }
 
 fn read_event<'de, A: MapAccess<'de>>(mut map: A) -> Result<DecodedEvent<'de>, A::Error> {
-    let mut id = None;
-    let mut timestamp = None;
-    let mut alert = false;
-    let mut description = None;
-    let mut event_type = None;
-    let mut source = None;
-    let mut severity = None;
-    let mut organisation = None;
+    let mut fields = EventFields::default();
+    // A sub-object given as a non-object or without an id leaves no id, as in the scanner.
+    let id_of = |r: Option<RefValue<'_>>| r.and_then(|r| r.id);
     while let Some(key) = map.next_key::<Key>()? {
         match key {
-            Key::Id => id = map.next_value::<AnyU64>()?.0,
-            Key::Timestamp => timestamp = map.next_value::<AnyStr<'de>>()?.0,
-            Key::Alert => alert = map.next_value::<AnyBool>()?.0,
-            Key::Description => description = map.next_value::<AnyStr<'de>>()?.0,
-            Key::EventType => event_type = map.next_value::<Ref<'de, false>>()?.0,
-            Key::EventSource => source = map.next_value::<Ref<'de, false>>()?.0,
-            Key::EventSeverity => severity = map.next_value::<Ref<'de, false>>()?.0,
-            Key::Organisation => organisation = map.next_value::<Ref<'de, true>>()?.0,
+            Key::Id => fields.id = map.next_value::<AnyU64>()?.0,
+            Key::Timestamp => fields.timestamp = map.next_value::<AnyStr<'de>>()?.0,
+            Key::Alert => fields.alert = map.next_value::<AnyBool>()?.0,
+            Key::Description => fields.description = map.next_value::<AnyStr<'de>>()?.0,
+            Key::EventType => fields.event_type_id = id_of(map.next_value::<Ref<'de, false>>()?.0),
+            Key::EventSource => fields.source_id = id_of(map.next_value::<Ref<'de, false>>()?.0),
+            Key::EventSeverity => fields.severity_id = id_of(map.next_value::<Ref<'de, false>>()?.0),
+            Key::Organisation => {
+                let organisation = map.next_value::<Ref<'de, true>>()?.0;
+                (fields.organisation_id, fields.organisation_name) = match organisation {
+                    Some(o) => (o.id, o.name),
+                    None => (None, None),
+                };
+            }
             Key::Name | Key::Other => {
                 map.next_value::<IgnoredAny>()?;
             }
         }
     }
-    let small = |r: &Option<RefValue<'_>>| r.as_ref().and_then(|r| r.id).and_then(|v| u32::try_from(v).ok());
-    let event_type_id = event_type.as_ref().and_then(|t| t.id).and_then(|t| u32::try_from(t).ok());
-    let (Some(id), Some(event_type_id)) = (id, event_type_id) else {
-        let fingerprint = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::hash::DefaultHasher::new();
-            (id, timestamp.as_deref(), description.as_deref(), event_type_id).hash(&mut h);
-            (small(&source), small(&severity), organisation.as_ref().and_then(|o| o.id)).hash(&mut h);
-            h.finish()
-        };
-        let reason = if id.is_none() { UNREADABLE_REASONS[1] } else { UNREADABLE_REASONS[2] };
-        return Ok(Err(Unreadable { id, fingerprint, reason }));
-    };
-    let (organisation_id, organisation_name) = match organisation {
-        Some(o) => (o.id, o.name),
-        None => (None, None),
-    };
-    Ok(Ok(Event {
-        id,
-        timestamp_millis: timestamp.as_deref().and_then(parse_timestamp_millis),
-        alert,
-        description: description.unwrap_or(Cow::Borrowed("")),
-        event_type_id,
-        source_id: small(&source),
-        severity_id: small(&severity),
-        organisation_id,
-        organisation_name,
-    }))
+    let timestamp_millis = fields.timestamp.as_deref().and_then(parse_timestamp_millis);
+    decoded_event!(fields, timestamp_millis)
 }
 
 /// The keys of an event object (and of its `{id, description|name}` sub-objects) that matter.

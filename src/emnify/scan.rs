@@ -5,8 +5,10 @@
 //! [`super::model::serde_decode_event_list`] and [`super::model::serde_decode_event_object_or_list`] return
 //! (`tests/decoder_parity.rs` checks that differentially): the same events, the same
 //! `Unreadable` records with the same fingerprints, and an error for exactly the bodies
-//! `serde_json` rejects. What makes that possible is following how `serde_json` 1.0.154 reads each
-//! position of the document:
+//! `serde_json` rejects. Both decoders only read an event's raw values into a
+//! `fields::EventFields`, which one shared macro turns into the `Event` or `Unreadable`; what
+//! follows is about reading those values the same way, following how `serde_json` 1.0.154 reads
+//! each position of the document:
 //!
 //! * Values the decoder reads (`id`, `timestamp`, `alert`, `description`, the `event_*` and
 //!   `organisation` sub-objects and their `id`/`name`/`description`, list elements) are parsed like
@@ -33,7 +35,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::model::{DecodedEvent, Event, Key, Unreadable, UNREADABLE_REASONS};
+use super::fields::{decoded_event, not_an_object, EventFields};
+use super::model::{DecodedEvent, Key};
 use crate::timefmt::parse_timestamp_millis;
 
 /// Why a body could not be scanned, with the position; never echoes the body.
@@ -301,7 +304,7 @@ impl<'a> Scanner<'a> {
                     // Not reached (objects are read as events above); drained all the same.
                     self.drain_map()?;
                 }
-                Err(Unreadable { id: None, fingerprint: 0, reason: UNREADABLE_REASONS[0] })
+                Err(not_an_object())
             };
             out.push(item);
             if !self.more_members(b']')? {
@@ -312,14 +315,7 @@ impl<'a> Scanner<'a> {
 
     /// One event object, the cursor just after `{` (as `model::read_event`).
     fn event(&mut self) -> Scan<DecodedEvent<'a>> {
-        let mut id = None;
-        let mut timestamp: Option<Cow<'a, str>> = None;
-        let mut alert = false;
-        let mut description: Option<Cow<'a, str>> = None;
-        let mut event_type = None;
-        let mut source = None;
-        let mut severity = None;
-        let mut organisation: (Option<u64>, Option<Cow<'a, str>>) = (None, None);
+        let mut fields = EventFields::default();
         self.ws();
         if self.peek() == b'}' {
             self.i += 1;
@@ -327,14 +323,19 @@ impl<'a> Scanner<'a> {
             loop {
                 let key = self.member_key()?;
                 match key {
-                    Key::Id => id = self.any_u64()?,
-                    Key::Timestamp => timestamp = self.any_str()?,
-                    Key::Alert => alert = self.any_bool()?,
-                    Key::Description => description = self.any_str()?,
-                    Key::EventType => event_type = self.reference::<false>()?.0,
-                    Key::EventSource => source = self.reference::<false>()?.0,
-                    Key::EventSeverity => severity = self.reference::<false>()?.0,
-                    Key::Organisation => organisation = self.reference::<true>()?,
+                    Key::Id => fields.id = self.any_u64()?,
+                    Key::Timestamp => fields.timestamp = self.any_str()?,
+                    Key::Alert => fields.alert = self.any_bool()?,
+                    Key::Description => fields.description = self.any_str()?,
+                    // A sub-object given as a non-object (or without an id) reads as no id in
+                    // model.rs too: `Ref(None)` and `Ref(Some(RefValue { id: None, .. }))` lead to
+                    // the same results.
+                    Key::EventType => fields.event_type_id = self.reference::<false>()?.0,
+                    Key::EventSource => fields.source_id = self.reference::<false>()?.0,
+                    Key::EventSeverity => fields.severity_id = self.reference::<false>()?.0,
+                    Key::Organisation => {
+                        (fields.organisation_id, fields.organisation_name) = self.reference::<true>()?;
+                    }
                     Key::Name | Key::Other => self.skip_value()?,
                 }
                 if !self.more_members(b'}')? {
@@ -342,32 +343,8 @@ impl<'a> Scanner<'a> {
                 }
             }
         }
-        // A sub-object given as a non-object (or without an id) reads as no id in model.rs too:
-        // `Ref(None)` and `Ref(Some(RefValue { id: None, .. }))` lead to the same results.
-        let small = |r: Option<u64>| r.and_then(|v| u32::try_from(v).ok());
-        let event_type_id = small(event_type);
-        let (Some(id), Some(event_type_id)) = (id, event_type_id) else {
-            let fingerprint = {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::hash::DefaultHasher::new();
-                (id, timestamp.as_deref(), description.as_deref(), event_type_id).hash(&mut h);
-                (small(source), small(severity), organisation.0).hash(&mut h);
-                h.finish()
-            };
-            let reason = if id.is_none() { UNREADABLE_REASONS[1] } else { UNREADABLE_REASONS[2] };
-            return Ok(Err(Unreadable { id, fingerprint, reason }));
-        };
-        Ok(Ok(Event {
-            id,
-            timestamp_millis: timestamp.as_deref().and_then(|t| self.timestamp_millis(t)),
-            alert,
-            description: description.unwrap_or(Cow::Borrowed("")),
-            event_type_id,
-            source_id: small(source),
-            severity_id: small(severity),
-            organisation_id: organisation.0,
-            organisation_name: organisation.1,
-        }))
+        let timestamp_millis = fields.timestamp.as_deref().and_then(|t| self.timestamp_millis(t));
+        decoded_event!(fields, timestamp_millis)
     }
 
     /// `parse_timestamp_millis`, with a fast path for the canonical `YYYY-MM-DDTHH:MM:SS.mmmZ`:
