@@ -1,4 +1,5 @@
-//! The values both event decoders read from an event object, and the one place they become a [`DecodedEvent`].
+//! The event model both decoders produce, the values they read from an event object, and the one
+//! place those become a [`DecodedEvent`].
 //!
 //! The serde decoder ([`super::model`]) and the scanner ([`super::scan`]) must return identical
 //! results, fingerprints of unreadable records included. Each only reads the raw values of an
@@ -7,7 +8,38 @@
 
 use std::borrow::Cow;
 
-use super::model::{Unreadable, UNREADABLE_REASONS};
+/// One emnify event: the fields the exporter counts by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// emnify's 64-bit event id; the dedup key ("same id = duplicate", emnify docs).
+    pub id: u64,
+    /// When the event happened, Unix milliseconds; `None` if absent or unreadable.
+    pub timestamp_millis: Option<i64>,
+    pub alert: bool,
+    pub description: Cow<'a, str>,
+    pub event_type_id: u32,
+    pub source_id: Option<u32>,
+    pub severity_id: Option<u32>,
+    pub organisation_id: Option<u64>,
+    pub organisation_name: Option<Cow<'a, str>>,
+}
+
+/// An element of an event list that is well-formed JSON but cannot be counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The event id, when it was readable, for the log line.
+    pub id: Option<u64>,
+    /// A hash of what could be read, so the same bad record received twice is recognised.
+    pub fingerprint: u64,
+    /// One of [`UNREADABLE_REASONS`].
+    pub reason: &'static str,
+}
+
+/// Why an element of an event list could not be counted; values of `emnify_events_unreadable_total{reason}`.
+pub const UNREADABLE_REASONS: [&str; 3] = ["not_an_object", "missing_id", "missing_event_type"];
+
+/// One element of an event list: an event, or why it could not be read.
+pub type DecodedEvent<'a> = Result<Event<'a>, Unreadable>;
 
 /// The values of one event object as read, before anything is decided about them.
 ///
@@ -49,13 +81,13 @@ macro_rules! decoded_event {
             ($fields.id, timestamp, description, small($fields.event_type_id)).hash(&mut h);
             (small($fields.source_id), small($fields.severity_id), $fields.organisation_id).hash(&mut h);
             let reason = if $fields.id.is_none() {
-                $crate::emnify::model::UNREADABLE_REASONS[1]
+                $crate::emnify::fields::UNREADABLE_REASONS[1]
             } else {
-                $crate::emnify::model::UNREADABLE_REASONS[2]
+                $crate::emnify::fields::UNREADABLE_REASONS[2]
             };
-            return Ok(Err($crate::emnify::model::Unreadable { id: $fields.id, fingerprint: h.finish(), reason }));
+            return Ok(Err($crate::emnify::fields::Unreadable { id: $fields.id, fingerprint: h.finish(), reason }));
         };
-        Ok(Ok($crate::emnify::model::Event {
+        Ok(Ok($crate::emnify::fields::Event {
             id,
             timestamp_millis: $timestamp_millis,
             alert: $fields.alert,

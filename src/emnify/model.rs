@@ -19,38 +19,7 @@ use serde::Deserialize;
 use super::fields::{decoded_event, not_an_object, EventFields};
 use crate::timefmt::parse_timestamp_millis;
 
-/// One emnify event: the fields the exporter counts by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event<'a> {
-    /// emnify's 64-bit event id; the dedup key ("same id = duplicate", emnify docs).
-    pub id: u64,
-    /// When the event happened, Unix milliseconds; `None` if absent or unreadable.
-    pub timestamp_millis: Option<i64>,
-    pub alert: bool,
-    pub description: Cow<'a, str>,
-    pub event_type_id: u32,
-    pub source_id: Option<u32>,
-    pub severity_id: Option<u32>,
-    pub organisation_id: Option<u64>,
-    pub organisation_name: Option<Cow<'a, str>>,
-}
-
-/// An element of an event list that is well-formed JSON but cannot be counted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unreadable {
-    /// The event id, when it was readable, for the log line.
-    pub id: Option<u64>,
-    /// A hash of what could be read, so the same bad record received twice is recognised.
-    pub fingerprint: u64,
-    /// One of [`UNREADABLE_REASONS`].
-    pub reason: &'static str,
-}
-
-/// Why an element of an event list could not be counted; values of `emnify_events_unreadable_total{reason}`.
-pub const UNREADABLE_REASONS: [&str; 3] = ["not_an_object", "missing_id", "missing_event_type"];
-
-/// One element of an event list: an event, or why it could not be read.
-pub type DecodedEvent<'a> = Result<Event<'a>, Unreadable>;
+pub use super::fields::{DecodedEvent, Event, Unreadable, UNREADABLE_REASONS};
 
 /// Decodes a `GET /api/v1/event` body: a bare JSON array of events.
 ///
