@@ -82,7 +82,16 @@ pub struct Poller {
     tally: SharedTally,
     /// The clock offset last warned about, so the warning comes once per change, not once per poll.
     warned_offset_millis: Option<i64>,
+    /// When emnify's event-type catalogue was last read.
+    types_loaded: Option<Instant>,
+    /// When it was last read because of an event type without a name.
+    refreshed_for_unknown: Option<Instant>,
 }
+
+/// Least time between two reads of emnify's event-type catalogue prompted by an unknown type id.
+const TYPE_REFRESH_AFTER_UNKNOWN: Duration = Duration::from_secs(600);
+/// The catalogue is read again this often anyway, so names emnify adds reach new series.
+const TYPE_REFRESH_EVERY: Duration = Duration::from_secs(3600);
 
 /// A difference between emnify's clock and the host's worth a warning: harmless to counting, but a
 /// sign of a host clock gone wrong (and of dashboards whose "now" is not emnify's).
@@ -91,7 +100,15 @@ const CLOCK_WARN_MILLIS: i64 = 5_000;
 impl Poller {
     /// A poller that counts into `tally` (shared with the Data Streamer receiver, if there is one).
     pub fn new(client: Client, metrics: Arc<Metrics>, settings: PollerSettings, tally: SharedTally) -> Self {
-        Poller { client, metrics, settings, tally, warned_offset_millis: None }
+        Poller {
+            client,
+            metrics,
+            settings,
+            tally,
+            warned_offset_millis: None,
+            types_loaded: None,
+            refreshed_for_unknown: None,
+        }
     }
 
     /// Saves (with a state file) and publishes what was counted so far.
@@ -99,8 +116,20 @@ impl Poller {
         checkpoint_blocking(&self.tally).await;
     }
 
-    /// Loads the live event-type names; on failure the built-in catalogue stays in use.
+    /// Whether emnify's catalogue may be read again now: at most every [`TYPE_REFRESH_AFTER_UNKNOWN`].
+    fn may_refresh_event_types(&self) -> bool {
+        self.refreshed_for_unknown.is_none_or(|at| at.elapsed() >= TYPE_REFRESH_AFTER_UNKNOWN)
+    }
+
+    /// Reads emnify's event-type catalogue again because a page has an event type without a name.
+    async fn refresh_event_types(&mut self) {
+        self.refreshed_for_unknown = Some(Instant::now());
+        self.load_event_types().await;
+    }
+
+    /// Loads the live event-type names; on failure the names known so far stay in use.
     pub async fn load_event_types(&mut self) -> bool {
+        self.types_loaded = Some(Instant::now());
         match self.client.event_types().await {
             Ok(types) if !types.is_empty() => {
                 tracing::info!(count = types.len(), "loaded event types from emnify");
@@ -126,6 +155,9 @@ impl Poller {
     /// Polls one window and counts what is new in it.
     pub async fn poll_once(&mut self) -> PollOutcome {
         let started = Instant::now();
+        if self.types_loaded.is_some_and(|at| at.elapsed() >= TYPE_REFRESH_EVERY) {
+            self.load_event_types().await;
+        }
         let overlap = duration_millis(self.settings.overlap) / 1000;
         // Windows are on emnify's clock: it filters `q` by its own timestamps.
         let now = match self.client.emnify_now_millis().await {
@@ -273,12 +305,17 @@ impl Poller {
         let origin = Origin::Poll { from_millis: report.from * 1000, until_millis: report.until * 1000 + 999 };
         let mut attempt = 1;
         loop {
+            // A page with an event type no name is known for waits for a look at emnify's live catalogue
+            // first (at most every TYPE_REFRESH_AFTER_UNKNOWN), so its series are named once, rightly.
+            let stop_on_unknown_type = self.may_refresh_event_types();
             let decoding = tokio::task::spawn_blocking({
                 let body = response.body.clone();
                 let tally = self.tally.clone();
+                let metrics = self.metrics.clone();
                 let mut ids = std::mem::take(seen_in_walk);
                 move || {
-                    let result = decode_and_count(&body, &tally, origin, &mut ids);
+                    let unknown = |id: u32| stop_on_unknown_type && !metrics.events.knows_event_type(id);
+                    let result = decode_and_count(&body, &tally, origin, &mut ids, unknown);
                     (result, ids)
                 }
             });
@@ -293,9 +330,14 @@ impl Poller {
             })?;
             *seen_in_walk = ids;
             let error = match result {
-                Ok((summary, counts)) => {
+                Ok(Page::Counted(summary, counts)) => {
                     report.counts.add(counts);
                     return Ok((response, summary));
+                }
+                Ok(Page::UnknownEventType(id)) => {
+                    tracing::info!(event_type_id = id, "an event type without a name: reading emnify's catalogue");
+                    self.refresh_event_types().await;
+                    continue;
                 }
                 Err(err) => ApiError::Decode { endpoint: "event", message: err.to_string() },
             };
@@ -312,6 +354,13 @@ impl Poller {
 /// Ids seen in one walk of a window, to recognise a page that emnify repeats.
 type WalkIds = HashSet<u64, foldhash::fast::RandomState>;
 
+/// What became of a page.
+enum Page {
+    Counted(PageSummary, BatchCounts),
+    /// Not counted: it has an event of this type, which has no name yet.
+    UnknownEventType(u32),
+}
+
 /// Decodes one page and counts what is new on it; the tally checkpoints here when one is due, right
 /// after counting, so a page's counts are saved and published without waiting for the next fetch.
 fn decode_and_count(
@@ -319,8 +368,12 @@ fn decode_and_count(
     tally: &SharedTally,
     origin: Origin,
     seen_in_walk: &mut WalkIds,
-) -> Result<(PageSummary, BatchCounts), DecodeError> {
+    stop_on: impl Fn(u32) -> bool,
+) -> Result<Page, DecodeError> {
     let events = decode_event_list(body)?;
+    if let Some(id) = events.iter().filter_map(|e| e.as_ref().ok()).map(|e| e.event_type_id).find(|id| stop_on(*id)) {
+        return Ok(Page::UnknownEventType(id));
+    }
     let mut summary = PageSummary { len: events.len(), readable: 0, new_in_walk: 0, fingerprint: 0 };
     let mut fingerprint = foldhash::quality::FixedState::with_seed(0x656d_6e69_6679).build_hasher();
     for decoded in &events {
@@ -342,7 +395,7 @@ fn decode_and_count(
     summary.fingerprint = fingerprint.finish();
     // A save that fails here is retried by the poll's closing checkpoint.
     let counts = lock(tally).ingest(events, origin).counts;
-    Ok((summary, counts))
+    Ok(Page::Counted(summary, counts))
 }
 
 /// Polls every `interval`; after a failure, retries sooner with jittered exponential backoff.

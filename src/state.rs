@@ -38,6 +38,10 @@ pub struct SavedState {
     /// Fingerprints of unreadable records already reported.
     pub unreadable: Vec<(u64, i64)>,
     pub counters: Vec<CounterValue>,
+    /// Event-type names known when saved (the catalogue's and those learned from the API), so a
+    /// restart names every id as before, and names series saved as `unknown` whose id got a name.
+    #[serde(default)]
+    pub event_types: Vec<(u32, String)>,
 }
 
 impl SavedState {
@@ -53,6 +57,7 @@ impl SavedState {
             ids: Vec::new(),
             unreadable: Vec::new(),
             counters: Vec::new(),
+            event_types: Vec::new(),
         }
     }
 }

@@ -279,6 +279,7 @@ impl Tally {
         self.floor_millis = saved.floor_millis;
         self.seen = RecentIds::from_entries(saved.horizon_millis, self.settings.max_remembered_ids, &saved.ids);
         self.seen_unreadable = RecentIds::from_entries(saved.horizon_millis, MAX_UNREADABLE, &saved.unreadable);
+        self.metrics.events.set_event_type_names(saved.event_types);
         let restored = self.metrics.restore_counters(&saved.counters);
         self.metrics.events.set_remembered_ids(self.seen.len());
         tracing::info!(
@@ -299,6 +300,7 @@ impl Tally {
             ids: self.seen.entries(),
             unreadable: self.seen_unreadable.entries(),
             counters: self.metrics.counter_values(),
+            event_types: self.metrics.events.event_type_names(),
             ..SavedState::new(api_url)
         }
     }
@@ -444,5 +446,42 @@ impl Tally {
             }
         }
         counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emnify::decode_event_list;
+
+    fn exposition(metrics: &Metrics) -> String {
+        String::from_utf8(metrics.encode()).unwrap()
+    }
+
+    /// Pushed events of a type the exporter has no name for are counted as `unknown`; once the name is
+    /// learned (the poller reads emnify's catalogue) it is saved, and after a restart the series is
+    /// named, its value kept.
+    #[test]
+    fn a_type_named_after_its_first_events_is_named_on_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let first = Arc::new(Metrics::new());
+        let mut tally = Tally::new(first.clone(), TallySettings::default());
+        tally.use_state(StateStore::new(&path, "http://api")).unwrap();
+        let body = br#"[{"id": 1, "event_type": {"id": 902}}, {"id": 2, "event_type": {"id": 902}}]"#;
+        let ingested = tally.ingest(decode_event_list(body).unwrap(), Origin::Push { arrival_millis: now_millis() });
+        assert!(ingested.acknowledge && ingested.counts.counted == 2);
+        assert!(exposition(&first).contains(r#"event_type="unknown",event_type_id="902""#));
+        first.events.set_event_type_names([(902, "Added by emnify".to_string())]);
+        assert!(tally.checkpoint());
+
+        let second = Arc::new(Metrics::new());
+        let mut restarted = Tally::new(second.clone(), TallySettings::default());
+        restarted.use_state(StateStore::new(&path, "http://api")).unwrap();
+        let text = exposition(&second);
+        let named = text.lines().find(|l| l.contains(r#"event_type="Added by emnify",event_type_id="902""#));
+        assert!(named.is_some_and(|l| l.ends_with(" 2")), "{text}");
+        assert!(!text.contains(r#"event_type="unknown",event_type_id="902""#), "{text}");
+        assert_eq!(second.events.event_type_name(902), "Added by emnify");
     }
 }

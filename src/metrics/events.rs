@@ -163,6 +163,17 @@ impl EventMetrics {
         self.names.event_type_name(id)
     }
 
+    /// Whether an event type id has a name; an event of one that has none is worth a look at the API's
+    /// live catalogue before its series is named `unknown` for good.
+    pub fn knows_event_type(&self, id: u32) -> bool {
+        self.names.knows_event_type(id)
+    }
+
+    /// Every event-type name known (the catalogue's and those learned since), for the state file.
+    pub fn event_type_names(&self) -> Vec<(u32, String)> {
+        self.names.event_type_names()
+    }
+
     /// Counts one event, already known to be new, at its payload's time.
     pub fn record(&self, event: &Event<'_>) {
         self.recorder().record(event, event.timestamp_millis);

@@ -176,6 +176,19 @@ impl LabelNames {
         }
     }
 
+    /// Whether an event type id has a name (from the catalogue, the API or the state file).
+    pub(super) fn knows_event_type(&self, id: u32) -> bool {
+        self.type_names.read().unwrap_or_else(PoisonError::into_inner).contains_key(&id)
+    }
+
+    /// Every event-type name known, for the state file.
+    pub(super) fn event_type_names(&self) -> Vec<(u32, String)> {
+        let map = self.type_names.read().unwrap_or_else(PoisonError::into_inner);
+        let mut names: Vec<(u32, String)> = map.iter().map(|(id, name)| (*id, name.clone())).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// The label value for an event type id.
     pub(super) fn event_type_name(&self, id: u32) -> String {
         let map = self.type_names.read().unwrap_or_else(PoisonError::into_inner);

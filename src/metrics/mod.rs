@@ -142,7 +142,22 @@ impl Metrics {
     /// Adds saved counter values (at start-up, before anything is counted), then publishes them; returns
     /// how many were restored.
     pub fn restore_counters(&self, values: &[CounterValue]) -> usize {
-        let restored = self.counters.restore(values);
+        // A series saved as `unknown` whose type has a name by now takes it (its value kept): one id,
+        // one name, from here on.
+        let named: Vec<CounterValue> = values
+            .iter()
+            .map(|saved| {
+                let mut saved = saved.clone();
+                let id = saved.labels.get("event_type_id").and_then(|id| id.parse::<u32>().ok());
+                if let (Some(id), Some(name)) = (id, saved.labels.get_mut("event_type")) {
+                    if name == "unknown" && self.events.knows_event_type(id) {
+                        *name = self.events.event_type_name(id);
+                    }
+                }
+                saved
+            })
+            .collect();
+        let restored = self.counters.restore(&named);
         self.publish();
         restored
     }

@@ -176,7 +176,7 @@ async fn mangle(response: HttpResponse, fault: Option<RequestFault>) -> SimRespo
 
 fn api_get(sim: &Simulator, rest: &[&str], query: &str) -> HttpResponse {
     match rest {
-        ["event", "type"] => json(StatusCode::OK, event_types()),
+        ["event", "type"] => json(StatusCode::OK, event_types(sim)),
         ["event"] => list_events(sim, query, None),
         ["endpoint", id, "event"] => match id.parse::<u64>() {
             Ok(id) => list_events(sim, query, Some(id)),
@@ -304,10 +304,11 @@ fn control(sim: &Simulator, method: &Method, rest: &[&str], query: &str) -> Http
     }
 }
 
-fn event_types() -> String {
-    let list: Vec<serde_json::Value> =
-        EVENT_TYPES.iter().map(|(id, name, _)| json!({"id": id, "description": name})).collect();
-    serde_json::Value::Array(list).to_string()
+fn event_types(sim: &Simulator) -> String {
+    sim.lock().stats.event_type_reads += 1;
+    let built_in = EVENT_TYPES.iter().map(|(id, name, _)| json!({"id": id, "description": name}));
+    let added = sim.added_event_types().into_iter().map(|(id, name)| json!({"id": id, "description": name}));
+    serde_json::Value::Array(built_in.chain(added).collect()).to_string()
 }
 
 fn truth(sim: &Simulator) -> HttpResponse {

@@ -115,6 +115,8 @@ pub struct Stats {
     pub failed_logins: u64,
     pub unauthorized: u64,
     pub event_pages: u64,
+    /// Reads of the event-type catalogue (`GET /api/v1/event/type`).
+    pub event_type_reads: u64,
     /// Requests to `/api/v1/...`, logins included.
     pub requests: u64,
     pub faults_injected: u64,
@@ -169,6 +171,8 @@ struct State {
     rate_override: Option<f64>,
     /// The last event-list answer (see `list_events` in the `http` submodule).
     list_cache: Option<ListCache>,
+    /// Event types added since start (`Simulator::add_event_type`), served by `/api/v1/event/type`.
+    added_event_types: Vec<(u32, String)>,
 }
 
 /// A filtered, sorted event list, valid while `events` events exist.
@@ -201,6 +205,7 @@ impl Simulator {
             login_log: VecDeque::new(),
             hostile_names: config.hostile_names,
             rate_override: None,
+            added_event_types: Vec::new(),
             list_cache: None,
         };
         Simulator { config: Arc::new(config), state: Arc::new(Mutex::new(state)) }
@@ -230,6 +235,25 @@ impl Simulator {
         let mut state = self.lock();
         for _ in 0..count {
             state.produce(time, None);
+        }
+    }
+
+    /// Adds an event type, as emnify does from time to time: `GET /api/v1/event/type` lists it from now on.
+    pub fn add_event_type(&self, id: u32, name: &str) {
+        self.lock().added_event_types.push((id, name.to_string()));
+    }
+
+    /// Event types added since start.
+    pub(crate) fn added_event_types(&self) -> Vec<(u32, String)> {
+        self.lock().added_event_types.clone()
+    }
+
+    /// Produces `count` events of `event_type` (any id, known to the catalogue or not), timestamped now.
+    pub fn generate_of_type(&self, count: usize, event_type: u32) {
+        let time = self.now_millis();
+        let mut state = self.lock();
+        for _ in 0..count {
+            state.produce_typed(time, None, Some(event_type));
         }
     }
 
@@ -479,8 +503,13 @@ impl State {
 
     /// Produces one event at `time`; `generic_for` forces a Generic event for that organisation.
     pub(crate) fn produce(&mut self, time: i64, generic_for: Option<usize>) {
+        self.produce_typed(time, generic_for, None);
+    }
+
+    /// [`State::produce`], with the event's type replaced by `event_type` when given (no alert flag).
+    fn produce_typed(&mut self, time: i64, generic_for: Option<usize>, event_type: Option<u32>) {
         let id = self.fresh_id();
-        let (org_index, (event_type, source, severity, alert, device, description)) = match generic_for {
+        let (org_index, (mut profile_type, source, severity, mut alert, device, description)) = match generic_for {
             Some(org) => {
                 let description = match self.rng.below(10) {
                     0..=5 => events::GENERIC_THROTTLING,
@@ -491,6 +520,10 @@ impl State {
             }
             None => (self.rng.below(ORGANISATIONS.len() as u64) as usize, pick_profile(&mut self.rng)),
         };
+        if let Some(forced) = event_type {
+            (profile_type, alert) = (forced, false);
+        }
+        let event_type = profile_type;
         let organisation = if self.hostile_names && org_index == 2 {
             &events::HOSTILE_ORGANISATION
         } else {

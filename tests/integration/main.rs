@@ -16,6 +16,7 @@ mod examples;
 mod faults;
 mod http;
 mod layering;
+mod names;
 mod perf;
 mod prometheus_e2e;
 mod push;
