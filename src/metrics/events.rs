@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 use super::encode::LabelledFamily;
 use super::labels::{
@@ -35,7 +35,15 @@ struct EventHandles {
     alerts: Option<IntCounter>,
 }
 
-type HandleCache = HashMap<EventKey, EventHandles, foldhash::fast::RandomState>;
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// What the recorder keeps under one lock: each label set's handles, and each admitted organisation's
+/// current name (for `emnify_organisation_info`).
+#[derive(Default)]
+struct HandleCache {
+    series: FastMap<EventKey, EventHandles>,
+    current_names: FastMap<u64, String>,
+}
 
 /// The event metrics, and the label names their series get.
 pub struct EventMetrics {
@@ -58,6 +66,8 @@ pub struct EventMetrics {
     organisations: IntGauge,
     /// When the limit was last logged as reached.
     over_limit_logged: Mutex<Option<std::time::Instant>>,
+    /// `emnify_organisation_info{organisation_id, organisation}`: 1, with each organisation's current name.
+    org_info: IntGaugeVec,
 }
 
 /// How often reaching the organisation limit is logged again while new organisations keep coming.
@@ -134,6 +144,14 @@ impl EventMetrics {
             "--metrics.max-organisations: organisations beyond it share the organisation_id=\"overflow\" series.",
         );
         limit.set(i64::try_from(limits.max_organisations).unwrap_or(i64::MAX));
+        let org_info = reg.int_gauge_vec(
+            prometheus::Opts::new(
+                "emnify_organisation_info",
+                "1 for each organisation with series of its own, labelled with its current name. Event series keep \
+                 the name first seen for their id; join this (on organisation_id) to show today's name.",
+            ),
+            &["organisation_id", "organisation"],
+        );
         EventMetrics {
             total,
             generic,
@@ -145,11 +163,12 @@ impl EventMetrics {
             remembered_ids,
             counted,
             names,
-            handles: Mutex::new(HashMap::default()),
+            handles: Mutex::new(HandleCache::default()),
             generic_handles: Mutex::new(HashMap::new()),
             over_limit,
             organisations,
             over_limit_logged: Mutex::new(None),
+            org_info,
         }
     }
 
@@ -249,6 +268,20 @@ impl EventMetrics {
             .clone()
     }
 
+    /// Makes `name` the current name of an admitted organisation in `emnify_organisation_info` (its event
+    /// series keep their first name; see [`LabelNames::organisation`]).
+    fn rename_organisation(&self, current: &mut FastMap<u64, String>, id: u64, name: &str) {
+        let name = self.names.bounded(name);
+        let id_text = id.to_string();
+        if let Some(old) = current.insert(id, name.clone()) {
+            if old == name {
+                return;
+            }
+            let _ = self.org_info.remove_label_values(&[&id_text, &old]);
+        }
+        self.org_info.with_label_values(&[&id_text, &name]).set(1);
+    }
+
     /// An event of an organisation beyond the limit: counted under the overflow, and said (once an hour).
     fn note_over_limit(&self, org_id: Option<u64>) {
         self.over_limit.inc();
@@ -288,17 +321,23 @@ impl EventRecorder<'_> {
         // The fast path: a label set of an admitted organisation seen before. Otherwise the organisation
         // is admitted under the limit, or its event goes to the overflow series (cached per label set
         // there, so an organisation beyond the limit costs no memory of its own).
-        if !self.handles.contains_key(&key) {
+        if !self.handles.series.contains_key(&key) {
             key.organisation = metrics.names.admit(event.organisation_id, event.organisation_name.as_deref());
             if key.organisation == OrgKey::Overflow {
                 metrics.note_over_limit(event.organisation_id);
             }
         }
-        let h = match self.handles.get(&key) {
+        if let (OrgKey::Id(id), Some(name)) = (key.organisation, event.organisation_name.as_deref()) {
+            if self.handles.current_names.get(&id).is_none_or(|current| current != name) {
+                metrics.rename_organisation(&mut self.handles.current_names, id, name);
+            }
+        }
+        let cache = &mut self.handles.series;
+        let h = match cache.get(&key) {
             Some(h) => h,
             None => {
                 let created = metrics.resolve(key);
-                self.handles.entry(key).or_insert(created)
+                cache.entry(key).or_insert(created)
             }
         };
         h.events.inc();

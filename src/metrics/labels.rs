@@ -168,6 +168,11 @@ impl LabelNames {
         self.limits
     }
 
+    /// A name from a payload cut to [`SeriesLimits::max_label_length`].
+    pub(super) fn bounded(&self, name: &str) -> String {
+        bounded(name, self.limits.max_label_length)
+    }
+
     /// Replaces event-type names (from `GET /api/v1/event/type`); ids not given keep their names.
     pub(super) fn set_event_type_names(&self, names: impl IntoIterator<Item = (u32, String)>) {
         let mut map = self.type_names.write().unwrap_or_else(PoisonError::into_inner);

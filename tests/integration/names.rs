@@ -24,3 +24,49 @@ async fn an_event_type_added_mid_run_is_named_at_once() {
     assert_eq!(names, ["Brand new event"].into_iter().collect(), "one id, one name, from its first event");
     assert_eq!(sim.stats().event_type_reads, 2, "the catalogue read at start and once for the new id");
 }
+
+/// A renamed organisation keeps its series (keyed by `organisation_id`, named as first seen), so no
+/// panel splits and no baseline is lost; `emnify_organisation_info` carries the current name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_organisation_keeps_its_series_and_shows_its_new_name_in_the_info_metric() {
+    let receiver = emnify_exporter::receiver::ReceiverSettings {
+        path: "/webhook/events".into(),
+        secret_header: None,
+        basic_auth: None,
+        insecure_no_auth: true,
+        max_body_bytes: 1024 * 1024,
+        read_timeout: std::time::Duration::from_secs(5),
+        max_concurrent: 4,
+    };
+    let config = emnify_exporter::config::Config {
+        poll: None,
+        push: Some(receiver),
+        ..emnify_exporter::config::Config::for_tests("http://127.0.0.1:9", "unused")
+    };
+    let exporter = TestExporter::start(config).await;
+    let event = |id: u64, name: &str| {
+        format!(r#"{{"id": {id}, "event_type": {{"id": 0}}, "organisation": {{"id": 5, "name": "{name}"}}}}"#)
+    };
+    for (ids, name) in [(1..=3, "Acme Old GmbH"), (4..=6, "Acme New GmbH")] {
+        let body = format!("[{}]", ids.map(|id| event(id, name)).collect::<Vec<_>>().join(","));
+        let (status, answer) = exporter.push("/webhook/events", &[], body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    exporter.wait_for_total(6).await;
+    let samples = parse_exposition(&exporter.scrape_text().await);
+    let of_org = |name: &str| {
+        samples
+            .iter()
+            .filter(|s| s.name == name && s.labels.get("organisation_id").is_some_and(|id| id == "5"))
+            .collect::<Vec<_>>()
+    };
+    let names: std::collections::BTreeSet<&str> =
+        of_org("emnify_events_total").iter().filter_map(|s| s.labels.get("organisation").map(String::as_str)).collect();
+    assert_eq!(names, ["Acme Old GmbH"].into_iter().collect(), "the series keep the first name");
+    let counted: f64 = of_org("emnify_events_total").iter().map(|s| s.value).sum();
+    assert_eq!(counted, 6.0, "one series set, not split by the rename");
+    let info = of_org("emnify_organisation_info");
+    assert_eq!(info.len(), 1, "one info series per organisation: {info:?}");
+    assert_eq!(info[0].labels["organisation"], "Acme New GmbH");
+    assert_eq!(info[0].value, 1.0);
+}
