@@ -33,6 +33,9 @@ struct EventHandles {
     events: IntCounter,
     /// Only for alert-flagged events, so non-alert types add no zero series.
     alerts: Option<IntCounter>,
+    /// The organisation name the last event of this label set carried: a rename shows as a mismatch
+    /// here, found without a lookup of its own.
+    last_org_name: Option<Box<str>>,
 }
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -237,6 +240,7 @@ impl EventMetrics {
         let organisation = self.names.organisation(key.organisation);
         let labels = self.names.event(key.event_type, key.source, key.severity, organisation);
         let handles = EventHandles {
+            last_org_name: None,
             events: self.total.with_label_values(&labels.events()),
             alerts: key.alert.then(|| self.alerts.with_label_values(&labels.alerts())),
         };
@@ -327,19 +331,22 @@ impl EventRecorder<'_> {
                 metrics.note_over_limit(event.organisation_id);
             }
         }
-        if let (OrgKey::Id(id), Some(name)) = (key.organisation, event.organisation_name.as_deref()) {
-            if self.handles.current_names.get(&id).is_none_or(|current| current != name) {
-                metrics.rename_organisation(&mut self.handles.current_names, id, name);
-            }
-        }
-        let cache = &mut self.handles.series;
-        let h = match cache.get(&key) {
+        let HandleCache { series, current_names } = &mut *self.handles;
+        let h = match series.get_mut(&key) {
             Some(h) => h,
             None => {
                 let created = metrics.resolve(key);
-                cache.entry(key).or_insert(created)
+                series.entry(key).or_insert(created)
             }
         };
+        if let (OrgKey::Id(id), Some(name)) = (key.organisation, event.organisation_name.as_deref()) {
+            if h.last_org_name.as_deref() != Some(name) {
+                h.last_org_name = Some(name.into());
+                if current_names.get(&id).is_none_or(|current| current != name) {
+                    metrics.rename_organisation(current_names, id, name);
+                }
+            }
+        }
         h.events.inc();
         if let Some(alerts) = &h.alerts {
             alerts.inc();
