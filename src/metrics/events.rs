@@ -244,6 +244,11 @@ impl EventMetrics {
             events: self.total.with_label_values(&labels.events()),
             alerts: key.alert.then(|| self.alerts.with_label_values(&labels.alerts())),
         };
+        if !matches!(key.organisation, OrgKey::Id(_)) {
+            // `unknown` and `overflow` never change their names: their info series is made once, here.
+            let org = &labels.organisation;
+            self.org_info.with_label_values(&[org.id.as_str(), org.name.as_str()]).set(1);
+        }
         self.init_organisation(key.organisation, labels.organisation);
         self.organisations.set(i64::try_from(self.names.organisations()).unwrap_or(i64::MAX));
         handles
@@ -339,7 +344,9 @@ impl EventRecorder<'_> {
                 series.entry(key).or_insert(created)
             }
         };
-        if let (OrgKey::Id(id), Some(name)) = (key.organisation, event.organisation_name.as_deref()) {
+        if let OrgKey::Id(id) = key.organisation {
+            // An event without a name gives the organisation the name its series have (`unknown`).
+            let name = event.organisation_name.as_deref().unwrap_or(super::labels::UNKNOWN);
             if h.last_org_name.as_deref() != Some(name) {
                 h.last_org_name = Some(name.into());
                 if current_names.get(&id).is_none_or(|current| current != name) {

@@ -12,7 +12,7 @@ use prometheus::IntCounterVec;
 use crate::catalogue::{self, severity_name, source_name, GENERIC_CAUSES, GENERIC_EVENT_TYPE};
 
 /// The label value of an id without a known name.
-const UNKNOWN: &str = "unknown";
+pub(super) const UNKNOWN: &str = "unknown";
 
 /// The `organisation` and `organisation_id` of the series that organisations beyond the limit share.
 pub const OVERFLOW: &str = "overflow";
