@@ -70,3 +70,47 @@ async fn a_renamed_organisation_keeps_its_series_and_shows_its_new_name_in_the_i
     assert_eq!(info[0].labels["organisation"], "Acme New GmbH");
     assert_eq!(info[0].value, 1.0);
 }
+
+/// Across a restart with a state file, a renamed organisation's series continue under the name they
+/// had (their values kept), and the info series shows the new name once its events say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_across_a_restart_continues_the_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let receiver = emnify_exporter::receiver::ReceiverSettings {
+            path: "/webhook/events".into(),
+            secret_header: None,
+            basic_auth: None,
+            insecure_no_auth: true,
+            max_body_bytes: 1024 * 1024,
+            read_timeout: std::time::Duration::from_secs(5),
+            max_concurrent: 4,
+        };
+        emnify_exporter::config::Config {
+            poll: None,
+            push: Some(receiver),
+            state_file: Some(dir.path().join("state.json")),
+            ..emnify_exporter::config::Config::for_tests("http://127.0.0.1:9", "unused")
+        }
+    };
+    let event = |id: u64, name: &str| {
+        format!(r#"[{{"id": {id}, "event_type": {{"id": 1}}, "organisation": {{"id": 5, "name": "{name}"}}}}]"#)
+    };
+    let first = TestExporter::start(config()).await;
+    assert_eq!(first.push("/webhook/events", &[], event(1, "Before GmbH")).await.0, 200);
+    first.stop().await;
+    let second = TestExporter::start(config()).await;
+    assert_eq!(second.push("/webhook/events", &[], event(2, "After GmbH")).await.0, 200);
+    second.wait_for_total(2).await;
+    let samples = parse_exposition(&second.scrape_text().await);
+    let series: Vec<_> = samples
+        .iter()
+        .filter(|s| s.name == "emnify_events_total" && s.labels["organisation_id"] == "5" && s.value > 0.0)
+        .collect();
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!((series[0].labels["organisation"].as_str(), series[0].value), ("Before GmbH", 2.0));
+    let info: Vec<_> =
+        samples.iter().filter(|s| s.name == "emnify_organisation_info" && s.labels["organisation_id"] == "5").collect();
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].labels["organisation"], "After GmbH");
+}
