@@ -4,8 +4,6 @@
 use std::time::Duration;
 
 use crate::common::{self, assert_counts_match_text, parse_exposition, sum, wait_for, TestExporter, TestSimulator};
-use emnify_exporter::config::Config;
-use emnify_exporter::receiver::ReceiverSettings;
 use emnify_exporter::simulator::Simulator;
 use emnify_exporter::timefmt::now_millis;
 use serde_json::{json, Value};
@@ -64,16 +62,7 @@ async fn polled_events_with_absurd_timestamps_are_counted_once_and_forgotten_in_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_events_with_absurd_timestamps_are_counted_once_and_forgotten_in_time() {
-    let settings = ReceiverSettings {
-        path: "/webhook/events".into(),
-        secret_header: None,
-        basic_auth: None,
-        insecure_no_auth: true,
-        max_body_bytes: 1024 * 1024,
-        read_timeout: Duration::from_secs(5),
-        max_concurrent: 4,
-    };
-    let mut config = Config { poll: None, push: Some(settings), ..Config::for_tests("http://127.0.0.1:9", "unused") };
+    let mut config = common::push_only_config();
     config.tally.max_remembered_ids = MIN_REMEMBERED_IDS;
     config.tally.remember_pushed = Duration::from_secs(2);
     let exporter = TestExporter::start(config).await;

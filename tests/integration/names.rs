@@ -29,20 +29,7 @@ async fn an_event_type_added_mid_run_is_named_at_once() {
 /// panel splits and no baseline is lost; `emnify_organisation_info` carries the current name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_organisation_keeps_its_series_and_shows_its_new_name_in_the_info_metric() {
-    let receiver = emnify_exporter::receiver::ReceiverSettings {
-        path: "/webhook/events".into(),
-        secret_header: None,
-        basic_auth: None,
-        insecure_no_auth: true,
-        max_body_bytes: 1024 * 1024,
-        read_timeout: std::time::Duration::from_secs(5),
-        max_concurrent: 4,
-    };
-    let config = emnify_exporter::config::Config {
-        poll: None,
-        push: Some(receiver),
-        ..emnify_exporter::config::Config::for_tests("http://127.0.0.1:9", "unused")
-    };
+    let config = crate::common::push_only_config();
     let exporter = TestExporter::start(config).await;
     let event = |id: u64, name: &str| {
         format!(r#"{{"id": {id}, "event_type": {{"id": 0}}, "organisation": {{"id": 5, "name": "{name}"}}}}"#)
@@ -76,22 +63,9 @@ async fn a_renamed_organisation_keeps_its_series_and_shows_its_new_name_in_the_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rename_across_a_restart_continues_the_series() {
     let dir = tempfile::tempdir().unwrap();
-    let config = || {
-        let receiver = emnify_exporter::receiver::ReceiverSettings {
-            path: "/webhook/events".into(),
-            secret_header: None,
-            basic_auth: None,
-            insecure_no_auth: true,
-            max_body_bytes: 1024 * 1024,
-            read_timeout: std::time::Duration::from_secs(5),
-            max_concurrent: 4,
-        };
-        emnify_exporter::config::Config {
-            poll: None,
-            push: Some(receiver),
-            state_file: Some(dir.path().join("state.json")),
-            ..emnify_exporter::config::Config::for_tests("http://127.0.0.1:9", "unused")
-        }
+    let config = || emnify_exporter::config::Config {
+        state_file: Some(dir.path().join("state.json")),
+        ..crate::common::push_only_config()
     };
     let event = |id: u64, name: &str| {
         format!(r#"[{{"id": {id}, "event_type": {{"id": 1}}, "organisation": {{"id": 5, "name": "{name}"}}}}]"#)

@@ -2,27 +2,14 @@
 //! token, or anyone who can reach the webhook) stays under `--metrics.max-organisations`, counting
 //! every event, and names longer than `--metrics.max-label-length` are cut.
 
-use std::time::Duration;
-
 use crate::common::{parse_exposition, sum, TestExporter};
-use emnify_exporter::config::Config;
 use emnify_exporter::metrics::SeriesLimits;
-use emnify_exporter::receiver::ReceiverSettings;
 
 const ORGANISATIONS: u64 = 200_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_of_200000_organisations_stays_under_the_cap() {
-    let receiver = ReceiverSettings {
-        path: "/webhook/events".into(),
-        secret_header: None,
-        basic_auth: None,
-        insecure_no_auth: true,
-        max_body_bytes: 32 * 1024 * 1024,
-        read_timeout: Duration::from_secs(30),
-        max_concurrent: 4,
-    };
-    let mut config = Config { poll: None, push: Some(receiver), ..Config::for_tests("http://127.0.0.1:9", "unused") };
+    let mut config = crate::common::push_only_config();
     config.tally.max_remembered_ids = 1_000_000;
     let limits = SeriesLimits::default();
     config.series = limits;

@@ -137,6 +137,25 @@ impl Drop for TestExporter {
     }
 }
 
+/// A Data Streamer receiver at `/webhook/events` that takes pushes without credentials (the tests' own
+/// pushes; the receiver's checks have tests of their own in `push`).
+pub fn open_receiver() -> emnify_exporter::receiver::ReceiverSettings {
+    emnify_exporter::receiver::ReceiverSettings {
+        path: "/webhook/events".into(),
+        secret_header: None,
+        basic_auth: None,
+        insecure_no_auth: true,
+        max_body_bytes: 32 * 1024 * 1024,
+        read_timeout: Duration::from_secs(30),
+        max_concurrent: 4,
+    }
+}
+
+/// An exporter configuration that only receives pushes, at [`open_receiver`].
+pub fn push_only_config() -> Config {
+    Config { poll: None, push: Some(open_receiver()), ..Config::for_tests("http://127.0.0.1:9", "unused") }
+}
+
 /// A plain HTTP client for the tests (the crypto provider installed, as the exporter's client needs it).
 pub fn http_client() -> reqwest::Client {
     emnify_exporter::install_crypto_provider();
