@@ -57,9 +57,7 @@ impl App {
     /// Binds the listener and sets up counting, the sources and (in the demo) the simulator.
     pub async fn build(mut config: Config) -> Result<App, AppError> {
         let metrics = Arc::new(Metrics::with_limits(config.series));
-        let listener = TcpListener::bind(config.listen_address)
-            .await
-            .map_err(|source| AppError::Listen { address: config.listen_address, source })?;
+        let listener = bind(config.listen_address).await?;
         let address =
             listener.local_addr().map_err(|source| AppError::Listen { address: config.listen_address, source })?;
         let security = match &config.web_config_file {
@@ -122,6 +120,19 @@ impl App {
         let _ = server.await;
         tracing::info!("emnify exporter stopped");
         Ok(())
+    }
+}
+
+/// Binds `address`; `[::]` (every interface, dual stack) falls back to `0.0.0.0` on a host without IPv6.
+async fn bind(address: SocketAddr) -> Result<TcpListener, AppError> {
+    match TcpListener::bind(address).await {
+        Ok(listener) => Ok(listener),
+        Err(err) if address.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
+            let v4 = SocketAddr::from(([0, 0, 0, 0], address.port()));
+            tracing::info!(error = %err, "no IPv6 on this host; listening on IPv4 only");
+            TcpListener::bind(v4).await.map_err(|source| AppError::Listen { address: v4, source })
+        }
+        Err(source) => Err(AppError::Listen { address, source }),
     }
 }
 

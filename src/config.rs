@@ -90,7 +90,8 @@ pub struct ExporterArgs {
     #[arg(long = "state.file", env = "EMNIFY_EXPORTER_STATE_FILE", value_name = "PATH")]
     pub state_file: Option<PathBuf>,
 
-    /// Address to serve /metrics on; ":PORT" means every interface.
+    /// Address to serve /metrics on; ":PORT" means every interface, IPv6 and IPv4 (IPv4 only on a host
+    /// without IPv6).
     #[arg(long = "web.listen-address", env = "EMNIFY_EXPORTER_WEB_LISTEN_ADDRESS", default_value = ":9853", value_name = "[HOST]:PORT", value_parser = parse_listen_address)]
     pub listen_address: SocketAddr,
 
@@ -586,10 +587,11 @@ fn parse_url(text: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
-/// `HOST:PORT`, `[V6]:PORT` or `:PORT` (every interface).
+/// `HOST:PORT`, `[V6]:PORT` or `:PORT`: every interface, IPv6 and IPv4 (`[::]`, dual stack; the app
+/// falls back to `0.0.0.0` where the host has no IPv6).
 pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
-    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_string() };
+    let full = if text.starts_with(':') { format!("[::]{text}") } else { text.to_string() };
     if let Ok(addr) = full.parse() {
         return Ok(addr);
     }
@@ -649,7 +651,7 @@ mod tests {
         assert!(parse_lookback("31d").is_err());
         assert_eq!(parse_signed_duration("-15m"), Ok(-900_000));
         assert_eq!(parse_signed_duration("1h"), Ok(3_600_000));
-        assert_eq!(parse_listen_address(":9853"), Ok("0.0.0.0:9853".parse().unwrap()));
+        assert_eq!(parse_listen_address(":9853"), Ok("[::]:9853".parse().unwrap()));
         assert_eq!(parse_listen_address("[::1]:0"), Ok("[::1]:0".parse().unwrap()));
         assert!(parse_listen_address("nonsense").is_err());
         assert_eq!(parse_url("http://127.0.0.1:8080/").as_deref(), Ok("http://127.0.0.1:8080"));

@@ -21,6 +21,7 @@ use crate::http::{json as reply, HttpResponse};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::tally::{lock, Origin, SharedTally};
+use crate::webconfig::basic_credentials;
 
 /// The header a push secret is sent in unless configured otherwise.
 pub const DEFAULT_SECRET_HEADER: &str = "X-Emnify-Webhook-Secret";
@@ -127,7 +128,10 @@ impl Receiver {
         });
         let basic_ok = self.settings.basic_auth.as_ref().is_none_or(|(user, password)| {
             let expected = basic_authorization(user, password);
-            req.headers().get(AUTHORIZATION).is_some_and(|v| constant_time_eq(v.as_bytes(), expected.as_bytes()))
+            let expected = expected.strip_prefix("Basic ").unwrap_or(&expected);
+            // The scheme is case-insensitive (RFC 7235); the credentials are compared in constant time.
+            let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(basic_credentials);
+            given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
         });
         header_ok && basic_ok
     }

@@ -111,8 +111,10 @@ impl WebConfig {
             None => None,
         };
         for (user, hash) in &file.basic_auth_users {
-            if !hash.starts_with("$2") {
-                return Err(fail(format!("basic_auth_users.{user}: not a bcrypt hash (htpasswd -nBC 10 \"\" ...)")));
+            if let Err(why) = check_bcrypt_hash(hash) {
+                return Err(fail(format!(
+                    "basic_auth_users.{user}: not a usable bcrypt hash ({why}); make one with htpasswd -nBC 10 \"\" | tr -d ':\\n'"
+                )));
             }
         }
         let mut headers = Vec::new();
@@ -290,10 +292,37 @@ impl WebSecurity {
     }
 }
 
+/// Why `hash` is not a bcrypt hash that can ever match: `$2a$`/`$2b$`/`$2x$`/`$2y$`, a two-digit cost
+/// from 4 to 31, `$`, and 53 characters of bcrypt's base64 alphabet (60 in all). A truncated hash would
+/// otherwise pass start-up and then refuse every password without a word.
+pub fn check_bcrypt_hash(hash: &str) -> Result<(), String> {
+    let b = hash.as_bytes();
+    if b.len() != 60 {
+        return Err(format!("{} characters, not 60", b.len()));
+    }
+    if !(b.starts_with(b"$2") && matches!(b[2], b'a' | b'b' | b'x' | b'y') && b[3] == b'$' && b[6] == b'$') {
+        return Err("it does not start like $2y$10$".into());
+    }
+    let cost = std::str::from_utf8(&b[4..6]).ok().and_then(|c| c.parse::<u32>().ok());
+    if !cost.is_some_and(|c| (4..=31).contains(&c)) {
+        return Err("the cost is not between 04 and 31".into());
+    }
+    if !b[7..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'/')) {
+        return Err("it has characters outside bcrypt's alphabet".into());
+    }
+    Ok(())
+}
+
+/// The credentials of an `Authorization: Basic …` header; the scheme is case-insensitive (RFC 7235).
+pub fn basic_credentials(header: &str) -> Option<&str> {
+    let (scheme, credentials) = header.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("basic").then(|| credentials.trim())
+}
+
 /// `Basic base64(user:password)` → `(user, password)`.
 fn parse_basic(header: &str) -> Option<(String, String)> {
     use base64::Engine;
-    let encoded = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic "))?;
+    let encoded = basic_credentials(header)?;
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
@@ -303,6 +332,29 @@ fn parse_basic(header: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bcrypt_hashes_are_checked_whole_and_basic_is_any_case() {
+        let good = bcrypt::hash("pw", 4).unwrap();
+        assert_eq!(check_bcrypt_hash(&good), Ok(()));
+        for bad in [
+            "$2y$10$tooshort".to_string(),
+            good.replacen("$04$", "$99$", 1),
+            format!("{}!", &good[..59]),
+            good.replacen("$2", "$3", 1),
+        ] {
+            assert!(check_bcrypt_hash(&bad).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
+        std::fs::write(&path, "basic_auth_users:\n  prometheus: $2y$10$tooshort\n").unwrap();
+        let err = WebConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("basic_auth_users.prometheus") && err.contains("60"), "{err}");
+        for header in ["Basic dTpw", "basic dTpw", "BASIC dTpw", "  bAsIc dTpw "] {
+            assert_eq!(parse_basic(header), Some(("u".into(), "p".into())), "{header}");
+        }
+        assert_eq!(parse_basic("Bearer dTpw"), None);
+    }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);

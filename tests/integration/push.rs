@@ -242,7 +242,35 @@ async fn basic_auth_pushes() {
     assert_eq!(wrong.status(), 401);
     let right = client.post(&url).basic_auth("emnify", Some("streamer-pass")).body(one).send().await.unwrap();
     assert_eq!(right.status(), 200);
+    // The scheme is case-insensitive (RFC 7235): `basic` and `BASIC` are Basic too.
+    let credentials = emnify_exporter::receiver::basic_authorization("emnify", &Secret::new("streamer-pass"));
+    let credentials = credentials.strip_prefix("Basic ").unwrap();
+    for scheme in ["basic", "BASIC"] {
+        let header = format!("{scheme} {credentials}");
+        let r = client.post(&url).header("authorization", header).body(one).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
     running.shutdown.cancel();
+}
+
+/// `:PORT` listens on every interface, IPv6 and IPv4 (dual stack; IPv4 alone on a host without IPv6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_interface_means_ipv6_and_ipv4() {
+    let mut config = common::push_only_config();
+    config.listen_address = emnify_exporter::config::parse_listen_address(":0").unwrap();
+    let app = emnify_exporter::app::App::build(config).await.unwrap();
+    let address = app.local_addr();
+    let stop = CancellationToken::new();
+    tokio::spawn(app.run(stop.clone()));
+    let _stop = stop.drop_guard();
+    let port = address.port();
+    let healthy = move |host: String| common::blocking_get_ok(&format!("http://{host}:{port}/-/healthy"));
+    let v4 = tokio::task::spawn_blocking(move || healthy("127.0.0.1".into()));
+    assert!(v4.await.unwrap(), "IPv4 loopback");
+    if address.is_ipv6() {
+        let v6 = tokio::task::spawn_blocking(move || healthy("[::1]".into()));
+        assert!(v6.await.unwrap(), "IPv6 loopback on {address}");
+    }
 }
 
 /// How long from a push's answer to the event showing on /metrics, and how many events a second
