@@ -18,7 +18,7 @@ use crate::http::{respond, serve_http, text, HttpResponse, SHUTDOWN_GRACE};
 use crate::metrics::{Metrics, StateHealth, TEXT_CONTENT_TYPE};
 use crate::receiver::Receiver;
 use crate::timefmt::now_millis;
-use crate::webconfig::{WebConfig, WebSecurity};
+use crate::webconfig::WebSecurity;
 
 /// What the handlers read.
 pub struct ServerState {
@@ -43,7 +43,16 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<HttpR
         // Pushes carry their own credentials (see `receiver`), so the web config's basic auth is not asked.
         Some(receiver) if path == receiver.path() => receiver.handle(req).await,
         _ if path == state.telemetry_path || matches!(path.as_str(), "/" | "/-/healthy" | "/-/ready") => {
-            answer(&state, &req, &path, config.as_ref().map(|(s, c)| (s.as_ref(), c.as_ref())))
+            // Probes stay open: they reveal nothing, and kubelets send no credentials.
+            let probe = matches!(path.as_str(), "/-/healthy" | "/-/ready");
+            let authorized = match &config {
+                Some((security, config)) if !probe => {
+                    let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+                    security.authorized(config.clone(), header).await
+                }
+                _ => true,
+            };
+            answer(&state, &req, &path, authorized)
         }
         _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
     };
@@ -55,23 +64,11 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<HttpR
     Ok(response)
 }
 
-fn answer(
-    state: &ServerState,
-    req: &Request<Incoming>,
-    path: &str,
-    security: Option<(&WebSecurity, &WebConfig)>,
-) -> HttpResponse {
-    // Probes stay open: they reveal nothing, and kubelets send no credentials.
-    let probe = matches!(path, "/-/healthy" | "/-/ready");
-    if let Some((security, config)) = security {
-        let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-        if !probe && !security.authorized(config, header) {
-            let mut response = text(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
-            response
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"emnify-exporter\""));
-            return response;
-        }
+fn answer(state: &ServerState, req: &Request<Incoming>, path: &str, authorized: bool) -> HttpResponse {
+    if !authorized {
+        let mut response = text(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
+        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"emnify-exporter\""));
+        return response;
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
