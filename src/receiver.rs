@@ -53,12 +53,15 @@ pub struct Receiver {
     tally: SharedTally,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
+    /// Asks the tally for a checkpoint without taking its lock.
+    dirty_hint: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Receiver {
     pub fn new(settings: ReceiverSettings, tally: SharedTally, metrics: Arc<Metrics>) -> Self {
         let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
-        Receiver { settings, tally, metrics, permits }
+        let dirty_hint = lock(&tally).dirty_hint();
+        Receiver { settings, tally, metrics, permits, dirty_hint }
     }
 
     pub fn path(&self) -> &str {
@@ -69,8 +72,9 @@ impl Receiver {
     pub async fn handle(&self, req: Request<Incoming>) -> HttpResponse {
         let response = self.answer(req).await;
         self.metrics.push.record_request(response.status().as_u16());
-        // The answer's code is known only now, after the push's own checkpoint: the next one publishes it.
-        lock(&self.tally).mark_dirty();
+        // The answer's code is known only now, after the push's own checkpoint: the next one publishes
+        // it. A flag, not the count lock: refusals (401 floods) must not queue on it.
+        self.dirty_hint.store(true, std::sync::atomic::Ordering::Relaxed);
         response
     }
 

@@ -129,6 +129,9 @@ pub struct Tally {
     last_checkpoint: Instant,
     /// Counted since the last checkpoint.
     dirty: bool,
+    /// Set without the lock by those whose metrics changed outside the counts (refused pushes): a
+    /// checkpoint is due, but taking the count lock on an async worker for it is not.
+    dirty_hint: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The tally as the poller and the receiver share it.
@@ -190,7 +193,8 @@ pub async fn maintain(tally: SharedTally, push_only: bool, shutdown: Cancellatio
             }
             // With a state file each of these checkpoints is a save: at most one per `save_every`.
             let every = if has_state { tally.settings.save_every } else { period };
-            tally.dirty && tally.last_checkpoint.elapsed() >= every
+            let hinted = tally.dirty_hint.load(std::sync::atomic::Ordering::Relaxed);
+            (tally.dirty || hinted) && tally.last_checkpoint.elapsed() >= every
         };
         if dirty {
             checkpoint_blocking(&tally).await;
@@ -216,6 +220,7 @@ impl Tally {
             save_failure_logged: None,
             last_checkpoint: Instant::now(),
             dirty: false,
+            dirty_hint: Arc::default(),
         }
     }
 
@@ -310,6 +315,7 @@ impl Tally {
     pub fn checkpoint(&mut self) -> bool {
         self.last_checkpoint = Instant::now();
         self.dirty = false;
+        self.dirty_hint.store(false, std::sync::atomic::Ordering::Relaxed);
         self.metrics.events.set_remembered_ids(self.seen.len());
         if let Some(store) = &self.state {
             match store.save(&self.snapshot(&store.api_url)) {
@@ -351,9 +357,10 @@ impl Tally {
         now_millis().saturating_add(self.emnify_offset_millis)
     }
 
-    /// Asks for a checkpoint soon, e.g. after metrics outside the counts changed.
-    pub fn mark_dirty(&mut self) {
-        self.dirty = true;
+    /// A flag that asks for a checkpoint soon when set, e.g. after metrics outside the counts changed;
+    /// setting it takes no lock (see [`maintain`], which acts on it).
+    pub fn dirty_hint(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.dirty_hint.clone()
     }
 
     /// Forgets what no later poll window or re-delivery can bring back.
