@@ -107,8 +107,13 @@ impl App {
             version = crate::VERSION,
             "emnify exporter listening"
         );
-        let state =
-            Arc::new(ServerState { metrics, telemetry_path: config.telemetry_path.clone(), security, receiver });
+        let state = Arc::new(ServerState {
+            metrics,
+            telemetry_path: config.telemetry_path.clone(),
+            security,
+            receiver,
+            limits: config.http.clone(),
+        });
         let server = tokio::spawn(serve(listener, state, shutdown.clone()));
         match poller {
             Some((poller, interval)) => run_poll_loop(poller, interval, shutdown).await,

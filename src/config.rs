@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use hyper::header::HeaderName;
 
 use crate::emnify::{TokenSource, RETENTION};
+use crate::http::HttpLimits;
 use crate::logging::{LogFormat, LogLevel};
 use crate::metrics::SeriesLimits;
 use crate::poller::PollerSettings;
@@ -94,6 +95,15 @@ pub struct ExporterArgs {
     /// without IPv6).
     #[arg(long = "web.listen-address", env = "EMNIFY_EXPORTER_WEB_LISTEN_ADDRESS", default_value = ":9853", value_name = "[HOST]:PORT", value_parser = parse_listen_address)]
     pub listen_address: SocketAddr,
+
+    /// Connections served at once (scrapes, probes, pushes); more wait until one closes. Each holds at most
+    /// --web.max-header-size of request headers.
+    #[arg(long = "web.max-connections", env = "EMNIFY_EXPORTER_WEB_MAX_CONNECTIONS", default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_connections: u64,
+
+    /// Largest request line and headers accepted, per connection; larger requests are refused.
+    #[arg(long = "web.max-header-size", env = "EMNIFY_EXPORTER_WEB_MAX_HEADER_SIZE", default_value = "16KiB", value_name = "SIZE", value_parser = parse_header_size)]
+    pub max_header_size: usize,
 
     /// Prometheus exporter-toolkit web configuration (YAML): TLS with certificate reload, mutual TLS
     /// (client_ca_file) and basic_auth_users with bcrypt hashes.
@@ -305,6 +315,8 @@ pub struct Config {
     pub listen_address: SocketAddr,
     pub telemetry_path: String,
     pub web_config_file: Option<PathBuf>,
+    /// What clients may hold of the HTTP server.
+    pub http: HttpLimits,
     pub state_file: Option<PathBuf>,
     /// How events are counted, whichever way they arrive.
     pub tally: TallySettings,
@@ -340,6 +352,7 @@ impl Config {
             listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
             telemetry_path: "/metrics".into(),
             web_config_file: None,
+            http: HttpLimits::default(),
             state_file: None,
             tally: TallySettings {
                 lookback: Duration::from_secs(3600),
@@ -394,6 +407,11 @@ impl ExporterArgs {
             listen_address: self.listen_address,
             telemetry_path: self.telemetry_path,
             web_config_file: self.web_config_file,
+            http: HttpLimits {
+                max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+                max_header_bytes: self.max_header_size,
+                ..HttpLimits::default()
+            },
             state_file: self.state_file,
             tally: TallySettings {
                 lookback: self.lookback,
@@ -542,6 +560,15 @@ fn parse_signed_duration(text: &str) -> Result<i64, String> {
     let text = text.trim();
     let (sign, rest) = text.strip_prefix('-').map_or((1, text), |rest| (-1, rest));
     Ok(sign * crate::timefmt::duration_millis(parse_duration(rest)?))
+}
+
+/// `--web.max-header-size`: hyper needs at least 8 KiB to read a request at all.
+fn parse_header_size(text: &str) -> Result<usize, String> {
+    let size = parse_size(text)?;
+    if !(8 * 1024..=1024 * 1024).contains(&size) {
+        return Err("must be between 8KiB and 1MiB".into());
+    }
+    Ok(size)
 }
 
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {

@@ -23,6 +23,31 @@ use crate::webconfig::WebSecurity;
 /// How long open connections get to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// What one server lets its clients hold: every one of them is the client's to choose otherwise.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Connections open at once; further clients wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
+    /// Bytes of request line and headers buffered per connection; beyond it the request is refused
+    /// (hyper's own default is about 400 KB, which 600 unfinished requests turn into 240 MB).
+    pub max_header_bytes: usize,
+    /// Time a client gets to send its request line and headers.
+    pub header_timeout: Duration,
+    /// How long open connections get to finish after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 512,
+            max_header_bytes: 16 * 1024,
+            header_timeout: Duration::from_secs(10),
+            shutdown_grace: SHUTDOWN_GRACE,
+        }
+    }
+}
+
 /// Every complete response: the whole body at once.
 pub type HttpResponse = Response<Full<Bytes>>;
 
@@ -61,7 +86,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve_http<F, Fut, B, E>(
     listener: TcpListener,
     shutdown: CancellationToken,
-    grace: Duration,
+    limits: HttpLimits,
     security: Option<Arc<WebSecurity>>,
     handler: F,
 ) where
@@ -72,7 +97,15 @@ pub async fn serve_http<F, Fut, B, E>(
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     loop {
+        // A connection slot first: at the limit, new clients wait in the backlog instead of each
+        // holding a buffer here.
+        let slot = tokio::select! {
+            slot = connections.clone().acquire_owned() => slot,
+            () = shutdown.cancelled() => break,
+        };
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
@@ -94,10 +127,12 @@ pub async fn serve_http<F, Fut, B, E>(
         let tls = security.as_ref().and_then(|s| s.current().tls.clone());
         let handler = handler.clone();
         let watcher = graceful.watcher();
+        let (header_timeout, max_header_bytes) = (limits.header_timeout, limits.max_header_bytes);
         tokio::spawn(async move {
+            let _slot = slot;
             let builder = {
                 let mut b = http1::Builder::new();
-                b.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+                b.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(max_header_bytes);
                 b
             };
             let result = match tls {
@@ -128,7 +163,7 @@ pub async fn serve_http<F, Fut, B, E>(
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(grace) => {
+        () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("HTTP connections still open after the shutdown grace period; closing them");
         }
     }

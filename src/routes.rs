@@ -14,7 +14,7 @@ use hyper::{Method, Request, StatusCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{respond, serve_http, text, HttpResponse, SHUTDOWN_GRACE};
+use crate::http::{respond, serve_http, text, HttpLimits, HttpResponse};
 use crate::metrics::{Metrics, StateHealth, TEXT_CONTENT_TYPE};
 use crate::receiver::Receiver;
 use crate::timefmt::now_millis;
@@ -28,12 +28,15 @@ pub struct ServerState {
     pub security: Option<Arc<WebSecurity>>,
     /// The Data Streamer receiver, in push and both modes.
     pub receiver: Option<Arc<Receiver>>,
+    /// What clients may hold of the server.
+    pub limits: HttpLimits,
 }
 
 /// Serves the exporter's endpoints on `listener` until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
     let security = state.security.clone();
-    serve_http(listener, shutdown, SHUTDOWN_GRACE, security, move |req| handle(state.clone(), req)).await;
+    let limits = state.limits.clone();
+    serve_http(listener, shutdown, limits, security, move |req| handle(state.clone(), req)).await;
 }
 
 async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {

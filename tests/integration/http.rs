@@ -90,3 +90,29 @@ async fn promtool_accepts_the_exposition() {
     assert!(wait_for(common::PATIENCE, async || running.total().await == 520.0).await);
     common::assert_promtool_clean(&running.scrape_text().await);
 }
+
+/// Request headers beyond `--web.max-header-size` are refused, not buffered; normal requests go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_headers_are_refused() {
+    use std::io::{Read, Write};
+    let mut config = emnify_exporter::config::Config::for_tests("http://127.0.0.1:9", "unused");
+    config.poll = None;
+    config.push = Some(common::open_receiver());
+    config.http.max_header_bytes = 16 * 1024;
+    let running = TestExporter::start(config).await;
+    let address = running.base.trim_start_matches("http://").to_string();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let filler = "x".repeat(64 * 1024);
+        // The server may stop reading once its buffer is full: the write can fail, the answer stands.
+        let _ = write!(stream, "GET /-/healthy HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    assert!(common::blocking_get_ok(&running.url("/-/healthy")), "ordinary requests are still served");
+}
