@@ -126,6 +126,8 @@ pub struct Tally {
     save_failing_since: Option<Instant>,
     /// When a failing save was last logged.
     save_failure_logged: Option<Instant>,
+    /// Skipped records not yet logged (see `BatchReport`).
+    log_limit: LogLimit,
     last_checkpoint: Instant,
     /// Counted since the last checkpoint.
     dirty: bool,
@@ -218,6 +220,7 @@ impl Tally {
             last_push: Instant::now(),
             save_failing_since: None,
             save_failure_logged: None,
+            log_limit: LogLimit::default(),
             last_checkpoint: Instant::now(),
             dirty: false,
             dirty_hint: Arc::default(),
@@ -396,6 +399,7 @@ impl Tally {
         self.dirty = true;
         let remember_pushed = duration_millis(self.settings.remember_pushed);
         let mut recorder = self.metrics.events.recorder();
+        let mut report = BatchReport::default();
         for decoded in events {
             counts.received += 1;
             let event = match decoded {
@@ -409,7 +413,7 @@ impl Tally {
                     if bad.fingerprint == 0 || self.seen_unreadable.insert(bad.fingerprint, time) {
                         counts.unreadable += 1;
                         self.metrics.events.record_unreadable(bad.reason);
-                        tracing::warn!(id = bad.id, reason = bad.reason, "skipping an event that cannot be read");
+                        report.unreadable(bad.reason, bad.id);
                     }
                     continue;
                 }
@@ -437,10 +441,7 @@ impl Tally {
                 if self.seen_skipped.insert(event.id, remember) {
                     counts.skipped += 1;
                     self.metrics.events.record_skipped("beyond_dedup_horizon");
-                    tracing::warn!(
-                        id = event.id,
-                        "skipping an event older than the dedup memory; it may have been counted"
-                    );
+                    report.skipped(event.id);
                 }
                 continue;
             }
@@ -452,9 +453,71 @@ impl Tally {
                 self.metrics.events.record_duplicate();
             }
         }
+        drop(recorder);
+        report.log(&mut self.log_limit);
         counts
     }
 }
+
+/// What a batch skipped, for one log line per batch rather than one per record (a push of 100,000
+/// bad records would otherwise write 100,000 lines, again on every resend).
+#[derive(Default)]
+struct BatchReport {
+    unreadable: std::collections::BTreeMap<&'static str, u64>,
+    skipped: u64,
+    /// An id of a skipped or unreadable record, for looking it up.
+    example_id: Option<u64>,
+}
+
+impl BatchReport {
+    fn unreadable(&mut self, reason: &'static str, id: Option<u64>) {
+        *self.unreadable.entry(reason).or_default() += 1;
+        self.example_id = self.example_id.or(id);
+    }
+
+    fn skipped(&mut self, id: u64) {
+        self.skipped += 1;
+        self.example_id = self.example_id.or(Some(id));
+    }
+
+    /// One warning for the batch, and at most one every [`SKIP_LOG_EVERY`]: what batches in between
+    /// skipped is summed into the line written by the first batch after it (with skips or without).
+    fn log(self, limit: &mut LogLimit) {
+        for (reason, n) in self.unreadable {
+            *limit.unreadable.entry(reason).or_default() += n;
+        }
+        limit.skipped += self.skipped;
+        limit.example_id = limit.example_id.or(self.example_id);
+        let pending = !limit.unreadable.is_empty() || limit.skipped > 0;
+        if !pending || limit.logged.is_some_and(|at| at.elapsed() < SKIP_LOG_EVERY) {
+            return;
+        }
+        limit.logged = Some(Instant::now());
+        let unreadable: Vec<String> = limit.unreadable.iter().map(|(reason, n)| format!("{reason}: {n}")).collect();
+        tracing::warn!(
+            unreadable = %unreadable.join(", "),
+            beyond_dedup_horizon = limit.skipped,
+            example_id = limit.example_id,
+            "skipped records that cannot be read or are older than the dedup memory (see \
+             emnify_events_unreadable_total and emnify_events_skipped_total)"
+        );
+        limit.unreadable.clear();
+        limit.skipped = 0;
+        limit.example_id = None;
+    }
+}
+
+/// Skips not yet logged, and when the last line about them was written.
+#[derive(Default)]
+struct LogLimit {
+    unreadable: std::collections::BTreeMap<&'static str, u64>,
+    skipped: u64,
+    example_id: Option<u64>,
+    logged: Option<Instant>,
+}
+
+/// Least time between two log lines about skipped records.
+const SKIP_LOG_EVERY: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -359,3 +359,33 @@ async fn a_push_and_its_metrics_are_published_before_it_is_answered() {
         assert!(sum(&samples, "emnify_state_last_save_success_timestamp_seconds", &[]) > 1.6e9);
     }
 }
+
+/// 100,000 records that cannot be read, pushed twice, make one summary log line, not 200,000 lines.
+#[test]
+fn a_push_of_poison_records_logs_a_summary_not_a_line_each() {
+    let exporter = common::Process::start(
+        &["--ingest.mode=push", "--webhook.insecure-no-auth", "--web.listen-address=127.0.0.1:0"],
+        &[],
+    );
+    let base = exporter.exporter_base();
+    let body = format!("[{}]", vec!["1"; 100_000].join(","));
+    for _ in 0..2 {
+        let rest = base.trim_start_matches("http://").to_string();
+        let mut stream = std::net::TcpStream::connect(&rest).unwrap();
+        write!(
+            stream,
+            "POST /webhook/events HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let samples = crate::common::parse_exposition(&common::blocking_get(&format!("{base}/metrics")).1);
+    assert_eq!(sum(&samples, "emnify_events_unreadable_total", &[("reason", "not_an_object")]), 200_000.0);
+    let lines = exporter.kill_and_collect();
+    let summaries = lines.iter().filter(|l| l.contains("skipped records")).count();
+    assert!((1..=2).contains(&summaries), "{summaries} summary lines of {} log lines", lines.len());
+    assert!(lines.len() < 20, "{} log lines", lines.len());
+}
