@@ -169,7 +169,11 @@ impl Poller {
             let mut tally = lock(&self.tally);
             (tally.floor_from(now).div_euclid(1000), tally.cursor())
         };
-        let until = (now / 1000).max(floor).max(cursor.unwrap_or(i64::MIN));
+        // emnify's time is known to a second or so below the truth (its `Date` headers are whole
+        // seconds), so the window ends at the end of the second that may be current: a window
+        // reaching a moment into emnify's future loses nothing (the next one starts `overlap` earlier),
+        // while one ending a second short would hold back what just happened until the next poll.
+        let until = (now + 999).div_euclid(1000).max(floor).max(cursor.unwrap_or(i64::MIN));
         let from = cursor.map_or(floor, |c| c.saturating_sub(overlap)).max(floor).min(until);
         let mut report = PollReport { from, until, ..PollReport::default() };
         match self.walk_window(&mut report).await {

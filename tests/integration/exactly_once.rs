@@ -140,6 +140,7 @@ async fn default_start_is_now_without_replaying_history() {
     let first = success(poller.poll_once().await);
     assert_eq!(first.counts.counted, 0, "events from before the start are history");
     rig.sim.generate(20);
+    common::wait_until_windows_reach_now().await;
     let second = success(poller.poll_once().await);
     assert_eq!(second.counts.counted, 20);
 }

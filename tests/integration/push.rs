@@ -382,8 +382,17 @@ fn a_push_of_poison_records_logs_a_summary_not_a_line_each() {
         stream.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
-    let samples = crate::common::parse_exposition(&common::blocking_get(&format!("{base}/metrics")).1);
-    assert_eq!(sum(&samples, "emnify_events_unreadable_total", &[("reason", "not_an_object")]), 200_000.0);
+    // Published within a checkpoint period of the last push.
+    let unreadable = || {
+        let samples = crate::common::parse_exposition(&common::blocking_get(&format!("{base}/metrics")).1);
+        sum(&samples, "emnify_events_unreadable_total", &[("reason", "not_an_object")])
+    };
+    let deadline = Instant::now() + common::PATIENCE;
+    while unreadable() < 200_000.0 {
+        assert!(Instant::now() < deadline, "never published");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(unreadable(), 200_000.0);
     let lines = exporter.kill_and_collect();
     let summaries = lines.iter().filter(|l| l.contains("skipped records")).count();
     assert!((1..=2).contains(&summaries), "{summaries} summary lines of {} log lines", lines.len());

@@ -156,6 +156,15 @@ pub fn push_only_config() -> Config {
     Config { poll: None, push: Some(open_receiver()), ..Config::for_tests("http://127.0.0.1:9", "unused") }
 }
 
+/// Waits until events made now lie inside the next poll window: windows end at emnify's time as its
+/// one-second `Date` headers tell it, up to two seconds behind the simulator's clock (here the host's).
+pub async fn wait_until_windows_reach_now() {
+    let now = emnify_exporter::timefmt::now_millis() / 1000;
+    while emnify_exporter::timefmt::now_millis() / 1000 <= now + 2 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A plain HTTP client for the tests (the crypto provider installed, as the exporter's client needs it).
 pub fn http_client() -> reqwest::Client {
     emnify_exporter::install_crypto_provider();
