@@ -80,7 +80,7 @@ pub fn json(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs an HTTP/1 server: one task per connection (over TLS when `security` says so), then, once
-/// `shutdown` is cancelled, at most `grace` for open connections to finish.
+/// `shutdown` is cancelled, at most [`HttpLimits::shutdown_grace`] for open connections to finish.
 ///
 /// A handler that returns `Err` has its connection closed without an answer.
 pub async fn serve_http<F, Fut, B, E>(
@@ -128,7 +128,6 @@ pub async fn serve_http<F, Fut, B, E>(
         let handler = handler.clone();
         let watcher = graceful.watcher();
         let (header_timeout, max_header_bytes) = (limits.header_timeout, limits.max_header_bytes);
-        let (all_slots, max_connections) = (connections.clone(), limits.max_connections.max(1));
         tokio::spawn(async move {
             let builder = {
                 let mut b = http1::Builder::new();
@@ -159,9 +158,6 @@ pub async fn serve_http<F, Fut, B, E>(
                 tracing::debug!(error = %err, "HTTP connection ended with an error");
             }
             drop(slot);
-            if all_slots.available_permits() == max_connections {
-                return_freed_memory();
-            }
         });
     }
     drop(listener);
@@ -169,27 +165,6 @@ pub async fn serve_http<F, Fut, B, E>(
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("HTTP connections still open after the shutdown grace period; closing them");
-        }
-    }
-}
-
-/// Hands memory freed by connections back to the system once the last one closed: glibc keeps freed
-/// heap memory for reuse, so after a flood of connections (each with its header buffer) the process
-/// would otherwise stay at its peak. On the blocking pool (it walks the heap), one at a time;
-/// elsewhere (musl) a no-op, as its allocator returns memory by itself.
-fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        static TRIMMING: AtomicBool = AtomicBool::new(false);
-        if !TRIMMING.swap(true, Ordering::AcqRel) {
-            tokio::task::spawn_blocking(|| {
-                // SAFETY: malloc_trim only returns free memory to the system; it is thread-safe in glibc.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
-                TRIMMING.store(false, Ordering::Release);
-            });
         }
     }
 }

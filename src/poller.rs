@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::emnify::{decode_event_list, ApiError, Client, DecodeError, EventPage, PageQuery};
-use crate::metrics::Metrics;
+use crate::metrics::{EventMetrics, Metrics};
 use crate::rng::SplitMix64;
 use crate::tally::{checkpoint_blocking, lock, BatchCounts, Origin, SharedTally};
 use crate::timefmt::{duration_millis, now_millis};
@@ -318,8 +318,8 @@ impl Poller {
                 let metrics = self.metrics.clone();
                 let mut ids = std::mem::take(seen_in_walk);
                 move || {
-                    let unknown = |id: u32| stop_on_unknown_type && !metrics.events.knows_event_type(id);
-                    let result = decode_and_count(&body, &tally, origin, &mut ids, unknown);
+                    let check = stop_on_unknown_type.then_some(&metrics.events);
+                    let result = decode_and_count(&body, &tally, origin, &mut ids, check);
                     (result, ids)
                 }
             });
@@ -372,11 +372,14 @@ fn decode_and_count(
     tally: &SharedTally,
     origin: Origin,
     seen_in_walk: &mut WalkIds,
-    stop_on: impl Fn(u32) -> bool,
+    stop_on_unknown_type: Option<&EventMetrics>,
 ) -> Result<Page, DecodeError> {
     let events = decode_event_list(body)?;
-    if let Some(id) = events.iter().filter_map(|e| e.as_ref().ok()).map(|e| e.event_type_id).find(|id| stop_on(*id)) {
-        return Ok(Page::UnknownEventType(id));
+    if let Some(names) = stop_on_unknown_type {
+        let types = events.iter().filter_map(|e| e.as_ref().ok()).map(|e| e.event_type_id);
+        if let Some(id) = names.first_unknown_event_type(types) {
+            return Ok(Page::UnknownEventType(id));
+        }
     }
     let mut summary = PageSummary { len: events.len(), readable: 0, new_in_walk: 0, fingerprint: 0 };
     let mut fingerprint = foldhash::quality::FixedState::with_seed(0x656d_6e69_6679).build_hasher();

@@ -40,12 +40,45 @@ struct EventHandles {
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// What the recorder keeps under one lock: each label set's handles, and each admitted organisation's
-/// current name (for `emnify_organisation_info`).
-#[derive(Default)]
-struct HandleCache {
-    series: FastMap<EventKey, EventHandles>,
-    current_names: FastMap<u64, String>,
+/// Each label set's handles, kept under the recorder's lock.
+type HandleCache = FastMap<EventKey, EventHandles>;
+
+/// `emnify_organisation_info{organisation_id, organisation}`: 1 per organisation with series of its own,
+/// with its current name, which this keeps so a rename replaces the series rather than adds one.
+struct OrgInfo {
+    gauge: IntGaugeVec,
+    current: Mutex<FastMap<u64, String>>,
+}
+
+impl OrgInfo {
+    /// Makes `name` the current name of organisation `id`.
+    fn set(&self, id: u64, name: &str) {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let id_text = id.to_string();
+        match current.get_mut(&id) {
+            Some(old) if old == name => return,
+            Some(old) => {
+                let _ = self.gauge.remove_label_values(&[&id_text, old]);
+                *old = name.to_string();
+            }
+            None => {
+                current.insert(id, name.to_string());
+            }
+        }
+        self.gauge.with_label_values(&[&id_text, name]).set(1);
+    }
+
+    /// Gives organisation `id` the name `name` unless it has a current name already.
+    fn set_if_absent(&self, id: u64, name: &str) {
+        if !self.current.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&id) {
+            self.set(id, name);
+        }
+    }
+
+    /// The series of `unknown` and `overflow`, whose names never change.
+    fn set_fixed(&self, organisation: &Organisation) {
+        self.gauge.with_label_values(&[organisation.id.as_str(), organisation.name.as_str()]).set(1);
+    }
 }
 
 /// The event metrics, and the label names their series get.
@@ -69,8 +102,7 @@ pub struct EventMetrics {
     organisations: IntGauge,
     /// When the limit was last logged as reached.
     over_limit_logged: Mutex<Option<std::time::Instant>>,
-    /// `emnify_organisation_info{organisation_id, organisation}`: 1, with each organisation's current name.
-    org_info: IntGaugeVec,
+    org_info: Arc<OrgInfo>,
 }
 
 /// How often reaching the organisation limit is logged again while new organisations keep coming.
@@ -81,12 +113,28 @@ impl EventMetrics {
     pub(super) fn register(reg: &mut Registrar<'_>, limits: SeriesLimits) -> Self {
         let names = Arc::new(LabelNames::from_catalogue(limits));
         let counted = IntCounter::new("emnify_events_counted", "internal").expect("valid");
-        // A restored event series counts towards the total, and keeps its organisation's name.
+        let org_info = Arc::new(OrgInfo {
+            gauge: reg.int_gauge_vec(
+                prometheus::Opts::new(
+                    "emnify_organisation_info",
+                    "1 for each organisation with series of its own, labelled with its current name. Event series \
+                     keep the name first seen for their id; join this (on organisation_id) to show today's name.",
+                ),
+                &["organisation_id", "organisation"],
+            ),
+            current: Mutex::new(FastMap::default()),
+        });
+        // A restored event series counts towards the total, and keeps its organisation's name, which is
+        // also its current name until an event says otherwise.
         let on_restore: OnRestore = {
-            let (counted, names) = (counted.clone(), names.clone());
+            let (counted, names, org_info) = (counted.clone(), names.clone(), org_info.clone());
             Box::new(move |labels, value| {
                 counted.inc_by(value);
-                names.keep_organisation_name(labels);
+                match names.keep_organisation_name(labels) {
+                    Some(OrgKey::Id(id)) => org_info.set(id, &names.organisation(OrgKey::Id(id)).name),
+                    Some(key) => org_info.set_fixed(&names.organisation(key)),
+                    None => {}
+                }
             })
         };
         let total = LabelledFamily::new(
@@ -147,14 +195,6 @@ impl EventMetrics {
             "--metrics.max-organisations: organisations beyond it share the organisation_id=\"overflow\" series.",
         );
         limit.set(i64::try_from(limits.max_organisations).unwrap_or(i64::MAX));
-        let org_info = reg.int_gauge_vec(
-            prometheus::Opts::new(
-                "emnify_organisation_info",
-                "1 for each organisation with series of its own, labelled with its current name. Event series keep \
-                 the name first seen for their id; join this (on organisation_id) to show today's name.",
-            ),
-            &["organisation_id", "organisation"],
-        );
         EventMetrics {
             total,
             generic,
@@ -166,7 +206,7 @@ impl EventMetrics {
             remembered_ids,
             counted,
             names,
-            handles: Mutex::new(HandleCache::default()),
+            handles: Mutex::new(HashMap::default()),
             generic_handles: Mutex::new(HashMap::new()),
             over_limit,
             organisations,
@@ -189,6 +229,11 @@ impl EventMetrics {
     /// live catalogue before its series is named `unknown` for good.
     pub fn knows_event_type(&self, id: u32) -> bool {
         self.names.knows_event_type(id)
+    }
+
+    /// The first of `ids` whose event type has no name (one lock for them all).
+    pub fn first_unknown_event_type(&self, ids: impl Iterator<Item = u32>) -> Option<u32> {
+        self.names.first_unknown_event_type(ids)
     }
 
     /// Every event-type name known (the catalogue's and those learned since), for the state file.
@@ -244,10 +289,10 @@ impl EventMetrics {
             events: self.total.with_label_values(&labels.events()),
             alerts: key.alert.then(|| self.alerts.with_label_values(&labels.alerts())),
         };
-        if !matches!(key.organisation, OrgKey::Id(_)) {
-            // `unknown` and `overflow` never change their names: their info series is made once, here.
-            let org = &labels.organisation;
-            self.org_info.with_label_values(&[org.id.as_str(), org.name.as_str()]).set(1);
+        match key.organisation {
+            // Named as its series are until an event says otherwise (it may carry no name at all).
+            OrgKey::Id(id) => self.org_info.set_if_absent(id, &labels.organisation.name),
+            _ => self.org_info.set_fixed(&labels.organisation),
         }
         self.init_organisation(key.organisation, labels.organisation);
         self.organisations.set(i64::try_from(self.names.organisations()).unwrap_or(i64::MAX));
@@ -275,20 +320,6 @@ impl EventMetrics {
                 self.generic.with_label_values(&[cause, org.name.as_str(), org.id.as_str()])
             })
             .clone()
-    }
-
-    /// Makes `name` the current name of an admitted organisation in `emnify_organisation_info` (its event
-    /// series keep their first name; see [`LabelNames::organisation`]).
-    fn rename_organisation(&self, current: &mut FastMap<u64, String>, id: u64, name: &str) {
-        let name = self.names.bounded(name);
-        let id_text = id.to_string();
-        if let Some(old) = current.insert(id, name.clone()) {
-            if old == name {
-                return;
-            }
-            let _ = self.org_info.remove_label_values(&[&id_text, &old]);
-        }
-        self.org_info.with_label_values(&[&id_text, &name]).set(1);
     }
 
     /// An event of an organisation beyond the limit: counted under the overflow, and said (once an hour).
@@ -330,13 +361,13 @@ impl EventRecorder<'_> {
         // The fast path: a label set of an admitted organisation seen before. Otherwise the organisation
         // is admitted under the limit, or its event goes to the overflow series (cached per label set
         // there, so an organisation beyond the limit costs no memory of its own).
-        if !self.handles.series.contains_key(&key) {
+        if !self.handles.contains_key(&key) {
             key.organisation = metrics.names.admit(event.organisation_id, event.organisation_name.as_deref());
             if key.organisation == OrgKey::Overflow {
                 metrics.note_over_limit(event.organisation_id);
             }
         }
-        let HandleCache { series, current_names } = &mut *self.handles;
+        let series = &mut *self.handles;
         let h = match series.get_mut(&key) {
             Some(h) => h,
             None => {
@@ -344,14 +375,13 @@ impl EventRecorder<'_> {
                 series.entry(key).or_insert(created)
             }
         };
-        if let OrgKey::Id(id) = key.organisation {
-            // An event without a name gives the organisation the name its series have (`unknown`).
-            let name = event.organisation_name.as_deref().unwrap_or(super::labels::UNKNOWN);
+        // A name differing from the last one this label set saw may be a rename; an event without a
+        // name says nothing about it.
+        if let (OrgKey::Id(id), Some(name)) = (key.organisation, event.organisation_name.as_deref()) {
             if h.last_org_name.as_deref() != Some(name) {
                 h.last_org_name = Some(name.into());
-                if current_names.get(&id).is_none_or(|current| current != name) {
-                    metrics.rename_organisation(current_names, id, name);
-                }
+                // Its event series keep their first name (see `LabelNames::organisation`).
+                metrics.org_info.set(id, &metrics.names.bounded(name));
             }
         }
         h.events.inc();

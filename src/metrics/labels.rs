@@ -186,6 +186,12 @@ impl LabelNames {
         self.type_names.read().unwrap_or_else(PoisonError::into_inner).contains_key(&id)
     }
 
+    /// The first of `ids` without a name, looked up under one lock (a page's worth of ids).
+    pub(super) fn first_unknown_event_type(&self, mut ids: impl Iterator<Item = u32>) -> Option<u32> {
+        let map = self.type_names.read().unwrap_or_else(PoisonError::into_inner);
+        ids.find(|id| !map.contains_key(id))
+    }
+
     /// Every event-type name known, for the state file.
     pub(super) fn event_type_names(&self) -> Vec<(u32, String)> {
         let map = self.type_names.read().unwrap_or_else(PoisonError::into_inner);
@@ -214,21 +220,19 @@ impl LabelNames {
 
     /// Keeps the organisation name of a restored series, so the organisation's series continue after a
     /// restart rather than start anew under a name it has since been given.
-    pub(super) fn keep_organisation_name(&self, labels: &HashMap<&str, &str>) {
-        if let (Some(name), Some(id)) = (labels.get("organisation"), labels.get("organisation_id")) {
-            let key = match *id {
-                OVERFLOW => return,
-                UNKNOWN => OrgKey::Unknown,
-                id => match id.parse() {
-                    Ok(id) => OrgKey::Id(id),
-                    Err(_) => return,
-                },
-            };
-            let mut names = self.org_names.lock().unwrap_or_else(PoisonError::into_inner);
-            if !names.names.contains_key(&key) {
-                names.insert(key, name.to_string());
-            }
+    /// Returns the organisation the series belongs to, if it names one.
+    pub(super) fn keep_organisation_name(&self, labels: &HashMap<&str, &str>) -> Option<OrgKey> {
+        let (name, id) = (labels.get("organisation")?, labels.get("organisation_id")?);
+        let key = match *id {
+            OVERFLOW => return Some(OrgKey::Overflow),
+            UNKNOWN => OrgKey::Unknown,
+            id => OrgKey::Id(id.parse().ok()?),
+        };
+        let mut names = self.org_names.lock().unwrap_or_else(PoisonError::into_inner);
+        if !names.names.contains_key(&key) {
+            names.insert(key, name.to_string());
         }
+        Some(key)
     }
 
     /// The labels of an event of `event_type` from `source` with `severity` in `organisation`.

@@ -56,6 +56,17 @@ async fn a_renamed_organisation_keeps_its_series_and_shows_its_new_name_in_the_i
     assert_eq!(info.len(), 1, "one info series per organisation: {info:?}");
     assert_eq!(info[0].labels["organisation"], "Acme New GmbH");
     assert_eq!(info[0].value, 1.0);
+    // An event that names no organisation leaves the current name as it is.
+    let nameless = r#"{"id": 7, "event_type": {"id": 0}, "organisation": {"id": 5}}"#;
+    assert_eq!(exporter.push("/webhook/events", &[], nameless).await.0, 200);
+    exporter.wait_for_total(7).await;
+    let samples = parse_exposition(&exporter.scrape_text().await);
+    let names: Vec<&str> = samples
+        .iter()
+        .filter(|s| s.name == "emnify_organisation_info" && s.labels["organisation_id"] == "5")
+        .map(|s| s.labels["organisation"].as_str())
+        .collect();
+    assert_eq!(names, ["Acme New GmbH"]);
 }
 
 /// Across a restart with a state file, a renamed organisation's series continue under the name they
@@ -74,6 +85,14 @@ async fn a_rename_across_a_restart_continues_the_series() {
     assert_eq!(first.push("/webhook/events", &[], event(1, "Before GmbH")).await.0, 200);
     first.stop().await;
     let second = TestExporter::start(config()).await;
+    // Restored with its series, before any new event: panels that join the name keep the organisation.
+    let restored = parse_exposition(&second.scrape_text().await);
+    let info: Vec<_> = restored
+        .iter()
+        .filter(|s| s.name == "emnify_organisation_info" && s.labels["organisation_id"] == "5")
+        .collect();
+    assert_eq!(info.len(), 1, "{info:?}");
+    assert_eq!(info[0].labels["organisation"], "Before GmbH");
     assert_eq!(second.push("/webhook/events", &[], event(2, "After GmbH")).await.0, 200);
     second.wait_for_total(2).await;
     let samples = parse_exposition(&second.scrape_text().await);
