@@ -401,7 +401,9 @@ fn decode_and_count(
     fingerprint.write_usize(body.len());
     summary.fingerprint = fingerprint.finish();
     // A save that fails here is retried by the poll's closing checkpoint.
-    let counts = lock(tally).ingest(events, origin).counts;
+    let ingested = lock(tally).ingest(events, origin);
+    ingested.finish(tally);
+    let counts = ingested.counts;
     Ok(Page::Counted(summary, counts))
 }
 

@@ -142,7 +142,7 @@ impl Receiver {
 }
 
 /// Counts a push that was read whole; with a state file it is saved before it is acknowledged.
-fn count(tally: &SharedTally, metrics: &Metrics, body: &[u8]) -> HttpResponse {
+fn count(shared: &SharedTally, metrics: &Metrics, body: &[u8]) -> HttpResponse {
     let events = match decode_event_object_or_list(body) {
         Ok(events) => events,
         Err(err) => {
@@ -152,11 +152,11 @@ fn count(tally: &SharedTally, metrics: &Metrics, body: &[u8]) -> HttpResponse {
             return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": detail }).to_string());
         }
     };
-    let mut tally = lock(tally);
+    let mut tally = lock(shared);
     let arrival_millis = tally.emnify_now_millis();
     let ingested = tally.ingest(events, Origin::Push { arrival_millis });
     drop(tally);
-    if !ingested.acknowledge {
+    if !ingested.finish(shared) {
         return reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the state could not be saved"}"#);
     }
     let counts = ingested.counts;

@@ -41,6 +41,9 @@ pub struct PollStatus {
     pub state: StateHealth,
 }
 
+/// The exposition of the exporter's own metrics at one moment; see [`Metrics::prepare_publication`].
+pub struct Publication(Arc<Vec<u8>>);
+
 /// Every metric of the process: one, shared by the poller, the receiver and the server.
 pub struct Metrics {
     /// The exporter's own metrics; scrapes see them as of the last [`Metrics::publish`].
@@ -112,11 +115,22 @@ impl Metrics {
     /// Counting goes on between publications; scrapes see only published values. With a state file the
     /// poller publishes right after saving, so Prometheus never sees a value a restart could take back.
     pub fn publish(&self) {
+        self.install_publication(self.prepare_publication());
+    }
+
+    /// The exposition of the current values, to be made visible by [`Metrics::install_publication`]
+    /// (once what they count is saved).
+    pub fn prepare_publication(&self) -> Publication {
         let mut text = encode_families(&self.registry.gather());
         for family in &self.labelled {
             family.encode(&mut text);
         }
-        *self.published.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(text);
+        Publication(Arc::new(text))
+    }
+
+    /// Makes a prepared exposition what scrapes see.
+    pub fn install_publication(&self, publication: Publication) {
+        *self.published.lock().unwrap_or_else(PoisonError::into_inner) = publication.0;
     }
 
     /// The text exposition (what `/metrics` serves): the published values, then fresh `process_*` metrics.
