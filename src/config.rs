@@ -170,7 +170,9 @@ pub struct ExporterArgs {
     #[arg(long = "webhook.read-timeout", env = "EMNIFY_EXPORTER_WEBHOOK_READ_TIMEOUT", default_value = "30s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub webhook_read_timeout: Duration,
 
-    /// Pushes handled at once; more get 503 with Retry-After.
+    /// Pushes decoded and counted at once. Bodies are read before a slot is taken; complete ones wait
+    /// for a slot until their read timeout, then get 503 with Retry-After. Also sets the body bytes
+    /// buffered at once over all pushes: this many times --webhook.max-body-size.
     #[arg(long = "webhook.max-concurrent-requests", env = "EMNIFY_EXPORTER_WEBHOOK_MAX_CONCURRENT_REQUESTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub webhook_max_concurrent: u32,
 

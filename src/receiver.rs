@@ -10,11 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::emnify::decode_event_object_or_list;
 use crate::http::{json as reply, HttpResponse};
@@ -44,8 +45,18 @@ pub struct ReceiverSettings {
     pub max_body_bytes: usize,
     /// Longest a client may take to send its body (cuts off slow-body clients).
     pub read_timeout: Duration,
-    /// Pushes handled at once; more get 503 with `Retry-After`.
+    /// Pushes decoded and counted at once; complete pushes beyond it wait for a slot until their
+    /// read deadline, then get 503 with `Retry-After`.
     pub max_concurrent: usize,
+}
+
+impl ReceiverSettings {
+    /// Body bytes all pushes may hold at once: as many full bodies as there are slots (the memory the
+    /// slots alone allowed before bodies were read ahead of them). Beyond it a push gets 503.
+    pub fn buffered_body_budget(&self) -> usize {
+        let budget = self.max_body_bytes.max(1).saturating_mul(self.max_concurrent.max(1));
+        budget.min(u32::MAX as usize).min(Semaphore::MAX_PERMITS)
+    }
 }
 
 pub struct Receiver {
@@ -53,6 +64,8 @@ pub struct Receiver {
     tally: SharedTally,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
+    /// Body bytes buffered at once, over all pushes being read, queued or counted (one permit a byte).
+    budget: Arc<Semaphore>,
     /// Asks the tally for a checkpoint without taking its lock.
     dirty_hint: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -60,8 +73,9 @@ pub struct Receiver {
 impl Receiver {
     pub fn new(settings: ReceiverSettings, tally: SharedTally, metrics: Arc<Metrics>) -> Self {
         let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
+        let budget = Arc::new(Semaphore::new(settings.buffered_body_budget()));
         let dirty_hint = lock(&tally).dirty_hint();
-        Receiver { settings, tally, metrics, permits, dirty_hint }
+        Receiver { settings, tally, metrics, permits, budget, dirty_hint }
     }
 
     pub fn path(&self) -> &str {
@@ -89,35 +103,73 @@ impl Receiver {
             self.metrics.push.record_rejected("unauthorized");
             return reply(StatusCode::UNAUTHORIZED, r#"{"error":"missing or wrong credentials"}"#);
         }
-        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
-            self.metrics.push.record_rejected("overloaded");
-            let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"too many pushes at once"}"#);
-            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
-        };
         let declared =
             req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.settings.max_body_bytes as u64) {
             return self.too_large();
         }
-        let body = Limited::new(req.into_body(), self.settings.max_body_bytes);
-        let bytes = match tokio::time::timeout(self.settings.read_timeout, body.collect()).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => return self.too_large(),
-            Ok(Err(_)) => {
-                self.metrics.push.record_rejected("malformed");
-                return reply(StatusCode::BAD_REQUEST, r#"{"error":"the body could not be read"}"#);
-            }
-            Err(_) => {
-                self.metrics.push.record_rejected("timeout");
-                return reply(StatusCode::REQUEST_TIMEOUT, r#"{"error":"the body took too long"}"#);
-            }
+        // The body is read before a processing slot is taken, so slow uploaders hold only their
+        // connection and the bytes they really sent, never a slot a complete push needs.
+        let deadline = tokio::time::Instant::now() + self.settings.read_timeout;
+        let (bytes, buffered) = match self.read_body(req.into_body(), deadline).await {
+            Ok(read) => read,
+            Err(refusal) => return refusal,
         };
+        // Complete pushes queue for a slot (they are in memory already, within the budget) until the
+        // read deadline, rather than being refused at once when all slots are busy.
+        let permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await;
+        let Ok(Ok(permit)) = permit else { return self.overloaded("too many pushes at once") };
         // Decoding up to 10,000 events and saving the state file are not for the runtime's workers.
         let (tally, metrics) = (self.tally.clone(), self.metrics.clone());
-        tokio::task::spawn_blocking(move || count(&tally, &metrics, &bytes))
-            .await
-            .unwrap_or_else(|_| reply(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"counting the push failed"}"#))
+        tokio::task::spawn_blocking(move || {
+            let response = count(&tally, &metrics, &bytes);
+            drop((permit, buffered));
+            response
+        })
+        .await
+        .unwrap_or_else(|_| reply(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"counting the push failed"}"#))
+    }
+
+    /// Reads a body whole, under the size limit, by `deadline`, each chunk paid for from the shared
+    /// budget of buffered body bytes (returned with the bytes, to be held until they are counted).
+    async fn read_body(
+        &self,
+        mut body: Incoming,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Bytes, OwnedSemaphorePermit), HttpResponse> {
+        let mut buffered = self.budget.clone().try_acquire_many_owned(0).map_err(|_| self.overloaded("closing"))?;
+        let mut bytes = BytesMut::new();
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => frame,
+                Ok(None) => return Ok((bytes.freeze(), buffered)),
+                Ok(Some(Err(_))) => {
+                    self.metrics.push.record_rejected("malformed");
+                    return Err(reply(StatusCode::BAD_REQUEST, r#"{"error":"the body could not be read"}"#));
+                }
+                Err(_) => {
+                    self.metrics.push.record_rejected("timeout");
+                    return Err(reply(StatusCode::REQUEST_TIMEOUT, r#"{"error":"the body took too long"}"#));
+                }
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            if bytes.len() + data.len() > self.settings.max_body_bytes {
+                return Err(self.too_large());
+            }
+            let cost = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            let Ok(more) = self.budget.clone().try_acquire_many_owned(cost) else {
+                return Err(self.overloaded("too many push bytes in flight"));
+            };
+            buffered.merge(more);
+            bytes.extend_from_slice(&data);
+        }
+    }
+
+    fn overloaded(&self, why: &str) -> HttpResponse {
+        self.metrics.push.record_rejected("overloaded");
+        let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({ "error": why }).to_string());
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        r
     }
 
     fn too_large(&self) -> HttpResponse {

@@ -49,13 +49,52 @@ fn streamer(running: &TestExporter, batch_size: usize, duplicate_chance: f64) ->
     }
 }
 
+/// Starts a push that sends its headers and `sent_body` of a `declared`-byte body, then nothing; returns
+/// once it is on the wire, with the thread that reads the answer.
+fn slow_push(running: &TestExporter, sent_body: &str, declared: usize) -> std::thread::JoinHandle<String> {
+    let address = running.base.trim_start_matches("http://").to_string();
+    let sent_body = sent_body.to_string();
+    let (sent, on_the_wire) = std::sync::mpsc::channel();
+    let answer = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        let head = format!("POST /webhook/events HTTP/1.1\r\nHost: x\r\n{SECRET_HEADER}: {SECRET}\r\n");
+        write!(stream, "{head}Content-Length: {declared}\r\n\r\n{sent_body}").unwrap();
+        let _ = sent.send(());
+        let mut answer = String::new();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    });
+    let _ = on_the_wire.recv();
+    answer
+}
+
 /// Push only: two streamers deliver every event twice, into a receiver that takes one push at a
-/// time (so pushes are refused with 503 and sent again): every event is still counted once.
+/// time, while a slow upload holds most of its body budget at first (so pushes are refused with 503
+/// and sent again): every event is still counted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_only_counts_once_despite_retries_and_duplicates() {
     let stop = CancellationToken::new();
     let sim = Simulator::new(common::sim_config(51));
-    let running = push_only(ReceiverSettings { max_concurrent: 1, ..receiver_settings() }).await;
+    let settings = ReceiverSettings {
+        max_concurrent: 1,
+        max_body_bytes: 64 * 1024,
+        read_timeout: Duration::from_secs(1),
+        ..receiver_settings()
+    };
+    let running = push_only(settings).await;
+    let hog = slow_push(&running, &format!("[{}", " ".repeat(60 * 1024)), 64 * 1024);
+    let client = common::http_client();
+    let padded = format!("[{}]", " ".repeat(8 * 1024));
+    let url = running.url("/webhook/events");
+    assert!(
+        wait_for(Duration::from_secs(5), async || {
+            let r = client.post(&url).header(SECRET_HEADER, SECRET).body(padded.clone()).send().await;
+            r.is_ok_and(|r| r.status() == 503)
+        })
+        .await,
+        "the slow upload holds most of the budget"
+    );
     tokio::spawn(sim.clone().run_streamer(streamer(&running, 37, 0.3), stop.clone()));
     tokio::spawn(
         sim.clone().run_streamer(StreamerConfig { batch_size: 1, ..streamer(&running, 1, 0.3) }, stop.clone()),
@@ -74,6 +113,8 @@ async fn push_only_counts_once_despite_retries_and_duplicates() {
     let samples = parse_exposition(&text);
     let stats = sim.stats();
     assert!(stats.duplicate_pushes > 0 && stats.push_failures > 0, "{stats:?}");
+    let hog = tokio::task::spawn_blocking(move || hog.join().unwrap()).await.unwrap();
+    assert!(hog.starts_with("HTTP/1.1 408"), "{hog}");
     assert!(sum(&samples, "emnify_events_duplicate_total", &[]) > 0.0);
     assert!(
         sum(&samples, "emnify_push_requests_total", &[("code", "503")]) > 0.0,
@@ -176,41 +217,31 @@ async fn bad_pushes_are_refused_and_count_nothing() {
     assert_eq!(status(client.post(&url).header(SECRET_HEADER, SECRET).body(big).send().await.unwrap()), 413);
     assert_eq!(status(client.get(&url).header(SECRET_HEADER, SECRET).send().await.unwrap()), 405);
 
-    // A slow client: headers and part of the body, then nothing. It holds the only slot meanwhile. If one
-    // of the empty pushes below takes the slot first, the slow client gets 503 itself; then try again.
-    for attempt in 1.. {
-        let address = running.base.trim_start_matches("http://").to_string();
-        let (sent, headers_sent) = std::sync::mpsc::channel();
-        let slow = std::thread::spawn(move || {
-            let mut stream = std::net::TcpStream::connect(&address).unwrap();
-            write!(stream, "POST /webhook/events HTTP/1.1\r\nHost: x\r\n{SECRET_HEADER}: {SECRET}\r\nContent-Length: 500\r\n\r\n[{{\"id\"").unwrap();
-            let _ = sent.send(());
-            let mut answer = String::new();
-            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let _ = stream.read_to_string(&mut answer);
-            answer
-        });
-        // The slow request is on the wire before the empty pushes start.
-        let _ = tokio::task::spawn_blocking(move || headers_sent.recv()).await;
-        // An empty batch: accepted or refused, it counts nothing.
-        let busy = wait_for(Duration::from_secs(5), async || {
-            client.post(&url).header(SECRET_HEADER, SECRET).body("[]").send().await.is_ok_and(|r| r.status() == 503)
-        })
-        .await;
-        let answer = tokio::task::spawn_blocking(move || slow.join().unwrap()).await.unwrap();
-        if answer.starts_with("HTTP/1.1 503") && attempt < 3 {
-            continue;
-        }
-        assert!(busy, "a second push while the only slot is taken gets 503");
-        assert!(answer.starts_with("HTTP/1.1 408"), "the slow body is cut off: {answer}");
-        break;
+    // Slow clients, more of them than there are slots: headers and part of the body, then nothing. They
+    // hold their connections and the bytes they sent, not a slot: a complete push meanwhile is counted.
+    let slow: Vec<_> = (0..3).map(|_| slow_push(&running, "[{\"id\"", 500)).collect();
+    let complete = client.post(&url).header(SECRET_HEADER, SECRET).body("[]").send().await.unwrap();
+    assert_eq!(complete.status(), 200, "slow uploads hold no processing slot");
+    // One that sent most of what the body limit allows: bodies in flight are bounded as a whole
+    // (here one body's worth, one slot), so a push that would go beyond gets 503 until it is cut off.
+    let big = slow_push(&running, &format!("[{}", " ".repeat(4000)), 4090);
+    let padded = format!("[{}]", " ".repeat(200));
+    let refused = wait_for(Duration::from_secs(5), async || {
+        let r = client.post(&url).header(SECRET_HEADER, SECRET).body(padded.clone()).send().await;
+        r.is_ok_and(|r| r.status() == 503 && r.headers().contains_key("retry-after"))
+    })
+    .await;
+    assert!(refused, "bytes beyond the budget are refused with 503 and Retry-After");
+    for answer in slow.into_iter().chain([big]) {
+        let answer = tokio::task::spawn_blocking(move || answer.join().unwrap()).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "a slow body is cut off at the read timeout: {answer}");
     }
 
     let metrics_url = format!("{}/metrics", running.base);
     assert!(
         wait_for(Duration::from_secs(5), async || {
             let samples = parse_exposition(&common::blocking_get(&metrics_url).1);
-            sum(&samples, "emnify_push_rejected_total", &[("reason", "timeout")]) == 1.0
+            sum(&samples, "emnify_push_rejected_total", &[("reason", "timeout")]) == 4.0
         })
         .await,
         "the refusals are published within a checkpoint period"
@@ -218,7 +249,7 @@ async fn bad_pushes_are_refused_and_count_nothing() {
     let samples = parse_exposition(&running.scrape_text().await);
     assert_eq!(sum(&samples, "emnify_events_total", &[]), 0.0, "nothing counted");
     for (reason, n) in
-        [("unauthorized", 2.0), ("malformed", 2.0), ("too_large", 1.0), ("method", 1.0), ("timeout", 1.0)]
+        [("unauthorized", 2.0), ("malformed", 2.0), ("too_large", 1.0), ("method", 1.0), ("timeout", 4.0)]
     {
         assert_eq!(sum(&samples, "emnify_push_rejected_total", &[("reason", reason)]), n, "{reason}");
     }
