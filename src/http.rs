@@ -2,8 +2,16 @@
 //!
 //! One accept loop (plain or TLS), the connection limits, graceful shutdown, and the builder
 //! every complete response is made with.
+//!
+//! At the connection limit the oldest connection that is not in the middle of a request (an
+//! unfinished header, an idle keep-alive, a client not reading its answer) is closed to make room:
+//! a slowloris attack fills the slots, but a probe or scrape still gets one at once.
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +23,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +42,9 @@ pub struct HttpLimits {
     pub max_header_bytes: usize,
     /// Time a client gets to send its request line and headers.
     pub header_timeout: Duration,
+    /// Longest a client may take no bytes of its answer (a many-MB `/metrics` held by a client
+    /// that never reads); then the connection is closed.
+    pub write_timeout: Duration,
     /// How long open connections get to finish after shutdown starts.
     pub shutdown_grace: Duration,
 }
@@ -43,6 +55,7 @@ impl Default for HttpLimits {
             max_connections: 512,
             max_header_bytes: 16 * 1024,
             header_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             shutdown_grace: SHUTDOWN_GRACE,
         }
     }
@@ -76,6 +89,23 @@ pub fn json(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
     respond(status, "application/json", body)
 }
 
+/// What the accept loop reports: connections open now, and those closed to make room at the limit.
+/// [`Default`] gives unregistered ones (for servers whose figures nobody scrapes).
+#[derive(Debug, Clone)]
+pub struct ConnectionCounters {
+    pub open: prometheus::IntGauge,
+    pub evicted: prometheus::IntCounter,
+}
+
+impl Default for ConnectionCounters {
+    fn default() -> Self {
+        ConnectionCounters {
+            open: prometheus::IntGauge::new("http_connections_open", "unregistered").expect("a valid name"),
+            evicted: prometheus::IntCounter::new("http_connections_evicted", "unregistered").expect("a valid name"),
+        }
+    }
+}
+
 /// Longest a client may take over the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -88,6 +118,7 @@ pub async fn serve_http<F, Fut, B, E>(
     shutdown: CancellationToken,
     limits: HttpLimits,
     security: Option<Arc<WebSecurity>>,
+    counters: ConnectionCounters,
     handler: F,
 ) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
@@ -98,14 +129,9 @@ pub async fn serve_http<F, Fut, B, E>(
 {
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let table = Arc::new(ConnectionTable::default());
+    let mut evictions_logged: Option<(std::time::Instant, u64)> = None;
     loop {
-        // A connection slot first: at the limit, new clients wait in the backlog instead of each
-        // holding a buffer here.
-        let slot = tokio::select! {
-            slot = connections.clone().acquire_owned() => slot,
-            () = shutdown.cancelled() => break,
-        };
-        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
@@ -124,39 +150,83 @@ pub async fn serve_http<F, Fut, B, E>(
                 continue;
             }
         };
+        let slot = match connections.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // At the limit: the oldest connection between requests makes room (see the module docs).
+                // With every one inside a request, the new client waits for one to end.
+                if table.evict_oldest_idle() {
+                    counters.evicted.inc();
+                    log_eviction(&mut evictions_logged, limits.max_connections);
+                }
+                let slot = tokio::select! {
+                    slot = connections.clone().acquire_owned() => slot,
+                    () = shutdown.cancelled() => break,
+                };
+                let Ok(slot) = slot else { break };
+                slot
+            }
+        };
         let tls = security.as_ref().and_then(|s| s.current().tls.clone());
-        let handler = handler.clone();
         let watcher = graceful.watcher();
-        let (header_timeout, max_header_bytes) = (limits.header_timeout, limits.max_header_bytes);
+        let limits = limits.clone();
+        let (entry, evicted) = table.open();
+        let handler = {
+            let (handler, in_request) = (handler.clone(), entry.in_request.clone());
+            move |req| {
+                let busy = RequestMark::new(in_request.clone());
+                let answer = handler(req);
+                async move {
+                    let answer = answer.await;
+                    drop(busy);
+                    answer
+                }
+            }
+        };
+        let (table, open) = (table.clone(), counters.open.clone());
+        open.inc();
         tokio::spawn(async move {
             let builder = {
                 let mut b = http1::Builder::new();
-                b.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(max_header_bytes);
+                b.timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_timeout)
+                    .max_buf_size(limits.max_header_bytes);
                 b
             };
-            let result = match tls {
-                Some(config) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            let connection = builder.serve_connection(TokioIo::new(tls_stream), service_fn(handler));
-                            watcher.watch(connection).await
-                        }
-                        Ok(Err(err)) => {
-                            tracing::debug!(error = %err, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!("TLS handshake timed out");
-                            return;
+            let stream = WriteTimeout::new(stream, limits.write_timeout);
+            let serve = async {
+                match tls {
+                    Some(config) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls_stream)) => {
+                                let connection =
+                                    builder.serve_connection(TokioIo::new(tls_stream), service_fn(handler));
+                                watcher.watch(connection).await
+                            }
+                            Ok(Err(err)) => {
+                                tracing::debug!(error = %err, "TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake timed out");
+                                Ok(())
+                            }
                         }
                     }
+                    None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service_fn(handler))).await,
                 }
-                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service_fn(handler))).await,
+            };
+            let result = tokio::select! {
+                result = serve => result,
+                // Dropping the connection closes it.
+                () = evicted.cancelled() => Ok(()),
             };
             if let Err(err) = result {
                 tracing::debug!(error = %err, "HTTP connection ended with an error");
             }
+            table.close(entry.id);
+            open.dec();
             drop(slot);
         });
     }
@@ -166,5 +236,180 @@ pub async fn serve_http<F, Fut, B, E>(
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("HTTP connections still open after the shutdown grace period; closing them");
         }
+    }
+}
+
+/// One line when evictions start, then at most one a minute with how many there were.
+fn log_eviction(logged: &mut Option<(std::time::Instant, u64)>, limit: usize) {
+    match logged {
+        Some((at, since)) if at.elapsed() < Duration::from_secs(60) => *since += 1,
+        _ => {
+            let earlier = logged.map_or(0, |(_, n)| n);
+            tracing::warn!(
+                limit,
+                evicted_since_last_line = earlier + 1,
+                "at --web.max-connections: closing the oldest connections that are between requests to make room \
+                 (a slowloris attack, or the limit is too low for the clients)"
+            );
+            *logged = Some((std::time::Instant::now(), 0));
+        }
+    }
+}
+
+/// The open connections, oldest first, and whether each is inside a request.
+#[derive(Default)]
+struct ConnectionTable {
+    next_id: std::sync::atomic::AtomicU64,
+    open: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<ConnectionEntry>>>,
+}
+
+struct ConnectionEntry {
+    id: u64,
+    /// Requests being handled (more than one only if the client pipelines).
+    in_request: Arc<std::sync::atomic::AtomicUsize>,
+    evict: CancellationToken,
+}
+
+impl ConnectionTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, Arc<ConnectionEntry>>> {
+        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a new connection; the token is cancelled when it is evicted.
+    fn open(&self) -> (Arc<ConnectionEntry>, CancellationToken) {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let evict = CancellationToken::new();
+        let entry = Arc::new(ConnectionEntry { id, in_request: Arc::default(), evict: evict.clone() });
+        self.lock().insert(id, entry.clone());
+        (entry, evict)
+    }
+
+    fn close(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Closes the oldest connection that is not inside a request; false if there is none.
+    fn evict_oldest_idle(&self) -> bool {
+        let mut open = self.lock();
+        let idle = open
+            .values()
+            .find(|c| c.in_request.load(std::sync::atomic::Ordering::Acquire) == 0 && !c.evict.is_cancelled())
+            .map(|c| c.id);
+        match idle.and_then(|id| open.remove(&id)) {
+            Some(entry) => {
+                entry.evict.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Marks a connection as inside a request while it lives.
+struct RequestMark(Arc<std::sync::atomic::AtomicUsize>);
+
+impl RequestMark {
+    fn new(in_request: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        in_request.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        RequestMark(in_request)
+    }
+}
+
+impl Drop for RequestMark {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// A stream whose writes fail once the peer has taken no bytes for a while, so a client that never
+/// reads its answer cannot hold the connection (and the answer's buffer) for ever.
+struct WriteTimeout<S> {
+    inner: S,
+    timeout: Duration,
+    /// Running while a write waits for the peer.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteTimeout<S> {
+    fn new(inner: S, timeout: Duration) -> Self {
+        WriteTimeout { inner, timeout, stalled: None }
+    }
+
+    fn progress<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timeout = self.timeout;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no bytes within the write timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progress(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progress(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.progress(cx, poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A peer that reads nothing fails the write once the timeout passes without progress; a peer
+    /// that reads lets a write far larger than the pipe finish.
+    #[tokio::test]
+    async fn writes_fail_when_the_peer_stops_reading() {
+        let (near, _far) = tokio::io::duplex(64);
+        let mut stream = WriteTimeout::new(near, Duration::from_millis(50));
+        let err = stream.write_all(&[0u8; 4096]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+
+        let (near, mut far) = tokio::io::duplex(64);
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            far.read_to_end(&mut all).await.map(|_| all.len())
+        });
+        let mut stream = WriteTimeout::new(near, Duration::from_millis(50));
+        stream.write_all(&[7u8; 256 * 1024]).await.unwrap();
+        drop(stream);
+        assert_eq!(reader.await.unwrap().unwrap(), 256 * 1024);
     }
 }

@@ -36,7 +36,8 @@ pub struct ServerState {
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
     let security = state.security.clone();
     let limits = state.limits.clone();
-    serve_http(listener, shutdown, limits, security, move |req| handle(state.clone(), req)).await;
+    let counters = state.metrics.http.clone();
+    serve_http(listener, shutdown, limits, security, counters, move |req| handle(state.clone(), req)).await;
 }
 
 async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus::Registry;
 
+use crate::http::ConnectionCounters;
+
 mod build;
 mod encode;
 mod events;
@@ -41,6 +43,25 @@ pub struct PollStatus {
     pub state: StateHealth,
 }
 
+/// The HTTP server's figures, in `live` (an attack shows while it lasts, not at the next checkpoint).
+fn register_connection_counters(live: &Registry) -> ConnectionCounters {
+    let open = prometheus::IntGauge::new(
+        "emnify_http_connections_open",
+        "HTTP connections open now (scrapes, probes, pushes), at most --web.max-connections.",
+    )
+    .expect("static metric definition is valid");
+    let evicted = prometheus::IntCounter::new(
+        "emnify_http_connections_evicted_total",
+        "Connections closed between requests to make room at --web.max-connections (unfinished headers, idle \
+         keep-alives, clients not reading): a slowloris attack, or a limit too low for the clients.",
+    )
+    .expect("static metric definition is valid");
+    for metric in [Box::new(open.clone()) as Box<dyn prometheus::core::Collector>, Box::new(evicted.clone())] {
+        live.register(metric).expect("each metric is registered once");
+    }
+    ConnectionCounters { open, evicted }
+}
+
 /// The exposition of the exporter's own metrics at one moment; see [`Metrics::prepare_publication`].
 pub struct Publication(Arc<Vec<u8>>);
 
@@ -61,6 +82,8 @@ pub struct Metrics {
     pub push: PushMetrics,
     /// Read fresh at every scrape: a failing save must show although it freezes the published counts.
     pub state: StateMetrics,
+    /// The exporter's HTTP connections, read fresh at every scrape.
+    pub http: ConnectionCounters,
     /// Whether a state file is used (set once at start-up), for the landing page.
     state_used: std::sync::atomic::AtomicBool,
 }
@@ -83,6 +106,7 @@ impl Metrics {
         let push = PushMetrics::register(&mut reg);
         build::register(&mut reg, &live_registry);
         let state = StateMetrics::register(&live_registry);
+        let http = register_connection_counters(&live_registry);
         // The exposition lists the registry's families by name (`gather` sorts them), then these, by name too.
         labelled.sort_by_key(|family| family.name);
         let metrics = Metrics {
@@ -95,6 +119,7 @@ impl Metrics {
             polling,
             push,
             state,
+            http,
             state_used: std::sync::atomic::AtomicBool::new(false),
         };
         metrics.publish();

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::faults::{FaultConfig, RequestFault};
 use super::{ListCache, PagingInjection, Simulator, StoredEvent};
 use crate::catalogue::EVENT_TYPES;
-use crate::http::{empty, json, respond, serve_http, HttpLimits, HttpResponse};
+use crate::http::{empty, json, respond, serve_http, ConnectionCounters, HttpLimits, HttpResponse};
 use crate::timefmt::{format_http_date, parse_timestamp_millis};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +28,8 @@ impl Simulator {
     /// Serves the API on `listener` until `shutdown` is cancelled.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
         let limits = HttpLimits { shutdown_grace: Duration::from_secs(2), ..HttpLimits::default() };
-        serve_http(listener, shutdown, limits, None, move |req| handle(self.clone(), req)).await;
+        let counters = ConnectionCounters::default();
+        serve_http(listener, shutdown, limits, None, counters, move |req| handle(self.clone(), req)).await;
     }
 
     /// Binds `127.0.0.1:0`, serves there in the background, and returns the address.

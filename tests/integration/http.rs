@@ -116,3 +116,39 @@ async fn oversized_request_headers_are_refused() {
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
     assert!(common::blocking_get_ok(&running.url("/-/healthy")), "ordinary requests are still served");
 }
+
+/// Unfinished requests holding every connection slot (a slowloris attack; here with a header timeout
+/// too long to free them) do not lock out probes and scrapes: the oldest connection between requests
+/// is closed to make room, and that shows in a metric.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_get_through_while_unfinished_requests_fill_every_slot() {
+    use std::io::{Read, Write};
+    let mut config = common::push_only_config();
+    config.http.max_connections = 8;
+    config.http.header_timeout = Duration::from_secs(3600);
+    let running = TestExporter::start(config).await;
+    let address = running.base.trim_start_matches("http://").to_string();
+    let mut slowloris = Vec::new();
+    for _ in 0..12 {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nX-Filler: ").unwrap();
+        slowloris.push(stream);
+    }
+    for _ in 0..5 {
+        assert!(common::blocking_get_ok(&running.url("/-/healthy")), "a probe is answered");
+    }
+    let text = tokio::task::spawn_blocking({
+        let url = running.url("/metrics");
+        move || common::blocking_get(&url).1
+    })
+    .await
+    .unwrap();
+    let samples = parse_exposition(&text);
+    assert!(sum(&samples, "emnify_http_connections_evicted_total", &[]) >= 5.0, "{text}");
+    assert!(sum(&samples, "emnify_http_connections_open", &[]) <= 8.0, "{text}");
+    // The oldest unfinished requests were the ones closed.
+    let mut first = slowloris.remove(0);
+    first.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(first.read_to_end(&mut rest).unwrap_or(0), 0, "closed without an answer");
+}
