@@ -96,8 +96,8 @@ pub struct ExporterArgs {
     #[arg(long = "web.listen-address", env = "EMNIFY_EXPORTER_WEB_LISTEN_ADDRESS", default_value = ":9853", value_name = "[HOST]:PORT", value_parser = parse_listen_address)]
     pub listen_address: SocketAddr,
 
-    /// Connections served at once (scrapes, probes, pushes); more wait until one closes. Each holds at most
-    /// --web.max-header-size of request headers.
+    /// Connections served at once (scrapes, probes, pushes). At the limit the oldest connection between
+    /// requests is closed to make room. Each holds at most --web.max-header-size of request headers.
     #[arg(long = "web.max-connections", env = "EMNIFY_EXPORTER_WEB_MAX_CONNECTIONS", default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub max_connections: u64,
 

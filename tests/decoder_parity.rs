@@ -905,8 +905,11 @@ fn scanner_rejects_malformed_pages() {
         (b"[1 2]", false, false),
         (b"[{\"id\":1}", false, false),
         (b"", false, false),
-        (b"[\"\xff\"]", false, false),
-        (b"[{\"id\":1e400}]", false, false),
+        // Well-formed, with a value that cannot be decoded: one unreadable record, not a failed body.
+        (b"[\"\xff\"]", true, true),
+        (b"[{\"id\":1e400}]", true, true),
+        (b"[\"\xff]", false, false),
+        (b"[{\"id\":1e400]", false, false),
         (b"[{\"x\":\"a\x01\"}]", false, false),
         (b"[01]", false, false),
         (b"{\"id\":1}", false, true),
@@ -925,6 +928,16 @@ fn scanner_rejects_malformed_pages() {
     assert_eq!(e.to_string(), "malformed JSON at line 1 column 10");
     let e = decode_event_list(b"[{\"id\":1,").unwrap_err();
     assert_eq!(e.category(), "truncated JSON");
+    // One poison record (a lone surrogate in a name, invalid UTF-8, a number out of range) costs only
+    // itself; the same record again has the same fingerprint, another one another.
+    let poisoned = b"[{\"id\":1,\"event_type\":{\"id\":2},\"organisation\":{\"id\":3,\"name\":\"\\ud800\"}},\
+                     {\"id\":1E400,\"event_type\":{\"id\":2}},{\"id\":4,\"event_type\":{\"id\":2}},\"\xff\"]";
+    let decoded = decode_event_list(poisoned).expect("one bad record never fails the page");
+    let reasons: Vec<_> = decoded.iter().map(|item| item.as_ref().map(|e| e.id).map_err(|u| u.reason)).collect();
+    assert_eq!(reasons, [Err("malformed_value"), Err("malformed_value"), Ok(4), Err("malformed_value")]);
+    let prints: Vec<_> = decoded.iter().filter_map(|item| item.as_ref().err()).map(|u| u.fingerprint).collect();
+    assert!(prints.iter().all(|&f| f != 0) && prints[0] != prints[1] && prints[1] != prints[2]);
+    assert_eq!(decode_event_object_or_list(poisoned).unwrap(), decoded);
     let pushed = decode_event_object_or_list(b"{\"id\":1}").expect("one object is a push body");
     let reasons: Vec<_> = pushed.iter().map(|item| item.as_ref().map(|_| ()).map_err(|u| (u.id, u.reason))).collect();
     assert_eq!(reasons, [Err((Some(1), "missing_event_type"))]);

@@ -36,7 +36,9 @@ pub struct Unreadable {
 }
 
 /// Why an element of an event list could not be counted; values of `emnify_events_unreadable_total{reason}`.
-pub const UNREADABLE_REASONS: [&str; 3] = ["not_an_object", "missing_id", "missing_event_type"];
+/// `malformed_value`: well-formed JSON, but a value the exporter reads cannot be decoded (a lone
+/// surrogate escape or invalid UTF-8 in a string, a number out of range such as `1E400`).
+pub const UNREADABLE_REASONS: [&str; 4] = ["not_an_object", "missing_id", "missing_event_type", "malformed_value"];
 
 /// One element of an event list: an event, or why it could not be read.
 pub type DecodedEvent<'a> = Result<Event<'a>, Unreadable>;
@@ -106,6 +108,17 @@ pub(crate) use decoded_event;
 #[inline]
 pub(crate) fn not_an_object() -> Unreadable {
     Unreadable { id: None, fingerprint: 0, reason: UNREADABLE_REASONS[0] }
+}
+
+/// A list element whose grammar is sound but one of whose read values cannot be decoded; its
+/// fingerprint hashes its raw bytes (nothing else of it can be trusted).
+#[cold]
+pub(crate) fn malformed_value(raw: &[u8]) -> Unreadable {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    (UNREADABLE_REASONS[3], raw).hash(&mut h);
+    // 0 means "no fingerprint" to the tally.
+    Unreadable { id: None, fingerprint: h.finish().max(1), reason: UNREADABLE_REASONS[3] }
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@
 //! * Values the decoder reads (`id`, `timestamp`, `alert`, `description`, the `event_*` and
 //!   `organisation` sub-objects and their `id`/`name`/`description`, list elements) are parsed like
 //!   `deserialize_any`: strings must be valid UTF-8 with paired `\u` surrogates, numbers are
-//!   classified as u64 / i64 / f64 and can fail as out of range (`1e400`).
+//!   classified as u64 / i64 / f64 and can fail as out of range (`1e400`). Such a failure costs
+//!   only its element: the element is skipped again as an ignored value, and is one `malformed_value`
+//!   record unless that fails too (then the body is not JSON).
 //! * Values it ignores are only checked for grammar like `IgnoredAny` (`ignore_value`): strings may
 //!   hold invalid UTF-8 and lone surrogate escapes, numbers are never out of range, and nesting is
 //!   unbounded (serde_json's ignore loop keeps its own stack and does not count the recursion limit).
@@ -35,7 +37,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::fields::{decoded_event, not_an_object, EventFields};
+use super::fields::{decoded_event, malformed_value, not_an_object, EventFields};
 use super::model::{DecodedEvent, Key};
 use crate::timefmt::parse_timestamp_millis;
 
@@ -130,10 +132,7 @@ pub fn decode_event_object_or_list(body: &[u8]) -> Result<Vec<DecodedEvent<'_>>,
                 s.i += 1;
                 s.items()?
             }
-            b'{' => {
-                s.i += 1;
-                vec![s.event()?]
-            }
+            b'{' => vec![s.element()?],
             _ => return Err(s.not_expected_shape()),
         };
         s.end()?;
@@ -296,20 +295,46 @@ impl<'a> Scanner<'a> {
             return Ok(out);
         }
         loop {
-            let item = if self.peek() == b'{' {
-                self.i += 1;
-                self.event()?
-            } else {
-                if let Any::Map = self.any()? {
-                    // Not reached (objects are read as events above); drained all the same.
-                    self.drain_map()?;
-                }
-                Err(not_an_object())
-            };
+            let item = self.element()?;
             out.push(item);
             if !self.more_members(b']')? {
                 return Ok(out);
             }
+        }
+    }
+
+    /// One list element (or a pushed body's one object), the cursor on its first byte. An element
+    /// whose grammar is sound but one of whose read values cannot be decoded (a lone surrogate, invalid
+    /// UTF-8, a number out of range) is one unreadable record, not a failed body: it is skipped again
+    /// as an ignored value would be, and the body fails only if that fails too (as in model.rs).
+    #[inline(always)]
+    fn element(&mut self) -> Scan<DecodedEvent<'a>> {
+        let start = self.i;
+        match self.element_strict() {
+            Ok(item) => Ok(item),
+            Err(_) => self.element_malformed(start),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn element_malformed(&mut self, start: usize) -> Scan<DecodedEvent<'a>> {
+        self.i = start;
+        self.skip_value()?;
+        Ok(Err(malformed_value(&self.b[start..self.i])))
+    }
+
+    #[inline(always)]
+    fn element_strict(&mut self) -> Scan<DecodedEvent<'a>> {
+        if self.peek() == b'{' {
+            self.i += 1;
+            self.event()
+        } else {
+            if let Any::Map = self.any()? {
+                // Not reached (objects are read as events above); drained all the same.
+                self.drain_map()?;
+            }
+            Ok(Err(not_an_object()))
         }
     }
 

@@ -71,7 +71,7 @@ pub(super) const SKIP_REASONS: [&str; 2] = ["before_start", "beyond_dedup_horizo
 
 /// Why a record cannot be read; each is a value of `emnify_events_unreadable_total{reason}`, all of them
 /// at zero from the start.
-pub(super) const UNREADABLE_REASONS: [&str; 3] = crate::emnify::model::UNREADABLE_REASONS;
+pub(super) const UNREADABLE_REASONS: [&str; 4] = crate::emnify::model::UNREADABLE_REASONS;
 
 /// The causes a new organisation's `emnify_generic_events_total` series start with at zero: all of them.
 pub(super) const ZEROED_GENERIC_CAUSES: [&str; 3] = GENERIC_CAUSES;

@@ -429,3 +429,28 @@ fn a_push_of_poison_records_logs_a_summary_not_a_line_each() {
     assert!((1..=2).contains(&summaries), "{summaries} summary lines of {} log lines", lines.len());
     assert!(lines.len() < 20, "{} log lines", lines.len());
 }
+
+/// Well-formed records whose values cannot be decoded (a lone surrogate in a description or an
+/// organisation name, an id of `1E400`) cost only themselves: the push is answered 200, the good
+/// record is counted, each poison record is counted unreadable once however often it is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_values_cost_only_their_own_record() {
+    let running = push_only(receiver_settings()).await;
+    let url = running.url("/webhook/events");
+    let client = common::http_client();
+    let body = r#"[{"id": 1, "event_type": {"id": 3}, "description": "\ud800"},
+        {"id": 2, "event_type": {"id": 3}, "organisation": {"id": 7, "name": "\udc00 Org"}},
+        {"id": 1E400, "event_type": {"id": 3}},
+        {"id": 4, "event_type": {"id": 3}, "organisation": {"id": 7, "name": "Org"}}]"#;
+    for (counted, unreadable) in [(1, 3), (0, 0)] {
+        let r = client.post(&url).header(SECRET_HEADER, SECRET).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let answer: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert_eq!((answer["counted"].as_u64(), answer["unreadable"].as_u64()), (Some(counted), Some(unreadable)));
+    }
+    running.wait_for_total(1).await;
+    let samples = parse_exposition(&running.scrape_text().await);
+    assert_eq!(sum(&samples, "emnify_events_unreadable_total", &[("reason", "malformed_value")]), 3.0);
+    assert_eq!(sum(&samples, "emnify_events_total", &[]), 1.0);
+    running.shutdown.cancel();
+}
