@@ -234,7 +234,8 @@ const MAX_CONCURRENT_CHECKS: usize = 2;
 
 /// How often, at most, the files are checked for changes.
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
-/// Cached password checks; the cache is cleared when full.
+/// Cached password checks; when full, the failed ones are forgotten (a flood of distinct wrong
+/// passwords must not push Prometheus's verified one out, or its scrapes would queue behind the flood).
 const CACHE_LIMIT: usize = 1024;
 
 impl WebSecurity {
@@ -305,7 +306,10 @@ impl WebSecurity {
         let ok = verified.await.unwrap_or(false);
         let mut cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= CACHE_LIMIT {
-            cache.clear();
+            cache.retain(|_, verified| *verified);
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
         }
         cache.insert(key, ok);
         ok && known
@@ -401,6 +405,13 @@ mod tests {
         assert!(!security.authorized(config.clone(), Some("Bearer x".into())).await);
         // The unknown user was checked against a configured hash too: the same work, the same time.
         assert_eq!(security.verified.lock().unwrap().len(), 3);
+        // A flood of distinct wrong passwords fills the cache; the verified password stays in it.
+        for n in 0..CACHE_LIMIT + 10 {
+            assert!(!security.authorized(config.clone(), Some(header("alice", &format!("guess {n}")))).await);
+        }
+        // (Two verified entries: alice's, and bob's, whose password matched the hash of the dummy check.)
+        let cache = security.verified.lock().unwrap().clone();
+        assert!(cache.len() <= CACHE_LIMIT && cache.values().filter(|ok| **ok).count() == 2, "{}", cache.len());
     }
 
     #[test]
