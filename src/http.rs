@@ -130,6 +130,7 @@ pub async fn serve_http<F, Fut, B, E>(
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let table = Arc::new(ConnectionTable::default());
+    let trimmer = Arc::new(Trimmer::new(counters.open.clone()));
     let mut evictions_logged: Option<(std::time::Instant, u64)> = None;
     loop {
         let accepted = tokio::select! {
@@ -183,8 +184,9 @@ pub async fn serve_http<F, Fut, B, E>(
                 }
             }
         };
-        let (table, open) = (table.clone(), counters.open.clone());
+        let (table, open, trimmer) = (table.clone(), counters.open.clone(), trimmer.clone());
         open.inc();
+        trimmer.opened();
         tokio::spawn(async move {
             let builder = {
                 let mut b = http1::Builder::new();
@@ -228,6 +230,7 @@ pub async fn serve_http<F, Fut, B, E>(
             table.close(entry.id);
             open.dec();
             drop(slot);
+            trimmer.closed();
         });
     }
     drop(listener);
@@ -255,6 +258,57 @@ fn log_eviction(logged: &mut Option<(std::time::Instant, u64)>, limit: usize) {
         }
     }
 }
+
+/// Gives memory back to the system after many connections closed. glibc keeps what they freed in its
+/// per-thread arenas, fragmented, for reuse: 512 connections that sent 8 KB of headers each left the
+/// process at 17 MiB instead of 7 after they closed, until `malloc_trim` returned it.
+struct Trimmer {
+    open: prometheus::IntGauge,
+    /// Most connections open at once since the last trim.
+    peak: std::sync::atomic::AtomicI64,
+    /// A trim is scheduled (at most one a second, covering every close until then).
+    scheduled: std::sync::atomic::AtomicBool,
+}
+
+impl Trimmer {
+    /// Connections that must have closed since the peak for a trim to be worth it.
+    const CLOSED_SINCE_PEAK: i64 = 128;
+    const DELAY: Duration = Duration::from_secs(1);
+
+    fn new(open: prometheus::IntGauge) -> Self {
+        Trimmer { open, peak: Default::default(), scheduled: Default::default() }
+    }
+
+    fn opened(&self) {
+        self.peak.fetch_max(self.open.get(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn closed(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+        if self.peak.load(Relaxed) - self.open.get() < Self::CLOSED_SINCE_PEAK || self.scheduled.swap(true, AcqRel) {
+            return;
+        }
+        let trimmer = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Self::DELAY).await;
+            trimmer.peak.store(trimmer.open.get(), Relaxed);
+            trimmer.scheduled.store(false, Relaxed);
+            // It walks every arena: milliseconds, not for the async workers.
+            let _ = tokio::task::spawn_blocking(trim_allocator).await;
+        });
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_allocator() {
+    // SAFETY: malloc_trim has no preconditions; it only returns free memory of glibc's arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_allocator() {}
 
 /// The open connections, oldest first, and whether each is inside a request.
 #[derive(Default)]
