@@ -130,15 +130,27 @@ impl App {
 
 /// Binds `address`; `[::]` (every interface, dual stack) falls back to `0.0.0.0` on a host without IPv6.
 async fn bind(address: SocketAddr) -> Result<TcpListener, AppError> {
-    match TcpListener::bind(address).await {
+    match listen(address) {
         Ok(listener) => Ok(listener),
         Err(err) if address.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
             let v4 = SocketAddr::from(([0, 0, 0, 0], address.port()));
             tracing::info!(error = %err, "no IPv6 on this host; listening on IPv4 only");
-            TcpListener::bind(v4).await.map_err(|source| AppError::Listen { address: v4, source })
+            listen(v4).map_err(|source| AppError::Listen { address: v4, source })
         }
         Err(source) => Err(AppError::Listen { address, source }),
     }
+}
+
+/// Connections the kernel completes and holds for `accept` (capped by `net.core.somaxconn`): a flood
+/// that fills a short backlog makes the kernel drop SYNs, and a dropped SYN costs a probe a second.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As std's bind does: a restarted exporter can take its port back while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Builds and runs the exporter until `shutdown` is cancelled.

@@ -152,20 +152,23 @@ pub async fn serve_http<F, Fut, B, E>(
             }
         };
         let slot = match connections.clone().try_acquire_owned() {
-            Ok(slot) => slot,
+            Ok(permit) => Slot::Own(Some(permit)),
+            // At the limit: the oldest connection between requests makes room (see the module docs),
+            // and hands its slot over, so accepting goes on at full speed (a backlog that fills
+            // during a flood drops SYNs, and a dropped SYN costs a probe a second).
+            Err(_) if table.evict_oldest_idle() => {
+                counters.evicted.inc();
+                log_eviction(&mut evictions_logged, limits.max_connections);
+                Slot::HandedOver(Some(connections.clone()))
+            }
+            // With every one inside a request, the new client waits for one to end.
             Err(_) => {
-                // At the limit: the oldest connection between requests makes room (see the module docs).
-                // With every one inside a request, the new client waits for one to end.
-                if table.evict_oldest_idle() {
-                    counters.evicted.inc();
-                    log_eviction(&mut evictions_logged, limits.max_connections);
-                }
-                let slot = tokio::select! {
-                    slot = connections.clone().acquire_owned() => slot,
+                let permit = tokio::select! {
+                    permit = connections.clone().acquire_owned() => permit,
                     () = shutdown.cancelled() => break,
                 };
-                let Ok(slot) = slot else { break };
-                slot
+                let Ok(permit) = permit else { break };
+                Slot::Own(Some(permit))
             }
         };
         let tls = security.as_ref().and_then(|s| s.current().tls.clone());
@@ -227,9 +230,11 @@ pub async fn serve_http<F, Fut, B, E>(
             if let Err(err) = result {
                 tracing::debug!(error = %err, "HTTP connection ended with an error");
             }
-            table.close(entry.id);
+            if !table.close(entry.id) {
+                // Evicted: the connection that took its place has its slot.
+                slot.hand_over();
+            }
             open.dec();
-            drop(slot);
             trimmer.closed();
         });
     }
@@ -338,8 +343,9 @@ impl ConnectionTable {
         (entry, evict)
     }
 
-    fn close(&self, id: u64) {
-        self.lock().remove(&id);
+    /// Forgets a connection that ended; false if it was evicted (and so forgotten already).
+    fn close(&self, id: u64) -> bool {
+        self.lock().remove(&id).is_some()
     }
 
     /// Closes the oldest connection that is not inside a request; false if there is none.
@@ -355,6 +361,33 @@ impl ConnectionTable {
                 true
             }
             None => false,
+        }
+    }
+}
+
+/// A connection's place under `--web.max-connections`: a permit of its own, or the place of the
+/// connection it evicted, whose permit stays taken (so there are never more places than the limit,
+/// only a moment's overlap while the evicted one closes).
+enum Slot {
+    Own(Option<tokio::sync::OwnedSemaphorePermit>),
+    /// Gives its place back to the semaphore when dropped (unless handed over in turn).
+    HandedOver(Option<Arc<tokio::sync::Semaphore>>),
+}
+
+impl Slot {
+    /// Keeps the place taken for the connection that evicted this one.
+    fn hand_over(mut self) {
+        match &mut self {
+            Slot::Own(permit) => permit.take().into_iter().for_each(tokio::sync::OwnedSemaphorePermit::forget),
+            Slot::HandedOver(semaphore) => drop(semaphore.take()),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Slot::HandedOver(Some(semaphore)) = self {
+            semaphore.add_permits(1);
         }
     }
 }
