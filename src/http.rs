@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -62,30 +61,95 @@ impl Default for HttpLimits {
 }
 
 /// Every complete response: the whole body at once.
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<WholeBody>;
+
+/// A body known whole, in up to two parts sent as they are: a large shared buffer (the published
+/// exposition, referenced by every scrape in flight rather than copied for each) and a small fresh one.
+#[derive(Debug, Default)]
+pub struct WholeBody([Option<Bytes>; 2]);
+
+impl WholeBody {
+    pub fn new(body: impl Into<Bytes>) -> Self {
+        WholeBody([Some(body.into()), None])
+    }
+
+    /// `first` then `second`, as one body.
+    pub fn two(first: Bytes, second: Bytes) -> Self {
+        WholeBody([Some(first), Some(second)])
+    }
+
+    fn len(&self) -> u64 {
+        self.0.iter().flatten().map(|b| b.len() as u64).sum()
+    }
+}
+
+impl hyper::body::Body for WholeBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let next = self.0.iter_mut().find_map(|part| part.take().filter(|b| !b.is_empty()));
+        Poll::Ready(next.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.len())
+    }
+}
 
 /// A response with `status`, a `Content-Type` and a body.
-pub fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
-    let mut response = Response::new(Full::new(body.into()));
+pub fn respond(status: StatusCode, content_type: &'static str, body: impl Into<WholeBody>) -> HttpResponse {
+    let mut response = Response::new(body.into());
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
+impl From<Bytes> for WholeBody {
+    fn from(body: Bytes) -> Self {
+        WholeBody::new(body)
+    }
+}
+
+impl From<Vec<u8>> for WholeBody {
+    fn from(body: Vec<u8>) -> Self {
+        WholeBody::new(body)
+    }
+}
+
+impl From<String> for WholeBody {
+    fn from(body: String) -> Self {
+        WholeBody::new(body)
+    }
+}
+
+impl From<&'static str> for WholeBody {
+    fn from(body: &'static str) -> Self {
+        WholeBody::new(Bytes::from_static(body.as_bytes()))
+    }
+}
+
 /// A response with `status` and no body.
 pub fn empty(status: StatusCode) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::new()));
+    let mut response = Response::new(WholeBody::default());
     *response.status_mut() = status;
     response
 }
 
 /// A `text/plain` response.
 pub fn text(status: StatusCode, body: &'static str) -> HttpResponse {
-    respond(status, "text/plain; charset=utf-8", Bytes::from_static(body.as_bytes()))
+    respond(status, "text/plain; charset=utf-8", body)
 }
 
 /// An `application/json` response.
-pub fn json(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
+pub fn json(status: StatusCode, body: impl Into<WholeBody>) -> HttpResponse {
     respond(status, "application/json", body)
 }
 
@@ -142,6 +206,7 @@ pub async fn serve_http<F, Fut, B, E>(
                 // Responses go out whole; Nagle's algorithm would hold their last segment back until the
                 // client's delayed ACK (milliseconds per response on a kept-alive connection).
                 let _ = stream.set_nodelay(true);
+                limit_send_buffer(&stream);
                 stream
             }
             Err(err) => {
@@ -246,6 +311,29 @@ pub async fn serve_http<F, Fut, B, E>(
         }
     }
 }
+
+/// Caps the kernel's send buffer of a connection (Linux would let it grow to `tcp_wmem`'s 4 MiB):
+/// a client that asks for a large `/metrics` and never reads pins no more than this in the kernel.
+fn limit_send_buffer(stream: &tokio::net::TcpStream) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let bytes: libc::c_int = SEND_BUFFER_BYTES;
+        // SAFETY: a valid socket descriptor and an int option of the right size.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&raw const bytes).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
+/// See [`limit_send_buffer`]; the kernel doubles it for its bookkeeping.
+const SEND_BUFFER_BYTES: i32 = 128 * 1024;
 
 /// One line when evictions start, then at most one a minute with how many there were.
 fn log_eviction(logged: &mut Option<(std::time::Instant, u64)>, limit: usize) {

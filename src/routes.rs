@@ -14,7 +14,7 @@ use hyper::{Method, Request, StatusCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{respond, serve_http, text, HttpLimits, HttpResponse};
+use crate::http::{respond, serve_http, text, HttpLimits, HttpResponse, WholeBody};
 use crate::metrics::{Metrics, StateHealth, TEXT_CONTENT_TYPE};
 use crate::receiver::Receiver;
 use crate::timefmt::now_millis;
@@ -83,7 +83,10 @@ fn answer(state: &ServerState, req: &Request<Incoming>, path: &str, authorized: 
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
         "/-/ready" => text(StatusCode::OK, "Ready\n"),
         "/" => landing_page(state),
-        _ => respond(StatusCode::OK, TEXT_CONTENT_TYPE, state.metrics.encode()),
+        _ => {
+            let (published, live) = state.metrics.encode_parts();
+            respond(StatusCode::OK, TEXT_CONTENT_TYPE, WholeBody::two(published, live))
+        }
     }
 }
 

@@ -63,7 +63,7 @@ fn register_connection_counters(live: &Registry) -> ConnectionCounters {
 }
 
 /// The exposition of the exporter's own metrics at one moment; see [`Metrics::prepare_publication`].
-pub struct Publication(Arc<Vec<u8>>);
+pub struct Publication(bytes::Bytes);
 
 /// Every metric of the process: one, shared by the poller, the receiver and the server.
 pub struct Metrics {
@@ -74,7 +74,7 @@ pub struct Metrics {
     /// Families exposed from their own text rather than through `registry`, in name order.
     labelled: Vec<Arc<LabelledFamily>>,
     /// The exposition of `registry` and `labelled` at the last publication.
-    published: Mutex<Arc<Vec<u8>>>,
+    published: Mutex<bytes::Bytes>,
     /// Every counter family, for the state file.
     counters: CounterTable,
     pub events: EventMetrics,
@@ -113,7 +113,7 @@ impl Metrics {
             registry,
             live_registry,
             labelled,
-            published: Mutex::new(Arc::new(Vec::new())),
+            published: Mutex::new(bytes::Bytes::new()),
             counters,
             events,
             polling,
@@ -150,7 +150,7 @@ impl Metrics {
         for family in &self.labelled {
             family.encode(&mut text);
         }
-        Publication(Arc::new(text))
+        Publication(text.into())
     }
 
     /// Makes a prepared exposition what scrapes see.
@@ -160,12 +160,15 @@ impl Metrics {
 
     /// The text exposition (what `/metrics` serves): the published values, then fresh `process_*` metrics.
     pub fn encode(&self) -> Vec<u8> {
+        let (published, live) = self.encode_parts();
+        [&published[..], &live[..]].concat()
+    }
+
+    /// [`Metrics::encode`] in its two parts: the published values, shared (every scrape in flight
+    /// references the one buffer, however large), and the fresh `process_*` and state-file metrics.
+    pub fn encode_parts(&self) -> (bytes::Bytes, bytes::Bytes) {
         let published = self.published.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let process = encode_families(&self.live_registry.gather());
-        let mut out = Vec::with_capacity(published.len() + process.len());
-        out.extend_from_slice(&published);
-        out.extend_from_slice(&process);
-        out
+        (published, encode_families(&self.live_registry.gather()).into())
     }
 
     /// Notes that progress is saved to a state file (for the landing page).
@@ -248,6 +251,10 @@ mod tests {
         assert!(!String::from_utf8(m.encode()).unwrap().contains(r#"event_type="Update location""#));
         m.publish();
         assert!(String::from_utf8(m.encode()).unwrap().contains(r#"event_type="Update location""#));
+        // Scrapes in flight share the published buffer (200 slow readers of a large /metrics must not
+        // hold 200 copies of it).
+        let (first, second) = (m.encode_parts().0, m.encode_parts().0);
+        assert_eq!((first.as_ptr(), first.len()), (second.as_ptr(), second.len()));
         m.events.record_duplicate();
         let saved = m.counter_values();
         let restored = Metrics::new();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::faults::{FaultConfig, RequestFault};
 use super::{ListCache, PagingInjection, Simulator, StoredEvent};
 use crate::catalogue::EVENT_TYPES;
-use crate::http::{empty, json, respond, serve_http, ConnectionCounters, HttpLimits, HttpResponse};
+use crate::http::{empty, json, respond, serve_http, ConnectionCounters, HttpLimits, HttpResponse, WholeBody};
 use crate::timefmt::{format_http_date, parse_timestamp_millis};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -139,7 +139,7 @@ async fn route(sim: Simulator, req: Request<Incoming>) -> Result<SimResponse, st
     Ok(whole(plain).await)
 }
 
-async fn body_bytes(body: Full<Bytes>) -> Bytes {
+async fn body_bytes(body: WholeBody) -> Bytes {
     match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(never) => match never {},
