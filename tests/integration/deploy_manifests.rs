@@ -584,8 +584,10 @@ fn kubernetes_manifests_are_structurally_right() {
     for (file, _) in FILES {
         assert!(readme.contains(file), "deploy/kubernetes/README.md does not mention {file}");
     }
-    let rules = read("deploy/prometheus/emnify-rules.yml");
-    assert!(rules.contains(&format!("job=\"{JOB}\"")), "the rules no longer select job=\"{JOB}\"");
+    for file in ["emnify-recording-rules.yml", "emnify-alert-rules.yml"] {
+        let rules = read(&format!("deploy/prometheus/{file}"));
+        assert!(rules.contains(&format!("job=\"{JOB}\"")), "{file} no longer selects job=\"{JOB}\"");
+    }
 }
 
 /// Each mistake is reported by the structural checks (so they are not vacuous).
@@ -945,11 +947,12 @@ fn compose_stack_is_valid_and_consistent() {
         .expect("compose.yaml: prometheus mounts ./prometheus.yml");
     let container_config_dir = Path::new(&config_mount.1).parent().unwrap().to_path_buf();
     let rule_files = array_at(&prometheus, "/rule_files");
-    assert!(!rule_files.is_empty(), "prometheus.yml: no rule_files");
-    for rule_file in rule_files {
+    let shipped = ["deploy/prometheus/emnify-recording-rules.yml", "deploy/prometheus/emnify-alert-rules.yml"];
+    assert_eq!(rule_files.len(), shipped.len(), "prometheus.yml: rule_files must load both rule files");
+    for (rule_file, shipped) in rule_files.iter().zip(shipped) {
         let rule_file = rule_file.as_str().unwrap();
         let in_repo = normalise(&compose_dir.join(rule_file));
-        assert_eq!(in_repo, repo().join("deploy/prometheus/emnify-rules.yml"), "prometheus.yml: {rule_file}");
+        assert_eq!(in_repo, repo().join(shipped), "prometheus.yml: {rule_file}");
         let in_container = normalise(&container_config_dir.join(rule_file));
         let mounted = prometheus_mounts.iter().any(|(source, target, _)| {
             Path::new(target) == in_container && normalise(&compose_dir.join(source)) == in_repo

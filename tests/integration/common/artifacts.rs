@@ -113,7 +113,9 @@ pub struct Rule {
     pub expr: String,
 }
 
-pub const RULES_FILE: &str = "deploy/prometheus/emnify-rules.yml";
+/// The recording rules, then the Prometheus alerts.
+pub const RULES_FILES: [&str; 2] =
+    ["deploy/prometheus/emnify-recording-rules.yml", "deploy/prometheus/emnify-alert-rules.yml"];
 pub const RULE_TESTS_FILE: &str = "deploy/prometheus/emnify-rules.test.yml";
 pub const GRAFANA_ALERTS_FILE: &str = "deploy/grafana/provisioning/alerting/emnify-alerts.yml";
 
@@ -141,8 +143,13 @@ pub fn rules_in(text: &str) -> Vec<Rule> {
     out
 }
 
+/// Both shipped rule files as one (their groups in one list), for tools that take a single file.
 pub fn shipped_rules_text() -> String {
-    std::fs::read_to_string(repo_path(RULES_FILE)).expect("the rules file exists")
+    let mut groups = Vec::new();
+    for file in RULES_FILES {
+        groups.extend(yaml(file)["groups"].as_array().expect("groups").iter().cloned());
+    }
+    serde_yaml_ng::to_string(&serde_json::json!({ "groups": groups })).expect("rules serialise")
 }
 
 /// The PromQL of every Grafana-managed alert rule, as `(rule uid, expr)`.
