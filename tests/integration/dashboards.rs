@@ -181,3 +181,36 @@ fn prometheus_rules_pass_promtool_check_and_unit_tests() {
     let cases = tests.lines().filter(|l| l.trim_start().starts_with("- interval:")).count();
     assert!(cases >= 20, "only {cases} rule test cases");
 }
+
+/// The Grafana-managed alerts are the Prometheus alerts, one for one (scripts/grafana-alerts writes them):
+/// the same names, PromQL, `for`, labels and summaries, and a condition that holds for every series the
+/// query returns, as Prometheus fires for every series its expression returns.
+#[test]
+fn grafana_alerts_equal_the_prometheus_alerts() {
+    let prometheus: Vec<_> =
+        artifacts::rules_in(&artifacts::shipped_rules_text()).into_iter().filter(|r| r.alert).collect();
+    let doc = artifacts::yaml(artifacts::RULES_FILES[1]);
+    let prometheus_rules: Vec<&serde_json::Value> =
+        doc["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
+    let grafana_doc = artifacts::yaml(artifacts::GRAFANA_ALERTS_FILE);
+    let grafana: Vec<&serde_json::Value> =
+        grafana_doc["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
+    let titles: Vec<&str> = grafana.iter().map(|r| r["title"].as_str().unwrap()).collect();
+    let names: Vec<&str> = prometheus.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(titles, names, "the same alerts, in the same order");
+    for (rule, source) in grafana.iter().zip(&prometheus_rules) {
+        let title = rule["title"].as_str().unwrap();
+        let query = rule["data"].as_array().unwrap().iter().find(|q| q["refId"] == "A").expect("query A");
+        assert_eq!(query["model"]["expr"].as_str().unwrap().trim(), source["expr"].as_str().unwrap().trim(), "{title}");
+        assert_eq!(query["model"]["instant"], true, "{title}");
+        let for_ = source["for"].as_str().unwrap_or("0s");
+        assert_eq!(rule["for"].as_str(), Some(for_), "{title}: for");
+        assert_eq!(rule["labels"], source["labels"], "{title}: labels");
+        assert_eq!(rule["annotations"]["summary"], source["annotations"]["summary"], "{title}: summary");
+        let condition = rule["data"].as_array().unwrap().iter().find(|q| q["refId"] == rule["condition"]).unwrap();
+        assert_eq!(condition["model"]["expression"], "is_number($B)", "{title}: fires for every series");
+        assert_eq!(rule["noDataState"], "OK", "{title}: no series, no alert");
+        let description = rule["annotations"]["description"].as_str().unwrap();
+        assert!(!description.contains("query") && !description.contains("$value "), "{title}: {description}");
+    }
+}
