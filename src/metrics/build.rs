@@ -4,7 +4,7 @@ use prometheus::{Opts, Registry};
 
 use super::registrar::Registrar;
 
-/// Registers the build info, set once, and the process collector into `live` (read at every
+/// Registers the build info, set once, and the process metrics into `live` (read at every
 /// scrape, not published: CPU and memory should be as of the scrape).
 pub(super) fn register(reg: &mut Registrar<'_>, live: &Registry) {
     let info = reg.int_gauge_vec(
@@ -13,10 +13,7 @@ pub(super) fn register(reg: &mut Registrar<'_>, live: &Registry) {
     );
     info.with_label_values(&[crate::VERSION, crate::REVISION]).set(1);
     #[cfg(target_os = "linux")]
-    {
-        let process = prometheus::process_collector::ProcessCollector::for_self();
-        live.register(Box::new(process)).expect("process metrics register once");
-    }
+    live.register(Box::new(super::process::ProcessMetrics::new())).expect("process metrics register once");
     #[cfg(not(target_os = "linux"))]
     let _ = live;
 }

@@ -19,6 +19,8 @@ mod events;
 mod labels;
 mod persist;
 mod polling;
+#[cfg(target_os = "linux")]
+mod process;
 mod push;
 mod registrar;
 mod state;
