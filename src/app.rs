@@ -164,6 +164,7 @@ fn poller(api_url: &str, poll: &PollConfig, metrics: &Arc<Metrics>, tally: &Shar
         token: poll.token.clone(),
         request_timeout: poll.request_timeout,
         min_request_interval: poll.min_request_interval,
+        request_budget_share: poll.request_budget_share,
         max_attempts: REQUEST_ATTEMPTS,
         retry_base: Duration::from_millis(500),
     };

@@ -81,10 +81,17 @@ pub struct ExporterArgs {
     #[arg(long = "emnify.max-remembered-ids", env = "EMNIFY_MAX_REMEMBERED_IDS", default_value_t = 1_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1000..))]
     pub max_remembered_ids: u64,
 
-    /// Least time between two requests to emnify: 200ms keeps within both its 10 requests/s on the event
-    /// list and its 2,000 requests per 5 minutes per IP.
-    #[arg(long = "emnify.min-request-interval", env = "EMNIFY_MIN_REQUEST_INTERVAL", default_value = "200ms", value_name = "DURATION", value_parser = parse_duration)]
+    /// Least time between two requests to emnify, on top of the request budget (0s: the budget alone
+    /// paces requests).
+    #[arg(long = "emnify.min-request-interval", env = "EMNIFY_MIN_REQUEST_INTERVAL", default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
     pub min_request_interval: Duration,
+
+    /// Share of emnify's documented rate limits the exporter uses (10 requests/s with bursts of 5 on the
+    /// event list, 2,000 requests per 5 minutes per IP), leaving the rest to the account's other clients.
+    /// 429s slow it down further until emnify answers again. 0 turns the budget off (only for an API
+    /// without emnify's limits).
+    #[arg(long = "emnify.request-budget-share", env = "EMNIFY_REQUEST_BUDGET_SHARE", default_value_t = crate::emnify::budget::DEFAULT_SHARE, value_name = "SHARE", value_parser = parse_share)]
+    pub request_budget_share: f64,
 
     /// File to keep progress in (cursor, remembered event ids, counter values), so a restart resumes the
     /// counters instead of resetting them and counts what happened while the exporter was down.
@@ -341,6 +348,8 @@ pub struct PollConfig {
     pub request_timeout: Duration,
     /// Least time between two requests to emnify.
     pub min_request_interval: Duration,
+    /// Share of emnify's rate limits to use; `None`: no budget.
+    pub request_budget_share: Option<f64>,
     /// How each window is walked.
     pub walk: PollerSettings,
 }
@@ -367,6 +376,7 @@ impl Config {
                 interval: Duration::from_secs(1),
                 request_timeout: Duration::from_secs(5),
                 min_request_interval: Duration::ZERO,
+                request_budget_share: None,
                 walk: PollerSettings { page_size: 100, overlap: Duration::from_secs(600) },
             }),
             push: None,
@@ -467,6 +477,7 @@ impl ExporterArgs {
             interval: self.poll_interval.unwrap_or(default_interval),
             request_timeout: self.request_timeout,
             min_request_interval: self.min_request_interval,
+            request_budget_share: (self.request_budget_share > 0.0).then_some(self.request_budget_share),
             walk: PollerSettings { page_size: self.page_size, overlap: self.overlap },
         })
     }
@@ -571,6 +582,13 @@ fn parse_header_size(text: &str) -> Result<usize, String> {
         return Err("must be between 8KiB and 1MiB".into());
     }
     Ok(size)
+}
+
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err("must be a number from 0 to 1 (0.9 is 90% of each of emnify's limits; 0 turns the budget off)".into()),
+    }
 }
 
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {

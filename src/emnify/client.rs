@@ -15,6 +15,7 @@ use base64::Engine;
 use bytes::Bytes;
 use reqwest::StatusCode;
 
+use super::budget::{Endpoint, RequestBudget};
 use super::clock::EmnifyClock;
 use crate::rng::SplitMix64;
 use crate::secret::Secret;
@@ -58,8 +59,11 @@ pub struct ClientSettings {
     pub token: TokenSource,
     /// Limit for one whole request, body included.
     pub request_timeout: Duration,
-    /// Least time between two requests (emnify asks for ~100 ms; events are limited to 10 req/s).
+    /// Least time between two requests, on top of the budget (0: the budget alone paces).
     pub min_request_interval: Duration,
+    /// Share of emnify's documented rate limits to use (see [`super::budget`]); `None`: no budget, for
+    /// an API without emnify's limits (the simulator in tests and benchmarks).
+    pub request_budget_share: Option<f64>,
     /// Attempts per request for transient failures (429, 5xx, timeouts, connection errors).
     pub max_attempts: u32,
     /// First retry delay; doubles each attempt, with jitter.
@@ -162,6 +166,8 @@ pub struct Client {
     jwt: Option<Jwt>,
     logins: VecDeque<Instant>,
     last_request: Option<Instant>,
+    /// emnify's rate limits, a share of each (none without a budget).
+    budget: Option<RequestBudget>,
     jitter: SplitMix64,
     /// A page buffer handed back by [`Client::recycle`], so the next page is read into memory that is
     /// already mapped instead of a fresh allocation faulted in page by page.
@@ -179,6 +185,7 @@ impl Client {
             .map_err(|e| ApiError::Connection { endpoint: "client", message: e.to_string() })?;
         let mut settings = settings;
         settings.api_url = settings.api_url.trim_end_matches('/').to_string();
+        let budget = settings.request_budget_share.map(|share| RequestBudget::new(share, Instant::now()));
         Ok(Client {
             http,
             settings,
@@ -187,6 +194,7 @@ impl Client {
             jwt: None,
             logins: VecDeque::new(),
             last_request: None,
+            budget,
             jitter: SplitMix64::from_time(),
             spare_body: None,
         })
@@ -287,7 +295,8 @@ impl Client {
 
     async fn get_once(&mut self, endpoint: &'static str, url: &str) -> Result<Body, Failure> {
         let jwt = self.jwt().await.map_err(Failure::Api)?;
-        self.pace().await;
+        let budgeted = if endpoint == "event" { Endpoint::Events } else { Endpoint::Other };
+        self.pace(budgeted).await;
         let sent = self.http.get(url).bearer_auth(jwt.expose()).header("accept", "application/json").send().await;
         let response = self.check(endpoint, sent)?;
         let headers = response.headers().clone();
@@ -298,7 +307,7 @@ impl Client {
 
     /// Records the request and turns its status into a result.
     fn check(
-        &self,
+        &mut self,
         endpoint: &'static str,
         sent: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<reqwest::Response, Failure> {
@@ -313,6 +322,12 @@ impl Client {
         };
         let status = response.status();
         self.observer.request_done(endpoint, status.as_str());
+        if let Some(budget) = &mut self.budget {
+            match status {
+                StatusCode::TOO_MANY_REQUESTS => budget.rate_limited(),
+                _ => budget.answered(),
+            }
+        }
         // Every answer, errors too, tells emnify's time.
         if let Some(date) = response.headers().get(reqwest::header::DATE).and_then(|d| d.to_str().ok()) {
             if let Some(millis) = parse_http_date(date) {
@@ -355,7 +370,7 @@ impl Client {
             return Err(ApiError::LoginBudget { limit: LOGIN_LIMIT });
         }
         let application_token = self.settings.token.read()?;
-        self.pace().await;
+        self.pace(Endpoint::Other).await;
         self.logins.push_back(Instant::now());
         let url = format!("{}/api/v1/authenticate", self.settings.api_url);
         let body = serde_json::json!({ "application_token": application_token.expose() }).to_string();
@@ -391,13 +406,16 @@ impl Client {
         Ok(Jwt { token: Secret::new(token), refresh_at })
     }
 
-    /// Keeps requests at least `min_request_interval` apart.
-    async fn pace(&mut self) {
+    /// Waits until the request budget allows a request to `endpoint`, and at least
+    /// `min_request_interval` after the last one.
+    async fn pace(&mut self, endpoint: Endpoint) {
+        let now = Instant::now();
+        let mut wait = self.budget.as_mut().map_or(Duration::ZERO, |budget| budget.reserve(endpoint, now));
         if let Some(last) = self.last_request {
-            let next = last + self.settings.min_request_interval;
-            if next > Instant::now() {
-                tokio::time::sleep_until(next.into()).await;
-            }
+            wait = wait.max((last + self.settings.min_request_interval).saturating_duration_since(now));
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
         self.last_request = Some(Instant::now());
     }

@@ -1,5 +1,6 @@
 //! The emnify REST API: authentication, paged event listing, the event model and its fast decoder.
 
+pub mod budget;
 pub mod client;
 pub mod clock;
 mod fields;

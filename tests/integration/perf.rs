@@ -68,6 +68,8 @@ fn load_harness() {
             &sim_url,
             "--emnify.poll-interval=1s",
             "--emnify.min-request-interval=0s",
+            // The simulator has no rate limits: this measures the ingest engine, not emnify's budget.
+            "--emnify.request-budget-share=0",
             "--emnify.lookback=1h",
             "--web.listen-address=127.0.0.1:0",
         ],

@@ -197,6 +197,7 @@ pub fn client_settings(url: &str, token: &str) -> ClientSettings {
         token: TokenSource::Value(Secret::new(token)),
         request_timeout: Duration::from_secs(10),
         min_request_interval: Duration::ZERO,
+        request_budget_share: None,
         max_attempts: 3,
         retry_base: Duration::from_millis(10),
     }

@@ -1,0 +1,181 @@
+//! The request budget: token buckets shaped like emnify's documented rate limits, a share of each.
+//!
+//! emnify limits `GET /api/v1/event` to 10 requests a second with a burst of 5 (per organisation) and
+//! every client IP to 2,000 requests per 5 minutes (`../shared/docs/emnify-api.md`, "Rate limits"). A
+//! fixed gap between requests either wastes most of that (200 ms: 5 a second) or overruns it on a long
+//! catch-up; buckets use it as allowed. The exporter takes a share of each limit (90% by default,
+//! `--emnify.request-budget-share`), leaving room for the customer's other clients of the same account.
+//! A 429 halves the rates at once; each answered request wins back a little, so the exporter recovers
+//! within a few dozen requests once the API stops refusing. Logins have their own budget in the client.
+
+use std::time::{Duration, Instant};
+
+/// emnify's documented limit on `GET /api/v1/event`: requests a second, and the burst.
+pub const EVENT_LIMIT_PER_SECOND: f64 = 10.0;
+pub const EVENT_LIMIT_BURST: f64 = 5.0;
+/// emnify's documented limit on all requests from one IP: 2,000 in 5 minutes.
+pub const IP_LIMIT_PER_SECOND: f64 = 2000.0 / 300.0;
+/// The per-IP bucket's burst: short catch-up bursts are fine, and with it any 5 minutes still stay
+/// under the limit (burst + rate x 300 s = 100 + 1,800 at the default share).
+pub const IP_BURST: f64 = 100.0;
+
+/// The default share of each limit the exporter uses.
+pub const DEFAULT_SHARE: f64 = 0.9;
+
+/// Lowest the adaptive factor goes after 429s (a tenth of the share).
+const SLOWEST: f64 = 0.1;
+/// What one answered request wins back of the adaptive factor.
+const RECOVERY_PER_REQUEST: f64 = 0.02;
+
+/// A token bucket: `per_second` tokens added continuously up to `burst`; a request takes one.
+#[derive(Debug, Clone)]
+struct TokenBucket {
+    per_second: f64,
+    burst: f64,
+    /// May go below zero: requests reserved ahead of time, each waiting its turn.
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(per_second: f64, burst: f64, now: Instant) -> Self {
+        TokenBucket { per_second, burst, tokens: burst, at: now }
+    }
+
+    fn refill(&mut self, now: Instant, factor: f64) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second * factor).min(self.burst);
+        self.at = self.at.max(now);
+    }
+
+    /// Takes a token; how long to wait before using it (zero if one was there).
+    fn reserve(&mut self, now: Instant, factor: f64) -> Duration {
+        self.refill(now, factor);
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / (self.per_second * factor))
+        }
+    }
+}
+
+/// Which of emnify's limits a request counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /api/v1/event`: the event limit and the per-IP limit.
+    Events,
+    /// Anything else (logins, the event-type catalogue): the per-IP limit only.
+    Other,
+}
+
+/// The exporter's share of emnify's request limits.
+#[derive(Debug, Clone)]
+pub struct RequestBudget {
+    events: TokenBucket,
+    per_ip: TokenBucket,
+    /// 1 normally; lowered by 429s, won back by answered requests.
+    factor: f64,
+}
+
+impl RequestBudget {
+    /// `share` of each documented limit (clamped to (0, 1]).
+    pub fn new(share: f64, now: Instant) -> Self {
+        let share = if share.is_finite() { share.clamp(0.01, 1.0) } else { DEFAULT_SHARE };
+        RequestBudget {
+            events: TokenBucket::new(EVENT_LIMIT_PER_SECOND * share, (EVENT_LIMIT_BURST * share).max(1.0), now),
+            per_ip: TokenBucket::new(IP_LIMIT_PER_SECOND * share, (IP_BURST * share).max(1.0), now),
+            factor: 1.0,
+        }
+    }
+
+    /// Reserves a request to `endpoint` at `now`; returns how long to wait before sending it.
+    pub fn reserve(&mut self, endpoint: Endpoint, now: Instant) -> Duration {
+        let per_ip = self.per_ip.reserve(now, self.factor);
+        match endpoint {
+            Endpoint::Events => per_ip.max(self.events.reserve(now, self.factor)),
+            Endpoint::Other => per_ip,
+        }
+    }
+
+    /// emnify answered 429: halve the rates (down to a tenth) and drop what is left in the buckets.
+    pub fn rate_limited(&mut self) {
+        self.factor = (self.factor * 0.5).max(SLOWEST);
+        self.events.tokens = self.events.tokens.min(0.0);
+        self.per_ip.tokens = self.per_ip.tokens.min(0.0);
+    }
+
+    /// emnify answered: win back a little of what 429s took.
+    pub fn answered(&mut self) {
+        self.factor = (self.factor + RECOVERY_PER_REQUEST).min(1.0);
+    }
+
+    /// 1 at full share; less after 429s.
+    pub fn factor(&self) -> f64 {
+        self.factor
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests sent as soon as the budget allows, from `start` for `seconds`: how many went out, and the
+    /// most in any window of `window` seconds (checked at every send).
+    fn send_as_allowed(budget: &mut RequestBudget, endpoint: Endpoint, seconds: f64, window: f64) -> (usize, usize) {
+        let start = Instant::now();
+        let mut now = start;
+        let mut sent: Vec<f64> = Vec::new();
+        loop {
+            let wait = budget.reserve(endpoint, now);
+            now += wait;
+            let t = now.duration_since(start).as_secs_f64();
+            if t > seconds {
+                break;
+            }
+            sent.push(t);
+            budget.answered();
+        }
+        let most = (0..sent.len()).map(|i| sent[i..].iter().take_while(|&&s| s < sent[i] + window).count()).max();
+        (sent.len(), most.unwrap_or(0))
+    }
+
+    #[test]
+    fn event_requests_stay_within_the_share_of_10_a_second_with_bursts_of_5() {
+        let mut budget = RequestBudget::new(0.9, Instant::now());
+        let (sent, most_in_a_second) = send_as_allowed(&mut budget, Endpoint::Events, 30.0, 1.0);
+        // 9 a second after a burst of 4.5: about 274 in 30 s, and no second with more than 13 (emnify
+        // allows 10 a second after a burst of 5).
+        assert!((270..=276).contains(&sent), "{sent}");
+        assert!(most_in_a_second <= 9 + 4, "{most_in_a_second}");
+    }
+
+    #[test]
+    fn all_requests_stay_within_the_share_of_2000_per_5_minutes() {
+        let mut budget = RequestBudget::new(0.9, Instant::now());
+        let (sent, most_in_5_minutes) = send_as_allowed(&mut budget, Endpoint::Other, 900.0, 300.0);
+        assert!(most_in_5_minutes <= 1900, "{most_in_5_minutes}");
+        // 6 a second on average after the first burst: about 5,490 in 15 minutes.
+        assert!((5_480..=5_500).contains(&sent), "{sent}");
+    }
+
+    #[test]
+    fn a_429_halves_the_rate_and_answers_win_it_back() {
+        let now = Instant::now();
+        let mut budget = RequestBudget::new(1.0, now);
+        budget.rate_limited();
+        assert_eq!(budget.factor(), 0.5);
+        // The buckets are empty now: the next event request waits for a token at half the rate of the
+        // slower bucket (the per-IP one: 2,000 in 5 minutes, halved).
+        let wait = budget.reserve(Endpoint::Events, now).as_secs_f64();
+        assert!((wait - 1.0 / (IP_LIMIT_PER_SECOND * 0.5)).abs() < 1e-9, "{wait}");
+        for _ in 0..10 {
+            budget.rate_limited();
+        }
+        assert_eq!(budget.factor(), SLOWEST);
+        for _ in 0..100 {
+            budget.answered();
+        }
+        assert_eq!(budget.factor(), 1.0);
+    }
+}
