@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::faults::{FaultConfig, RequestFault};
+use super::limits::Limit;
 use super::{ListCache, PagingInjection, Simulator, StoredEvent};
 use crate::catalogue::EVENT_TYPES;
 use crate::http::{empty, json, respond, serve_http, ConnectionCounters, HttpLimits, HttpResponse, WholeBody};
@@ -87,6 +88,21 @@ async fn route(sim: Simulator, req: Request<Incoming>) -> Result<SimResponse, st
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let limited = match (req.method(), segments.as_slice()) {
+        (&Method::POST, ["api", "v1", "authenticate"]) => Some(Limit::Login),
+        (&Method::GET, ["api", "v1", "event"]) => Some(Limit::EventList),
+        (_, ["api", "v1", ..]) => Some(Limit::Other),
+        _ => None,
+    };
+    let refused = limited.is_some_and(|kind| {
+        let mut state = sim.lock();
+        let admitted = state.limits.as_mut().is_none_or(|limits| limits.admit(kind, std::time::Instant::now()));
+        state.stats.rate_limited += u64::from(!admitted);
+        !admitted
+    });
+    if refused {
+        return Ok(whole(error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")).await);
+    }
     let plain = match (req.method().clone(), segments.as_slice()) {
         (Method::POST, ["api", "v1", "authenticate"]) => authenticate(&sim, req).await,
         (_, ["simulator", rest @ ..]) => control(&sim, req.method(), rest, &query),

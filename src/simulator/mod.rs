@@ -9,6 +9,7 @@
 pub mod events;
 pub mod faults;
 mod http;
+pub mod limits;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -49,6 +50,8 @@ pub struct SimulatorConfig {
     /// The simulator's clock minus the host's (ms): its event times, `q` filters, JWT lifetimes and
     /// `Date` headers follow it, as emnify's would on a host whose clock is wrong.
     pub clock_offset_millis: i64,
+    /// Enforce emnify's documented rate limits (see [`limits`]): 429 without `Retry-After` beyond them.
+    pub enforce_limits: bool,
 }
 
 impl SimulatorConfig {
@@ -64,6 +67,7 @@ impl SimulatorConfig {
             faults: FaultConfig::none(),
             hostile_names: false,
             clock_offset_millis: 0,
+            enforce_limits: false,
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct Stats {
     pub pushes: u64,
     pub push_failures: u64,
     pub duplicate_pushes: u64,
+    /// Requests refused with 429 by the enforced rate limits (not injected faults).
+    pub rate_limited: u64,
 }
 
 /// How the simulator acts as emnify's Data Streamer (a `RestAPI` event stream).
@@ -173,6 +179,8 @@ struct State {
     list_cache: Option<ListCache>,
     /// Event types added since start (`Simulator::add_event_type`), served by `/api/v1/event/type`.
     added_event_types: Vec<(u32, String)>,
+    /// emnify's rate limits, when enforced.
+    pub(crate) limits: Option<limits::Limits>,
 }
 
 /// A filtered, sorted event list, valid while `events` events exist.
@@ -207,6 +215,7 @@ impl Simulator {
             rate_override: None,
             added_event_types: Vec::new(),
             list_cache: None,
+            limits: config.enforce_limits.then(limits::Limits::default),
         };
         Simulator { config: Arc::new(config), state: Arc::new(Mutex::new(state)) }
     }

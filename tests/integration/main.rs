@@ -21,6 +21,7 @@ mod perf;
 mod prometheus_e2e;
 mod push;
 mod python_sdk;
+mod rate_limits;
 mod restart;
 mod series_limits;
 mod simulator_api;
