@@ -214,3 +214,106 @@ fn grafana_alerts_equal_the_prometheus_alerts() {
         assert!(!description.contains("query") && !description.contains("$value "), "{title}: {description}");
     }
 }
+
+/// Runs tests/grafana-schema/check.mjs (the dashboards' type-check against Grafana's published types)
+/// over `files`: (passed, tsc's output).
+fn grafana_type_check(files: &[std::path::PathBuf]) -> (bool, String) {
+    let modules = artifacts::repo_path(".venv/npm/node_modules");
+    for wanted in ["@grafana/schema", "@grafana/grafana-foundation-sdk", "typescript"] {
+        assert!(
+            modules.join(wanted).join("package.json").is_file(),
+            "{wanted} is not installed in .venv/npm: run scripts/test, which installs @grafana/schema, \
+             @grafana/grafana-foundation-sdk and typescript there (pinned) for the dashboards' type-check"
+        );
+    }
+    let output = std::process::Command::new("node")
+        .arg(artifacts::repo_path("tests/grafana-schema/check.mjs"))
+        .arg(&modules)
+        .args(files)
+        .output()
+        .unwrap_or_else(|e| panic!("node is not installed ({e}): the dashboards' type-check needs Node.js and npm"));
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// Every dashboard type-checks (`tsc --strict`) as @grafana/schema's `Dashboard`, with each panel's options
+/// and custom field config checked against its panel plugin's published types and every query against the
+/// Prometheus query type (tests/grafana-schema/dashboard-types.ts lists the few adaptations and why).
+#[test]
+fn dashboards_match_grafanas_published_dashboard_types() {
+    let files: Vec<_> =
+        dashboards().iter().map(|(name, _)| artifacts::repo_path(&format!("dashboards/{name}"))).collect();
+    assert_eq!(files.len(), 2);
+    let (ok, out) = grafana_type_check(&files);
+    assert!(ok, "the dashboards do not match Grafana's dashboard types:\n{out}");
+    assert!(out.contains("2 dashboard(s) match"), "{out}");
+}
+
+/// The type-check fails for what Grafana would not read: each broken copy of a dashboard is rejected, at its
+/// own mistake, and the unbroken copy beside them passes.
+#[test]
+fn the_grafana_type_check_rejects_broken_dashboards() {
+    let (_, health) = dashboards().into_iter().find(|(name, _)| name == "emnify-exporter-health.json").unwrap();
+    let first_stat = health["panels"].as_array().unwrap().iter().position(|p| p["type"] == "stat").unwrap();
+    let first_series = health["panels"].as_array().unwrap().iter().position(|p| p["type"] == "timeseries").unwrap();
+    type Break = fn(&mut serde_json::Value, usize, usize);
+    let breaks: [(&str, Break, &str); 7] = [
+        (
+            "numeric-title",
+            |d, s, _| d["panels"][s]["title"] = 42.into(),
+            "Type 'number' is not assignable to type 'string'",
+        ),
+        (
+            "unknown-panel-type",
+            |d, s, _| d["panels"][s]["type"] = "singlestat".into(),
+            "'\"singlestat\"' is not assignable",
+        ),
+        (
+            "misspelt-target-key",
+            |d, s, _| d["panels"][s]["targets"][0]["legendFromat"] = "x".into(),
+            "'\"legendFromat\"' does not exist",
+        ),
+        (
+            "bad-stat-option",
+            |d, s, _| d["panels"][s]["options"]["colorMode"] = "loud".into(),
+            "'\"loud\"' is not assignable",
+        ),
+        (
+            "bad-draw-style",
+            |d, _, t| d["panels"][t]["fieldConfig"]["defaults"]["custom"]["drawStyle"] = "dots".into(),
+            "'\"dots\"' is not assignable",
+        ),
+        (
+            "bad-mapping-type",
+            |d, s, _| {
+                d["panels"][s]["fieldConfig"]["defaults"]["mappings"] =
+                    serde_json::json!([{"type": "text", "options": {}}])
+            },
+            "'\"text\"' is not assignable",
+        ),
+        (
+            "bad-variable-refresh",
+            |d, _, _| d["templating"]["list"][1]["refresh"] = 7.into(),
+            "Type '7' is not assignable to type 'VariableRefresh",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = vec![];
+    for (name, mutate, _) in &breaks {
+        let mut broken = health.clone();
+        mutate(&mut broken, first_stat, first_series);
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&broken).unwrap()).unwrap();
+        files.push(path);
+    }
+    let intact = dir.path().join("intact.json");
+    std::fs::write(&intact, serde_json::to_string_pretty(&health).unwrap()).unwrap();
+    files.push(intact);
+    let (ok, out) = grafana_type_check(&files);
+    assert!(!ok, "the broken dashboards passed the type-check:\n{out}");
+    for (name, _, error) in &breaks {
+        let errors: Vec<&str> = out.lines().filter(|l| l.starts_with(&format!("{name}.ts("))).collect();
+        assert!(errors.iter().any(|l| l.contains(error)), "{name}: expected an error with {error:?}, got:\n{out}");
+    }
+    assert!(!out.contains("intact.ts("), "the intact copy failed:\n{out}");
+}
