@@ -83,14 +83,19 @@ fn no_hard_coded_rate_windows() {
     }
 }
 
-/// Every metric a dashboard reads is one the exporter serves (or a shipped recording rule).
+/// Every metric a dashboard reads is one the exporter serves (or a shipped recording rule). The exporter
+/// polls and receives pushes, and has had one push, so the push metrics that only exist after a push
+/// (`emnify_push_requests_total{code}`) are served too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_referenced_metric_exists() {
     let test_sim = TestSimulator::start(common::sim_config(31)).await;
     let sim = &test_sim.sim;
     sim.generate(3000);
     sim.generic_burst(0, 10);
-    let running = TestExporter::start(test_sim.exporter_config()).await;
+    let config = emnify_exporter::config::Config { push: Some(common::open_receiver()), ..test_sim.exporter_config() };
+    let running = TestExporter::start(config).await;
+    let (status, body) = running.push("/webhook/events", &[], "[]").await;
+    assert_eq!(status, 200, "an empty push is accepted: {body}");
     let url = format!("{}/metrics", running.base);
     let mut text = String::new();
     assert!(
