@@ -471,9 +471,15 @@ fn ages_of_zero_timestamps_read_never_not_56_years() {
                     let never = mappings.iter().find(|m| m["type"] == "range").unwrap_or_else(|| {
                         panic!("{name} / {title}: no range mapping for a 0 timestamp");
                     });
-                    let from = never["options"]["from"].as_f64().unwrap();
-                    assert!((1e8..=1.5e9).contains(&from), "{name} / {title}: maps from {from}");
-                    assert!(never["options"]["to"].is_null(), "{name} / {title}");
+                    // Grafana's getValueMappingResult: a bound is compared unless isNaN(bound), and
+                    // isNaN(null) is false in JavaScript (null compares as 0), so null is no open end.
+                    let bound = |b: &str| never["options"][b].as_f64().unwrap_or(0.0);
+                    let maps = |age: f64| age >= bound("from") && age <= bound("to");
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+                    assert!(maps(now) && maps(now + 1e9), "{name} / {title}: time() - 0 is not mapped: {never}");
+                    for real_age in [0.0, 600.0, 86400.0 * 365.0 * 20.0] {
+                        assert!(!maps(real_age), "{name} / {title}: a real age of {real_age} s is mapped: {never}");
+                    }
                     let text = never["options"]["result"]["text"].as_str().unwrap();
                     assert!(text.starts_with("never") || text.starts_with("no "), "{name} / {title}: {text}");
                 } else {
