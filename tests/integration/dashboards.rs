@@ -83,14 +83,19 @@ fn no_hard_coded_rate_windows() {
     }
 }
 
-/// Every metric a dashboard reads is one the exporter serves (or a shipped recording rule).
+/// Every metric a dashboard reads is one the exporter serves (or a shipped recording rule). The exporter
+/// polls and receives pushes, and has had one push, so the push metrics that only exist after a push
+/// (`emnify_push_requests_total{code}`) are served too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_referenced_metric_exists() {
     let test_sim = TestSimulator::start(common::sim_config(31)).await;
     let sim = &test_sim.sim;
     sim.generate(3000);
     sim.generic_burst(0, 10);
-    let running = TestExporter::start(test_sim.exporter_config()).await;
+    let config = emnify_exporter::config::Config { push: Some(common::open_receiver()), ..test_sim.exporter_config() };
+    let running = TestExporter::start(config).await;
+    let (status, body) = running.push("/webhook/events", &[], "[]").await;
+    assert_eq!(status, 200, "an empty push is accepted: {body}");
     let url = format!("{}/metrics", running.base);
     let mut text = String::new();
     assert!(
@@ -212,5 +217,501 @@ fn grafana_alerts_equal_the_prometheus_alerts() {
         assert_eq!(rule["noDataState"], "OK", "{title}: no series, no alert");
         let description = rule["annotations"]["description"].as_str().unwrap();
         assert!(!description.contains("query") && !description.contains("$value "), "{title}: {description}");
+    }
+}
+
+/// Runs tests/grafana-schema/check.mjs (the dashboards' type-check against Grafana's published types)
+/// over `files`: (passed, tsc's output).
+fn grafana_type_check(files: &[std::path::PathBuf]) -> (bool, String) {
+    let modules = artifacts::repo_path(".venv/npm/node_modules");
+    for wanted in ["@grafana/schema", "@grafana/grafana-foundation-sdk", "typescript"] {
+        assert!(
+            modules.join(wanted).join("package.json").is_file(),
+            "{wanted} is not installed in .venv/npm: run scripts/test, which installs @grafana/schema, \
+             @grafana/grafana-foundation-sdk and typescript there (pinned) for the dashboards' type-check"
+        );
+    }
+    let output = std::process::Command::new("node")
+        .arg(artifacts::repo_path("tests/grafana-schema/check.mjs"))
+        .arg(&modules)
+        .args(files)
+        .output()
+        .unwrap_or_else(|e| panic!("node is not installed ({e}): the dashboards' type-check needs Node.js and npm"));
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// Every dashboard type-checks (`tsc --strict`) as @grafana/schema's `Dashboard`, with each panel's options
+/// and custom field config checked against its panel plugin's published types and every query against the
+/// Prometheus query type (tests/grafana-schema/dashboard-types.ts lists the few adaptations and why).
+#[test]
+fn dashboards_match_grafanas_published_dashboard_types() {
+    let files: Vec<_> =
+        dashboards().iter().map(|(name, _)| artifacts::repo_path(&format!("dashboards/{name}"))).collect();
+    assert_eq!(files.len(), 2);
+    let (ok, out) = grafana_type_check(&files);
+    assert!(ok, "the dashboards do not match Grafana's dashboard types:\n{out}");
+    assert!(out.contains("2 dashboard(s) match"), "{out}");
+}
+
+/// The type-check fails for what Grafana would not read: each broken copy of a dashboard is rejected, at its
+/// own mistake, and the unbroken copy beside them passes.
+#[test]
+fn the_grafana_type_check_rejects_broken_dashboards() {
+    let (_, health) = dashboards().into_iter().find(|(name, _)| name == "emnify-exporter-health.json").unwrap();
+    let first_stat = health["panels"].as_array().unwrap().iter().position(|p| p["type"] == "stat").unwrap();
+    let first_series = health["panels"].as_array().unwrap().iter().position(|p| p["type"] == "timeseries").unwrap();
+    type Break = fn(&mut serde_json::Value, usize, usize);
+    let breaks: [(&str, Break, &str); 7] = [
+        (
+            "numeric-title",
+            |d, s, _| d["panels"][s]["title"] = 42.into(),
+            "Type 'number' is not assignable to type 'string'",
+        ),
+        (
+            "unknown-panel-type",
+            |d, s, _| d["panels"][s]["type"] = "singlestat".into(),
+            "'\"singlestat\"' is not assignable",
+        ),
+        (
+            "misspelt-target-key",
+            |d, s, _| d["panels"][s]["targets"][0]["legendFromat"] = "x".into(),
+            "'\"legendFromat\"' does not exist",
+        ),
+        (
+            "bad-stat-option",
+            |d, s, _| d["panels"][s]["options"]["colorMode"] = "loud".into(),
+            "'\"loud\"' is not assignable",
+        ),
+        (
+            "bad-draw-style",
+            |d, _, t| d["panels"][t]["fieldConfig"]["defaults"]["custom"]["drawStyle"] = "dots".into(),
+            "'\"dots\"' is not assignable",
+        ),
+        (
+            "bad-mapping-type",
+            |d, s, _| {
+                d["panels"][s]["fieldConfig"]["defaults"]["mappings"] =
+                    serde_json::json!([{"type": "text", "options": {}}])
+            },
+            "'\"text\"' is not assignable",
+        ),
+        (
+            "bad-variable-refresh",
+            |d, _, _| d["templating"]["list"][1]["refresh"] = 7.into(),
+            "Type '7' is not assignable to type 'VariableRefresh",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = vec![];
+    for (name, mutate, _) in &breaks {
+        let mut broken = health.clone();
+        mutate(&mut broken, first_stat, first_series);
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&broken).unwrap()).unwrap();
+        files.push(path);
+    }
+    let intact = dir.path().join("intact.json");
+    std::fs::write(&intact, serde_json::to_string_pretty(&health).unwrap()).unwrap();
+    files.push(intact);
+    let (ok, out) = grafana_type_check(&files);
+    assert!(!ok, "the broken dashboards passed the type-check:\n{out}");
+    for (name, _, error) in &breaks {
+        let errors: Vec<&str> = out.lines().filter(|l| l.starts_with(&format!("{name}.ts("))).collect();
+        assert!(errors.iter().any(|l| l.contains(error)), "{name}: expected an error with {error:?}, got:\n{out}");
+    }
+    assert!(!out.contains("intact.ts("), "the intact copy failed:\n{out}");
+}
+
+/// The template variable `name` of a dashboard.
+fn variable<'a>(dashboard: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    dashboard["templating"]["list"].as_array().unwrap().iter().find(|v| v["name"] == name).unwrap_or_else(|| {
+        panic!("{}: no ${name} variable", dashboard["title"]);
+    })
+}
+
+/// Every `metric{matchers}` an expression reads, as (metric, the text between the braces, "" without).
+fn selectors(expr: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for metric in metric_names(expr) {
+        let mut from = 0;
+        while let Some(i) = expr[from..].find(metric.as_str()).map(|i| i + from) {
+            from = i + metric.len();
+            let before = expr[..i].chars().next_back();
+            let after = expr[from..].chars().next();
+            let part_of_a_word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            if part_of_a_word(before) || part_of_a_word(after) || before == Some('"') {
+                continue;
+            }
+            let matchers = match after {
+                Some('{') => expr[from + 1..].split('}').next().unwrap_or("").to_string(),
+                _ => String::new(),
+            };
+            out.push((metric.clone(), matchers));
+        }
+    }
+    out
+}
+
+/// Whether a metric is a shipped recording rule (their names have colons) rather than one the exporter or
+/// Prometheus serves.
+fn recorded(metric: &str) -> bool {
+    metric.contains(':')
+}
+
+/// Panels that read recording rules say that Workspace, Job and Instance do not apply to them (recorded series
+/// have no such labels) and use none of those variables; every selector of a metric the exporter (or
+/// Prometheus) serves filters by all three, so they apply everywhere else.
+#[test]
+fn recording_rule_panels_say_so_and_raw_queries_follow_workspace_job_and_instance() {
+    let (mut rule_panels, mut raw_selectors) = (0, 0);
+    for (name, dashboard) in dashboards() {
+        for panel in panels(&dashboard).into_iter().filter(|p| p["type"] != "row") {
+            let title = panel["title"].as_str().unwrap();
+            let exprs: Vec<&str> =
+                panel["targets"].as_array().unwrap().iter().filter_map(|t| t["expr"].as_str()).collect();
+            let metrics: Vec<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+            if metrics.iter().any(|m| recorded(m)) {
+                rule_panels += 1;
+                assert!(metrics.iter().all(|m| recorded(m)), "{name} / {title}: mixes recorded and raw series");
+                let description = panel["description"].as_str().unwrap();
+                assert!(
+                    description.contains("Workspace, Job and Instance do not apply"),
+                    "{name} / {title}: the description must say the selections do not apply: {description}"
+                );
+                for expr in &exprs {
+                    for var in ["$job", "$instance", "$workspace"] {
+                        assert!(!expr.contains(var), "{name} / {title}: {var} cannot filter recorded series: {expr}");
+                    }
+                }
+            }
+            for expr in exprs {
+                for (metric, matchers) in selectors(expr).into_iter().filter(|(m, _)| !recorded(m)) {
+                    raw_selectors += 1;
+                    for wanted in [r#"job=~"$job""#, r#"instance=~"$instance""#, r#"workspace=~"$workspace""#] {
+                        assert!(matchers.contains(wanted), "{name} / {title}: {metric} without {wanted} in {expr}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        rule_panels >= 4 && raw_selectors >= 40,
+        "{rule_panels} recording-rule panels, {raw_selectors} raw selectors"
+    );
+}
+
+/// `workspace` (a target label, absent where nobody adds it) lists its values, has All, and All matches series
+/// without the label (`.*` matches the empty value); `job` and `instance` list only exporters, and their All is
+/// exactly those (no allValue), so `up` and `process_*` of other jobs never show.
+#[test]
+fn workspace_job_and_instance_variables() {
+    for (name, dashboard) in dashboards() {
+        let names: Vec<&str> =
+            dashboard["templating"]["list"].as_array().unwrap().iter().filter_map(|v| v["name"].as_str()).collect();
+        let position = |n: &str| names.iter().position(|v| *v == n).unwrap();
+        assert!(position("workspace") < position("job") && position("job") < position("instance"), "{name}: order");
+        let workspace = variable(&dashboard, "workspace");
+        assert_eq!(workspace["query"], "label_values(emnify_exporter_build_info, workspace)", "{name}");
+        assert_eq!(
+            (workspace["includeAll"].as_bool(), workspace["allValue"].as_str()),
+            (Some(true), Some(".*")),
+            "{name}"
+        );
+        for var in ["job", "instance"] {
+            let v = variable(&dashboard, var);
+            let query = v["query"].as_str().unwrap();
+            assert!(query.starts_with("label_values(emnify_exporter_build_info{"), "{name} / {var}: {query}");
+            assert!(query.contains(r#"workspace=~"$workspace""#), "{name} / {var}: {query}");
+            assert_eq!(v["includeAll"], true, "{name} / {var}");
+            assert!(v.get("allValue").is_none(), "{name} / {var}: All must mean the listed exporters, not .*");
+        }
+    }
+}
+
+/// `up` and the process metrics show the exporter's own targets only: `process_*` is joined with
+/// `emnify_exporter_build_info` on job and instance.
+#[test]
+fn process_and_up_panels_show_only_the_exporter() {
+    let (_, health) = dashboards().into_iter().find(|(n, _)| n == "emnify-exporter-health.json").unwrap();
+    let mut process_queries = 0;
+    let mut up = 0;
+    for q in dashboard_queries().into_iter().filter(|q| q.dashboard == "emnify-exporter-health.json") {
+        let metrics = metric_names(&q.expr);
+        if metrics.iter().any(|m| m.starts_with("process_")) {
+            process_queries += 1;
+            assert!(q.expr.contains("and on (job, instance) emnify_exporter_build_info"), "{}: {}", q.panel, q.expr);
+        }
+        if metrics.iter().any(|m| m == "up") {
+            up += 1;
+            assert!(q.expr.starts_with(r#"up{job=~"$job""#), "{}: {}", q.panel, q.expr);
+        }
+    }
+    assert_eq!((process_queries, up), (3, 1), "memory, CPU and fds, and one up tile");
+    let cpu = panels(&health).into_iter().find(|p| p["title"] == "Exporter CPU usage").unwrap();
+    assert!(cpu["targets"][0]["expr"].as_str().unwrap().starts_with("rate(process_cpu_seconds_total{"));
+}
+
+/// A timestamp gauge is 0 until its first event (no poll yet, no push, no state file): `time() - it` would read
+/// as 56 years. Stat panels map such ages to a word ("never"), time series drop the 0 (`> 0`).
+#[test]
+fn ages_of_zero_timestamps_read_never_not_56_years() {
+    let mut checked = 0;
+    for (name, dashboard) in dashboards() {
+        for panel in panels(&dashboard).into_iter().filter(|p| p["type"] != "row") {
+            let title = panel["title"].as_str().unwrap();
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                if !expr.contains("time() - ") {
+                    continue;
+                }
+                checked += 1;
+                if panel["type"] == "stat" {
+                    let mappings = panel["fieldConfig"]["defaults"]["mappings"].as_array().unwrap();
+                    let never = mappings.iter().find(|m| m["type"] == "range").unwrap_or_else(|| {
+                        panic!("{name} / {title}: no range mapping for a 0 timestamp");
+                    });
+                    // Grafana's getValueMappingResult: a bound is compared unless isNaN(bound), and
+                    // isNaN(null) is false in JavaScript (null compares as 0), so null is no open end.
+                    let bound = |b: &str| never["options"][b].as_f64().unwrap_or(0.0);
+                    let maps = |age: f64| age >= bound("from") && age <= bound("to");
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+                    assert!(maps(now) && maps(now + 1e9), "{name} / {title}: time() - 0 is not mapped: {never}");
+                    for real_age in [0.0, 600.0, 86400.0 * 365.0 * 20.0] {
+                        assert!(!maps(real_age), "{name} / {title}: a real age of {real_age} s is mapped: {never}");
+                    }
+                    let text = never["options"]["result"]["text"].as_str().unwrap();
+                    assert!(text.starts_with("never") || text.starts_with("no "), "{name} / {title}: {text}");
+                } else {
+                    assert!(
+                        expr.contains("_timestamp_seconds{") && expr.contains("} > 0)"),
+                        "{name} / {title}: {expr}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked >= 6, "{checked} age queries");
+}
+
+/// What an operator counts (failed polls, 429s, refused pushes, failed saves, unreadable records, evictions) is
+/// shown as counts, over the time range or per interval, never as a per-second rate.
+#[test]
+fn errors_are_counted_not_rated() {
+    let counted = [
+        "emnify_poll_errors_total",
+        "emnify_push_rejected_total",
+        "emnify_state_save_failures_total",
+        "emnify_events_unreadable_total",
+        "emnify_events_skipped_total",
+        "emnify_http_connections_evicted_total",
+        "emnify_events_over_organisation_limit_total",
+    ];
+    let mut seen = BTreeSet::new();
+    for q in dashboard_queries() {
+        let reads = |m: &str| metric_names(&q.expr).iter().any(|n| n == m);
+        for metric in counted.iter().filter(|m| reads(m)) {
+            seen.insert(*metric);
+            assert!(
+                q.expr.contains("increase(") && !q.expr.contains("rate("),
+                "{} / {}: {}",
+                q.dashboard,
+                q.panel,
+                q.expr
+            );
+        }
+        if q.expr.contains(r#"code="429""#) {
+            seen.insert("429");
+            assert!(q.expr.contains("[$__range]") && q.expr.contains("increase("), "{}: {}", q.panel, q.expr);
+        }
+    }
+    assert_eq!(seen.len(), counted.len() + 1, "every error counter has a panel: {seen:?}");
+    for (name, dashboard) in dashboards() {
+        for panel in panels(&dashboard).into_iter().filter(|p| p["type"] == "timeseries") {
+            let per_interval = panel["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["expr"].as_str().unwrap().contains("[$__interval]"));
+            if per_interval {
+                // At least 2 minutes, so each interval holds several scrapes (30 s) and increase() has samples.
+                assert_eq!(panel["interval"], "2m", "{name} / {}: needs a minimum interval", panel["title"]);
+                assert!(panel["title"].as_str().unwrap().contains("per interval"), "{name} / {}", panel["title"]);
+            }
+        }
+    }
+}
+
+/// Organisations are listed by name and selected by id: the variable's regex, applied the way Grafana applies it
+/// (a JavaScript RegExp over each `query_result` line, named groups `value` and `text`), gives each
+/// organisation_id its current name, whatever characters the name holds.
+#[test]
+fn organisation_variable_shows_names_and_selects_ids() {
+    let (_, events) = dashboards().into_iter().find(|(n, _)| n == "emnify-events.json").unwrap();
+    let org = variable(&events, "organisation");
+    let query = org["query"].as_str().unwrap();
+    assert!(query.starts_with("query_result(") && query.contains("emnify_organisation_info{"), "{query}");
+    let regex = org["regex"].as_str().unwrap();
+    // How Grafana's Prometheus datasource renders query_result: the labels in Prometheus' order (sorted by name).
+    let names =
+        [("891418", "Acme Logistics GmbH"), ("719710", r#"Sample "Corp", organisation="x""#), ("7", "Ünïcödé & Co")];
+    let lines: Vec<String> = names
+        .iter()
+        .map(|(id, n)| format!(r#"{{organisation="{n}",organisation_id="{id}"}} 1 1767225600000"#))
+        .collect();
+    let script = r#"
+        const [source, lines] = [process.argv[1], JSON.parse(process.argv[2])];
+        // Grafana's stringToJsRegex, then metricNamesToVariableValues' use of the groups.
+        const parts = source.match(new RegExp('^/(.*?)/(g?i?m?s?y?)$'));
+        const regex = new RegExp(parts[1], parts[2]);
+        console.log(JSON.stringify(lines.map((line) => {
+          const m = regex.exec(line);
+          if (!m) return null;
+          const g = m.groups || {};
+          return { value: g.value ?? g.text, text: g.text ?? g.value };
+        })));
+    "#;
+    let output = std::process::Command::new("node")
+        .args(["-e", script, regex, &serde_json::to_string(&lines).unwrap()])
+        .output()
+        .unwrap_or_else(|e| panic!("node is not installed ({e})"));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let options: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    for ((id, n), option) in names.iter().zip(&options) {
+        assert_eq!(option, &serde_json::json!({"value": id, "text": n}), "{regex}");
+    }
+    // The alert's link selects the organisation by id.
+    assert!(artifacts::shipped_rules_text().contains("var-organisation={{ $labels.organisation_id }}"));
+}
+
+/// Firing spike alerts are drawn as annotations: a Prometheus query of ALERTS for the shipped alert, titled with
+/// labels the alert really has.
+#[test]
+fn spike_alerts_are_annotations() {
+    let (_, events) = dashboards().into_iter().find(|(n, _)| n == "emnify-events.json").unwrap();
+    let list = events["annotations"]["list"].as_array().unwrap();
+    let spike = list.iter().find(|a| a["target"]["expr"].as_str().is_some_and(|e| e.starts_with("ALERTS{"))).unwrap();
+    assert_eq!(spike["datasource"], serde_json::json!({"type": "prometheus", "uid": "${datasource}"}));
+    assert_eq!(spike["enable"], true);
+    let expr = spike["target"]["expr"].as_str().unwrap();
+    assert!(
+        expr.contains(r#"alertname="EmnifyGenericDisconnectSpike""#)
+            && expr.contains(r#"organisation_id=~"$organisation""#)
+    );
+    let alert = artifacts::rules_in(&artifacts::shipped_rules_text())
+        .into_iter()
+        .find(|r| r.alert && r.name == "EmnifyGenericDisconnectSpike")
+        .expect("the alert the annotation shows is shipped");
+    // organisation and organisation_id come from the alert's expression, severity from its labels.
+    assert!(alert.expr.contains("group_left (organisation)") && alert.expr.contains("on (organisation_id)"));
+    let doc = artifacts::yaml(artifacts::RULES_FILES[1]);
+    let rule = doc["groups"][0]["rules"].as_array().unwrap().iter().find(|r| r["alert"] == alert.name).unwrap();
+    assert!(rule["labels"]["severity"].is_string());
+    for field in ["titleFormat", "textFormat"] {
+        let format = spike[field].as_str().unwrap();
+        for label in format.split("{{").skip(1).map(|s| s.split("}}").next().unwrap()) {
+            assert!(["organisation", "organisation_id", "severity"].contains(&label), "{field}: {label}");
+        }
+    }
+}
+
+/// The spike panel names its threshold lines in the legend and styles them apart: the alert threshold (dashed
+/// red, per organisation) and the no-baseline threshold of 100 (dotted orange).
+#[test]
+fn spike_panel_names_and_styles_both_thresholds() {
+    let (_, events) = dashboards().into_iter().find(|(n, _)| n == "emnify-events.json").unwrap();
+    let panel = panels(&events).into_iter().find(|p| p["id"] == 6).unwrap();
+    let legends: Vec<&str> =
+        panel["targets"].as_array().unwrap().iter().map(|t| t["legendFormat"].as_str().unwrap()).collect();
+    assert_eq!(legends, ["{{organisation}}", "alert threshold {{organisation}}", "no-baseline threshold (100)"]);
+    assert_eq!(panel["targets"][2]["expr"], "vector(100)");
+    let threshold_expr = panel["targets"][1]["expr"].as_str().unwrap();
+    assert!(threshold_expr.starts_with("clamp_min(3 * organisation:emnify_generic_events:expected_increase10m{"));
+    let overrides = panel["fieldConfig"]["overrides"].as_array().unwrap();
+    let style = |matcher: &str| {
+        let o = overrides.iter().find(|o| o["matcher"]["options"] == matcher).unwrap_or_else(|| panic!("{matcher}"));
+        let prop =
+            |id: &str| o["properties"].as_array().unwrap().iter().find(|p| p["id"] == id).unwrap()["value"].clone();
+        (prop("color")["fixedColor"].clone(), prop("custom.lineStyle"))
+    };
+    let (alert_color, alert_line) = style("^alert threshold.*");
+    let (none_color, none_line) = style("no-baseline threshold (100)");
+    assert_eq!((alert_color, none_color), ("red".into(), "orange".into()));
+    assert_ne!(alert_line, none_line);
+    assert_eq!(
+        panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"], "off",
+        "no unnamed threshold line"
+    );
+}
+
+/// A 10-minute count sits beside 10-minute counts, never beside a per-second rate: in a row of the grid, a
+/// 10-minute-count panel has only 10-minute-count neighbours, and counts (unit `short`) stand beside rates
+/// (events, operations or requests per second) only where every title says which it is.
+#[test]
+fn panels_side_by_side_share_their_units() {
+    let rate_units = ["eps", "ops", "reqps"];
+    let mut rows_checked = 0;
+    for (name, dashboard) in dashboards() {
+        let mut by_row: std::collections::BTreeMap<u64, Vec<&serde_json::Value>> = Default::default();
+        for panel in panels(&dashboard).into_iter().filter(|p| p["type"] == "timeseries") {
+            by_row.entry(panel["gridPos"]["y"].as_u64().unwrap()).or_default().push(panel);
+        }
+        for (y, row) in by_row {
+            rows_checked += 1;
+            let titles: Vec<&str> = row.iter().map(|p| p["title"].as_str().unwrap()).collect();
+            let ten_minute = titles.iter().filter(|t| t.contains("10-minute")).count();
+            assert!(ten_minute == 0 || ten_minute == titles.len(), "{name} row {y}: {titles:?}");
+            let unit = |p: &&serde_json::Value| p["fieldConfig"]["defaults"]["unit"].as_str().unwrap().to_string();
+            let rates = row.iter().filter(|p| rate_units.contains(&unit(p).as_str())).count();
+            let counts = row.iter().filter(|p| unit(p) == "short").count();
+            if rates > 0 && counts > 0 {
+                let says = |t: &&str| t.contains("per second") || t.contains("per interval") || t.contains("10-minute");
+                assert!(titles.iter().all(says), "{name} row {y}: a rate beside a count: {titles:?}");
+            }
+        }
+    }
+    assert!(rows_checked >= 10);
+}
+
+/// One wording for an organisation without an expected count, everywhere it is mentioned.
+#[test]
+fn the_no_baseline_period_has_one_wording() {
+    const WORDING: &str = "no baseline yet (no history between 25h and 1h ago)";
+    let readme = std::fs::read_to_string(artifacts::repo_path("dashboards/README.md")).unwrap();
+    let mut texts = vec![("dashboards/README.md".to_string(), readme)];
+    for (name, dashboard) in dashboards() {
+        texts.push((name, dashboard.to_string()));
+    }
+    let mut mentions = 0;
+    for (name, text) in texts {
+        let text = text.replace("\\n", " ").split_whitespace().collect::<Vec<_>>().join(" ");
+        for (i, _) in text.match_indices("baseline yet") {
+            mentions += 1;
+            assert!(
+                text[i.saturating_sub(3)..].starts_with(WORDING),
+                "{name}: {}",
+                &text[i.saturating_sub(40)..(i + 80).min(text.len())]
+            );
+        }
+        assert!(!text.contains("without a baseline") && !text.contains("no baseline ("), "{name}: another wording");
+    }
+    assert!(mentions >= 3, "{mentions} mentions");
+}
+
+/// dashboards/README.md describes every panel: each title appears there in bold.
+#[test]
+fn the_dashboards_readme_names_every_panel() {
+    let readme = std::fs::read_to_string(artifacts::repo_path("dashboards/README.md")).unwrap();
+    for (name, dashboard) in dashboards() {
+        for panel in panels(&dashboard) {
+            let title = panel["title"].as_str().unwrap();
+            assert!(
+                readme.contains(&format!("**{title}**")),
+                "dashboards/README.md does not describe {name} / {title}"
+            );
+        }
+        for v in dashboard["templating"]["list"].as_array().unwrap() {
+            assert!(readme.contains(&format!("`{}`", v["name"].as_str().unwrap())), "{name}: variable {}", v["name"]);
+        }
     }
 }
