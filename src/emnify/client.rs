@@ -156,6 +156,8 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 pub trait RequestObserver: Send + Sync {
     /// `code` is the HTTP status code, or `timeout` / `error` when no answer came.
     fn request_done(&self, endpoint: &'static str, code: &str);
+    /// The request budget's adaptive factor after an answer (see [`super::budget`]).
+    fn budget_factor(&self, _factor: f64) {}
 }
 
 pub struct Client {
@@ -327,6 +329,7 @@ impl Client {
                 StatusCode::TOO_MANY_REQUESTS => budget.rate_limited(),
                 _ => budget.answered(),
             }
+            self.observer.budget_factor(budget.factor());
         }
         // Every answer, errors too, tells emnify's time.
         if let Some(date) = response.headers().get(reqwest::header::DATE).and_then(|d| d.to_str().ok()) {

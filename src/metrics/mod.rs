@@ -211,6 +211,10 @@ impl crate::emnify::RequestObserver for Metrics {
     fn request_done(&self, endpoint: &'static str, code: &str) {
         self.polling.record_api_request(endpoint, code);
     }
+
+    fn budget_factor(&self, factor: f64) {
+        self.polling.set_budget_factor(factor);
+    }
 }
 
 impl Default for Metrics {

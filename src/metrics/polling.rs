@@ -12,6 +12,7 @@ pub struct PollingMetrics {
     errors: IntCounterVec,
     api_requests: IntCounterVec,
     clock_offset: Gauge,
+    budget_factor: Gauge,
 }
 
 impl PollingMetrics {
@@ -36,7 +37,14 @@ impl PollingMetrics {
             "emnify's clock (the Date header of its answers) minus this host's clock. Windows and the start of \
              counting follow emnify's clock, so the host's need not be synchronised.",
         );
-        PollingMetrics { up, last_success, duration, errors, api_requests, clock_offset }
+        let budget_factor = reg.gauge(
+            "emnify_api_request_budget_factor",
+            "How much of its request budget (--emnify.request-budget-share of emnify's rate limits) the exporter \
+             uses now: 1 normally; each 429 from emnify halves it (down to 0.1), each answered request wins \
+             back 0.02.",
+        );
+        budget_factor.set(1.0);
+        PollingMetrics { up, last_success, duration, errors, api_requests, clock_offset, budget_factor }
     }
 
     pub fn record_success(&self, duration_secs: f64, finished_unix: f64) {
@@ -55,6 +63,11 @@ impl PollingMetrics {
     /// One request to the emnify API; `code` is the HTTP status or `timeout`/`error`.
     pub fn record_api_request(&self, endpoint: &str, code: &str) {
         self.api_requests.with_label_values(&[endpoint, code]).inc();
+    }
+
+    /// The request budget's adaptive factor after the last answer.
+    pub fn set_budget_factor(&self, factor: f64) {
+        self.budget_factor.set(factor);
     }
 
     /// emnify's clock minus the host's, as last measured.

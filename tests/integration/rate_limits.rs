@@ -38,3 +38,41 @@ async fn a_catch_up_within_the_budget_gets_no_429() {
          {unbudgeted:.1} s without ({refused_without} x 429); the limiter's minimum is 2.5 s"
     );
 }
+
+/// A storm of 429s without `Retry-After` slows the budget down (visible in
+/// `emnify_api_request_budget_factor`), counting stays exact through it, and the budget recovers once
+/// emnify answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_slows_the_budget_and_it_recovers() {
+    use crate::common::{parse_exposition, sum, wait_for};
+    let test_sim = TestSimulator::start(sim_config(63)).await;
+    let sim = &test_sim.sim;
+    sim.set_faults("429=0.3".parse().unwrap());
+    sim.generate(500);
+    let mut config = test_sim.exporter_config();
+    config.poll.as_mut().expect("a polling configuration").request_budget_share = Some(0.9);
+    let running = TestExporter::start(config).await;
+    running.wait_for_total(500).await;
+    let factor = |text: &str| sum(&parse_exposition(text), "emnify_api_request_budget_factor", &[]);
+    let refused = |text: &str| sum(&parse_exposition(text), "emnify_api_requests_total", &[("code", "429")]);
+    // The first scrape that shows a 429 shows its effect too (winning it all back takes 25 answers more).
+    let mut seen = String::new();
+    assert!(
+        wait_for(crate::common::PATIENCE, async || {
+            seen = running.scrape_text().await;
+            refused(&seen) > 0.0
+        })
+        .await,
+        "the storm's 429s reach the exporter"
+    );
+    assert!(factor(&seen) < 1.0, "429s lowered the budget: {}", factor(&seen));
+    assert_counts_match_text(&running.scrape_text().await, &sim.truth());
+
+    sim.set_faults(emnify_exporter::simulator::faults::FaultConfig::none());
+    sim.generate(3000);
+    let recovered = wait_for(crate::common::PATIENCE, async || factor(&running.scrape_text().await) == 1.0).await;
+    assert!(recovered, "the budget recovers once emnify answers");
+    running.wait_for_total(3500).await;
+    assert_counts_match_text(&running.scrape_text().await, &sim.truth());
+    running.shutdown.cancel();
+}
