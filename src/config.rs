@@ -249,6 +249,11 @@ pub struct SimulateArgs {
     #[arg(long, env = "EMNIFY_SIMULATOR_CLOCK_OFFSET", default_value = "0", value_name = "[-]DURATION", value_parser = parse_signed_duration, allow_hyphen_values = true)]
     pub clock_offset: i64,
 
+    /// Enforce emnify's documented rate limits (event list 10/s with bursts of 5, 2,000 requests and 100
+    /// logins per 5 minutes), answering 429 without Retry-After beyond them.
+    #[arg(long, env = "EMNIFY_SIMULATOR_ENFORCE_LIMITS")]
+    pub enforce_limits: bool,
+
     /// Lifetime of the JWTs it issues.
     #[arg(long, env = "EMNIFY_SIMULATOR_JWT_LIFETIME", default_value = "240m", value_parser = parse_positive_duration)]
     pub jwt_lifetime: Duration,
@@ -279,6 +284,7 @@ impl SimulateArgs {
             push_duplicates: self.push_duplicates,
             jwt_lifetime: self.jwt_lifetime,
             clock_offset_millis: self.clock_offset,
+            enforce_limits: self.enforce_limits,
         }
     }
 }

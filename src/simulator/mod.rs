@@ -595,6 +595,8 @@ pub struct StandaloneSettings {
     pub push_headers: Vec<(String, String)>,
     /// Chance that an accepted batch is pushed once more anyway.
     pub push_duplicates: f64,
+    /// See [`SimulatorConfig::enforce_limits`].
+    pub enforce_limits: bool,
 }
 
 /// Runs the simulator alone, producing events until stopped.
@@ -605,6 +607,7 @@ pub async fn run_standalone(settings: StandaloneSettings, shutdown: Cancellation
         jwt_lifetime: settings.jwt_lifetime,
         faults: settings.faults,
         clock_offset_millis: settings.clock_offset_millis,
+        enforce_limits: settings.enforce_limits,
         ..SimulatorConfig::demo()
     });
     let listener = match TcpListener::bind(settings.listen).await {

@@ -204,3 +204,74 @@ fn load_harness() {
     println!("| Start to ready (demo) | {:.0} ms | | |", ready.as_secs_f64() * 1000.0);
     println!("| Binary size | {:.1} MiB | | |", binary as f64 / 1048576.0);
 }
+
+/// Catch-up of a 60,000-event backlog (60 pages of 1,000) against a simulator that enforces emnify's
+/// documented rate limits, by the exporter at its default request budget and by the Python alternative
+/// (which ignores the limits): time against the limiter's minimum, and the 429s each drew.
+#[test]
+#[ignore = "a benchmark of about half a minute; scripts/perf runs it in a release build"]
+fn catch_up_against_emnifys_rate_limits() {
+    let pages: u64 = std::env::var("PERF_CATCH_UP_PAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let n = pages * 1000;
+    let limited_simulator = |seed: &str| {
+        let sim = Process::start(
+            &["simulate", "--listen=127.0.0.1:0", "--events-per-second=0", "--enforce-limits", seed],
+            &[],
+        );
+        let url = sim.simulator_base();
+        for _ in 0..pages {
+            blocking_post(&format!("{url}/simulator/generate?count=1000"));
+        }
+        (sim, url)
+    };
+    let refused = |url: &str| {
+        let stats: serde_json::Value = serde_json::from_str(&common::blocking_get(&format!("{url}/simulator/stats")).1)
+            .expect("the simulator's stats");
+        stats["rate_limited"].as_u64().unwrap_or(0)
+    };
+
+    let (sim, url) = limited_simulator("--seed=7");
+    let started = Instant::now();
+    let exporter = Process::start(
+        &[
+            "--emnify.api-url",
+            &url,
+            "--emnify.poll-interval=1s",
+            "--emnify.page-size=1000",
+            "--emnify.lookback=1h",
+            "--web.listen-address=127.0.0.1:0",
+        ],
+        &[("EMNIFY_APPLICATION_TOKEN", "demo-application-token")],
+    );
+    let metrics_url = format!("http://{}/metrics", exporter.listening_address("emnify exporter listening"));
+    while blocking_total(&metrics_url) < n as f64 {
+        assert!(started.elapsed() < Duration::from_secs(300), "the exporter never counted {n} events");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ours = started.elapsed().as_secs_f64();
+    let ours_refused = refused(&url);
+    exporter.kill();
+    drop(sim);
+
+    let (sim, url) = limited_simulator("--seed=8");
+    let started = Instant::now();
+    let out = Command::new(common::artifacts::repo_path(".venv/bin/python"))
+        .arg(common::artifacts::repo_path("tests/perf/python_exporter.py"))
+        .args(["--api-url", &url, "--token", "demo-application-token", "--stop-after", &n.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("the Python alternative ({e}): run scripts/perf, which installs it"));
+    let python = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let python_refused = refused(&url);
+    drop(sim);
+
+    // A burst of 5, then 10 a second: the fastest the limiter allows the event pages (logins aside).
+    let minimum = (pages.saturating_sub(5)) as f64 / 10.0;
+    println!("| Catch-up of {n} events ({pages} pages) against emnify's rate limits | emnify-exporter | Python alternative |");
+    println!("|---|---|---|");
+    println!(
+        "| Wall time (limiter's minimum {minimum:.1} s) | {ours:.1} s ({:.2} of the limit) | {python:.1} s |",
+        minimum / ours
+    );
+    println!("| 429 answers | {ours_refused} | {python_refused} |");
+}

@@ -59,6 +59,10 @@ def main() -> None:
                 "q": f"from:{q_date(window_start)},until:{q_date(until)}",
             }
             response = session.get(f"{args.api_url}/api/v1/event", params=params)
+            if response.status_code == 429:
+                # What a plain client does about emnify's rate limit: wait a moment and ask again.
+                time.sleep(0.5)
+                continue
             total_pages = int(response.headers.get("X-Total-Pages", page))
             for event in response.json():
                 event_id = event.get("id")
