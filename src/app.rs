@@ -20,7 +20,7 @@ use crate::routes::{serve, ServerState};
 use crate::secret::Secret;
 use crate::simulator::{Simulator, SimulatorConfig, StreamerConfig};
 use crate::state::StateStore;
-use crate::tally::{checkpoint_blocking, lock, maintain, SharedTally, Tally};
+use crate::tally::{checkpoint_blocking, maintain, use_state, SharedTally, Tally};
 use crate::webconfig::{WebConfig, WebSecurity};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ impl App {
 
         let tally = Tally::new(metrics.clone(), config.tally.clone()).shared();
         if let Some(path) = &config.state_file {
-            lock(&tally).use_state(StateStore::new(path, &config.api_url)).map_err(AppError::State)?;
+            use_state(&tally, StateStore::new(path, &config.api_url)).map_err(AppError::State)?;
         }
         let receiver =
             config.push.clone().map(|settings| Arc::new(Receiver::new(settings, tally.clone(), metrics.clone())));

@@ -239,7 +239,7 @@ pub async fn serve_http<F, Fut, B, E>(
         let tls = security.as_ref().and_then(|s| s.current().tls.clone());
         let watcher = graceful.watcher();
         let limits = limits.clone();
-        let (entry, evicted) = table.open();
+        let entry = table.open();
         let handler = {
             let (handler, in_request) = (handler.clone(), entry.in_request.clone());
             move |req| {
@@ -290,7 +290,7 @@ pub async fn serve_http<F, Fut, B, E>(
             let result = tokio::select! {
                 result = serve => result,
                 // Dropping the connection closes it.
-                () = evicted.cancelled() => Ok(()),
+                () = entry.evict.cancelled() => Ok(()),
             };
             if let Err(err) = result {
                 tracing::debug!(error = %err, "HTTP connection ended with an error");
@@ -422,13 +422,12 @@ impl ConnectionTable {
         self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Registers a new connection; the token is cancelled when it is evicted.
-    fn open(&self) -> (Arc<ConnectionEntry>, CancellationToken) {
+    /// Registers a new connection; its `evict` token is cancelled when it is evicted.
+    fn open(&self) -> Arc<ConnectionEntry> {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let evict = CancellationToken::new();
-        let entry = Arc::new(ConnectionEntry { id, in_request: Arc::default(), evict: evict.clone() });
+        let entry = Arc::new(ConnectionEntry { id, in_request: Arc::default(), evict: CancellationToken::new() });
         self.lock().insert(id, entry.clone());
-        (entry, evict)
+        entry
     }
 
     /// Forgets a connection that ended; false if it was evicted (and so forgotten already).

@@ -190,6 +190,18 @@ pub fn checkpoint(tally: &SharedTally) -> bool {
     saved
 }
 
+/// Saves progress to `store` at every checkpoint, after resuming from what it holds (if anything).
+/// Fails when the path cannot hold the state (a directory, another program's file, no directory).
+pub fn use_state(tally: &SharedTally, store: StateStore) -> Result<(), StateError> {
+    let resumed = lock(tally).attach_state(store)?;
+    if !resumed {
+        // Saved at once, so a crash before the first poll still remembers when counting began. (Not
+        // under the count lock: a checkpoint takes the writer's lock, then the count lock.)
+        checkpoint(tally);
+    }
+    Ok(())
+}
+
 /// Writes checkpoints, one at a time; see [`checkpoint`].
 #[derive(Default)]
 struct Saver {
@@ -359,9 +371,8 @@ impl Tally {
         self.seen.len()
     }
 
-    /// Saves progress to `store` at every checkpoint, after resuming from what it holds (if anything).
-    /// Fails when the path cannot hold the state (a directory, another program's file, no directory).
-    pub fn use_state(&mut self, store: StateStore) -> Result<(), StateError> {
+    /// Resumes from what `store` holds (if anything) and saves to it from now on; true if it resumed.
+    fn attach_state(&mut self, store: StateStore) -> Result<bool, StateError> {
         let resumed = match store.load()? {
             Some(saved) => {
                 self.resume(saved);
@@ -371,15 +382,7 @@ impl Tally {
         };
         self.state = Some(store);
         self.metrics.use_state_file();
-        if !resumed {
-            // Saved at once, so a crash before the first poll still remembers when counting began.
-            let prepared = self.prepare_checkpoint();
-            let mut writer = self.saver.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            if writer.save(&prepared) {
-                prepared.metrics.install_publication(prepared.publication);
-            }
-        }
-        Ok(())
+        Ok(resumed)
     }
 
     fn resume(&mut self, saved: SavedState) {
@@ -609,7 +612,7 @@ mod tests {
         let path = dir.path().join("state.json");
         let first = Arc::new(Metrics::new());
         let tally = Tally::new(first.clone(), TallySettings::default()).shared();
-        lock(&tally).use_state(StateStore::new(&path, "http://api")).unwrap();
+        use_state(&tally, StateStore::new(&path, "http://api")).unwrap();
         let body = br#"[{"id": 1, "event_type": {"id": 902}}, {"id": 2, "event_type": {"id": 902}}]"#;
         let events = decode_event_list(body).unwrap();
         let ingested = lock(&tally).ingest(events, Origin::Push { arrival_millis: now_millis() });
@@ -619,8 +622,8 @@ mod tests {
         assert!(checkpoint(&tally));
 
         let second = Arc::new(Metrics::new());
-        let mut restarted = Tally::new(second.clone(), TallySettings::default());
-        restarted.use_state(StateStore::new(&path, "http://api")).unwrap();
+        let restarted = Tally::new(second.clone(), TallySettings::default()).shared();
+        use_state(&restarted, StateStore::new(&path, "http://api")).unwrap();
         let text = exposition(&second);
         let named = text.lines().find(|l| l.contains(r#"event_type="Added by emnify",event_type_id="902""#));
         assert!(named.is_some_and(|l| l.ends_with(" 2")), "{text}");
@@ -637,7 +640,7 @@ mod tests {
         let path = dir.path().join("state.json");
         let metrics = Arc::new(Metrics::new());
         let tally = Tally::new(metrics.clone(), TallySettings::default()).shared();
-        lock(&tally).use_state(StateStore::new(&path, "http://api")).unwrap();
+        use_state(&tally, StateStore::new(&path, "http://api")).unwrap();
         let pushers: Vec<_> = (0..8u64)
             .map(|pusher| {
                 let tally = tally.clone();
@@ -659,7 +662,7 @@ mod tests {
 
         let restored = Arc::new(Metrics::new());
         let restarted = Tally::new(restored.clone(), TallySettings::default()).shared();
-        lock(&restarted).use_state(StateStore::new(&path, "http://api")).unwrap();
+        use_state(&restarted, StateStore::new(&path, "http://api")).unwrap();
         assert_eq!(lock(&restarted).remembered(), 160);
         let text = exposition(&restored);
         let total: f64 = text
