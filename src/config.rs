@@ -93,6 +93,11 @@ pub struct ExporterArgs {
     #[arg(long = "emnify.request-budget-share", env = "EMNIFY_REQUEST_BUDGET_SHARE", default_value_t = crate::emnify::budget::DEFAULT_SHARE, value_name = "SHARE", value_parser = parse_share)]
     pub request_budget_share: f64,
 
+    /// Most requests to emnify one poll has in flight at once (pages sent ahead of the one being
+    /// counted, probes of the overlap), all within the request budget: hides a slow API's latency.
+    #[arg(long = "emnify.requests-in-flight", env = "EMNIFY_REQUESTS_IN_FLIGHT", default_value_t = crate::poller::DEFAULT_REQUESTS_IN_FLIGHT as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub requests_in_flight: u64,
+
     /// File to keep progress in (cursor, remembered event ids, counter values), so a restart resumes the
     /// counters instead of resetting them and counts what happened while the exporter was down.
     #[arg(long = "state.file", env = "EMNIFY_EXPORTER_STATE_FILE", value_name = "PATH")]
@@ -383,7 +388,11 @@ impl Config {
                 request_timeout: Duration::from_secs(5),
                 min_request_interval: Duration::ZERO,
                 request_budget_share: None,
-                walk: PollerSettings { page_size: 100, overlap: Duration::from_secs(600) },
+                walk: PollerSettings {
+                    page_size: 100,
+                    overlap: Duration::from_secs(600),
+                    requests_in_flight: crate::poller::DEFAULT_REQUESTS_IN_FLIGHT,
+                },
             }),
             push: None,
             demo: false,
@@ -484,7 +493,11 @@ impl ExporterArgs {
             request_timeout: self.request_timeout,
             min_request_interval: self.min_request_interval,
             request_budget_share: (self.request_budget_share > 0.0).then_some(self.request_budget_share),
-            walk: PollerSettings { page_size: self.page_size, overlap: self.overlap },
+            walk: PollerSettings {
+                page_size: self.page_size,
+                overlap: self.overlap,
+                requests_in_flight: self.requests_in_flight as usize,
+            },
         })
     }
 

@@ -1,17 +1,27 @@
-//! Turns the emnify event list into counts: time windows, a cursor, and dedup.
+//! Turns the emnify event list into counts: time windows, a cursor, probes of the overlap, and dedup.
 //!
-//! Each poll asks for the window `[from, until]` where `until` is fixed at the
-//! start of the poll (so paging walks a stable set) and `from` reaches back
-//! `overlap` before the previous poll's `until` (so events that reach emnify
-//! late, with older timestamps, are still seen). Overlapping windows return
-//! events again; the shared [`Tally`] makes sure each id is counted once. A failed
-//! poll does not move the cursor, so the next one covers the same ground again.
+//! Each poll covers `[cursor - overlap, until]` on emnify's clock, where `until` is fixed at the
+//! start of the poll (so paging walks a stable set): events that reach emnify up to `overlap` late,
+//! stamped with an older time, are still seen. Only the new ground `[cursor, until]` is read in full.
+//! The overlap behind the cursor is kept as a few [`Segment`]s, each with the number of events emnify
+//! reported for it (`X-Total-Count`) when it was last read completely; a poll asks emnify for each
+//! segment's count again with a one-event page (a probe), and reads again only a segment whose count
+//! changed, highest ids first, stopping once it found as many new records as the count grew by. So an
+//! event is read about once, and a late one within one poll of its arrival.
+//!
+//! Probes compare emnify's answer with emnify's answer to the very same query, never with what the
+//! exporter remembers, so they do not depend on how emnify treats the whole seconds at a window's ends
+//! (undocumented). Adjacent windows share their boundary second, so whichever way emnify reads `from`
+//! and `until`, every second is inside at least one of them. An API without `X-Total-Count` cannot be
+//! probed: its overlap is read in full on every poll. The shared [`Tally`] makes sure each id is
+//! counted once, and a failed poll does not move the cursor, so the next one covers the same ground.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::emnify::{decode_event_list, ApiError, Client, DecodeError, EventPage, PageQuery};
@@ -27,7 +37,13 @@ pub struct PollerSettings {
     pub page_size: u32,
     /// How far each window reaches back before the previous one's end.
     pub overlap: Duration,
+    /// Most requests of one poll in flight at once (pages of a walk, probes), within the request budget.
+    pub requests_in_flight: usize,
 }
+
+/// The default of `--emnify.requests-in-flight`: enough to hide a slow API's latency, few enough to
+/// leave emnify's burst allowance to the account's other clients.
+pub const DEFAULT_REQUESTS_IN_FLIGHT: usize = 4;
 
 /// Walks of one window per poll, at most: a walk is repeated when the event count changed under it.
 const MAX_PASSES: u32 = 3;
@@ -35,6 +51,12 @@ const MAX_PASSES: u32 = 3;
 const MAX_PAGES: u32 = 100_000;
 /// Fetches of one page whose body is not a JSON array before the poll fails.
 const DECODE_ATTEMPTS: u32 = 3;
+/// The last seconds of new ground become a segment of their own, this fraction of the overlap long
+/// (1 to 10 s): events stamped with them are still arriving, and only that short stretch is read
+/// again for them.
+const TAIL_PER_OVERLAP: i64 = 60;
+/// Segments kept at most (one probe a poll each); beyond it, two neighbours are merged.
+const MAX_SEGMENTS: usize = 24;
 
 /// What one page held.
 struct PageSummary {
@@ -54,8 +76,14 @@ pub struct PollReport {
     /// The window, Unix seconds.
     pub from: i64,
     pub until: i64,
+    /// Pages read (probes not included).
     pub pages: u32,
+    /// Most passes one walk took (a walk is repeated when emnify's count changed under it).
     pub passes: u32,
+    /// One-event requests asking emnify how many events a segment of the overlap holds.
+    pub probes: u32,
+    /// Segments of the overlap read again because emnify's count for them changed (or is unknown).
+    pub rereads: u32,
     /// What the pages held and what of it was counted.
     pub counts: BatchCounts,
 }
@@ -75,11 +103,66 @@ impl PollOutcome {
     }
 }
 
+/// A stretch `[from, until]` (Unix seconds) of the overlap, read completely, with emnify's
+/// `X-Total-Count` for it as of that read: `None` when unknown (then it is read again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    from: i64,
+    until: i64,
+    total: Option<u64>,
+}
+
+/// Two neighbouring segments to become one. Their union's count was probed after both were known;
+/// if neither count has changed by the next poll's probes, none changed at the moment of that probe
+/// either, so it is the union's count as of a complete read (when the next poll's probe of the union
+/// agrees with it).
+#[derive(Debug, Clone, Copy)]
+struct Merge {
+    first: Segment,
+    second: Segment,
+    total: u64,
+}
+
+/// What the poller knows of the overlap behind its cursor.
+#[derive(Debug, Default)]
+struct Coverage {
+    /// In time order; each one's `until` is the next one's `from`, the last one's is the cursor.
+    segments: VecDeque<Segment>,
+    merge: Option<Merge>,
+}
+
+/// What is walked: a window, and which ids come first.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    from: i64,
+    until: i64,
+    newest_first: bool,
+}
+
+impl Range {
+    fn query(self, page: u32, per_page: u32) -> PageQuery {
+        PageQuery { page, per_page, from: self.from, until: self.until, newest_first: self.newest_first }
+    }
+}
+
+/// What one walk of a range saw.
+#[derive(Debug, Default)]
+struct Pass {
+    /// `X-Total-Count` on its first and last page.
+    first_total: Option<u64>,
+    last_total: Option<u64>,
+    /// Distinct records read (unreadable records that are not objects each count).
+    read: u64,
+    /// The count when the walk stopped early, having found every record the count says is new.
+    found_all: Option<u64>,
+}
+
 pub struct Poller {
-    client: Client,
+    client: Arc<Client>,
     metrics: Arc<Metrics>,
     settings: PollerSettings,
     tally: SharedTally,
+    coverage: Coverage,
     /// The clock offset last warned about, so the warning comes once per change, not once per poll.
     warned_offset_millis: Option<i64>,
     /// When emnify's event-type catalogue was last read.
@@ -101,10 +184,11 @@ impl Poller {
     /// A poller that counts into `tally` (shared with the Data Streamer receiver, if there is one).
     pub fn new(client: Client, metrics: Arc<Metrics>, settings: PollerSettings, tally: SharedTally) -> Self {
         Poller {
-            client,
+            client: Arc::new(client),
             metrics,
             settings,
             tally,
+            coverage: Coverage::default(),
             warned_offset_millis: None,
             types_loaded: None,
             refreshed_for_unknown: None,
@@ -158,7 +242,7 @@ impl Poller {
         if self.types_loaded.is_some_and(|at| at.elapsed() >= TYPE_REFRESH_EVERY) {
             self.load_event_types().await;
         }
-        let overlap = duration_millis(self.settings.overlap) / 1000;
+        let overlap = self.overlap_secs();
         // Windows are on emnify's clock: it filters `q` by its own timestamps.
         let now = match self.client.emnify_now_millis().await {
             Ok(now) => now,
@@ -176,18 +260,25 @@ impl Poller {
         let until = (now + 999).div_euclid(1000).max(floor).max(cursor.unwrap_or(i64::MIN));
         let from = cursor.map_or(floor, |c| c.saturating_sub(overlap)).max(floor).min(until);
         let mut report = PollReport { from, until, ..PollReport::default() };
-        match self.walk_window(&mut report).await {
+        match self.poll_window(from, until, cursor, &mut report).await {
             Ok(()) => {
                 let elapsed = started.elapsed().as_secs_f64();
                 self.metrics.polling.record_success(elapsed, now_millis() as f64 / 1000.0);
-                // No later window starts before `until - overlap`, so older ids can go.
-                lock(&self.tally).window_done(until, until.saturating_sub(overlap).max(floor) * 1000);
+                // No later window starts before `until - overlap`, and no segment still probed before
+                // the first one that reaches it, so older ids can go.
+                let next_from = until.saturating_sub(overlap).max(floor);
+                let kept = self.coverage.segments.iter().find(|s| s.until >= next_from).map_or(next_from, |s| s.from);
+                lock(&self.tally).window_done(until, kept.min(next_from).max(floor) * 1000);
                 self.checkpoint().await;
                 tracing::debug!(?report, "poll succeeded");
                 PollOutcome::Success(report)
             }
             Err(error) => self.failed(started, error, report).await,
         }
+    }
+
+    fn overlap_secs(&self) -> i64 {
+        duration_millis(self.settings.overlap) / 1000
     }
 
     /// Ends a poll that stopped early: what it counted stays counted (and is checkpointed), the cursor stays.
@@ -216,97 +307,340 @@ impl Poller {
         }
     }
 
-    async fn walk_window(&mut self, report: &mut PollReport) -> Result<(), ApiError> {
-        for pass in 1..=MAX_PASSES {
-            report.passes = pass;
-            let (first_total, last_total) = self.walk_pages(report).await?;
-            match (first_total, last_total) {
-                (Some(a), Some(b)) if a != b && pass < MAX_PASSES => {
-                    tracing::info!(before = a, after = b, "events arrived while paging; walking the window again");
+    /// Covers `[from, until]`: the overlap behind the cursor by probes (reading again what changed),
+    /// the new ground after it by reading it.
+    async fn poll_window(
+        &mut self,
+        from: i64,
+        until: i64,
+        cursor: Option<i64>,
+        report: &mut PollReport,
+    ) -> Result<(), ApiError> {
+        let new_from = match cursor {
+            Some(c) if c > from => {
+                self.check_overlap(from, c, report).await?;
+                c
+            }
+            _ => {
+                self.coverage = Coverage::default();
+                from
+            }
+        };
+        if cursor.is_none_or(|c| until > c) {
+            self.read_new(new_from, until, report).await?;
+        }
+        self.propose_merge(report).await;
+        Ok(())
+    }
+
+    /// Makes sure everything in `[from, cursor]` (read by earlier polls) is counted: segments whose
+    /// count emnify reports unchanged are left alone, the others are read again.
+    async fn check_overlap(&mut self, from: i64, cursor: i64, report: &mut PollReport) -> Result<(), ApiError> {
+        let coverage = &mut self.coverage;
+        // Segments past the cursor come from a poll that failed after reading them; those before
+        // `from` are out of reach.
+        coverage.segments.retain(|s| s.until >= from && s.until <= cursor);
+        if coverage.segments.back().is_some_and(|s| s.until != cursor) {
+            coverage.segments.clear();
+        }
+        let covered_from = coverage.segments.front().map_or(cursor, |s| s.from);
+        let mut merge = coverage.merge.take();
+        let segments: Vec<Segment> = coverage.segments.iter().copied().collect();
+        // Unknown ground (after a restart: the coverage is not saved) is read in full first.
+        if covered_from > from {
+            let range = Range { from, until: covered_from, newest_first: false };
+            let total = self.walk(range, None, report).await?;
+            self.coverage.segments.push_front(Segment { from, until: covered_from, total });
+        }
+        // A proposed merge's union is probed again: two answers that agree, with neither part changed
+        // in between, make its count one a single wrong header cannot have made up.
+        let mut targets = segments.clone();
+        targets.extend(merge.map(|m| Segment { from: m.first.from, until: m.second.until, total: Some(m.total) }));
+        let mut probed = self.probe_all(&targets, report).await?;
+        let union_now = if merge.is_some() { probed.pop().flatten() } else { None };
+        if let Some(m) = merge.take() {
+            let unchanged = |part: Segment| {
+                segments.iter().zip(&probed).any(|(s, p)| *s == part && part.total.is_some() && *p == part.total)
+            };
+            if unchanged(m.first) && unchanged(m.second) && union_now == Some(m.total) {
+                merge = Some(m);
+            }
+        }
+        for (segment, probed) in segments.into_iter().zip(probed) {
+            if segment.total.is_some() && probed == segment.total {
+                continue;
+            }
+            report.rereads += 1;
+            self.metrics.polling.record_reread();
+            tracing::debug!(
+                from = segment.from,
+                until = segment.until,
+                before = segment.total,
+                now = probed,
+                "emnify's count for a stretch of the overlap changed; reading it again"
+            );
+            let range = Range { from: segment.from, until: segment.until, newest_first: true };
+            let total = self.walk(range, segment.total.filter(|_| probed.is_some()), report).await;
+            let total = match total {
+                Ok(total) => total,
+                Err(error) => {
+                    // Read again next time; what was counted stays counted.
+                    self.set_total(segment, None);
+                    return Err(error);
                 }
-                _ => break,
+            };
+            // A merge of a segment that changed would hide the change.
+            if merge.is_some_and(|m| m.first == segment || m.second == segment) {
+                merge = None;
+            }
+            self.set_total(segment, total);
+        }
+        if let Some(m) = merge {
+            let coverage = &mut self.coverage;
+            if let Some(i) = coverage.segments.iter().position(|s| *s == m.first) {
+                if coverage.segments.get(i + 1) == Some(&m.second) {
+                    coverage.segments[i] = Segment { from: m.first.from, until: m.second.until, total: Some(m.total) };
+                    coverage.segments.remove(i + 1);
+                }
             }
         }
         Ok(())
     }
 
-    /// Walks every page of the window once; returns `X-Total-Count` as seen on the first and last page.
+    fn set_total(&mut self, segment: Segment, total: Option<u64>) {
+        if let Some(s) = self.coverage.segments.iter_mut().find(|s| **s == segment) {
+            s.total = total;
+        }
+    }
+
+    /// Reads `[from, until]` for the first time. What no later window reaches back to is read in one
+    /// go and forgotten; the rest becomes segments: the last few seconds one of their own.
+    async fn read_new(&mut self, from: i64, until: i64, report: &mut PollReport) -> Result<(), ApiError> {
+        let overlap = self.overlap_secs();
+        let kept_from = until.saturating_sub(overlap).saturating_sub(1).max(from);
+        if kept_from > from {
+            self.walk(Range { from, until: kept_from, newest_first: false }, None, report).await?;
+        }
+        let tail = (overlap / TAIL_PER_OVERLAP).clamp(1, 10);
+        let mut ends = vec![until];
+        if until - kept_from > 2 * tail {
+            ends.insert(0, until - tail);
+        }
+        let mut start = kept_from;
+        for end in ends {
+            let total = self.walk(Range { from: start, until: end, newest_first: false }, None, report).await?;
+            self.coverage.segments.push_back(Segment { from: start, until: end, total });
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Asks emnify for the count of each segment with a known one, a few requests at a time; `None`
+    /// where it did not say (the segment is then read again). A failed probe fails the poll: emnify is
+    /// refusing or failing, and the next poll asks again after the backoff.
+    async fn probe_all(&mut self, segments: &[Segment], report: &mut PollReport) -> Result<Vec<Option<u64>>, ApiError> {
+        let mut results = Vec::with_capacity(segments.len());
+        let mut in_flight = VecDeque::new();
+        let mut next = 0;
+        while results.len() < segments.len() {
+            while in_flight.len() < self.settings.requests_in_flight.max(1) && next < segments.len() {
+                let segment = segments[next];
+                let query = Range { from: segment.from, until: segment.until, newest_first: false }.query(1, 1);
+                in_flight.push_back(segment.total.is_some().then(|| self.spawn_fetch(query)));
+                next += 1;
+            }
+            let Some(handle) = in_flight.pop_front() else { break };
+            let Some(handle) = handle else {
+                results.push(None);
+                continue;
+            };
+            report.probes += 1;
+            self.metrics.polling.record_probe();
+            match joined(handle).await {
+                Ok(page) => results.push(page.total_count),
+                Err(error) => {
+                    in_flight.into_iter().flatten().for_each(|h| h.abort());
+                    return Err(error);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Keeps the number of segments (probes a poll) bounded: probes the union of the two shortest
+    /// neighbours, to become one segment at the next poll if neither changed (see [`Merge`]).
+    async fn propose_merge(&mut self, report: &mut PollReport) {
+        let segments = &self.coverage.segments;
+        if segments.len() <= MAX_SEGMENTS || self.coverage.merge.is_some() {
+            return;
+        }
+        // Not the newest: events stamped with its last seconds are still arriving.
+        let pair = (0..segments.len().saturating_sub(2))
+            .filter(|&i| segments[i].total.is_some() && segments[i + 1].total.is_some())
+            .min_by_key(|&i| segments[i + 1].until - segments[i].from);
+        let Some(i) = pair else { return };
+        let (first, second) = (segments[i], segments[i + 1]);
+        let query = Range { from: first.from, until: second.until, newest_first: false }.query(1, 1);
+        report.probes += 1;
+        self.metrics.polling.record_probe();
+        if let Ok(Some(total)) = joined(self.spawn_fetch(query)).await.map(|page| page.total_count) {
+            self.coverage.merge = Some(Merge { first, second, total });
+        }
+    }
+
+    fn spawn_fetch(&self, query: PageQuery) -> JoinHandle<Result<EventPage, ApiError>> {
+        let client = self.client.clone();
+        tokio::spawn(async move { client.event_page(&query).await })
+    }
+
+    /// Walks a range until a pass sees the same count on its first and last page (events arrived while
+    /// paging otherwise), at most [`MAX_PASSES`] times. Returns that count: `None` when emnify does not
+    /// tell it, or it kept changing.
+    ///
+    /// `known_total` is the count as of an earlier complete read: then the walk stops as soon as it
+    /// found as many records never seen before as the count grew by.
+    async fn walk(
+        &mut self,
+        range: Range,
+        known_total: Option<u64>,
+        report: &mut PollReport,
+    ) -> Result<Option<u64>, ApiError> {
+        for pass in 1..=MAX_PASSES {
+            report.passes = report.passes.max(pass);
+            let seen = self.walk_pages(range, known_total, report).await?;
+            if seen.found_all.is_some() {
+                return Ok(seen.found_all);
+            }
+            match (seen.first_total, seen.last_total) {
+                // Never more than was read: a count above what a complete walk found (a wrong header, or
+                // records emnify lists twice) would later hide as many late events.
+                (Some(a), Some(b)) if a == b => return Ok(Some(a.min(seen.read))),
+                (Some(a), Some(b)) if pass < MAX_PASSES => {
+                    self.metrics.polling.record_changed_while_paging();
+                    tracing::debug!(before = a, after = b, "events arrived while paging; walking the window again");
+                }
+                (None, _) | (_, None) => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Walks every page of the range once.
     ///
     /// Paging headers are hints, not promises: a walk goes on past `X-Total-Pages` while pages come back
     /// full, and it ends when emnify repeats a page (what it does past the end) or a page is empty.
-    /// While one page is decoded and counted, the next one the headers announce is already fetched.
-    async fn walk_pages(&mut self, report: &mut PollReport) -> Result<(Option<u64>, Option<u64>), ApiError> {
+    /// Up to `requests_in_flight` of the pages the headers announce are fetched while one is counted;
+    /// pages are counted in order.
+    async fn walk_pages(
+        &mut self,
+        range: Range,
+        known_total: Option<u64>,
+        report: &mut PollReport,
+    ) -> Result<Pass, ApiError> {
+        let per_page = self.settings.page_size;
+        let mut pass = Pass::default();
         let mut page = 1;
-        let mut first_total = None;
-        let mut last_total = None;
         let mut first_len = 0;
         let mut previous_fingerprint = None;
         let mut seen_in_walk = WalkIds::default();
-        let mut prefetched = None;
-        loop {
-            let query = PageQuery { page, per_page: self.settings.page_size, from: report.from, until: report.until };
-            let response = match prefetched.take() {
-                Some(fetched) => fetched?,
-                None => self.fetch(&query, report).await?,
-            };
-            let (response, summary) =
-                self.ingest_page(&query, response, &mut seen_in_walk, &mut prefetched, report).await?;
+        let mut first_seen = 0;
+        let mut in_flight = InFlight::default();
+        // A read expected to stop early asks for one page at a time until it knows it cannot.
+        let mut depth = if known_total.is_some() { 0 } else { self.settings.requests_in_flight.max(1) };
+        let mut response = self.fetch(range.query(page, per_page), report).await?;
+        let walked = loop {
+            let announced = response.total_pages.unwrap_or(0).min(MAX_PAGES);
+            while in_flight.len() < depth && in_flight.requested(page) < announced {
+                let next = in_flight.requested(page) + 1;
+                in_flight.push(next, self.spawn_fetch(range.query(next, per_page)));
+            }
+            let query = range.query(page, per_page);
+            let (done, summary, counts) =
+                match self.ingest_page(range, &query, response, &mut seen_in_walk, report).await {
+                    Ok(ingested) => ingested,
+                    Err(error) => break Err(error),
+                };
+            first_seen += counts.first_seen;
+            pass.read += (summary.new_in_walk + summary.len - summary.readable) as u64;
             if page == 1 {
-                first_total = response.total_count;
+                pass.first_total = done.total_count;
                 first_len = summary.len;
             }
-            last_total = response.total_count.or(last_total);
+            pass.last_total = done.total_count.or(pass.last_total);
             let repeated = page > 1
-                && (response.current_page.is_some_and(|c| c != page)
+                && (done.current_page.is_some_and(|c| c != page)
                     || (summary.readable > 0 && summary.new_in_walk == 0)
                     || previous_fingerprint == Some(summary.fingerprint));
             if repeated {
-                break;
+                break Ok(());
             }
-            let full_size = if page == 1 {
-                self.settings.page_size.min(response.per_page.unwrap_or(u32::MAX)) as usize
-            } else {
-                first_len
+            // At least `known` of the range's records were read before, and the count grew by no more
+            // than the records found now for the first time: every record it holds has been read.
+            pass.found_all = match (known_total, pass.first_total, done.total_count) {
+                (Some(known), Some(first), Some(now)) if first == now && now >= known && first_seen >= now - known => {
+                    Some(now)
+                }
+                _ => None,
             };
+            if pass.found_all.is_some() {
+                break Ok(());
+            }
+            depth = self.settings.requests_in_flight.max(1);
+            let full_size =
+                if page == 1 { per_page.min(done.per_page.unwrap_or(u32::MAX)) as usize } else { first_len };
             let full = summary.len > 0 && summary.len >= full_size;
-            let last_page = match response.total_pages {
+            let last_page = match done.total_pages {
                 Some(total) => page >= total && !full,
                 None => summary.len == 0,
             };
             if last_page {
-                break;
+                break Ok(());
             }
             if page >= MAX_PAGES {
                 tracing::warn!(page, "stopping a window walk at the page limit; paging headers look wrong");
-                break;
+                break Ok(());
             }
             previous_fingerprint = Some(summary.fingerprint);
-            self.client.recycle(response.body);
+            self.client.recycle(done.body);
             page += 1;
-        }
-        Ok((first_total, last_total))
+            response = match in_flight.take(page) {
+                Some(handle) => match joined(handle).await {
+                    Ok(fetched) => {
+                        report.pages += 1;
+                        fetched
+                    }
+                    Err(error) => break Err(error),
+                },
+                None => match self.fetch(range.query(page, per_page), report).await {
+                    Ok(fetched) => fetched,
+                    Err(error) => break Err(error),
+                },
+            };
+        };
+        in_flight.abort();
+        walked.map(|()| pass)
     }
 
-    async fn fetch(&mut self, query: &PageQuery, report: &mut PollReport) -> Result<EventPage, ApiError> {
-        let page = self.client.event_page(query).await;
+    async fn fetch(&self, query: PageQuery, report: &mut PollReport) -> Result<EventPage, ApiError> {
+        let page = self.client.event_page(&query).await;
         report.pages += u32::from(page.is_ok());
         page
     }
 
-    /// Counts what is new on a fetched page, decoding on a blocking thread (a page can be megabytes)
-    /// while the next page announced by the headers is fetched into `prefetched`. A body that is not
-    /// a JSON array (truncated, garbled, an HTML error page) is fetched again, up to
+    /// Counts what is new on a fetched page, decoding on a blocking thread (a page can be megabytes).
+    /// A body that is not a JSON array (truncated, garbled, an HTML error page) is fetched again, up to
     /// [`DECODE_ATTEMPTS`] times.
     async fn ingest_page(
         &mut self,
+        range: Range,
         query: &PageQuery,
         mut response: EventPage,
         seen_in_walk: &mut WalkIds,
-        prefetched: &mut Option<Result<EventPage, ApiError>>,
         report: &mut PollReport,
-    ) -> Result<(EventPage, PageSummary), ApiError> {
+    ) -> Result<(EventPage, PageSummary, BatchCounts), ApiError> {
         // emnify filters by whole seconds: the window holds events up to the end of its last second.
-        let origin = Origin::Poll { from_millis: report.from * 1000, until_millis: report.until * 1000 + 999 };
+        let origin = Origin::Poll { from_millis: range.from * 1000, until_millis: range.until * 1000 + 999 };
         let mut attempt = 1;
         loop {
             // A page with an event type no name is known for waits for a look at emnify's live catalogue
@@ -323,11 +657,6 @@ impl Poller {
                     (result, ids)
                 }
             });
-            let announced = response.total_pages.is_some_and(|total| query.page < total);
-            if prefetched.is_none() && announced && query.page < MAX_PAGES {
-                let next = PageQuery { page: query.page + 1, ..query.clone() };
-                *prefetched = Some(self.fetch(&next, report).await);
-            }
             let (result, ids) = decoding.await.map_err(|err| ApiError::Decode {
                 endpoint: "event",
                 message: format!("decoding the page stopped: {err}"),
@@ -336,7 +665,7 @@ impl Poller {
             let error = match result {
                 Ok(Page::Counted(summary, counts)) => {
                     report.counts.add(counts);
-                    return Ok((response, summary));
+                    return Ok((response, summary, counts));
                 }
                 Ok(Page::UnknownEventType(id)) => {
                     tracing::info!(event_type_id = id, "an event type without a name: reading emnify's catalogue");
@@ -350,9 +679,53 @@ impl Poller {
             }
             tracing::warn!(page = query.page, attempt, error = %error, "fetching an unreadable page again");
             attempt += 1;
-            response = self.fetch(query, report).await?;
+            response = self.fetch(query.clone(), report).await?;
         }
     }
+}
+
+/// Page requests of one walk sent ahead of the page being counted, in page order.
+#[derive(Default)]
+struct InFlight {
+    pages: VecDeque<(u32, JoinHandle<Result<EventPage, ApiError>>)>,
+}
+
+impl InFlight {
+    fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// The highest page asked for so far, `current` if none is in flight.
+    fn requested(&self, current: u32) -> u32 {
+        self.pages.back().map_or(current, |(page, _)| *page)
+    }
+
+    fn push(&mut self, page: u32, handle: JoinHandle<Result<EventPage, ApiError>>) {
+        self.pages.push_back((page, handle));
+    }
+
+    /// The request for `page`, if it was sent ahead.
+    fn take(&mut self, page: u32) -> Option<JoinHandle<Result<EventPage, ApiError>>> {
+        if self.pages.front().is_some_and(|(p, _)| *p == page) {
+            self.pages.pop_front().map(|(_, handle)| handle)
+        } else {
+            None
+        }
+    }
+
+    /// Gives up the requests a walk that ended no longer needs.
+    fn abort(self) {
+        for (_, handle) in self.pages {
+            handle.abort();
+        }
+    }
+}
+
+/// The result of a spawned request.
+async fn joined(handle: JoinHandle<Result<EventPage, ApiError>>) -> Result<EventPage, ApiError> {
+    handle.await.unwrap_or_else(|err| {
+        Err(ApiError::Connection { endpoint: "event", message: format!("the request stopped: {err}") })
+    })
 }
 
 /// Ids seen in one walk of a window, to recognise a page that emnify repeats.

@@ -96,6 +96,9 @@ pub struct BatchCounts {
     pub duplicates: u64,
     pub unreadable: u64,
     pub skipped: u64,
+    /// Records never received before: counted events and unreadable records seen for the first time
+    /// (records that leave no fingerprint are not among them: they cannot be told apart).
+    pub first_seen: u64,
 }
 
 impl BatchCounts {
@@ -105,6 +108,7 @@ impl BatchCounts {
         self.duplicates += other.duplicates;
         self.unreadable += other.unreadable;
         self.skipped += other.skipped;
+        self.first_seen += other.first_seen;
     }
 }
 
@@ -485,7 +489,9 @@ impl Tally {
                         Origin::Push { arrival_millis } => arrival_millis,
                     };
                     // Non-objects leave no fingerprint; each of those is counted every time it is received.
-                    if bad.fingerprint == 0 || self.seen_unreadable.insert(bad.fingerprint, time) {
+                    let first_seen = bad.fingerprint != 0 && self.seen_unreadable.insert(bad.fingerprint, time);
+                    counts.first_seen += u64::from(first_seen);
+                    if bad.fingerprint == 0 || first_seen {
                         counts.unreadable += 1;
                         self.metrics.events.record_unreadable(bad.reason);
                         report.unreadable(bad.reason, bad.id);
@@ -522,6 +528,7 @@ impl Tally {
             }
             if self.seen.insert(event.id, remember) {
                 counts.counted += 1;
+                counts.first_seen += 1;
                 recorder.record(&event, Some(time));
             } else {
                 counts.duplicates += 1;

@@ -126,6 +126,9 @@ pub struct PageQuery {
     /// Window start and end, Unix seconds (the `q` filter's `from`/`until`; emnify needs both).
     pub from: i64,
     pub until: i64,
+    /// Highest ids first (`sort=-id`): where events that reached emnify late are, when its ids grow
+    /// with arrival (likely, not documented; nothing depends on it but how soon a walk can stop).
+    pub newest_first: bool,
 }
 
 /// One page of events, undecoded, with emnify's paging headers.
@@ -160,20 +163,36 @@ pub trait RequestObserver: Send + Sync {
     fn budget_factor(&self, _factor: f64) {}
 }
 
+/// A client shared by the requests a poll has in flight at once: each method takes `&self`.
 pub struct Client {
     http: reqwest::Client,
     settings: ClientSettings,
     observer: Arc<dyn RequestObserver>,
     clock: Arc<EmnifyClock>,
+    /// The JWT. Logins happen while this lock is held, so requests that find no valid JWT wait for one
+    /// login instead of each making their own.
+    session: tokio::sync::Mutex<Session>,
+    pacing: std::sync::Mutex<Pacing>,
+    /// A page buffer handed back by [`Client::recycle`], so the next page is read into memory that is
+    /// already mapped instead of a fresh allocation faulted in page by page.
+    spare_body: std::sync::Mutex<Option<bytes::BytesMut>>,
+}
+
+#[derive(Default)]
+struct Session {
     jwt: Option<Jwt>,
     logins: VecDeque<Instant>,
+}
+
+/// When requests may go out.
+struct Pacing {
+    /// When the latest request reserved so far goes out.
     last_request: Option<Instant>,
+    /// No request before this: emnify's `Retry-After` holds every request, not only the refused one.
+    not_before: Option<Instant>,
     /// emnify's rate limits, a share of each (none without a budget).
     budget: Option<RequestBudget>,
     jitter: SplitMix64,
-    /// A page buffer handed back by [`Client::recycle`], so the next page is read into memory that is
-    /// already mapped instead of a fresh allocation faulted in page by page.
-    spare_body: Option<bytes::BytesMut>,
 }
 
 impl Client {
@@ -193,12 +212,14 @@ impl Client {
             settings,
             observer,
             clock: Arc::new(EmnifyClock::default()),
-            jwt: None,
-            logins: VecDeque::new(),
-            last_request: None,
-            budget,
-            jitter: SplitMix64::from_time(),
-            spare_body: None,
+            session: tokio::sync::Mutex::new(Session::default()),
+            pacing: std::sync::Mutex::new(Pacing {
+                last_request: None,
+                not_before: None,
+                budget,
+                jitter: SplitMix64::from_time(),
+            }),
+            spare_body: std::sync::Mutex::new(None),
         })
     }
 
@@ -209,7 +230,7 @@ impl Client {
 
     /// emnify's time now (Unix ms). Before any answer has told it, logs in (the login's answer
     /// carries a `Date`); an API that sends no `Date` at all leaves the host's clock as the only one.
-    pub async fn emnify_now_millis(&mut self) -> Result<i64, ApiError> {
+    pub async fn emnify_now_millis(&self) -> Result<i64, ApiError> {
         if self.clock.now_millis().is_none() {
             self.jwt().await?;
         }
@@ -217,7 +238,7 @@ impl Client {
     }
 
     /// `GET /api/v1/event/type`: the live event-type catalogue as `(id, name)`.
-    pub async fn event_types(&mut self) -> Result<Vec<(u32, String)>, ApiError> {
+    pub async fn event_types(&self) -> Result<Vec<(u32, String)>, ApiError> {
         let url = format!("{}/api/v1/event/type", self.settings.api_url);
         let response = self.get("event_type", &url).await?;
         let list: Vec<serde_json::Value> = serde_json::from_slice(&response.body).map_err(|e| ApiError::Decode {
@@ -234,13 +255,14 @@ impl Client {
             .collect())
     }
 
-    /// `GET /api/v1/event` for one page of a time window, sorted by id so the order is total and stable.
-    pub async fn event_page(&mut self, query: &PageQuery) -> Result<EventPage, ApiError> {
+    /// `GET /api/v1/event` for one page of a time window, sorted by id so the order is total and stable
+    /// (ascending, or descending for [`PageQuery::newest_first`]).
+    pub async fn event_page(&self, query: &PageQuery) -> Result<EventPage, ApiError> {
         let q = format!("from:{},until:{}", format_filter_date(query.from), format_filter_date(query.until));
         let params = form_urlencoded::Serializer::new(String::new())
             .append_pair("page", &query.page.to_string())
             .append_pair("per_page", &query.per_page.to_string())
-            .append_pair("sort", "id")
+            .append_pair("sort", if query.newest_first { "-id" } else { "id" })
             .append_pair("q", &q)
             .finish();
         let url = format!("{}/api/v1/event?{params}", self.settings.api_url);
@@ -256,18 +278,19 @@ impl Client {
 
     /// Takes back the body of a page that is done with, to read a later page into. Only ordinary page
     /// sizes are kept: one huge page must not stay resident for the life of the process.
-    pub fn recycle(&mut self, body: Bytes) {
+    pub fn recycle(&self, body: Bytes) {
         if let Ok(mut buffer) = body.try_into_mut() {
             let fits = buffer.capacity() <= MAX_SPARE_BODY_BYTES;
-            if fits && self.spare_body.as_ref().is_none_or(|spare| spare.capacity() < buffer.capacity()) {
+            let mut spare = lock(&self.spare_body);
+            if fits && spare.as_ref().is_none_or(|spare| spare.capacity() < buffer.capacity()) {
                 buffer.clear();
-                self.spare_body = Some(buffer);
+                *spare = Some(buffer);
             }
         }
     }
 
     /// A GET with login, one re-login on 401, pacing and retries.
-    async fn get(&mut self, endpoint: &'static str, url: &str) -> Result<Body, ApiError> {
+    async fn get(&self, endpoint: &'static str, url: &str) -> Result<Body, ApiError> {
         let mut attempt = 0;
         let mut relogged = false;
         loop {
@@ -275,15 +298,20 @@ impl Client {
             let result = self.get_once(endpoint, url).await;
             let err = match result {
                 Ok(body) => return Ok(body),
-                Err(Failure::Unauthorized) if !relogged => {
-                    // The JWT expired early or was revoked: log in again, once.
+                Err(Failure::Unauthorized(rejected)) if !relogged => {
+                    // The JWT expired early or was revoked: log in again, once (unless a request that
+                    // was in flight at the same time already did).
                     tracing::info!(endpoint, "emnify answered 401; logging in again");
-                    self.jwt = None;
+                    let mut session = self.session.lock().await;
+                    let same = |jwt: &Jwt| rejected.as_ref().is_none_or(|r| r.expose() == jwt.token.expose());
+                    if session.jwt.as_ref().is_some_and(same) {
+                        session.jwt = None;
+                    }
                     relogged = true;
                     attempt -= 1;
                     continue;
                 }
-                Err(Failure::Unauthorized) => ApiError::Auth { status: 401 },
+                Err(Failure::Unauthorized(_)) => ApiError::Auth { status: 401 },
                 Err(Failure::Api(e)) => e,
             };
             if !err.is_transient() || attempt >= self.settings.max_attempts {
@@ -295,21 +323,24 @@ impl Client {
         }
     }
 
-    async fn get_once(&mut self, endpoint: &'static str, url: &str) -> Result<Body, Failure> {
+    async fn get_once(&self, endpoint: &'static str, url: &str) -> Result<Body, Failure> {
         let jwt = self.jwt().await.map_err(Failure::Api)?;
         let budgeted = if endpoint == "event" { Endpoint::Events } else { Endpoint::Other };
         self.pace(budgeted).await;
         let sent = self.http.get(url).bearer_auth(jwt.expose()).header("accept", "application/json").send().await;
-        let response = self.check(endpoint, sent)?;
+        let response = self.check(endpoint, sent).map_err(|failure| match failure {
+            Failure::Unauthorized(_) => Failure::Unauthorized(Some(jwt)),
+            other => other,
+        })?;
         let headers = response.headers().clone();
-        let buffer = self.spare_body.take().unwrap_or_default();
+        let buffer = lock(&self.spare_body).take().unwrap_or_default();
         let body = read_limited(endpoint, response, buffer).await.map_err(Failure::Api)?;
         Ok(Body { headers, body })
     }
 
     /// Records the request and turns its status into a result.
     fn check(
-        &mut self,
+        &self,
         endpoint: &'static str,
         sent: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<reqwest::Response, Failure> {
@@ -324,12 +355,21 @@ impl Client {
         };
         let status = response.status();
         self.observer.request_done(endpoint, status.as_str());
-        if let Some(budget) = &mut self.budget {
-            match status {
-                StatusCode::TOO_MANY_REQUESTS => budget.rate_limited(),
-                _ => budget.answered(),
+        {
+            let mut pacing = lock(&self.pacing);
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                if let Some(wait) = retry_after(response.headers()) {
+                    let until = Instant::now() + wait.min(MAX_RETRY_WAIT);
+                    pacing.not_before = Some(pacing.not_before.map_or(until, |t| t.max(until)));
+                }
             }
-            self.observer.budget_factor(budget.factor());
+            if let Some(budget) = &mut pacing.budget {
+                match status {
+                    StatusCode::TOO_MANY_REQUESTS => budget.rate_limited(),
+                    _ => budget.answered(),
+                }
+                self.observer.budget_factor(budget.factor());
+            }
         }
         // Every answer, errors too, tells emnify's time.
         if let Some(date) = response.headers().get(reqwest::header::DATE).and_then(|d| d.to_str().ok()) {
@@ -341,7 +381,7 @@ impl Client {
             return Ok(response);
         }
         Err(match status {
-            StatusCode::UNAUTHORIZED => Failure::Unauthorized,
+            StatusCode::UNAUTHORIZED => Failure::Unauthorized(None),
             StatusCode::TOO_MANY_REQUESTS => {
                 Failure::Api(ApiError::RateLimited { endpoint, retry_after: retry_after(response.headers()) })
             }
@@ -350,31 +390,32 @@ impl Client {
     }
 
     /// The current JWT, logging in first if there is none or it is about to expire.
-    async fn jwt(&mut self) -> Result<Secret, ApiError> {
-        if let Some(jwt) = &self.jwt {
+    async fn jwt(&self) -> Result<Secret, ApiError> {
+        let mut session = self.session.lock().await;
+        if let Some(jwt) = &session.jwt {
             if jwt.refresh_at.is_none_or(|at| Instant::now() < at) {
                 return Ok(jwt.token.clone());
             }
             tracing::debug!("emnify JWT is about to expire; logging in again");
         }
-        self.jwt = None;
-        let jwt = self.login().await?;
+        session.jwt = None;
+        let jwt = self.login(&mut session.logins).await?;
         let token = jwt.token.clone();
-        self.jwt = Some(jwt);
+        session.jwt = Some(jwt);
         Ok(token)
     }
 
-    async fn login(&mut self) -> Result<Jwt, ApiError> {
+    async fn login(&self, logins: &mut VecDeque<Instant>) -> Result<Jwt, ApiError> {
         let now = Instant::now();
-        while self.logins.front().is_some_and(|t| now.duration_since(*t) > LOGIN_WINDOW) {
-            self.logins.pop_front();
+        while logins.front().is_some_and(|t| now.duration_since(*t) > LOGIN_WINDOW) {
+            logins.pop_front();
         }
-        if self.logins.len() >= LOGIN_LIMIT {
+        if logins.len() >= LOGIN_LIMIT {
             return Err(ApiError::LoginBudget { limit: LOGIN_LIMIT });
         }
         let application_token = self.settings.token.read()?;
         self.pace(Endpoint::Other).await;
-        self.logins.push_back(Instant::now());
+        logins.push_back(Instant::now());
         let url = format!("{}/api/v1/authenticate", self.settings.api_url);
         let body = serde_json::json!({ "application_token": application_token.expose() }).to_string();
         let sent = self
@@ -387,7 +428,7 @@ impl Client {
             .await;
         let response = match self.check("authenticate", sent) {
             Ok(r) => r,
-            Err(Failure::Unauthorized) => return Err(ApiError::Auth { status: 401 }),
+            Err(Failure::Unauthorized(_)) => return Err(ApiError::Auth { status: 401 }),
             Err(Failure::Api(ApiError::Status { status: status @ (400 | 403 | 404), .. })) => {
                 return Err(ApiError::Auth { status })
             }
@@ -411,29 +452,44 @@ impl Client {
 
     /// Waits until the request budget allows a request to `endpoint`, and at least
     /// `min_request_interval` after the last one.
-    async fn pace(&mut self, endpoint: Endpoint) {
+    /// Requests in flight at once reserve their turns one after the other, so together they keep to
+    /// the budget too.
+    async fn pace(&self, endpoint: Endpoint) {
         let now = Instant::now();
-        let mut wait = self.budget.as_mut().map_or(Duration::ZERO, |budget| budget.reserve(endpoint, now));
-        if let Some(last) = self.last_request {
-            wait = wait.max((last + self.settings.min_request_interval).saturating_duration_since(now));
-        }
+        let wait = {
+            let mut pacing = lock(&self.pacing);
+            let mut wait = pacing.budget.as_mut().map_or(Duration::ZERO, |budget| budget.reserve(endpoint, now));
+            if let Some(last) = pacing.last_request {
+                wait = wait.max((last + self.settings.min_request_interval).saturating_duration_since(now));
+            }
+            if let Some(not_before) = pacing.not_before {
+                wait = wait.max(not_before.saturating_duration_since(now));
+            }
+            pacing.last_request = Some(now + wait);
+            wait
+        };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        self.last_request = Some(Instant::now());
     }
 
-    fn backoff(&mut self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let exp = self.settings.retry_base.saturating_mul(1u32 << (attempt - 1).min(16));
-        let jittered = exp.mul_f64(0.5 + self.jitter.unit());
+        let jittered = exp.mul_f64(0.5 + lock(&self.pacing).jitter.unit());
         jittered.max(retry_after.unwrap_or_default()).min(MAX_RETRY_WAIT)
     }
 }
 
-/// Why a single request failed; 401 is kept apart because it triggers a re-login.
+/// Why a single request failed; 401 is kept apart because it triggers a re-login (of the JWT it
+/// carries, the one emnify rejected).
 enum Failure {
-    Unauthorized,
+    Unauthorized(Option<Secret>),
     Api(ApiError),
+}
+
+/// Locks one of the client's small pieces of state; a panic elsewhere cannot leave them inconsistent.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 struct Body {

@@ -1,6 +1,6 @@
 //! Polling the emnify API: whether the last poll worked, how long polls take, why they fail, and each request.
 
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge};
 
 use super::labels::{zero_series, POLL_ERROR_REASONS};
 use super::registrar::Registrar;
@@ -13,6 +13,9 @@ pub struct PollingMetrics {
     api_requests: IntCounterVec,
     clock_offset: Gauge,
     budget_factor: Gauge,
+    probes: IntCounter,
+    rereads: IntCounter,
+    walks_repeated: IntCounter,
 }
 
 impl PollingMetrics {
@@ -44,7 +47,32 @@ impl PollingMetrics {
              back 0.02.",
         );
         budget_factor.set(1.0);
-        PollingMetrics { up, last_success, duration, errors, api_requests, clock_offset, budget_factor }
+        let probes = reg.counter(
+            "emnify_poll_probes_total",
+            "One-event requests asking emnify how many events a stretch of the overlap holds, to read it again \
+             only when that changed.",
+        );
+        let rereads = reg.counter(
+            "emnify_poll_rereads_total",
+            "Stretches of the overlap read again because emnify's count for them changed: events reached emnify \
+             late, stamped with an older time.",
+        );
+        let walks_repeated = reg.counter(
+            "emnify_poll_walks_repeated_total",
+            "Walks of a window repeated because emnify's count changed while its pages were read.",
+        );
+        PollingMetrics {
+            up,
+            last_success,
+            duration,
+            errors,
+            api_requests,
+            clock_offset,
+            budget_factor,
+            probes,
+            rereads,
+            walks_repeated,
+        }
     }
 
     pub fn record_success(&self, duration_secs: f64, finished_unix: f64) {
@@ -63,6 +91,18 @@ impl PollingMetrics {
     /// One request to the emnify API; `code` is the HTTP status or `timeout`/`error`.
     pub fn record_api_request(&self, endpoint: &str, code: &str) {
         self.api_requests.with_label_values(&[endpoint, code]).inc();
+    }
+
+    pub fn record_probe(&self) {
+        self.probes.inc();
+    }
+
+    pub fn record_reread(&self) {
+        self.rereads.inc();
+    }
+
+    pub fn record_changed_while_paging(&self) {
+        self.walks_repeated.inc();
     }
 
     /// The request budget's adaptive factor after the last answer.

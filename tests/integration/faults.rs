@@ -34,11 +34,15 @@ struct Run {
 }
 
 async fn run_with(config: SimulatorConfig, page_size: u32) -> Run {
+    run_with_in_flight(config, page_size, 4).await
+}
+
+async fn run_with_in_flight(config: SimulatorConfig, page_size: u32, requests_in_flight: usize) -> Run {
     let test_sim = TestSimulator::start(config).await;
     let sim = test_sim.sim.clone();
     let metrics = Arc::new(Metrics::new());
     let client = Client::new(impatient(&test_sim.url, &sim.application_token()), metrics.clone()).unwrap();
-    let settings = PollerSettings { page_size, overlap: Duration::from_secs(600) };
+    let settings = PollerSettings { page_size, overlap: Duration::from_secs(600), requests_in_flight };
     let counting = TallySettings { lookback: Duration::from_secs(3600), ..TallySettings::default() };
     let poller = common::poller_with(client, &metrics, settings, counting);
     Run { sim, poller, metrics, _simulator: test_sim }
@@ -177,7 +181,8 @@ async fn failing_api_keeps_last_values_and_the_cursor() {
 /// A 429 with `Retry-After: 1` is retried no sooner than a second later.
 #[tokio::test]
 async fn retry_after_is_honoured() {
-    let mut run = run_with(sim_config(8), 100).await;
+    // One request at a time, so the attempts of one request can be told apart.
+    let mut run = run_with_in_flight(sim_config(8), 100, 1).await;
     assert!(run.poller.poll_once().await.is_success());
     run.sim.set_faults("429=1,retry-after=1".parse().unwrap());
     let before = run.sim.request_times().0.len();
@@ -201,7 +206,7 @@ async fn a_revoked_token_backs_off() {
     let settings =
         ClientSettings { min_request_interval: Duration::from_millis(200), ..client_settings(&test_sim.url, "x") };
     let client = Client::new(settings, metrics.clone()).unwrap();
-    let poller_settings = PollerSettings { page_size: 100, overlap: Duration::from_secs(60) };
+    let poller_settings = PollerSettings { page_size: 100, overlap: Duration::from_secs(60), requests_in_flight: 4 };
     let counting = TallySettings { lookback: Duration::ZERO, max_remembered_ids: 1000, ..TallySettings::default() };
     let poller = common::poller_with(client, &metrics, poller_settings, counting);
     let loop_stop = CancellationToken::new();
@@ -235,7 +240,7 @@ async fn request_rate_stays_within_emnify_limits_under_faults() {
         ..impatient(&test_sim.url, &sim.application_token())
     };
     let client = Client::new(settings, metrics.clone()).unwrap();
-    let poller_settings = PollerSettings { page_size: 20, overlap: Duration::from_secs(600) };
+    let poller_settings = PollerSettings { page_size: 20, overlap: Duration::from_secs(600), requests_in_flight: 4 };
     let counting =
         TallySettings { lookback: Duration::from_secs(3600), max_remembered_ids: 100_000, ..TallySettings::default() };
     let poller = common::poller_with(client, &metrics, poller_settings, counting);

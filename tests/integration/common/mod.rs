@@ -218,7 +218,7 @@ pub fn poller_with(client: Client, metrics: &Arc<Metrics>, walk: PollerSettings,
 /// A poller with the tests' settings (`page_size` events a page, ten minutes of overlap).
 pub fn poller(client: Client, metrics: &Arc<Metrics>, page_size: u32) -> (Poller, SharedTally) {
     let tally = tally(metrics);
-    let settings = PollerSettings { page_size, overlap: Duration::from_secs(600) };
+    let settings = PollerSettings { page_size, overlap: Duration::from_secs(600), requests_in_flight: 4 };
     (Poller::new(client, metrics.clone(), settings, tally.clone()), tally)
 }
 
