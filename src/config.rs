@@ -259,6 +259,23 @@ pub struct SimulateArgs {
     #[arg(long, env = "EMNIFY_SIMULATOR_ENFORCE_LIMITS")]
     pub enforce_limits: bool,
 
+    /// Share of the generated events that arrive late, stamped up to --late-max-age in the past.
+    #[arg(long, env = "EMNIFY_SIMULATOR_LATE_SHARE", default_value_t = 0.0, value_parser = parse_share)]
+    pub late_share: f64,
+
+    /// How late the late events are, at most.
+    #[arg(long, env = "EMNIFY_SIMULATOR_LATE_MAX_AGE", default_value = "1m", value_parser = parse_positive_duration)]
+    pub late_max_age: Duration,
+
+    /// Give out ids that grow with arrival, as a database sequence would (random by default: emnify
+    /// does not say whether its ids grow).
+    #[arg(long, env = "EMNIFY_SIMULATOR_ASCENDING_IDS")]
+    pub ascending_ids: bool,
+
+    /// Answer each event page after a delay drawn from this range, e.g. `2s-5s` (a slow API).
+    #[arg(long, env = "EMNIFY_SIMULATOR_PAGE_LATENCY", value_name = "MIN[-MAX]", value_parser = parse_latency_range)]
+    pub page_latency: Option<(Duration, Duration)>,
+
     /// Lifetime of the JWTs it issues.
     #[arg(long, env = "EMNIFY_SIMULATOR_JWT_LIFETIME", default_value = "240m", value_parser = parse_positive_duration)]
     pub jwt_lifetime: Duration,
@@ -290,8 +307,22 @@ impl SimulateArgs {
             jwt_lifetime: self.jwt_lifetime,
             clock_offset_millis: self.clock_offset,
             enforce_limits: self.enforce_limits,
+            late_share: self.late_share,
+            late_max_age: self.late_max_age,
+            ascending_ids: self.ascending_ids,
+            page_latency: self.page_latency,
         }
     }
+}
+
+/// `MIN` or `MIN-MAX`, two durations.
+fn parse_latency_range(text: &str) -> Result<(Duration, Duration), String> {
+    let (low, high) = text.split_once('-').unwrap_or((text, text));
+    let (low, high) = (parse_duration(low.trim())?, parse_duration(high.trim())?);
+    if high < low {
+        return Err(format!("'{text}': the maximum is below the minimum"));
+    }
+    Ok((low, high))
 }
 
 /// `--log.level`: the names [`LogLevel`] reads, listed in `--help`.

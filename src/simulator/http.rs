@@ -42,6 +42,25 @@ impl Simulator {
     }
 }
 
+/// An event-list request being answered, counted in [`super::Stats::event_requests_peak`].
+struct EventRequest(Simulator);
+
+impl EventRequest {
+    fn start(sim: &Simulator) -> Self {
+        let mut state = sim.lock();
+        state.event_requests += 1;
+        state.stats.event_requests_peak = state.stats.event_requests_peak.max(state.event_requests);
+        EventRequest(sim.clone())
+    }
+}
+
+impl Drop for EventRequest {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.event_requests = state.event_requests.saturating_sub(1);
+    }
+}
+
 /// A response body: whole, or sent in two halves with a stall between them.
 enum SimBody {
     Whole(Option<Bytes>),
@@ -102,6 +121,11 @@ async fn route(sim: Simulator, req: Request<Incoming>) -> Result<SimResponse, st
     });
     if refused {
         return Ok(whole(error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")).await);
+    }
+    let _answering = matches!(limited, Some(Limit::EventList)).then(|| EventRequest::start(&sim));
+    if let (Some(Limit::EventList), Some((low, high))) = (limited, sim.config.page_latency) {
+        let unit = sim.lock().rng.unit();
+        tokio::time::sleep(low + (high - low).mul_f64(unit)).await;
     }
     let plain = match (req.method().clone(), segments.as_slice()) {
         (Method::POST, ["api", "v1", "authenticate"]) => authenticate(&sim, req).await,
@@ -526,6 +550,10 @@ fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpRespo
         Some(delta) => {
             let pages = (total_pages as i64 + delta).max(1) as u64;
             (pages * u64::from(per_page), pages)
+        }
+        None if state.total_count_offset != 0 => {
+            let told = (total as i64).saturating_add(state.total_count_offset).max(0) as u64;
+            (told, told.div_ceil(u64::from(per_page)).max(1))
         }
         None => (total, total_pages),
     };

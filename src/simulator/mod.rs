@@ -52,6 +52,15 @@ pub struct SimulatorConfig {
     pub clock_offset_millis: i64,
     /// Enforce emnify's documented rate limits (see [`limits`]): 429 without `Retry-After` beyond them.
     pub enforce_limits: bool,
+    /// Share of the generator's events that reach the simulator late, stamped up to `late_max_age`
+    /// in the past (uniformly).
+    pub late_share: f64,
+    pub late_max_age: Duration,
+    /// Ids grow with arrival, as a database sequence's would (emnify does not say whether its do);
+    /// random otherwise.
+    pub ascending_ids: bool,
+    /// Each event page is answered after a delay drawn uniformly from this range: a slow API.
+    pub page_latency: Option<(Duration, Duration)>,
 }
 
 impl SimulatorConfig {
@@ -68,6 +77,10 @@ impl SimulatorConfig {
             hostile_names: false,
             clock_offset_millis: 0,
             enforce_limits: false,
+            late_share: 0.0,
+            late_max_age: Duration::from_secs(60),
+            ascending_ids: false,
+            page_latency: None,
         }
     }
 }
@@ -130,6 +143,8 @@ pub struct Stats {
     pub duplicate_pushes: u64,
     /// Requests refused with 429 by the enforced rate limits (not injected faults).
     pub rate_limited: u64,
+    /// Most event-list requests being answered at the same time.
+    pub event_requests_peak: u64,
 }
 
 /// How the simulator acts as emnify's Data Streamer (a `RestAPI` event stream).
@@ -181,6 +196,14 @@ struct State {
     added_event_types: Vec<(u32, String)>,
     /// emnify's rate limits, when enforced.
     pub(crate) limits: Option<limits::Limits>,
+    ascending_ids: bool,
+    /// The last id given out, with ascending ids.
+    last_id: u64,
+    /// Event-list requests being answered now.
+    pub(crate) event_requests: u64,
+    /// Added to every `X-Total-Count` (and `X-Total-Pages` follows): a count that lies while the
+    /// pages stay what they are.
+    pub(crate) total_count_offset: i64,
 }
 
 /// A filtered, sorted event list, valid while `events` events exist.
@@ -216,6 +239,10 @@ impl Simulator {
             added_event_types: Vec::new(),
             list_cache: None,
             limits: config.enforce_limits.then(limits::Limits::default),
+            ascending_ids: config.ascending_ids,
+            last_id: 1_000_000_000,
+            event_requests: 0,
+            total_count_offset: 0,
         };
         Simulator { config: Arc::new(config), state: Arc::new(Mutex::new(state)) }
     }
@@ -236,6 +263,24 @@ impl Simulator {
     /// Produces `count` events of the everyday mix, timestamped now.
     pub fn generate(&self, count: usize) {
         self.generate_aged(count, Duration::ZERO);
+    }
+
+    /// Produces `count` events, [`SimulatorConfig::late_share`] of them stamped up to
+    /// [`SimulatorConfig::late_max_age`] ago, the rest now.
+    fn generate_with_late_share(&self, count: usize) {
+        let now = self.now_millis();
+        let max_age = crate::timefmt::duration_millis(self.config.late_max_age) as f64;
+        let mut state = self.lock();
+        for _ in 0..count {
+            let late = self.config.late_share > 0.0 && state.rng.chance(self.config.late_share);
+            let age = if late { (state.rng.unit() * max_age) as i64 } else { 0 };
+            state.produce(now - age, None);
+        }
+    }
+
+    /// Makes `X-Total-Count` report `offset` more (or fewer) events than the list holds, pages unchanged.
+    pub fn set_total_count_offset(&self, offset: i64) {
+        self.lock().total_count_offset = offset;
     }
 
     /// Produces `count` events timestamped `age` ago: events that reach emnify late.
@@ -465,7 +510,7 @@ impl Simulator {
                 carry = (carry - count).max(0.0);
                 (count as usize, state.rng.below(ORGANISATIONS.len() as u64) as usize)
             };
-            self.generate(count);
+            self.generate_with_late_share(count);
             since_burst += Duration::from_secs(1);
             if !burst_every.is_zero() && since_burst >= burst_every {
                 since_burst = Duration::ZERO;
@@ -501,6 +546,11 @@ impl State {
     }
 
     fn fresh_id(&mut self) -> u64 {
+        if self.ascending_ids {
+            self.last_id += 1 + self.rng.below(3);
+            self.ids.insert(self.last_id);
+            return self.last_id;
+        }
         // Ids are 64-bit and random: nothing promises they grow with time.
         loop {
             let id = 1_000_000_000 + self.rng.below(9_000_000_000_000_000);
@@ -597,6 +647,11 @@ pub struct StandaloneSettings {
     pub push_duplicates: f64,
     /// See [`SimulatorConfig::enforce_limits`].
     pub enforce_limits: bool,
+    /// See [`SimulatorConfig::late_share`].
+    pub late_share: f64,
+    pub late_max_age: Duration,
+    pub ascending_ids: bool,
+    pub page_latency: Option<(Duration, Duration)>,
 }
 
 /// Runs the simulator alone, producing events until stopped.
@@ -608,6 +663,10 @@ pub async fn run_standalone(settings: StandaloneSettings, shutdown: Cancellation
         faults: settings.faults,
         clock_offset_millis: settings.clock_offset_millis,
         enforce_limits: settings.enforce_limits,
+        late_share: settings.late_share,
+        late_max_age: settings.late_max_age,
+        ascending_ids: settings.ascending_ids,
+        page_latency: settings.page_latency,
         ..SimulatorConfig::demo()
     });
     let listener = match TcpListener::bind(settings.listen).await {

@@ -17,6 +17,7 @@ mod faults;
 mod http;
 mod layering;
 mod names;
+mod overlap;
 mod perf;
 mod prometheus_e2e;
 mod push;

@@ -1,0 +1,131 @@
+//! The overlap behind the cursor is probed, not read again: late events at its edge, counts that lie,
+//! the cost in reads, and pages fetched ahead of the one being counted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::{self, assert_counts_match, client_settings, sim_config, wait_until_windows_reach_now};
+use emnify_exporter::emnify::Client;
+use emnify_exporter::metrics::Metrics;
+use emnify_exporter::poller::{PollOutcome, PollReport, Poller, PollerSettings};
+use emnify_exporter::simulator::{Simulator, SimulatorConfig};
+use emnify_exporter::tally::TallySettings;
+use tokio_util::sync::CancellationToken;
+
+struct Run {
+    sim: Simulator,
+    poller: Poller,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn run(config: SimulatorConfig, page_size: u32, overlap: Duration, requests_in_flight: usize) -> Run {
+    let shutdown = CancellationToken::new();
+    let sim = Simulator::new(config);
+    let address = sim.start(shutdown.clone()).await.expect("simulator binds 127.0.0.1:0");
+    let metrics = Arc::new(Metrics::new());
+    let settings = client_settings(&format!("http://{address}"), &sim.application_token());
+    let client = Client::new(settings, metrics.clone()).expect("client");
+    let walk = PollerSettings { page_size, overlap, requests_in_flight };
+    let counting = TallySettings { lookback: Duration::from_secs(3600), ..TallySettings::default() };
+    let poller = common::poller_with(client, &metrics, walk, counting);
+    Run { sim, poller, metrics, shutdown }
+}
+
+async fn poll(run: &mut Run) -> PollReport {
+    match run.poller.poll_once().await {
+        PollOutcome::Success(report) => report,
+        PollOutcome::Failed { error, .. } => panic!("poll failed: {error}"),
+    }
+}
+
+/// Events that reach emnify almost a whole overlap late are counted by the next poll, once.
+#[tokio::test]
+async fn late_events_at_the_edge_of_the_overlap_are_counted_once() {
+    let overlap = Duration::from_secs(60);
+    let mut run = run(sim_config(21), 100, overlap, 4).await;
+    run.sim.generate(150);
+    assert_eq!(poll(&mut run).await.counts.counted, 150);
+    wait_until_windows_reach_now().await;
+    run.sim.generate(40);
+    assert_eq!(poll(&mut run).await.counts.counted, 40);
+    // The oldest moment the next window still covers is 60 s before the cursor, which lies a second
+    // or two ahead of now: 57 s ago is inside, at its edge.
+    run.sim.generate_aged(25, Duration::from_secs(57));
+    run.sim.generate_aged(5, Duration::from_secs(1));
+    let report = poll(&mut run).await;
+    assert_eq!(report.counts.counted, 30, "{report:?}");
+    assert!(report.rereads >= 1, "the segments holding them were read again: {report:?}");
+    let again = poll(&mut run).await;
+    assert_eq!((again.counts.counted, again.rereads), (0, 0), "{again:?}");
+    assert_counts_match(&run.metrics, &run.sim.truth());
+}
+
+/// A count that changes while the pages stay the same costs a read of the segments, never a count;
+/// events that arrive late while it lies are still counted.
+#[tokio::test]
+async fn a_count_that_lies_costs_reads_not_counts() {
+    let mut run = run(sim_config(22), 50, Duration::from_secs(600), 4).await;
+    run.sim.generate(400);
+    poll(&mut run).await;
+    run.sim.set_total_count_offset(7);
+    let lied = poll(&mut run).await;
+    assert_eq!(lied.counts.counted, 0);
+    assert!(lied.rereads >= 1, "{lied:?}");
+    // The true count now reaches what the lie said: a segment that had kept the lie as its count
+    // would see no change and miss these.
+    run.sim.set_total_count_offset(0);
+    run.sim.generate_aged(7, Duration::from_secs(120));
+    let late = poll(&mut run).await;
+    assert_eq!(late.counts.counted, 7, "{late:?}");
+    run.sim.set_total_count_offset(-3);
+    let understated = poll(&mut run).await;
+    assert_eq!(understated.counts.counted, 0);
+    run.sim.set_total_count_offset(0);
+    poll(&mut run).await;
+    let settled = poll(&mut run).await;
+    assert_eq!((settled.counts.counted, settled.rereads), (0, 0), "a truthful count again: {settled:?}");
+    assert_counts_match(&run.metrics, &run.sim.truth());
+}
+
+/// Over many polls with late events each event is read about once, not once per poll its overlap spans.
+#[tokio::test]
+async fn each_event_is_read_about_once() {
+    let mut run = run(sim_config(23), 100, Duration::from_secs(600), 4).await;
+    let mut received = 0;
+    for round in 0..8u64 {
+        run.sim.generate(300);
+        if round % 3 == 2 {
+            run.sim.generate_aged(10, Duration::from_secs(30 * round));
+        }
+        received += poll(&mut run).await.counts.received;
+        wait_until_windows_reach_now().await;
+    }
+    let produced = run.sim.truth().total();
+    assert_counts_match(&run.metrics, &run.sim.truth());
+    // Reading the whole overlap on every poll would have received each event up to 8 times.
+    assert!(received < 2 * produced, "{received} records received for {produced} events");
+}
+
+/// Against a slow API, pages the headers announce are fetched ahead, never more than the bound at once,
+/// and counted exactly.
+#[tokio::test]
+async fn pages_are_fetched_ahead_within_the_bound() {
+    let config = SimulatorConfig {
+        page_latency: Some((Duration::from_millis(50), Duration::from_millis(100))),
+        ..sim_config(24)
+    };
+    let mut run = run(config, 20, Duration::from_secs(600), 3).await;
+    run.sim.generate(400);
+    let report = poll(&mut run).await;
+    assert_eq!(report.counts.counted, 400);
+    let peak = run.sim.stats().event_requests_peak;
+    assert!((2..=3).contains(&peak), "{peak} event requests at once");
+    assert_counts_match(&run.metrics, &run.sim.truth());
+}
