@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::emnify::{decode_event_list, ApiError, Client, DecodeError, EventPage, PageQuery};
 use crate::metrics::{EventMetrics, Metrics};
 use crate::rng::SplitMix64;
-use crate::tally::{checkpoint_blocking, lock, BatchCounts, Origin, SharedTally};
+use crate::tally::{checkpoint_blocking, lock, BatchCounts, FirstSeen, Origin, SharedTally};
 use crate::timefmt::{duration_millis, now_millis};
 
 /// How the poller walks emnify's event list.
@@ -45,8 +45,9 @@ pub struct PollerSettings {
 /// leave emnify's burst allowance to the account's other clients.
 pub const DEFAULT_REQUESTS_IN_FLIGHT: usize = 4;
 
-/// Walks of one window per poll, at most: a walk is repeated when the event count changed under it.
-const MAX_PASSES: u32 = 3;
+/// Passes of one walk at most: a walk is repeated (stopping once it found what is new) when the event
+/// count changed under it.
+const MAX_PASSES: u32 = 2;
 /// Safety stop for a window with broken paging headers.
 const MAX_PAGES: u32 = 100_000;
 /// Fetches of one page whose body is not a JSON array before the poll fails.
@@ -65,6 +66,10 @@ struct PageSummary {
     readable: usize,
     /// Readable events whose id had not yet been seen in this walk.
     new_in_walk: usize,
+    /// Records not yet seen in this walk (unreadable records that are not objects each count).
+    distinct_new: u64,
+    /// Of those, the records counted for the first time since the walk's [`FoundSince`] began.
+    found: u64,
     /// Identifies what the page held (its events' ids and unreadable records, in order, and its size),
     /// to notice emnify serving the same page again without keeping its body.
     fingerprint: u64,
@@ -346,10 +351,12 @@ impl Poller {
         let covered_from = coverage.segments.front().map_or(cursor, |s| s.from);
         let mut merge = coverage.merge.take();
         let segments: Vec<Segment> = coverage.segments.iter().copied().collect();
+        // Every segment's count is from an earlier poll: what is new in it was counted since this one began.
+        let mut found = FoundSince::default();
         // Unknown ground (after a restart: the coverage is not saved) is read in full first.
         if covered_from > from {
             let range = Range { from, until: covered_from, newest_first: false };
-            let total = self.walk(range, None, report).await?;
+            let total = self.walk(range, None, &mut found, report).await?;
             self.coverage.segments.push_front(Segment { from, until: covered_from, total });
         }
         // A proposed merge's union is probed again: two answers that agree, with neither part changed
@@ -380,7 +387,7 @@ impl Poller {
                 "emnify's count for a stretch of the overlap changed; reading it again"
             );
             let range = Range { from: segment.from, until: segment.until, newest_first: true };
-            let total = self.walk(range, segment.total.filter(|_| probed.is_some()), report).await;
+            let total = self.walk(range, segment.total.filter(|_| probed.is_some()), &mut found, report).await;
             let total = match total {
                 Ok(total) => total,
                 Err(error) => {
@@ -414,23 +421,28 @@ impl Poller {
     }
 
     /// Reads `[from, until]` for the first time. What no later window reaches back to is read in one
-    /// go and forgotten; the rest becomes segments: the last few seconds one of their own.
+    /// go and forgotten; the rest becomes segments, the last few seconds one of their own. That one is
+    /// read first: events stamped with the second it shares with the rest, arriving between the two
+    /// walks, are then read by the longer one, and reading the short one again later cannot stop
+    /// early for them (they are not new to it), which costs little.
     async fn read_new(&mut self, from: i64, until: i64, report: &mut PollReport) -> Result<(), ApiError> {
         let overlap = self.overlap_secs();
         let kept_from = until.saturating_sub(overlap).saturating_sub(1).max(from);
-        if kept_from > from {
-            self.walk(Range { from, until: kept_from, newest_first: false }, None, report).await?;
-        }
         let tail = (overlap / TAIL_PER_OVERLAP).clamp(1, 10);
-        let mut ends = vec![until];
+        let mut pieces = vec![(kept_from, until)];
         if until - kept_from > 2 * tail {
-            ends.insert(0, until - tail);
+            pieces = vec![(until - tail, until), (kept_from, until - tail)];
         }
-        let mut start = kept_from;
-        for end in ends {
-            let total = self.walk(Range { from: start, until: end, newest_first: false }, None, report).await?;
-            self.coverage.segments.push_back(Segment { from: start, until: end, total });
-            start = end;
+        for (start, end) in pieces {
+            let range = Range { from: start, until: end, newest_first: false };
+            let total = self.walk(range, None, &mut FoundSince::default(), report).await?;
+            let segment = Segment { from: start, until: end, total };
+            let at = self.coverage.segments.partition_point(|s| s.from < start);
+            self.coverage.segments.insert(at, segment);
+        }
+        if kept_from > from {
+            let range = Range { from, until: kept_from, newest_first: false };
+            self.walk(range, None, &mut FoundSince::default(), report).await?;
         }
         Ok(())
     }
@@ -493,37 +505,48 @@ impl Poller {
         tokio::spawn(async move { client.event_page(&query).await })
     }
 
-    /// Walks a range until a pass sees the same count on its first and last page (events arrived while
-    /// paging otherwise), at most [`MAX_PASSES`] times. Returns that count: `None` when emnify does not
-    /// tell it, or it kept changing.
+    /// Walks a range and returns the count to keep for it: never more than the distinct records the
+    /// walk read, so a count that is wrong (a bad header, records emnify lists twice) or that grew
+    /// under the walk costs a read later, but never hides an event. `None`: emnify did not tell it.
     ///
     /// `known_total` is the count as of an earlier complete read: then the walk stops as soon as it
-    /// found as many records never seen before as the count grew by.
+    /// found as many records never seen before as the count grew by. When the count changed while the
+    /// pages were read, the range is read once more that way, highest ids first, so events that arrive
+    /// during a walk are usually counted in the same poll; what still changes is left to the next
+    /// poll's probe.
     async fn walk(
         &mut self,
         range: Range,
         known_total: Option<u64>,
+        found: &mut FoundSince,
         report: &mut PollReport,
     ) -> Result<Option<u64>, ApiError> {
+        let mut range = range;
+        let mut known_total = known_total;
+        let mut kept = None;
+        let mut since_pass = FoundSince::default();
         for pass in 1..=MAX_PASSES {
             report.passes = report.passes.max(pass);
-            let seen = self.walk_pages(range, known_total, report).await?;
+            // A second pass knows the count as of the first: what is new is what was found since.
+            let found = if pass == 1 { &mut *found } else { &mut since_pass };
+            let seen = self.walk_pages(range, known_total, found, report).await?;
             if seen.found_all.is_some() {
                 return Ok(seen.found_all);
             }
-            match (seen.first_total, seen.last_total) {
-                // Never more than was read: a count above what a complete walk found (a wrong header, or
-                // records emnify lists twice) would later hide as many late events.
-                (Some(a), Some(b)) if a == b => return Ok(Some(a.min(seen.read))),
-                (Some(a), Some(b)) if pass < MAX_PASSES => {
-                    self.metrics.polling.record_changed_while_paging();
-                    tracing::debug!(before = a, after = b, "events arrived while paging; walking the window again");
-                }
-                (None, _) | (_, None) => return Ok(None),
-                _ => {}
+            let (Some(first), Some(last)) = (seen.first_total, seen.last_total) else { return Ok(None) };
+            kept = Some(last.min(seen.read));
+            if first == last {
+                break;
             }
+            self.metrics.polling.record_changed_while_paging();
+            tracing::debug!(before = first, after = last, "events arrived while paging; reading the range again");
+            range.newest_first = true;
+            known_total = kept;
         }
-        Ok(None)
+        // First seen in this walk's second pass: first seen since `found` began, too.
+        found.ids.extend(since_pass.ids);
+        found.unreadable.extend(since_pass.unreadable);
+        Ok(kept)
     }
 
     /// Walks every page of the range once.
@@ -536,6 +559,7 @@ impl Poller {
         &mut self,
         range: Range,
         known_total: Option<u64>,
+        found_since: &mut FoundSince,
         report: &mut PollReport,
     ) -> Result<Pass, ApiError> {
         let per_page = self.settings.page_size;
@@ -543,8 +567,8 @@ impl Poller {
         let mut page = 1;
         let mut first_len = 0;
         let mut previous_fingerprint = None;
-        let mut seen_in_walk = WalkIds::default();
-        let mut first_seen = 0;
+        let mut walk = Walked { seen: WalkSeen::default(), found: std::mem::take(found_since) };
+        let mut found = 0;
         let mut in_flight = InFlight::default();
         // A read expected to stop early asks for one page at a time until it knows it cannot.
         let mut depth = if known_total.is_some() { 0 } else { self.settings.requests_in_flight.max(1) };
@@ -556,13 +580,12 @@ impl Poller {
                 in_flight.push(next, self.spawn_fetch(range.query(next, per_page)));
             }
             let query = range.query(page, per_page);
-            let (done, summary, counts) =
-                match self.ingest_page(range, &query, response, &mut seen_in_walk, report).await {
-                    Ok(ingested) => ingested,
-                    Err(error) => break Err(error),
-                };
-            first_seen += counts.first_seen;
-            pass.read += (summary.new_in_walk + summary.len - summary.readable) as u64;
+            let (done, summary) = match self.ingest_page(range, &query, response, &mut walk, report).await {
+                Ok(ingested) => ingested,
+                Err(error) => break Err(error),
+            };
+            found += summary.found;
+            pass.read += summary.distinct_new;
             if page == 1 {
                 pass.first_total = done.total_count;
                 first_len = summary.len;
@@ -578,7 +601,7 @@ impl Poller {
             // At least `known` of the range's records were read before, and the count grew by no more
             // than the records found now for the first time: every record it holds has been read.
             pass.found_all = match (known_total, pass.first_total, done.total_count) {
-                (Some(known), Some(first), Some(now)) if first == now && now >= known && first_seen >= now - known => {
+                (Some(known), Some(first), Some(now)) if first == now && now >= known && found >= now - known => {
                     Some(now)
                 }
                 _ => None,
@@ -619,6 +642,8 @@ impl Poller {
             };
         };
         in_flight.abort();
+        tracing::debug!(from = range.from, until = range.until, newest_first = range.newest_first, ?known_total, pages = page, found, read = pass.read, first = ?pass.first_total, last = ?pass.last_total, found_all = ?pass.found_all, "walked");
+        *found_since = walk.found;
         walked.map(|()| pass)
     }
 
@@ -636,9 +661,9 @@ impl Poller {
         range: Range,
         query: &PageQuery,
         mut response: EventPage,
-        seen_in_walk: &mut WalkIds,
+        walk: &mut Walked,
         report: &mut PollReport,
-    ) -> Result<(EventPage, PageSummary, BatchCounts), ApiError> {
+    ) -> Result<(EventPage, PageSummary), ApiError> {
         // emnify filters by whole seconds: the window holds events up to the end of its last second.
         let origin = Origin::Poll { from_millis: range.from * 1000, until_millis: range.until * 1000 + 999 };
         let mut attempt = 1;
@@ -650,22 +675,22 @@ impl Poller {
                 let body = response.body.clone();
                 let tally = self.tally.clone();
                 let metrics = self.metrics.clone();
-                let mut ids = std::mem::take(seen_in_walk);
+                let mut state = std::mem::take(walk);
                 move || {
                     let check = stop_on_unknown_type.then_some(&metrics.events);
-                    let result = decode_and_count(&body, &tally, origin, &mut ids, check);
-                    (result, ids)
+                    let result = decode_and_count(&body, &tally, origin, &mut state, check);
+                    (result, state)
                 }
             });
-            let (result, ids) = decoding.await.map_err(|err| ApiError::Decode {
+            let (result, state) = decoding.await.map_err(|err| ApiError::Decode {
                 endpoint: "event",
                 message: format!("decoding the page stopped: {err}"),
             })?;
-            *seen_in_walk = ids;
+            *walk = state;
             let error = match result {
                 Ok(Page::Counted(summary, counts)) => {
                     report.counts.add(counts);
-                    return Ok((response, summary, counts));
+                    return Ok((response, summary));
                 }
                 Ok(Page::UnknownEventType(id)) => {
                     tracing::info!(event_type_id = id, "an event type without a name: reading emnify's catalogue");
@@ -728,8 +753,32 @@ async fn joined(handle: JoinHandle<Result<EventPage, ApiError>>) -> Result<Event
     })
 }
 
-/// Ids seen in one walk of a window, to recognise a page that emnify repeats.
-type WalkIds = HashSet<u64, foldhash::fast::RandomState>;
+type IdSet = HashSet<u64, foldhash::fast::RandomState>;
+
+/// Records seen in one walk of a window, to recognise a page that emnify repeats and to count the
+/// distinct records it read: event ids, and fingerprints of unreadable records.
+#[derive(Default)]
+struct WalkSeen {
+    ids: IdSet,
+    unreadable: IdSet,
+}
+
+/// Records counted for the first time since a moment: the start of a poll's check of the overlap, or
+/// of a walk's second pass. A walk of a range whose count is known from before that moment has read
+/// everything new in it once it returned as many of these as the count grew by, whichever walk
+/// counted them first (neighbouring ranges share their boundary second).
+#[derive(Default)]
+struct FoundSince {
+    ids: IdSet,
+    unreadable: IdSet,
+}
+
+/// What a walk carries from page to page (onto the blocking thread that decodes each page and back).
+#[derive(Default)]
+struct Walked {
+    seen: WalkSeen,
+    found: FoundSince,
+}
 
 /// What became of a page.
 enum Page {
@@ -744,7 +793,7 @@ fn decode_and_count(
     body: &[u8],
     tally: &SharedTally,
     origin: Origin,
-    seen_in_walk: &mut WalkIds,
+    walk: &mut Walked,
     stop_on_unknown_type: Option<&EventMetrics>,
 ) -> Result<Page, DecodeError> {
     let events = decode_event_list(body)?;
@@ -754,30 +803,49 @@ fn decode_and_count(
             return Ok(Page::UnknownEventType(id));
         }
     }
-    let mut summary = PageSummary { len: events.len(), readable: 0, new_in_walk: 0, fingerprint: 0 };
+    let mut summary =
+        PageSummary { len: events.len(), readable: 0, new_in_walk: 0, distinct_new: 0, found: 0, fingerprint: 0 };
     let mut fingerprint = foldhash::quality::FixedState::with_seed(0x656d_6e69_6679).build_hasher();
+    // Records new to this walk, to see after counting which of them were found since the walk began.
+    let mut new_ids = Vec::new();
+    let mut new_unreadable = Vec::new();
     for decoded in &events {
         match decoded {
             Ok(event) => {
                 summary.readable += 1;
-                summary.new_in_walk += usize::from(seen_in_walk.insert(event.id));
+                if walk.seen.ids.insert(event.id) {
+                    summary.new_in_walk += 1;
+                    new_ids.push(event.id);
+                }
                 fingerprint.write_u64(event.id);
             }
             Err(bad) => {
+                if bad.fingerprint == 0 {
+                    // Not an object: cannot be told apart from another, so it is never "found".
+                    summary.distinct_new += 1;
+                } else if walk.seen.unreadable.insert(bad.fingerprint) {
+                    summary.distinct_new += 1;
+                    new_unreadable.push(bad.fingerprint);
+                }
                 fingerprint.write_u64(bad.fingerprint);
                 fingerprint.write_u64(bad.id.unwrap_or(u64::MAX));
             }
         }
     }
+    summary.distinct_new += summary.new_in_walk as u64;
     // The body's length too: records that are not objects all look alike.
     fingerprint.write_usize(events.len());
     fingerprint.write_usize(body.len());
     summary.fingerprint = fingerprint.finish();
+    let mut first_seen = FirstSeen::default();
     // A save that fails here is retried by the poll's closing checkpoint.
-    let ingested = lock(tally).ingest(events, origin);
+    let ingested = lock(tally).ingest_noting(events, origin, Some(&mut first_seen));
     ingested.finish(tally);
-    let counts = ingested.counts;
-    Ok(Page::Counted(summary, counts))
+    walk.found.ids.extend(first_seen.ids);
+    walk.found.unreadable.extend(first_seen.unreadable);
+    summary.found = (new_ids.iter().filter(|id| walk.found.ids.contains(id)).count()
+        + new_unreadable.iter().filter(|fp| walk.found.unreadable.contains(fp)).count()) as u64;
+    Ok(Page::Counted(summary, ingested.counts))
 }
 
 /// Polls every `interval`; after a failure, retries sooner with jittered exponential backoff.
@@ -795,14 +863,16 @@ async fn poll_until_cancelled(poller: &mut Poller, interval: Duration, shutdown:
     let mut failures = 0u32;
     let mut jitter = SplitMix64::from_time();
     loop {
+        let started = Instant::now();
         let outcome = tokio::select! {
             outcome = poller.poll_once() => outcome,
             () = shutdown.cancelled() => return,
         };
         let wait = match &outcome {
+            // Polls start every `interval` (a poll that took longer is followed at once).
             PollOutcome::Success(_) => {
                 failures = 0;
-                interval
+                interval.saturating_sub(started.elapsed())
             }
             PollOutcome::Failed { error, .. } => {
                 failures += 1;

@@ -112,6 +112,14 @@ impl BatchCounts {
     }
 }
 
+/// Records a batch held that were received for the first time: event ids, and fingerprints of
+/// unreadable records (see [`Tally::ingest_noting`]).
+#[derive(Debug, Default)]
+pub struct FirstSeen {
+    pub ids: Vec<u64>,
+    pub unreadable: Vec<u64>,
+}
+
 /// Where a batch came from; it decides how event times are treated.
 ///
 /// An event's time decides how long its id is remembered and moves
@@ -460,7 +468,17 @@ impl Tally {
 
     /// Counts what is new in a batch and checkpoints as the rules say (see the module docs).
     pub fn ingest(&mut self, events: Vec<DecodedEvent<'_>>, origin: Origin) -> Ingested {
-        let counts = self.count(events, origin);
+        self.ingest_noting(events, origin, None)
+    }
+
+    /// [`Tally::ingest`], also noting the records received for the first time in `first_seen`.
+    pub fn ingest_noting(
+        &mut self,
+        events: Vec<DecodedEvent<'_>>,
+        origin: Origin,
+        first_seen: Option<&mut FirstSeen>,
+    ) -> Ingested {
+        let counts = self.count(events, origin, first_seen);
         if matches!(origin, Origin::Push { .. }) {
             self.last_push = Instant::now();
             // Before the checkpoint, so the push's own metrics are published with its counts.
@@ -473,7 +491,12 @@ impl Tally {
     }
 
     /// Counts what is new in a batch.
-    fn count(&mut self, events: Vec<DecodedEvent<'_>>, origin: Origin) -> BatchCounts {
+    fn count(
+        &mut self,
+        events: Vec<DecodedEvent<'_>>,
+        origin: Origin,
+        mut note: Option<&mut FirstSeen>,
+    ) -> BatchCounts {
         let mut counts = BatchCounts::default();
         self.dirty = true;
         let remember_pushed = duration_millis(self.settings.remember_pushed);
@@ -491,6 +514,9 @@ impl Tally {
                     // Non-objects leave no fingerprint; each of those is counted every time it is received.
                     let first_seen = bad.fingerprint != 0 && self.seen_unreadable.insert(bad.fingerprint, time);
                     counts.first_seen += u64::from(first_seen);
+                    if let (true, Some(note)) = (first_seen, note.as_deref_mut()) {
+                        note.unreadable.push(bad.fingerprint);
+                    }
                     if bad.fingerprint == 0 || first_seen {
                         counts.unreadable += 1;
                         self.metrics.events.record_unreadable(bad.reason);
@@ -529,6 +555,9 @@ impl Tally {
             if self.seen.insert(event.id, remember) {
                 counts.counted += 1;
                 counts.first_seen += 1;
+                if let Some(note) = note.as_deref_mut() {
+                    note.ids.push(event.id);
+                }
                 recorder.record(&event, Some(time));
             } else {
                 counts.duplicates += 1;

@@ -310,7 +310,7 @@ fn control(sim: &Simulator, method: &Method, rest: &[&str], query: &str) -> Http
             let s = sim.stats();
             let body = json!({"logins": s.logins, "failed_logins": s.failed_logins, "unauthorized": s.unauthorized,
                               "event_pages": s.event_pages, "requests": s.requests, "faults_injected": s.faults_injected,
-                              "rate_limited": s.rate_limited});
+                              "rate_limited": s.rate_limited, "events": sim.truth().total()});
             json(StatusCode::OK, body.to_string())
         }
         (&Method::POST, ["generate"]) => {

@@ -275,3 +275,202 @@ fn catch_up_against_emnifys_rate_limits() {
     );
     println!("| 429 answers | {ours_refused} | {python_refused} |");
 }
+
+/// A simulator enforcing emnify's rate limits, producing nothing until told a rate.
+fn limited_simulator(extra: &[&str]) -> (Process, String) {
+    let mut args = vec!["simulate", "--listen=127.0.0.1:0", "--events-per-second=0", "--enforce-limits"];
+    args.extend_from_slice(extra);
+    let sim = Process::start(&args, &[]);
+    let url = sim.simulator_base();
+    (sim, url)
+}
+
+fn simulator_stats(url: &str) -> serde_json::Value {
+    serde_json::from_str(&common::blocking_get(&format!("{url}/simulator/stats")).1).expect("the simulator's stats")
+}
+
+fn stat(stats: &serde_json::Value, name: &str) -> f64 {
+    stats[name].as_f64().unwrap_or(0.0)
+}
+
+/// The exporter polling `url` at its defaults, with the poll interval and overlap given.
+fn exporter_polling(url: &str, extra: &[&str]) -> (Process, String) {
+    let mut args = vec!["--emnify.api-url", url, "--emnify.lookback=10m", "--web.listen-address=127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let exporter = Process::start(&args, &[("EMNIFY_APPLICATION_TOKEN", "demo-application-token")]);
+    let metrics = format!("http://{}/metrics", exporter.listening_address("emnify exporter listening"));
+    (exporter, metrics)
+}
+
+/// The Python alternative polling `url` like the exporter (sliding windows), serving its counters.
+fn python_polling(url: &str, interval: &str, overlap: &str, seconds: u64) -> (Process, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let mut cmd = Command::new(common::artifacts::repo_path(".venv/bin/python"));
+    cmd.arg(common::artifacts::repo_path("tests/perf/python_exporter.py")).args([
+        "--api-url",
+        url,
+        "--token",
+        "demo-application-token",
+        "--port",
+        &port.to_string(),
+        "--lookback=600",
+        &format!("--interval={interval}"),
+        &format!("--overlap={overlap}"),
+        &format!("--duration={seconds}"),
+    ]);
+    let python = Process::spawn(cmd);
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let started = Instant::now();
+    while !common::blocking_get_ok(&metrics) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the Python alternative did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (python, metrics)
+}
+
+/// What a sustained run measured.
+struct Sustained {
+    event_requests_per_1000: f64,
+    worst_lag_seconds: f64,
+    /// From the end of production until everything was counted; `None`: not within the limit.
+    drained_seconds: Option<f64>,
+    refused: f64,
+    events: f64,
+}
+
+/// Produces `rate` events a second for `seconds` into the simulator at `sim_url`, sampling every
+/// second how far the count at `metrics_url` lags behind (in seconds of production), then stops
+/// producing and waits up to `drain_limit` for the count to catch up.
+fn sustain(sim_url: &str, metrics_url: &str, rate: f64, seconds: u64, drain_limit: Duration) -> Sustained {
+    let start = simulator_stats(sim_url);
+    blocking_post(&format!("{sim_url}/simulator/rate?events_per_second={rate}"));
+    let began = Instant::now();
+    let mut worst = 0.0f64;
+    while began.elapsed() < Duration::from_secs(seconds) {
+        std::thread::sleep(Duration::from_secs(1));
+        let produced = stat(&simulator_stats(sim_url), "events") - stat(&start, "events");
+        let counted = blocking_total(metrics_url);
+        worst = worst.max((produced - counted) / rate);
+    }
+    blocking_post(&format!("{sim_url}/simulator/rate?events_per_second=0"));
+    let produced = stat(&simulator_stats(sim_url), "events") - stat(&start, "events");
+    let stopped = Instant::now();
+    let mut drained = None;
+    while stopped.elapsed() < drain_limit {
+        if blocking_total(metrics_url) >= produced {
+            drained = Some(stopped.elapsed().as_secs_f64());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let end = simulator_stats(sim_url);
+    let pages = stat(&end, "event_pages") - stat(&start, "event_pages");
+    Sustained {
+        event_requests_per_1000: pages * 1000.0 / produced.max(1.0),
+        worst_lag_seconds: worst,
+        drained_seconds: drained,
+        refused: stat(&end, "rate_limited") - stat(&start, "rate_limited"),
+        events: produced,
+    }
+}
+
+/// Sustained ingest against a simulator enforcing emnify's limits, with 1% of events up to 90 s late:
+/// the exporter at its defaults (poll interval and overlap scaled down 6x to 10 s and 100 s, the same
+/// ratio as 60 s and 10 min) at several rates, with ids that grow with arrival and with random ids,
+/// and the Python alternative. Figures go to the README's Performance section.
+#[test]
+#[ignore = "a benchmark of several minutes; scripts/perf runs it in a release build"]
+fn sustained_ingest_against_emnifys_rate_limits() {
+    let seconds: u64 = std::env::var("PERF_SUSTAINED_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
+    let rates: Vec<f64> = std::env::var("PERF_SUSTAINED_RATES")
+        .unwrap_or_else(|_| "3000,5000".to_string())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
+    let late = ["--late-share=0.01", "--late-max-age=90s"];
+    let scaled = ["--emnify.poll-interval=10s", "--emnify.overlap=100s"];
+    let drain = Duration::from_secs(120);
+    let mut rows = Vec::new();
+    let mut runs: Vec<(String, f64, bool)> = rates.iter().map(|&r| ("emnify-exporter".to_string(), r, true)).collect();
+    runs.push(("emnify-exporter, random ids".to_string(), rates[0], false));
+    runs.push(("Python alternative".to_string(), rates[0], true));
+    for (who, rate, ascending) in runs {
+        let mut sim_args = late.to_vec();
+        if ascending {
+            sim_args.push("--ascending-ids");
+        }
+        let (sim, url) = limited_simulator(&sim_args);
+        let (client, metrics) = if who.starts_with("Python") {
+            python_polling(&url, "10", "100", seconds + drain.as_secs() + 30)
+        } else {
+            exporter_polling(&url, &scaled)
+        };
+        // The first poll has happened (the metrics are up); production starts now.
+        std::thread::sleep(Duration::from_secs(2));
+        let figures = sustain(&url, &metrics, rate, seconds, drain);
+        drop(client);
+        drop(sim);
+        let drained = figures
+            .drained_seconds
+            .map_or_else(|| format!("not within {} s", drain.as_secs()), |d| format!("{d:.0} s"));
+        rows.push(format!(
+            "| {who} | {rate:.0}/s | {:.0} | {:.2} | {:.0} s ({:.1} polls) | {drained} | {:.0} |",
+            figures.events,
+            figures.event_requests_per_1000,
+            figures.worst_lag_seconds,
+            figures.worst_lag_seconds / 10.0,
+            figures.refused
+        ));
+    }
+    println!("| Sustained ingest, {seconds} s, 1% late (up to 90 s) | Rate | Events | Event requests per 1,000 events | Worst lag | Counted all after the load stopped | 429 answers |");
+    println!("|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+}
+
+/// Catch-up of a backlog from an API that takes 2-5 s per page: one request at a time (as before,
+/// and as the Python alternative does) against `--emnify.requests-in-flight` at its default.
+#[test]
+#[ignore = "a benchmark of about three minutes; scripts/perf runs it in a release build"]
+fn catch_up_against_a_slow_api() {
+    let pages: u64 = std::env::var("PERF_SLOW_PAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    let n = pages * 1000;
+    let backlog = || {
+        let (sim, url) = limited_simulator(&["--page-latency=2s-5s", "--seed=11"]);
+        for _ in 0..pages {
+            blocking_post(&format!("{url}/simulator/generate?count=1000"));
+        }
+        (sim, url)
+    };
+    let until_counted = |metrics: &str, started: Instant| {
+        while blocking_total(metrics) < n as f64 {
+            assert!(started.elapsed() < Duration::from_secs(600), "{n} events were never counted");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        started.elapsed().as_secs_f64()
+    };
+    let mut rows = Vec::new();
+    for in_flight in ["1", "4"] {
+        let (sim, url) = backlog();
+        let started = Instant::now();
+        let flag = format!("--emnify.requests-in-flight={in_flight}");
+        let (exporter, metrics) = exporter_polling(&url, &["--emnify.poll-interval=1s", &flag]);
+        let seconds = until_counted(&metrics, started);
+        rows.push(format!("| emnify-exporter, {in_flight} request(s) in flight | {seconds:.0} s |"));
+        drop(exporter);
+        drop(sim);
+    }
+    let (sim, url) = backlog();
+    let started = Instant::now();
+    let (python, metrics) = python_polling(&url, "1", "0", 600);
+    let seconds = until_counted(&metrics, started);
+    rows.push(format!("| Python alternative | {seconds:.0} s |"));
+    drop(python);
+    drop(sim);
+    println!("| Catch-up of {n} events ({pages} pages) from an API taking 2-5 s per page | Wall time |");
+    println!("|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+}

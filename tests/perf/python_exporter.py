@@ -29,7 +29,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--lookback", type=float, default=3600)
-    parser.add_argument("--stop-after", type=int, required=True)
+    parser.add_argument("--stop-after", type=int, default=0, help="stop once this many events are counted")
+    parser.add_argument("--duration", type=float, default=0, help="or stop after this many seconds")
+    parser.add_argument("--interval", type=float, default=0, help="seconds between polls")
+    parser.add_argument("--overlap", type=float, default=0, help="slide the window, re-reading this much of the last one")
     args = parser.parse_args()
 
     events_total = Counter(
@@ -48,7 +51,13 @@ def main() -> None:
     counted = 0
     started = time.monotonic()
     window_start = time.time() - args.lookback
-    while counted < args.stop_after:
+    def running() -> bool:
+        if args.duration:
+            return time.monotonic() - started < args.duration
+        return counted < args.stop_after
+
+    while running():
+        poll_started = time.monotonic()
         until = time.time()
         page, total_pages = 1, 1
         while page <= total_pages:
@@ -81,6 +90,10 @@ def main() -> None:
                 ).inc()
                 counted += 1
             page += 1
+        if args.overlap:
+            window_start = until - args.overlap
+        if args.interval:
+            time.sleep(max(0.0, args.interval - (time.monotonic() - poll_started)))
     seconds = time.monotonic() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu_seconds = usage.ru_utime + usage.ru_stime
