@@ -16,7 +16,7 @@
 //! probed: its overlap is read in full on every poll. The shared [`Tally`] makes sure each id is
 //! counted once, and a failed poll does not move the cursor, so the next one covers the same ground.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,10 +52,8 @@ const MAX_PASSES: u32 = 2;
 const MAX_PAGES: u32 = 100_000;
 /// Fetches of one page whose body is not a JSON array before the poll fails.
 const DECODE_ATTEMPTS: u32 = 3;
-/// The last seconds of new ground become a segment of their own, this fraction of the overlap long
-/// (1 to 10 s): events stamped with them are still arriving, and only that short stretch is read
-/// again for them.
-const TAIL_PER_OVERLAP: i64 = 60;
+/// Records on a probe page: a segment's newest, enough for what arrives late between two polls.
+const PROBE_PAGE_SIZE: u32 = 250;
 /// Segments kept at most (one probe a poll each); beyond it, two neighbours are merged.
 const MAX_SEGMENTS: usize = 24;
 
@@ -68,7 +66,7 @@ struct PageSummary {
     new_in_walk: usize,
     /// Records not yet seen in this walk (unreadable records that are not objects each count).
     distinct_new: u64,
-    /// Of those, the records counted for the first time since the walk's [`FoundSince`] began.
+    /// Of those, the records first seen after the pass that established the known count.
     found: u64,
     /// Identifies what the page held (its events' ids and unreadable records, in order, and its size),
     /// to notice emnify serving the same page again without keeping its body.
@@ -115,6 +113,32 @@ struct Segment {
     from: i64,
     until: i64,
     total: Option<u64>,
+    /// The pass that established `total`: as many of the segment's records were seen by its end.
+    seq: PassSeq,
+}
+
+/// Walks' passes, numbered in order: a record's first sighting is dated by one.
+type PassSeq = u32;
+
+/// A range's count as of an earlier complete read, for reading it again.
+#[derive(Debug, Clone)]
+struct Known {
+    total: u64,
+    /// The pass that established it: records first seen after it are new to the range.
+    seq: PassSeq,
+    /// Records new to the range known without reading it again (see [`Poller::boundary_seen`]).
+    already: Arc<IdSet>,
+}
+
+impl Known {
+    fn new(total: u64, seq: PassSeq) -> Self {
+        Known { total, seq, already: Arc::default() }
+    }
+
+    /// Whether `now` records, `found` of them new since, are all accounted for.
+    fn all_found(&self, now: u64, found: u64) -> bool {
+        now >= self.total && found + self.already.len() as u64 >= now - self.total
+    }
 }
 
 /// Two neighbouring segments to become one. Their union's count was probed after both were known;
@@ -126,6 +150,8 @@ struct Merge {
     first: Segment,
     second: Segment,
     total: u64,
+    /// The last pass before the union was probed.
+    seq: PassSeq,
 }
 
 /// What the poller knows of the overlap behind its cursor.
@@ -137,7 +163,7 @@ struct Coverage {
 }
 
 /// What is walked: a window, and which ids come first.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Range {
     from: i64,
     until: i64,
@@ -168,6 +194,14 @@ pub struct Poller {
     settings: PollerSettings,
     tally: SharedTally,
     coverage: Coverage,
+    /// The number of the latest pass of any walk.
+    pass_seq: PassSeq,
+    /// Records stamped with a second two neighbouring segments share, by id: the pass that saw them
+    /// first and their second. Reading one of the two again counts such a record as new to it when
+    /// the other one saw it first, after this one's count was established.
+    boundary_seen: BoundarySeen,
+    /// emnify's `until` covers the whole second it names (seen in an answer; until then not assumed).
+    until_covers_second: bool,
     /// The clock offset last warned about, so the warning comes once per change, not once per poll.
     warned_offset_millis: Option<i64>,
     /// When emnify's event-type catalogue was last read.
@@ -194,6 +228,9 @@ impl Poller {
             settings,
             tally,
             coverage: Coverage::default(),
+            pass_seq: 0,
+            boundary_seen: BoundarySeen::default(),
+            until_covers_second: false,
             warned_offset_millis: None,
             types_loaded: None,
             refreshed_for_unknown: None,
@@ -273,6 +310,7 @@ impl Poller {
                 // the first one that reaches it, so older ids can go.
                 let next_from = until.saturating_sub(overlap).max(floor);
                 let kept = self.coverage.segments.iter().find(|s| s.until >= next_from).map_or(next_from, |s| s.from);
+                self.boundary_seen.retain(|_, (_, second)| *second >= kept);
                 lock(&self.tally).window_done(until, kept.min(next_from).max(floor) * 1000);
                 self.checkpoint().await;
                 tracing::debug!(?report, "poll succeeded");
@@ -321,50 +359,77 @@ impl Poller {
         cursor: Option<i64>,
         report: &mut PollReport,
     ) -> Result<(), ApiError> {
-        let new_from = match cursor {
+        let overlap = match cursor {
             Some(c) if c > from => {
-                self.check_overlap(from, c, report).await?;
-                c
+                self.keep_segments(from, c);
+                Some(c)
             }
             _ => {
                 self.coverage = Coverage::default();
-                from
+                None
             }
         };
+        // New ground first: events of the second it shares with the newest segment that arrived since
+        // the last poll are then read once, here, and the newest segment's probe page finds them known.
         if cursor.is_none_or(|c| until > c) {
-            self.read_new(new_from, until, report).await?;
+            self.read_new(overlap.unwrap_or(from), until, report).await?;
+        }
+        if let Some(cursor) = overlap {
+            self.check_overlap(from, cursor, report).await?;
         }
         self.propose_merge(report).await;
         Ok(())
+    }
+
+    /// Drops the segments a poll of `[from, ...]` with the cursor at `cursor` does not keep: those
+    /// past the cursor (from a poll that failed after reading them) and those before `from`.
+    fn keep_segments(&mut self, from: i64, cursor: i64) {
+        let segments = &mut self.coverage.segments;
+        segments.retain(|s| s.until >= from && s.until <= cursor);
+        if segments.back().is_some_and(|s| s.until != cursor) {
+            segments.clear();
+        }
     }
 
     /// Makes sure everything in `[from, cursor]` (read by earlier polls) is counted: segments whose
     /// count emnify reports unchanged are left alone, the others are read again.
     async fn check_overlap(&mut self, from: i64, cursor: i64, report: &mut PollReport) -> Result<(), ApiError> {
         let coverage = &mut self.coverage;
-        // Segments past the cursor come from a poll that failed after reading them; those before
-        // `from` are out of reach.
-        coverage.segments.retain(|s| s.until >= from && s.until <= cursor);
-        if coverage.segments.back().is_some_and(|s| s.until != cursor) {
-            coverage.segments.clear();
-        }
-        let covered_from = coverage.segments.front().map_or(cursor, |s| s.from);
+        let segments: Vec<Segment> = coverage.segments.iter().copied().filter(|s| s.until <= cursor).collect();
+        let covered_from = segments.first().map_or(cursor, |s| s.from);
         let mut merge = coverage.merge.take();
-        let segments: Vec<Segment> = coverage.segments.iter().copied().collect();
-        // Every segment's count is from an earlier poll: what is new in it was counted since this one began.
-        let mut found = FoundSince::default();
         // Unknown ground (after a restart: the coverage is not saved) is read in full first.
         if covered_from > from {
             let range = Range { from, until: covered_from, newest_first: false };
-            let total = self.walk(range, None, &mut found, report).await?;
-            self.coverage.segments.push_front(Segment { from, until: covered_from, total });
+            let (total, seq) = self.walk(range, None, report).await?;
+            self.coverage.segments.push_front(Segment { from, until: covered_from, total, seq });
         }
         // A proposed merge's union is probed again: two answers that agree, with neither part changed
         // in between, make its count one a single wrong header cannot have made up.
         let mut targets = segments.clone();
-        targets.extend(merge.map(|m| Segment { from: m.first.from, until: m.second.until, total: Some(m.total) }));
-        let mut probed = self.probe_all(&targets, report).await?;
-        let union_now = if merge.is_some() { probed.pop().flatten() } else { None };
+        targets.extend(merge.map(|m| Segment {
+            from: m.first.from,
+            until: m.second.until,
+            total: Some(m.total),
+            seq: m.seq,
+        }));
+        // Each segment is probed with a page of its newest records: when its count changed, the records
+        // that arrived late are usually all on it (where ids grow with arrival), and reading it settles
+        // the segment without another request. The union is probed with a single record.
+        let per_page = self.settings.page_size.min(PROBE_PAGE_SIZE);
+        let queries = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let union = i >= segments.len();
+                let range = Range { from: t.from, until: t.until, newest_first: !union };
+                let size = if union { 1 } else { per_page };
+                t.total.map(|_| range.query(1, size))
+            })
+            .collect();
+        let mut pages = self.probe_all(queries, report).await?;
+        let union_now = if merge.is_some() { pages.pop().flatten().and_then(|p| p.total_count) } else { None };
+        let probed: Vec<Option<u64>> = pages.iter().map(|p| p.as_ref().and_then(|p| p.total_count)).collect();
         if let Some(m) = merge.take() {
             let unchanged = |part: Segment| {
                 segments.iter().zip(&probed).any(|(s, p)| *s == part && part.total.is_some() && *p == part.total)
@@ -373,7 +438,7 @@ impl Poller {
                 merge = Some(m);
             }
         }
-        for (segment, probed) in segments.into_iter().zip(probed) {
+        for ((segment, probed), page) in segments.into_iter().zip(probed).zip(pages) {
             if segment.total.is_some() && probed == segment.total {
                 continue;
             }
@@ -387,12 +452,21 @@ impl Poller {
                 "emnify's count for a stretch of the overlap changed; reading it again"
             );
             let range = Range { from: segment.from, until: segment.until, newest_first: true };
-            let total = self.walk(range, segment.total.filter(|_| probed.is_some()), &mut found, report).await;
-            let total = match total {
-                Ok(total) => total,
+            let known = segment.total.filter(|_| probed.is_some()).map(|total| Known::new(total, segment.seq));
+            let settled = match (known, page) {
+                (Some(known), Some(page)) => self.settle_with(range, segment, known, page, report).await,
+                (known, _) => Ok(Err(known)),
+            };
+            let walked = match settled {
+                Ok(Ok(settled)) => Ok(settled),
+                Ok(Err(known)) => self.walk(range, known, report).await,
+                Err(error) => Err(error),
+            };
+            let (total, seq) = match walked {
+                Ok(walked) => walked,
                 Err(error) => {
                     // Read again next time; what was counted stays counted.
-                    self.set_total(segment, None);
+                    self.set_total(segment, None, segment.seq);
                     return Err(error);
                 }
             };
@@ -400,13 +474,14 @@ impl Poller {
             if merge.is_some_and(|m| m.first == segment || m.second == segment) {
                 merge = None;
             }
-            self.set_total(segment, total);
+            self.set_total(segment, total, seq);
         }
         if let Some(m) = merge {
             let coverage = &mut self.coverage;
             if let Some(i) = coverage.segments.iter().position(|s| *s == m.first) {
                 if coverage.segments.get(i + 1) == Some(&m.second) {
-                    coverage.segments[i] = Segment { from: m.first.from, until: m.second.until, total: Some(m.total) };
+                    coverage.segments[i] =
+                        Segment { from: m.first.from, until: m.second.until, total: Some(m.total), seq: m.seq };
                     coverage.segments.remove(i + 1);
                 }
             }
@@ -414,52 +489,67 @@ impl Poller {
         Ok(())
     }
 
-    fn set_total(&mut self, segment: Segment, total: Option<u64>) {
-        if let Some(s) = self.coverage.segments.iter_mut().find(|s| **s == segment) {
-            s.total = total;
+    /// Takes back the memory of boundary records from a walk, and what it learned of `until`.
+    fn absorb(&mut self, boundary: BoundarySeen, until_covers_second: bool) {
+        self.boundary_seen = boundary;
+        if until_covers_second && !self.until_covers_second {
+            tracing::debug!("emnify's until covers the whole second it names");
+            self.until_covers_second = true;
         }
     }
 
-    /// Reads `[from, until]` for the first time. What no later window reaches back to is read in one
-    /// go and forgotten; the rest becomes segments, the last few seconds one of their own. That one is
-    /// read first: events stamped with the second it shares with the rest, arriving between the two
-    /// walks, are then read by the longer one, and reading the short one again later cannot stop
-    /// early for them (they are not new to it), which costs little.
+    /// Records stamped with the segment's last second that a later walk saw first, after the segment's
+    /// count was established: in the segment too, once emnify is known to read `until` as the whole
+    /// second (the newest segment's last second is emnify's current one when it is read, so what that
+    /// second brings later is read by the next poll's new ground).
+    fn seen_by_neighbours(&self, segment: Segment) -> IdSet {
+        if !self.until_covers_second {
+            return IdSet::default();
+        }
+        self.boundary_seen
+            .iter()
+            .filter(|(_, (seq, second))| *second == segment.until && *seq > segment.seq)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn set_total(&mut self, segment: Segment, total: Option<u64>, seq: PassSeq) {
+        if let Some(s) = self.coverage.segments.iter_mut().find(|s| **s == segment) {
+            s.total = total;
+            s.seq = seq;
+        }
+    }
+
+    /// Reads `[from, until]` for the first time: what no later window reaches back to in one go,
+    /// forgotten; the rest becomes a segment.
     async fn read_new(&mut self, from: i64, until: i64, report: &mut PollReport) -> Result<(), ApiError> {
-        let overlap = self.overlap_secs();
-        let kept_from = until.saturating_sub(overlap).saturating_sub(1).max(from);
-        let tail = (overlap / TAIL_PER_OVERLAP).clamp(1, 10);
-        let mut pieces = vec![(kept_from, until)];
-        if until - kept_from > 2 * tail {
-            pieces = vec![(until - tail, until), (kept_from, until - tail)];
-        }
-        for (start, end) in pieces {
-            let range = Range { from: start, until: end, newest_first: false };
-            let total = self.walk(range, None, &mut FoundSince::default(), report).await?;
-            let segment = Segment { from: start, until: end, total };
-            let at = self.coverage.segments.partition_point(|s| s.from < start);
-            self.coverage.segments.insert(at, segment);
-        }
+        let kept_from = until.saturating_sub(self.overlap_secs()).saturating_sub(1).max(from);
+        let range = Range { from: kept_from, until, newest_first: false };
+        let (total, seq) = self.walk(range, None, report).await?;
+        self.coverage.segments.push_back(Segment { from: kept_from, until, total, seq });
         if kept_from > from {
             let range = Range { from, until: kept_from, newest_first: false };
-            self.walk(range, None, &mut FoundSince::default(), report).await?;
+            self.walk(range, None, report).await?;
         }
         Ok(())
     }
 
-    /// Asks emnify for the count of each segment with a known one, a few requests at a time; `None`
-    /// where it did not say (the segment is then read again). A failed probe fails the poll: emnify is
-    /// refusing or failing, and the next poll asks again after the backoff.
-    async fn probe_all(&mut self, segments: &[Segment], report: &mut PollReport) -> Result<Vec<Option<u64>>, ApiError> {
-        let mut results = Vec::with_capacity(segments.len());
+    /// Fetches the probe pages (`None` where there is none to fetch), a few at a time, in order. A
+    /// failed probe fails the poll: emnify is refusing or failing, and the next poll asks again after
+    /// the backoff.
+    async fn probe_all(
+        &mut self,
+        queries: Vec<Option<PageQuery>>,
+        report: &mut PollReport,
+    ) -> Result<Vec<Option<EventPage>>, ApiError> {
+        let count = queries.len();
+        let mut queries = queries.into_iter();
+        let mut results = Vec::with_capacity(count);
         let mut in_flight = VecDeque::new();
-        let mut next = 0;
-        while results.len() < segments.len() {
-            while in_flight.len() < self.settings.requests_in_flight.max(1) && next < segments.len() {
-                let segment = segments[next];
-                let query = Range { from: segment.from, until: segment.until, newest_first: false }.query(1, 1);
-                in_flight.push_back(segment.total.is_some().then(|| self.spawn_fetch(query)));
-                next += 1;
+        while results.len() < count {
+            while in_flight.len() < self.settings.requests_in_flight.max(1) {
+                let Some(query) = queries.next() else { break };
+                in_flight.push_back(query.map(|q| self.spawn_fetch(q)));
             }
             let Some(handle) = in_flight.pop_front() else { break };
             let Some(handle) = handle else {
@@ -469,7 +559,7 @@ impl Poller {
             report.probes += 1;
             self.metrics.polling.record_probe();
             match joined(handle).await {
-                Ok(page) => results.push(page.total_count),
+                Ok(page) => results.push(Some(page)),
                 Err(error) => {
                     in_flight.into_iter().flatten().for_each(|h| h.abort());
                     return Err(error);
@@ -477,6 +567,37 @@ impl Poller {
             }
         }
         Ok(results)
+    }
+
+    /// Counts a segment's probe page (its newest records); returns the count to keep when what it
+    /// held, with the records of the segment's last second that the new ground read first (see
+    /// [`Poller::seen_by_neighbours`]), accounts for everything new to the segment; else what is known
+    /// for walking it.
+    async fn settle_with(
+        &mut self,
+        range: Range,
+        segment: Segment,
+        known: Known,
+        page: EventPage,
+        report: &mut PollReport,
+    ) -> Result<Result<(Option<u64>, PassSeq), Option<Known>>, ApiError> {
+        let per_page = page.per_page.unwrap_or(self.settings.page_size);
+        self.pass_seq += 1;
+        let seq = self.pass_seq;
+        let mut walk =
+            Walked { range, seq, known: Some(known.clone()), found_ids: Some(Vec::new()), ..Walked::new(self) };
+        let ingested = self.ingest_page(range, &range.query(1, per_page), page, &mut walk, report).await;
+        self.absorb(walk.boundary, walk.until_covers_second);
+        let (page, _) = ingested?;
+        self.client.recycle(page.body);
+        // After the page: it may be what shows how emnify reads `until`.
+        let already = self.seen_by_neighbours(segment);
+        let found = walk.found_ids.unwrap_or_default().into_iter().filter(|id| !already.contains(id)).count();
+        let known = Known { already: Arc::new(already), ..known };
+        match page.total_count {
+            Some(now) if known.all_found(now, found as u64) => Ok(Ok((Some(now), seq))),
+            _ => Ok(Err(Some(known))),
+        }
     }
 
     /// Keeps the number of segments (probes a poll) bounded: probes the union of the two shortest
@@ -495,8 +616,9 @@ impl Poller {
         let query = Range { from: first.from, until: second.until, newest_first: false }.query(1, 1);
         report.probes += 1;
         self.metrics.polling.record_probe();
+        let seq = self.pass_seq;
         if let Ok(Some(total)) = joined(self.spawn_fetch(query)).await.map(|page| page.total_count) {
-            self.coverage.merge = Some(Merge { first, second, total });
+            self.coverage.merge = Some(Merge { first, second, total, seq });
         }
     }
 
@@ -517,35 +639,30 @@ impl Poller {
     async fn walk(
         &mut self,
         range: Range,
-        known_total: Option<u64>,
-        found: &mut FoundSince,
+        known: Option<Known>,
         report: &mut PollReport,
-    ) -> Result<Option<u64>, ApiError> {
+    ) -> Result<(Option<u64>, PassSeq), ApiError> {
         let mut range = range;
-        let mut known_total = known_total;
-        let mut kept = None;
-        let mut since_pass = FoundSince::default();
+        let mut known = known;
+        let mut kept = (None, self.pass_seq);
         for pass in 1..=MAX_PASSES {
             report.passes = report.passes.max(pass);
-            // A second pass knows the count as of the first: what is new is what was found since.
-            let found = if pass == 1 { &mut *found } else { &mut since_pass };
-            let seen = self.walk_pages(range, known_total, found, report).await?;
+            self.pass_seq += 1;
+            let seq = self.pass_seq;
+            let seen = self.walk_pages(range, known.clone(), report).await?;
             if seen.found_all.is_some() {
-                return Ok(seen.found_all);
+                return Ok((seen.found_all, seq));
             }
-            let (Some(first), Some(last)) = (seen.first_total, seen.last_total) else { return Ok(None) };
-            kept = Some(last.min(seen.read));
+            let (Some(first), Some(last)) = (seen.first_total, seen.last_total) else { return Ok((None, seq)) };
+            kept = (Some(last.min(seen.read)), seq);
             if first == last {
                 break;
             }
             self.metrics.polling.record_changed_while_paging();
             tracing::debug!(before = first, after = last, "events arrived while paging; reading the range again");
             range.newest_first = true;
-            known_total = kept;
+            known = kept.0.map(|total| Known::new(total, seq));
         }
-        // First seen in this walk's second pass: first seen since `found` began, too.
-        found.ids.extend(since_pass.ids);
-        found.unreadable.extend(since_pass.unreadable);
         Ok(kept)
     }
 
@@ -558,16 +675,16 @@ impl Poller {
     async fn walk_pages(
         &mut self,
         range: Range,
-        known_total: Option<u64>,
-        found_since: &mut FoundSince,
+        known: Option<Known>,
         report: &mut PollReport,
     ) -> Result<Pass, ApiError> {
+        let known_total = known.as_ref().map(|k| k.total);
         let per_page = self.settings.page_size;
         let mut pass = Pass::default();
         let mut page = 1;
         let mut first_len = 0;
         let mut previous_fingerprint = None;
-        let mut walk = Walked { seen: WalkSeen::default(), found: std::mem::take(found_since) };
+        let mut walk = Walked { range, known: known.clone(), ..Walked::new(self) };
         let mut found = 0;
         let mut in_flight = InFlight::default();
         // A read expected to stop early asks for one page at a time until it knows it cannot.
@@ -600,10 +717,8 @@ impl Poller {
             }
             // At least `known` of the range's records were read before, and the count grew by no more
             // than the records found now for the first time: every record it holds has been read.
-            pass.found_all = match (known_total, pass.first_total, done.total_count) {
-                (Some(known), Some(first), Some(now)) if first == now && now >= known && found >= now - known => {
-                    Some(now)
-                }
+            pass.found_all = match (&known, pass.first_total, done.total_count) {
+                (Some(known), Some(first), Some(now)) if first == now && known.all_found(now, found) => Some(now),
                 _ => None,
             };
             if pass.found_all.is_some() {
@@ -643,7 +758,7 @@ impl Poller {
         };
         in_flight.abort();
         tracing::debug!(from = range.from, until = range.until, newest_first = range.newest_first, ?known_total, pages = page, found, read = pass.read, first = ?pass.first_total, last = ?pass.last_total, found_all = ?pass.found_all, "walked");
-        *found_since = walk.found;
+        self.absorb(walk.boundary, walk.until_covers_second);
         walked.map(|()| pass)
     }
 
@@ -763,21 +878,31 @@ struct WalkSeen {
     unreadable: IdSet,
 }
 
-/// Records counted for the first time since a moment: the start of a poll's check of the overlap, or
-/// of a walk's second pass. A walk of a range whose count is known from before that moment has read
-/// everything new in it once it returned as many of these as the count grew by, whichever walk
-/// counted them first (neighbouring ranges share their boundary second).
-#[derive(Default)]
-struct FoundSince {
-    ids: IdSet,
-    unreadable: IdSet,
-}
+/// See [`Poller::boundary_seen`]: id -> (first pass, second).
+type BoundarySeen = HashMap<u64, (PassSeq, i64), foldhash::fast::RandomState>;
 
 /// What a walk carries from page to page (onto the blocking thread that decodes each page and back).
 #[derive(Default)]
 struct Walked {
+    range: Range,
+    /// This pass.
+    seq: PassSeq,
+    /// The range's count from an earlier complete read, if it has one.
+    known: Option<Known>,
     seen: WalkSeen,
-    found: FoundSince,
+    boundary: BoundarySeen,
+    /// A record stamped inside the second `until` names (not at its start) came back: emnify's
+    /// `until` covers that whole second.
+    until_covers_second: bool,
+    /// When wanted, the ids counted in `found`.
+    found_ids: Option<Vec<u64>>,
+}
+
+impl Walked {
+    /// A walk of the poller's current pass, holding its memory of boundary records meanwhile.
+    fn new(poller: &mut Poller) -> Self {
+        Walked { seq: poller.pass_seq, boundary: std::mem::take(&mut poller.boundary_seen), ..Walked::default() }
+    }
 }
 
 /// What became of a page.
@@ -806,7 +931,7 @@ fn decode_and_count(
     let mut summary =
         PageSummary { len: events.len(), readable: 0, new_in_walk: 0, distinct_new: 0, found: 0, fingerprint: 0 };
     let mut fingerprint = foldhash::quality::FixedState::with_seed(0x656d_6e69_6679).build_hasher();
-    // Records new to this walk, to see after counting which of them were found since the walk began.
+    // Records new to this walk (with their second), to see after counting which are new to the range.
     let mut new_ids = Vec::new();
     let mut new_unreadable = Vec::new();
     for decoded in &events {
@@ -815,7 +940,11 @@ fn decode_and_count(
                 summary.readable += 1;
                 if walk.seen.ids.insert(event.id) {
                     summary.new_in_walk += 1;
-                    new_ids.push(event.id);
+                    let second = event.timestamp_millis.map(|t| t.div_euclid(1000));
+                    new_ids.push((event.id, second));
+                }
+                if let Some(t) = event.timestamp_millis {
+                    walk.until_covers_second |= t.div_euclid(1000) == walk.range.until && t.rem_euclid(1000) != 0;
                 }
                 fingerprint.write_u64(event.id);
             }
@@ -841,10 +970,33 @@ fn decode_and_count(
     // A save that fails here is retried by the poll's closing checkpoint.
     let ingested = lock(tally).ingest_noting(events, origin, Some(&mut first_seen));
     ingested.finish(tally);
-    walk.found.ids.extend(first_seen.ids);
-    walk.found.unreadable.extend(first_seen.unreadable);
-    summary.found = (new_ids.iter().filter(|id| walk.found.ids.contains(id)).count()
-        + new_unreadable.iter().filter(|fp| walk.found.unreadable.contains(fp)).count()) as u64;
+    let fresh: IdSet = first_seen.ids.into_iter().collect();
+    let range = walk.range;
+    let already = walk.known.as_ref().map(|k| k.already.clone()).unwrap_or_default();
+    for (id, second) in new_ids {
+        if already.contains(&id) {
+            // Counted as new to the range already.
+        } else if fresh.contains(&id) {
+            summary.found += 1;
+            if let Some(found) = &mut walk.found_ids {
+                found.push(id);
+            }
+            // A second this range shares with a neighbour (or none that can be trusted): the neighbour
+            // may hold the record too.
+            let inside = second.filter(|s| (range.from..=range.until).contains(s));
+            if inside.is_none_or(|s| s == range.from || s == range.until) {
+                walk.boundary.insert(id, (walk.seq, inside.unwrap_or(range.until)));
+            }
+        } else if let (Some(known), Some((seq, _))) = (&walk.known, walk.boundary.get(&id)) {
+            if *seq > known.seq {
+                summary.found += 1;
+                if let Some(found) = &mut walk.found_ids {
+                    found.push(id);
+                }
+            }
+        }
+    }
+    summary.found += new_unreadable.iter().filter(|fp| first_seen.unreadable.contains(fp)).count() as u64;
     Ok(Page::Counted(summary, ingested.counts))
 }
 

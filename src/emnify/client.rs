@@ -176,6 +176,8 @@ pub struct Client {
     /// A page buffer handed back by [`Client::recycle`], so the next page is read into memory that is
     /// already mapped instead of a fresh allocation faulted in page by page.
     spare_body: std::sync::Mutex<Option<bytes::BytesMut>>,
+    /// emnify answered `sort=-id` with 400 or 422.
+    descending_refused: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -220,6 +222,7 @@ impl Client {
                 jitter: SplitMix64::from_time(),
             }),
             spare_body: std::sync::Mutex::new(None),
+            descending_refused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -258,11 +261,25 @@ impl Client {
     /// `GET /api/v1/event` for one page of a time window, sorted by id so the order is total and stable
     /// (ascending, or descending for [`PageQuery::newest_first`]).
     pub async fn event_page(&self, query: &PageQuery) -> Result<EventPage, ApiError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let descending = query.newest_first && !self.descending_refused.load(Relaxed);
+        match self.event_page_sorted(query, descending).await {
+            // `sort=-id` is in emnify's examples but not promised for events: without it, ascending.
+            Err(ApiError::Status { status: 400 | 422, .. }) if descending => {
+                tracing::warn!("emnify refused sort=-id on the event list; sorting by ascending id from now on");
+                self.descending_refused.store(true, Relaxed);
+                self.event_page_sorted(query, false).await
+            }
+            page => page,
+        }
+    }
+
+    async fn event_page_sorted(&self, query: &PageQuery, descending: bool) -> Result<EventPage, ApiError> {
         let q = format!("from:{},until:{}", format_filter_date(query.from), format_filter_date(query.until));
         let params = form_urlencoded::Serializer::new(String::new())
             .append_pair("page", &query.page.to_string())
             .append_pair("per_page", &query.per_page.to_string())
-            .append_pair("sort", if query.newest_first { "-id" } else { "id" })
+            .append_pair("sort", if descending { "-id" } else { "id" })
             .append_pair("q", &q)
             .finish();
         let url = format!("{}/api/v1/event?{params}", self.settings.api_url);

@@ -97,20 +97,26 @@ async fn a_count_that_lies_costs_reads_not_counts() {
 /// Over many polls with late events each event is read about once, not once per poll its overlap spans.
 #[tokio::test]
 async fn each_event_is_read_about_once() {
-    let mut run = run(sim_config(23), 100, Duration::from_secs(600), 4).await;
+    // Ids that grow with arrival, as a database sequence's: a stretch that gained late events finds
+    // them on its probe page (with random ids it reads until it found them, about half the stretch).
+    let config = SimulatorConfig { ascending_ids: true, ..sim_config(23) };
+    let mut run = run(config, 100, Duration::from_secs(600), 4).await;
     let mut received = 0;
     for round in 0..8u64 {
         run.sim.generate(300);
         if round % 3 == 2 {
             run.sim.generate_aged(10, Duration::from_secs(30 * round));
         }
-        received += poll(&mut run).await.counts.received;
+        // Events of the second a poll ends in are read again by the next (neighbouring windows share
+        // it): here they are all of a round's, so each poll waits until that second is past.
         wait_until_windows_reach_now().await;
+        received += poll(&mut run).await.counts.received;
     }
     let produced = run.sim.truth().total();
     assert_counts_match(&run.metrics, &run.sim.truth());
-    // Reading the whole overlap on every poll would have received each event up to 8 times.
-    assert!(received < 2 * produced, "{received} records received for {produced} events");
+    // Reading the whole overlap on every poll receives the k-th round's events 9 - k times: 4.5 times
+    // the events. Here each is read about once, plus the seconds neighbouring windows share.
+    assert!(received < 3 * produced, "{received} records received for {produced} events");
 }
 
 /// Against a slow API, pages the headers announce are fetched ahead, never more than the bound at once,
