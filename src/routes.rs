@@ -9,13 +9,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, VARY, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{respond, serve_http, text, HttpLimits, HttpResponse, WholeBody};
-use crate::metrics::{Metrics, StateHealth, TEXT_CONTENT_TYPE};
+use crate::metrics::{Exposition, Metrics, StateHealth};
 use crate::receiver::Receiver;
 use crate::timefmt::now_millis;
 use crate::webconfig::WebSecurity;
@@ -84,8 +84,12 @@ fn answer(state: &ServerState, req: &Request<Incoming>, path: &str, authorized: 
         "/-/ready" => text(StatusCode::OK, "Ready\n"),
         "/" => landing_page(state),
         _ => {
-            let (published, live) = state.metrics.encode_parts();
-            respond(StatusCode::OK, TEXT_CONTENT_TYPE, WholeBody::two(published, live))
+            let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+            let format = Exposition::from_accept(accept);
+            let (published, live) = state.metrics.encode_parts(format);
+            let mut response = respond(StatusCode::OK, format.content_type(), WholeBody::two(published, live));
+            response.headers_mut().insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+            response
         }
     }
 }

@@ -8,9 +8,6 @@ use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, TextEncoder};
 
-/// The `Content-Type` of the text exposition format the server sends.
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
 /// A counter family with many label sets (one per event type, organisation, ...), exposed from
 /// label text rendered once per series: encoding then costs a copy and a number per series, not
 /// the protobuf round trip of [`prometheus::Registry::gather`] (about 20 ms for 10,000 series).
@@ -61,6 +58,29 @@ impl LabelledFamily {
         }
         let help = self.help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = write!(out, "# HELP {} {help}\n# TYPE {} counter\n", self.name, self.name);
+        out.reserve(series.len() * (self.name.len() + 128));
+        for (labels, counter) in series.iter() {
+            out.extend_from_slice(self.name.as_bytes());
+            out.extend_from_slice(labels.as_bytes());
+            let _ = writeln!(out, " {}", counter.get());
+        }
+    }
+}
+
+impl LabelledFamily {
+    /// Appends the family in OpenMetrics text (nothing while it has no series): named without
+    /// `_total`, its samples with it.
+    pub(super) fn encode_openmetrics(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        if series.is_empty() {
+            return;
+        }
+        let family = self.name.strip_suffix("_total").unwrap_or(self.name);
+        let help = self.help.replace('\\', "\\\\").replace('\n', "\\n");
+        out.extend_from_slice(format!("# HELP {family} ").as_bytes());
+        super::exposition::write_help_text(help.as_bytes(), out);
+        let _ = write!(out, "\n# TYPE {family} counter\n");
         out.reserve(series.len() * (self.name.len() + 128));
         for (labels, counter) in series.iter() {
             out.extend_from_slice(self.name.as_bytes());

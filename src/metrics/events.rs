@@ -183,7 +183,7 @@ impl EventMetrics {
         );
         let over_limit = reg.counter(
             "emnify_events_over_organisation_limit_total",
-            "Events counted under organisation_id=\"overflow\" because --metrics.max-organisations organisations \
+            "Events counted under organisation_id=overflow because --metrics.max-organisations organisations \
              have series of their own already (never dropped).",
         );
         let organisations = reg.int_gauge(
@@ -192,7 +192,7 @@ impl EventMetrics {
         );
         let limit = reg.int_gauge(
             "emnify_organisations_limit",
-            "--metrics.max-organisations: organisations beyond it share the organisation_id=\"overflow\" series.",
+            "--metrics.max-organisations: organisations beyond it share the organisation_id=overflow series.",
         );
         limit.set(i64::try_from(limits.max_organisations).unwrap_or(i64::MAX));
         EventMetrics {
@@ -332,7 +332,7 @@ impl EventMetrics {
                 organisation_id = org_id,
                 limit = self.names.limits().max_organisations,
                 "more organisations than --metrics.max-organisations: new ones are counted under \
-                 organisation_id=\"overflow\" (see emnify_events_over_organisation_limit_total)"
+                 organisation_id=overflow (see emnify_events_over_organisation_limit_total)"
             );
         }
     }

@@ -16,6 +16,7 @@ use crate::http::ConnectionCounters;
 mod build;
 mod encode;
 mod events;
+mod exposition;
 mod labels;
 mod persist;
 mod polling;
@@ -25,9 +26,9 @@ mod push;
 mod registrar;
 mod state;
 
-pub use encode::TEXT_CONTENT_TYPE;
 use encode::{encode_families, LabelledFamily};
 pub use events::{EventMetrics, EventRecorder};
+pub use exposition::{Exposition, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 pub use labels::{SeriesLimits, OVERFLOW, POLL_ERROR_REASONS, PUSH_REJECT_REASONS};
 use persist::CounterTable;
 pub use persist::CounterValue;
@@ -65,7 +66,14 @@ fn register_connection_counters(live: &Registry) -> ConnectionCounters {
 }
 
 /// The exposition of the exporter's own metrics at one moment; see [`Metrics::prepare_publication`].
-pub struct Publication(bytes::Bytes);
+pub struct Publication(Published);
+
+/// The published exposition in both formats.
+#[derive(Clone, Default)]
+struct Published {
+    prometheus: bytes::Bytes,
+    openmetrics: bytes::Bytes,
+}
 
 /// Every metric of the process: one, shared by the poller, the receiver and the server.
 pub struct Metrics {
@@ -76,7 +84,7 @@ pub struct Metrics {
     /// Families exposed from their own text rather than through `registry`, in name order.
     labelled: Vec<Arc<LabelledFamily>>,
     /// The exposition of `registry` and `labelled` at the last publication.
-    published: Mutex<bytes::Bytes>,
+    published: Mutex<Published>,
     /// Every counter family, for the state file.
     counters: CounterTable,
     pub events: EventMetrics,
@@ -115,7 +123,7 @@ impl Metrics {
             registry,
             live_registry,
             labelled,
-            published: Mutex::new(bytes::Bytes::new()),
+            published: Mutex::new(Published::default()),
             counters,
             events,
             polling,
@@ -149,10 +157,13 @@ impl Metrics {
     /// (once what they count is saved).
     pub fn prepare_publication(&self) -> Publication {
         let mut text = encode_families(&self.registry.gather());
+        let mut openmetrics = Vec::new();
+        exposition::to_openmetrics(&text, &mut openmetrics);
         for family in &self.labelled {
             family.encode(&mut text);
+            family.encode_openmetrics(&mut openmetrics);
         }
-        Publication(text.into())
+        Publication(Published { prometheus: text.into(), openmetrics: openmetrics.into() })
     }
 
     /// Makes a prepared exposition what scrapes see.
@@ -162,15 +173,29 @@ impl Metrics {
 
     /// The text exposition (what `/metrics` serves): the published values, then fresh `process_*` metrics.
     pub fn encode(&self) -> Vec<u8> {
-        let (published, live) = self.encode_parts();
+        self.encode_as(Exposition::Prometheus)
+    }
+
+    /// The exposition in `format`.
+    pub fn encode_as(&self, format: Exposition) -> Vec<u8> {
+        let (published, live) = self.encode_parts(format);
         [&published[..], &live[..]].concat()
     }
 
     /// [`Metrics::encode`] in its two parts: the published values, shared (every scrape in flight
     /// references the one buffer, however large), and the fresh `process_*` and state-file metrics.
-    pub fn encode_parts(&self) -> (bytes::Bytes, bytes::Bytes) {
+    pub fn encode_parts(&self, format: Exposition) -> (bytes::Bytes, bytes::Bytes) {
         let published = self.published.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        (published, encode_families(&self.live_registry.gather()).into())
+        let live = encode_families(&self.live_registry.gather());
+        match format {
+            Exposition::Prometheus => (published.prometheus, live.into()),
+            Exposition::OpenMetrics => {
+                let mut text = Vec::with_capacity(live.len() + 64);
+                exposition::to_openmetrics(&live, &mut text);
+                text.extend_from_slice(b"# EOF\n");
+                (published.openmetrics, text.into())
+            }
+        }
     }
 
     /// Notes that progress is saved to a state file (for the landing page).
@@ -259,7 +284,7 @@ mod tests {
         assert!(String::from_utf8(m.encode()).unwrap().contains(r#"event_type="Update location""#));
         // Scrapes in flight share the published buffer (200 slow readers of a large /metrics must not
         // hold 200 copies of it).
-        let (first, second) = (m.encode_parts().0, m.encode_parts().0);
+        let (first, second) = (m.encode_parts(Exposition::Prometheus).0, m.encode_parts(Exposition::Prometheus).0);
         assert_eq!((first.as_ptr(), first.len()), (second.as_ptr(), second.len()));
         m.events.record_duplicate();
         let saved = m.counter_values();

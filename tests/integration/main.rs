@@ -13,6 +13,7 @@ mod deploy_manifests;
 mod event_times;
 mod exactly_once;
 mod examples;
+mod exposition;
 mod faults;
 mod http;
 mod layering;
