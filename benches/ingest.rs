@@ -12,7 +12,7 @@ use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
 use emnify_exporter::dedup::RecentIds;
 use emnify_exporter::emnify::decode_event_list;
-use emnify_exporter::metrics::{Metrics, SeriesLimits};
+use emnify_exporter::metrics::{Exposition, Metrics, SeriesLimits};
 use emnify_exporter::simulator::{Simulator, SimulatorConfig};
 use emnify_exporter::tally::{Origin, Tally, TallySettings};
 
@@ -205,5 +205,21 @@ fn ratios() {
             publish.as_secs_f64() * 1e3,
             scrape.as_secs_f64() * 1e3
         );
+        for format in [Exposition::Prometheus, Exposition::OpenMetrics] {
+            let text = m.encode_as(format);
+            let mut compressed = 0;
+            let gzip = best(10, || {
+                use std::io::Write;
+                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                encoder.write_all(&text).expect("in memory");
+                compressed = encoder.finish().expect("in memory").len();
+            });
+            println!(
+                "    {format:?}: {:>9} bytes, gzip {:>8} bytes in {:>7.2} ms",
+                text.len(),
+                compressed,
+                gzip.as_secs_f64() * 1e3
+            );
+        }
     }
 }

@@ -81,6 +81,11 @@ impl WholeBody {
     fn len(&self) -> u64 {
         self.0.iter().flatten().map(|b| b.len() as u64).sum()
     }
+
+    /// The parts, in order.
+    pub fn parts(&self) -> impl Iterator<Item = &Bytes> {
+        self.0.iter().flatten()
+    }
 }
 
 impl hyper::body::Body for WholeBody {

@@ -9,7 +9,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, VARY, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, VARY, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, StatusCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +58,13 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<HttpR
                 }
                 _ => true,
             };
-            answer(&state, &req, &path, authorized)
+            let response = answer(&state, &req, &path, authorized);
+            let compress = path == state.telemetry_path && req.method() == Method::GET && accepts_gzip(&req);
+            if compress && response.status() == StatusCode::OK {
+                gzip(response).await
+            } else {
+                response
+            }
         }
         _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
     };
@@ -66,6 +74,42 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<HttpR
         }
     }
     Ok(response)
+}
+
+/// Whether the request takes a gzip-encoded answer (`Accept-Encoding: gzip`, not at `q=0`).
+fn accepts_gzip(req: &Request<Incoming>) -> bool {
+    let header = req.headers().get_all(ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok());
+    header.flat_map(|v| v.split(',')).any(|coding| {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        let q = parts.find_map(|p| p.strip_prefix("q=")).map_or(1.0, |q| q.trim().parse().unwrap_or(0.0));
+        (name.eq_ignore_ascii_case("gzip") || name == "*") && q > 0.0
+    })
+}
+
+/// The response with its body gzip-compressed, on the blocking pool (a large workspace's exposition
+/// is megabytes): fast compression, as node_exporter's, since it is done for every scrape.
+async fn gzip(response: HttpResponse) -> HttpResponse {
+    use std::io::Write;
+    let (mut parts, body) = response.into_parts();
+    let chunks: Vec<bytes::Bytes> = body.parts().cloned().collect();
+    let compressed = tokio::task::spawn_blocking(move || {
+        let size = chunks.iter().map(|c| c.len()).sum::<usize>();
+        let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(size / 6 + 64), flate2::Compression::fast());
+        for chunk in &chunks {
+            encoder.write_all(chunk)?;
+        }
+        encoder.finish()
+    })
+    .await;
+    match compressed {
+        Ok(Ok(bytes)) => {
+            parts.headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            hyper::Response::from_parts(parts, WholeBody::new(bytes))
+        }
+        // Never happens with an in-memory buffer; the uncompressed answer is still right.
+        _ => hyper::Response::from_parts(parts, body),
+    }
 }
 
 fn answer(state: &ServerState, req: &Request<Incoming>, path: &str, authorized: bool) -> HttpResponse {

@@ -79,3 +79,39 @@ async fn openmetrics_for_prometheus_and_the_text_format_for_curl() {
     assert_openmetrics_valid(&om);
     exporter.shutdown.cancel();
 }
+
+/// `Accept-Encoding: gzip` gets the exposition gzip-compressed (in either format), `q=0` or no header
+/// the plain one; both hold the same samples.
+#[tokio::test]
+async fn gzip_when_asked_for() {
+    use std::io::Read;
+    let sim = TestSimulator::start(sim_config(32)).await;
+    sim.sim.generate(300);
+    let exporter = TestExporter::start(sim.exporter_config()).await;
+    exporter.wait_for_total(300).await;
+    let get = async |encoding: Option<&str>, accept: &str| {
+        let mut request = http_client().get(exporter.url("/metrics")).header("accept", accept);
+        if let Some(encoding) = encoding {
+            request = request.header("accept-encoding", encoding);
+        }
+        let response = request.send().await.expect("GET /metrics");
+        let coding = response.headers().get("content-encoding").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(response.headers()["vary"], "Accept, Accept-Encoding");
+        (coding, response.bytes().await.expect("a body").to_vec())
+    };
+    let (plain_coding, plain) = get(None, "*/*").await;
+    assert_eq!(plain_coding, None);
+    assert_eq!(get(Some("gzip;q=0"), "*/*").await.0, None, "refused at q=0");
+    for accept in ["*/*", PROMETHEUS_2] {
+        let (coding, compressed) = get(Some("gzip, deflate"), accept).await;
+        assert_eq!(coding.as_deref(), Some("gzip"));
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&compressed[..]).read_to_string(&mut text).expect("valid gzip");
+        assert!(compressed.len() * 3 < text.len(), "{} bytes compressed to {}", text.len(), compressed.len());
+        assert_eq!(sum(&parse_exposition(&text), "emnify_events_total", &[]), 300.0);
+        assert_eq!(text.ends_with("# EOF\n"), accept == PROMETHEUS_2);
+    }
+    let plain = String::from_utf8(plain).unwrap();
+    assert_eq!(sum(&parse_exposition(&plain), "emnify_events_total", &[]), 300.0);
+    exporter.shutdown.cancel();
+}
