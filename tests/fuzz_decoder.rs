@@ -326,6 +326,7 @@ fn expected(element: &J) -> Expected {
                 severity_id: small(&get_ref("event_severity")),
                 organisation_id: organisation.as_ref().and_then(|o| o.id),
                 organisation_name: organisation.and_then(|o| o.name).map(Into::into),
+                endpoint_id: get_ref("endpoint").and_then(|r| r.id),
             })
         }
         (None, _) => Expected::Unreadable { id: None, reason: "missing_id" },
@@ -528,7 +529,7 @@ fn key() -> BoxedStrategy<String> {
     prop_oneof![
         2 => prop::sample::select(vec![
             "id", "name", "description", "timestamp", "alert", "event_type", "event_source",
-            "event_severity", "organisation", "Id", "id ",
+            "event_severity", "organisation", "endpoint", "Id", "id ",
         ])
         .prop_map(String::from),
         1 => text(),

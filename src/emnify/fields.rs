@@ -22,6 +22,8 @@ pub struct Event<'a> {
     pub severity_id: Option<u32>,
     pub organisation_id: Option<u64>,
     pub organisation_name: Option<Cow<'a, str>>,
+    /// The device (`endpoint.id`) the event concerns, for exemplars; `None` if absent or unreadable.
+    pub endpoint_id: Option<u64>,
 }
 
 /// An element of an event list that is well-formed JSON but cannot be counted.
@@ -59,6 +61,7 @@ pub(crate) struct EventFields<'a> {
     pub(crate) severity_id: Option<u64>,
     pub(crate) organisation_id: Option<u64>,
     pub(crate) organisation_name: Option<Cow<'a, str>>,
+    pub(crate) endpoint_id: Option<u64>,
 }
 
 /// `decoded_event!(fields, timestamp_millis)`: `Ok(Ok(event))` for an [`EventFields`] local that
@@ -99,6 +102,7 @@ macro_rules! decoded_event {
             severity_id: small($fields.severity_id),
             organisation_id: $fields.organisation_id,
             organisation_name: $fields.organisation_name,
+            endpoint_id: $fields.endpoint_id,
         }))
     }};
 }

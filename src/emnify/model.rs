@@ -230,6 +230,7 @@ fn read_event<'de, A: MapAccess<'de>>(mut map: A) -> Result<DecodedEvent<'de>, A
                     None => (None, None),
                 };
             }
+            Key::Endpoint => fields.endpoint_id = id_of(map.next_value::<Ref<'de, false>>()?.0),
             Key::Name | Key::Other => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -250,6 +251,7 @@ pub(crate) enum Key {
     EventSource,
     EventSeverity,
     Organisation,
+    Endpoint,
     Name,
     Other,
 }
@@ -286,6 +288,7 @@ impl Key {
             b"event_source" => Key::EventSource,
             b"event_severity" => Key::EventSeverity,
             b"organisation" => Key::Organisation,
+            b"endpoint" => Key::Endpoint,
             b"name" => Key::Name,
             _ => Key::Other,
         }

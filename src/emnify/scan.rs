@@ -361,6 +361,7 @@ impl<'a> Scanner<'a> {
                     Key::Organisation => {
                         (fields.organisation_id, fields.organisation_name) = self.reference::<true>()?;
                     }
+                    Key::Endpoint => fields.endpoint_id = self.reference::<false>()?.0,
                     Key::Name | Key::Other => self.skip_value()?,
                 }
                 if !self.more_members(b'}')? {

@@ -267,6 +267,7 @@ mod tests {
             severity_id: Some(1),
             organisation_id: org.map(|o| o.0),
             organisation_name: org.map(|o| Cow::Borrowed(o.1)),
+            endpoint_id: Some(7000 + id),
         }
     }
 
