@@ -2,7 +2,7 @@
 //! labelled families through [`LabelledFamily`], which renders each series' labels only once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
@@ -18,7 +18,42 @@ pub(super) struct LabelledFamily {
     /// Not registered in the registry: [`LabelledFamily::encode`] exposes it.
     vec: IntCounterVec,
     /// Each series' `{name="value",...}` with its counter, in the order of that text.
-    series: Mutex<BTreeMap<String, IntCounter>>,
+    series: Mutex<BTreeMap<String, Series>>,
+}
+
+/// One series: its counter, and the newest event counted in it (its exemplar).
+struct Series {
+    counter: IntCounter,
+    exemplar: Arc<ExemplarSlot>,
+}
+
+/// An event as an OpenMetrics exemplar of the series it was counted in: which event, and which
+/// device it concerns. Fixed size: keeping the newest costs a copy, never an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exemplar {
+    pub event_id: u64,
+    pub endpoint_id: Option<u64>,
+    /// The event's time (as counted), Unix ms.
+    pub timestamp_millis: i64,
+}
+
+/// Where a series keeps its exemplar.
+#[derive(Debug, Default)]
+pub struct ExemplarSlot(Mutex<Option<Exemplar>>);
+
+impl ExemplarSlot {
+    /// Keeps `exemplar` unless the one kept is newer: Prometheus drops an exemplar older than the
+    /// newest it stored for the series, so an event that arrived late never replaces a newer one.
+    pub fn offer(&self, exemplar: Exemplar) {
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.is_none_or(|k| k.timestamp_millis <= exemplar.timestamp_millis) {
+            *kept = Some(exemplar);
+        }
+    }
+
+    pub fn get(&self) -> Option<Exemplar> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl LabelledFamily {
@@ -29,10 +64,17 @@ impl LabelledFamily {
 
     /// The counter of one label set (values in the order of `label_names`), created at zero if new.
     pub(super) fn with_label_values(&self, values: &[&str]) -> IntCounter {
+        self.handle(values).0
+    }
+
+    /// The counter of one label set and its exemplar slot, created if new.
+    pub(super) fn handle(&self, values: &[&str]) -> (IntCounter, Arc<ExemplarSlot>) {
         let counter = self.vec.with_label_values(values);
         let rendered = render_labels(self.label_names.iter().copied().zip(values.iter().copied()));
-        self.series.lock().unwrap_or_else(PoisonError::into_inner).entry(rendered).or_insert_with(|| counter.clone());
-        counter
+        let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry =
+            series.entry(rendered).or_insert_with(|| Series { counter: counter.clone(), exemplar: Arc::default() });
+        (counter, entry.exemplar.clone())
     }
 
     /// The counter of a label set given by name; `None` if the names do not fit this family.
@@ -59,10 +101,10 @@ impl LabelledFamily {
         let help = self.help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = write!(out, "# HELP {} {help}\n# TYPE {} counter\n", self.name, self.name);
         out.reserve(series.len() * (self.name.len() + 128));
-        for (labels, counter) in series.iter() {
+        for (labels, series) in series.iter() {
             out.extend_from_slice(self.name.as_bytes());
             out.extend_from_slice(labels.as_bytes());
-            let _ = writeln!(out, " {}", counter.get());
+            let _ = writeln!(out, " {}", series.counter.get());
         }
     }
 }
@@ -82,10 +124,19 @@ impl LabelledFamily {
         super::exposition::write_help_text(help.as_bytes(), out);
         let _ = write!(out, "\n# TYPE {family} counter\n");
         out.reserve(series.len() * (self.name.len() + 128));
-        for (labels, counter) in series.iter() {
+        for (labels, series) in series.iter() {
             out.extend_from_slice(self.name.as_bytes());
             out.extend_from_slice(labels.as_bytes());
-            let _ = writeln!(out, " {}", counter.get());
+            let _ = write!(out, " {}", series.counter.get());
+            if let Some(e) = series.exemplar.get() {
+                let _ = write!(out, " # {{event_id=\"{}\"", e.event_id);
+                if let Some(endpoint) = e.endpoint_id {
+                    let _ = write!(out, ",endpoint_id=\"{endpoint}\"");
+                }
+                let (secs, millis) = (e.timestamp_millis.div_euclid(1000), e.timestamp_millis.rem_euclid(1000));
+                let _ = write!(out, "}} 1 {secs}.{millis:03}");
+            }
+            out.push(b'\n');
         }
     }
 }
@@ -122,4 +173,20 @@ pub(super) fn encode_families(families: &[MetricFamily]) -> Vec<u8> {
         tracing::error!(error = %err, "encoding metrics failed");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exemplar_never_goes_back_in_time() {
+        let slot = ExemplarSlot::default();
+        let at = |event_id, timestamp_millis| Exemplar { event_id, endpoint_id: Some(9), timestamp_millis };
+        slot.offer(at(1, 2_000));
+        slot.offer(at(2, 1_000));
+        assert_eq!(slot.get(), Some(at(1, 2_000)), "an event that arrived late keeps the newer exemplar");
+        slot.offer(at(3, 2_000));
+        assert_eq!(slot.get(), Some(at(3, 2_000)));
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
-use super::encode::LabelledFamily;
+use super::encode::{Exemplar, ExemplarSlot, LabelledFamily};
 use super::labels::{
     zero_series, LabelNames, OrgKey, Organisation, SeriesLimits, SKIP_REASONS, UNREADABLE_REASONS,
     ZEROED_GENERIC_CAUSES,
@@ -31,6 +31,8 @@ struct EventKey {
 /// Counter handles of one event label set, resolved once.
 struct EventHandles {
     events: IntCounter,
+    /// The series' newest event, an OpenMetrics exemplar.
+    exemplar: Arc<ExemplarSlot>,
     /// Only for alert-flagged events, so non-alert types add no zero series.
     alerts: Option<IntCounter>,
     /// The organisation name the last event of this label set carried: a rename shows as a mismatch
@@ -39,6 +41,9 @@ struct EventHandles {
 }
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A series' counter and its exemplar slot.
+type CounterWithExemplar = (IntCounter, Arc<ExemplarSlot>);
 
 /// Each label set's handles, kept under the recorder's lock.
 type HandleCache = FastMap<EventKey, EventHandles>;
@@ -95,7 +100,7 @@ pub struct EventMetrics {
     counted: IntCounter,
     names: Arc<LabelNames>,
     handles: Mutex<HandleCache>,
-    generic_handles: Mutex<HashMap<(OrgKey, &'static str), IntCounter>>,
+    generic_handles: Mutex<HashMap<(OrgKey, &'static str), CounterWithExemplar>>,
     /// Events counted under `organisation_id="overflow"`.
     over_limit: IntCounter,
     /// Organisations with series of their own, and the limit.
@@ -284,9 +289,11 @@ impl EventMetrics {
     fn resolve(&self, key: EventKey) -> EventHandles {
         let organisation = self.names.organisation(key.organisation);
         let labels = self.names.event(key.event_type, key.source, key.severity, organisation);
+        let (events, exemplar) = self.total.handle(&labels.events());
         let handles = EventHandles {
             last_org_name: None,
-            events: self.total.with_label_values(&labels.events()),
+            events,
+            exemplar,
             alerts: key.alert.then(|| self.alerts.with_label_values(&labels.alerts())),
         };
         match key.organisation {
@@ -312,12 +319,12 @@ impl EventMetrics {
 
     /// The counter of Generic events of `cause` in an organisation; its labels are looked up only when it is
     /// new, as this runs for every Generic event.
-    fn generic_counter(&self, org: OrgKey, cause: &'static str) -> IntCounter {
+    fn generic_counter(&self, org: OrgKey, cause: &'static str) -> CounterWithExemplar {
         let mut map = self.generic_handles.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry((org, cause))
             .or_insert_with(|| {
                 let org = self.names.organisation(org);
-                self.generic.with_label_values(&[cause, org.name.as_str(), org.id.as_str()])
+                self.generic.handle(&[cause, org.name.as_str(), org.id.as_str()])
             })
             .clone()
     }
@@ -385,12 +392,24 @@ impl EventRecorder<'_> {
             }
         }
         h.events.inc();
+        let exemplar = time_millis.or(event.timestamp_millis).map(|timestamp_millis| Exemplar {
+            event_id: event.id,
+            endpoint_id: event.endpoint_id,
+            timestamp_millis,
+        });
+        if let Some(exemplar) = exemplar {
+            h.exemplar.offer(exemplar);
+        }
         if let Some(alerts) = &h.alerts {
             alerts.inc();
         }
         if event.event_type_id == GENERIC_EVENT_TYPE {
             let cause = generic_cause(&event.description);
-            metrics.generic_counter(key.organisation, cause).inc();
+            let (counter, slot) = metrics.generic_counter(key.organisation, cause);
+            counter.inc();
+            if let Some(exemplar) = exemplar {
+                slot.offer(exemplar);
+            }
         }
         self.counted += 1;
         if let Some(ts) = time_millis {

@@ -74,6 +74,32 @@ async fn openmetrics_for_prometheus_and_the_text_format_for_curl() {
         names
     };
     assert_eq!(names(&om_samples), names(&text_samples));
+    // Each event series carries its newest event as an exemplar, in OpenMetrics only: an event the
+    // simulator produced, with the device it concerns.
+    assert!(!text.contains(" # {"));
+    let known: std::collections::HashSet<u64> = sim.sim.event_ids().into_iter().collect();
+    let (mut exemplars, mut with_device) = (0, 0);
+    for line in
+        om.lines().filter(|l| l.starts_with("emnify_events_total{") || l.starts_with("emnify_generic_events_total{"))
+    {
+        let Some((_, exemplar)) = line.split_once(" # ") else { continue };
+        exemplars += 1;
+        let field = |name: &str| -> Option<u64> {
+            let start = exemplar.find(&format!("{name}=\""))? + name.len() + 2;
+            exemplar[start..].split('"').next()?.parse().ok()
+        };
+        let event = field("event_id").expect("an event id");
+        assert!(known.contains(&event), "{line}");
+        // Events about an organisation or a user concern no device.
+        if let Some(endpoint) = field("endpoint_id") {
+            with_device += 1;
+            assert!(sim.sim.endpoint_event_ids(endpoint).contains(&event), "{line}: not that device's event");
+        }
+        let value_and_time: Vec<&str> = exemplar.rsplit('}').next().unwrap().split_whitespace().collect();
+        assert_eq!(value_and_time[0], "1", "{line}");
+        assert!(value_and_time[1].parse::<f64>().unwrap() > 1.7e9, "{line}");
+    }
+    assert!(exemplars >= 5 && with_device >= 3, "{exemplars} exemplars, {with_device} with a device");
     // promtool reads the Prometheus text format only; OpenMetrics goes through a strict parser of its own.
     assert_promtool_clean(&text);
     assert_openmetrics_valid(&om);
