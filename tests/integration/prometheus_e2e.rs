@@ -101,6 +101,33 @@ async fn a_real_prometheus_scrapes_records_alerts_and_answers_every_shipped_quer
         firing_after.as_secs_f64()
     );
 
+    // The burst's devices are in Prometheus as exemplars of the organisation's Generic series: events
+    // the simulator produced, each with the device it concerns.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (start, end) = ((now - 600).to_string(), (now + 60).to_string());
+    let query = r#"emnify_generic_events_total{organisation_id="719710"}"#;
+    let mut stored = Vec::new();
+    let found = wait_for(Duration::from_secs(30), async || {
+        let answer =
+            prometheus.api("/api/v1/query_exemplars", &[("query", query), ("start", &start), ("end", &end)]).await;
+        assert_eq!(answer["status"], "success", "{answer}");
+        stored = answer["data"].as_array().cloned().unwrap_or_default();
+        !stored.is_empty()
+    })
+    .await;
+    assert!(found, "Prometheus stored no exemplar of the Generic series");
+    let mut checked = 0;
+    for series in &stored {
+        for exemplar in series["exemplars"].as_array().unwrap() {
+            let label = |name: &str| exemplar["labels"][name].as_str().and_then(|v| v.parse::<u64>().ok());
+            let (event, endpoint) = (label("event_id").expect("event_id"), label("endpoint_id").expect("endpoint_id"));
+            assert!(sim.endpoint_event_ids(endpoint).contains(&event), "{exemplar}: not that device's event");
+            assert_eq!(exemplar["value"], "1");
+            checked += 1;
+        }
+    }
+    println!("{checked} exemplars of the Generic series read back from Prometheus, each a simulated device's event");
+
     // Only the spike fires: a healthy exporter raises none of the exporter alerts.
     let alerts = prometheus.api("/api/v1/alerts", &[]).await;
     for alert in alerts["data"]["alerts"].as_array().unwrap() {

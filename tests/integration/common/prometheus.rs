@@ -42,7 +42,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts Prometheus scraping `targets` (comma-separated `host:port`s) as job `emnify-exporter` every
-/// second, with `rules` loaded.
+/// second, with `rules` loaded and exemplar storage on.
 pub async fn start_prometheus(targets: &str, rules: &str) -> Prometheus {
     let target = targets.split(',').map(|t| format!("'{}'", t.trim())).collect::<Vec<_>>().join(", ");
     let dir = tempfile::tempdir().unwrap();
@@ -57,6 +57,8 @@ pub async fn start_prometheus(targets: &str, rules: &str) -> Prometheus {
         .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
         .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        // Stores the exemplars of OpenMetrics scrapes (`/api/v1/query_exemplars`).
+        .arg("--enable-feature=exemplar-storage")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
