@@ -76,7 +76,8 @@ fn no_hard_coded_rate_windows() {
             let window = &rest[i + 1..end];
             let window = window.split(':').next().unwrap_or(window);
             let allowed = matches!(window, "$__rate_interval" | "$__range" | "$__interval")
-                || (window == "10m" && q.expr.contains("event_type_id=\"0\""));
+                || (window == "10m"
+                    && (q.expr.contains("event_type_id=\"0\"") || q.expr.contains("emnify_generic_events_total")));
             assert!(allowed, "{} / {}: hard-coded window [{window}] in {}", q.dashboard, q.panel, q.expr);
             rest = &rest[end..];
         }
@@ -153,6 +154,28 @@ fn provisioning_files_agree_on_the_datasource() {
         }
     }
     assert!(rules >= 4, "Generic spike and exporter-down rules at least");
+}
+
+/// From the alert to the device: a Generic panel asks for the raw counter's exemplars, and the
+/// datasource turns an exemplar's `endpoint_id` into a link to the device in the emnify Portal.
+#[test]
+fn generic_panels_show_exemplars_linked_to_the_device() {
+    let with_exemplars: Vec<_> = artifacts::dashboards()
+        .into_iter()
+        .flat_map(|(_, d)| d["panels"].as_array().cloned().unwrap_or_default())
+        .flat_map(|panel| panel["targets"].as_array().cloned().unwrap_or_default())
+        .filter(|t| t["exemplar"] == true)
+        .collect();
+    assert!(!with_exemplars.is_empty(), "no panel asks for exemplars");
+    for target in &with_exemplars {
+        let expr = target["expr"].as_str().unwrap();
+        assert!(expr.contains("emnify_generic_events_total"), "exemplars live on the raw counters, not on {expr}");
+    }
+    let datasources = artifacts::yaml("deploy/grafana/provisioning/datasources/emnify-prometheus.yml");
+    let links = datasources["datasources"][0]["jsonData"]["exemplarTraceIdDestinations"].as_array().cloned();
+    let links = links.expect("exemplar links on the datasource");
+    let device = links.iter().find(|l| l["name"] == "endpoint_id").expect("a link for endpoint_id");
+    assert!(device["url"].as_str().unwrap().contains("${__value.raw}"), "{device:?}");
 }
 
 #[test]
@@ -396,7 +419,8 @@ fn recording_rule_panels_say_so_and_raw_queries_follow_workspace_job_and_instanc
         }
     }
     assert!(
-        rule_panels >= 4 && raw_selectors >= 40,
+        // The Generic-by-cause panel reads the raw counter, whose exemplars (devices) it shows.
+        rule_panels >= 3 && raw_selectors >= 40,
         "{rule_panels} recording-rule panels, {raw_selectors} raw selectors"
     );
 }
