@@ -98,12 +98,22 @@ fn json_scan_limit(bencher: Bencher) {
 
 /// A registry with `series` event series (many organisations), as `/metrics` encodes it.
 fn metrics_with_series(series: usize) -> Metrics {
+    metrics_with(series, false)
+}
+
+/// [`metrics_with_series`], its events with a time and a device when `exemplars` (so each series has one).
+fn metrics_with(series: usize, exemplars: bool) -> Metrics {
     // No organisation limit here: this measures encoding, at however many series.
     let metrics = Metrics::with_limits(SeriesLimits { max_organisations: usize::MAX, ..SeriesLimits::default() });
     let body = |org: usize, kind: usize| {
+        let device = if exemplars {
+            format!(r#","timestamp":"2026-12-01T10:00:00.123Z","endpoint":{{"id":{}}}"#, 15_000_000 + org * 10 + kind)
+        } else {
+            String::new()
+        };
         format!(
-            r#"[{{"id":{},"event_type":{{"id":{}}},"event_source":{{"id":0}},"event_severity":{{"id":0}},"organisation":{{"id":{org},"name":"Org {org}"}}}}]"#,
-            org * 100 + kind + 1,
+            r#"[{{"id":{},"event_type":{{"id":{}}},"event_source":{{"id":0}},"event_severity":{{"id":0}},"organisation":{{"id":{org},"name":"Org {org}"}}{device}}}]"#,
+            org * 100 + kind + 1_000_000_000,
             kind % 40 + 1
         )
     };
@@ -205,7 +215,11 @@ fn ratios() {
             publish.as_secs_f64() * 1e3,
             scrape.as_secs_f64() * 1e3
         );
-        for format in [Exposition::Prometheus, Exposition::OpenMetrics] {
+        for (format, exemplars) in
+            [(Exposition::Prometheus, false), (Exposition::OpenMetrics, false), (Exposition::OpenMetrics, true)]
+        {
+            let m = if exemplars { metrics_with(series, true) } else { metrics_with(series, false) };
+            let publish = best(5, || m.publish());
             let text = m.encode_as(format);
             let mut compressed = 0;
             let gzip = best(10, || {
@@ -215,8 +229,10 @@ fn ratios() {
                 compressed = encoder.finish().expect("in memory").len();
             });
             println!(
-                "    {format:?}: {:>9} bytes, gzip {:>8} bytes in {:>7.2} ms",
+                "    {format:?}{}: {:>9} bytes (publish {:>6.2} ms), gzip {:>8} bytes in {:>7.2} ms",
+                if exemplars { " with exemplars" } else { "" },
                 text.len(),
+                publish.as_secs_f64() * 1e3,
                 compressed,
                 gzip.as_secs_f64() * 1e3
             );
