@@ -273,6 +273,17 @@ fn spec_text(v: &J) -> Option<String> {
     }
 }
 
+/// `sim.iccid`: digits only (at most 20, fitting 64 bits), as a number or a string.
+fn spec_iccid(v: &J) -> Option<u64> {
+    let digits = match v {
+        J::U64(n) => n.to_string(),
+        J::Str(s) => s.clone(),
+        _ => return None,
+    };
+    let valid = (1..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+    valid.then(|| digits.parse().ok()).flatten()
+}
+
 /// A `{id, name|description}` sub-object, or a bare integer id.
 struct SpecRef {
     id: Option<u64>,
@@ -327,6 +338,10 @@ fn expected(element: &J) -> Expected {
                 organisation_id: organisation.as_ref().and_then(|o| o.id),
                 organisation_name: organisation.and_then(|o| o.name).map(Into::into),
                 endpoint_id: get_ref("endpoint").and_then(|r| r.id),
+                iccid: match last(entries, "sim") {
+                    Some(J::Obj(sim)) => last(sim, "iccid").and_then(spec_iccid),
+                    _ => None,
+                },
             })
         }
         (None, _) => Expected::Unreadable { id: None, reason: "missing_id" },
@@ -529,7 +544,7 @@ fn key() -> BoxedStrategy<String> {
     prop_oneof![
         2 => prop::sample::select(vec![
             "id", "name", "description", "timestamp", "alert", "event_type", "event_source",
-            "event_severity", "organisation", "endpoint", "Id", "id ",
+            "event_severity", "organisation", "endpoint", "sim", "iccid", "Id", "id ",
         ])
         .prop_map(String::from),
         1 => text(),

@@ -24,6 +24,8 @@ pub struct Event<'a> {
     pub organisation_name: Option<Cow<'a, str>>,
     /// The device (`endpoint.id`) the event concerns, for exemplars; `None` if absent or unreadable.
     pub endpoint_id: Option<u64>,
+    /// Its SIM's ICCID (`sim.iccid`, 19 digits), for exemplars; `None` if absent or unreadable.
+    pub iccid: Option<u64>,
 }
 
 /// An element of an event list that is well-formed JSON but cannot be counted.
@@ -62,6 +64,7 @@ pub(crate) struct EventFields<'a> {
     pub(crate) organisation_id: Option<u64>,
     pub(crate) organisation_name: Option<Cow<'a, str>>,
     pub(crate) endpoint_id: Option<u64>,
+    pub(crate) iccid: Option<u64>,
 }
 
 /// `decoded_event!(fields, timestamp_millis)`: `Ok(Ok(event))` for an [`EventFields`] local that
@@ -103,10 +106,22 @@ macro_rules! decoded_event {
             organisation_id: $fields.organisation_id,
             organisation_name: $fields.organisation_name,
             endpoint_id: $fields.endpoint_id,
+            iccid: $fields.iccid,
         }))
     }};
 }
 pub(crate) use decoded_event;
+
+/// An ICCID from the raw JSON text of a `sim.iccid` value: 1 to 20 digits that fit 64 bits (ICCIDs
+/// have 19 or 20), bare or in a string without
+/// escapes; anything else is none. Both decoders skip the value as an ignored one first, so a value
+/// that is not an ICCID (a lone surrogate escape, `1E400`) never makes the event unreadable.
+pub(crate) fn parse_iccid(raw: &str) -> Option<u64> {
+    let raw = raw.trim();
+    let digits = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')).unwrap_or(raw);
+    let valid = (1..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+    valid.then(|| digits.parse().ok()).flatten()
+}
 
 /// A list element that is not an object: nothing was read, so its fingerprint is 0.
 #[inline]

@@ -16,7 +16,7 @@ use std::fmt;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::fields::{decoded_event, malformed_value, not_an_object, EventFields};
+use super::fields::{decoded_event, malformed_value, not_an_object, parse_iccid, EventFields};
 use crate::timefmt::parse_timestamp_millis;
 
 pub use super::fields::{DecodedEvent, Event, Unreadable, UNREADABLE_REASONS};
@@ -231,7 +231,8 @@ fn read_event<'de, A: MapAccess<'de>>(mut map: A) -> Result<DecodedEvent<'de>, A
                 };
             }
             Key::Endpoint => fields.endpoint_id = id_of(map.next_value::<Ref<'de, false>>()?.0),
-            Key::Name | Key::Other => {
+            Key::Sim => fields.iccid = map.next_value::<SimRef>()?.0,
+            Key::Name | Key::Iccid | Key::Other => {
                 map.next_value::<IgnoredAny>()?;
             }
         }
@@ -252,6 +253,8 @@ pub(crate) enum Key {
     EventSeverity,
     Organisation,
     Endpoint,
+    Sim,
+    Iccid,
     Name,
     Other,
 }
@@ -289,6 +292,8 @@ impl Key {
             b"event_severity" => Key::EventSeverity,
             b"organisation" => Key::Organisation,
             b"endpoint" => Key::Endpoint,
+            b"sim" => Key::Sim,
+            b"iccid" => Key::Iccid,
             b"name" => Key::Name,
             _ => Key::Other,
         }
@@ -488,6 +493,58 @@ impl<'de, const NAMED: bool> Deserialize<'de> for Ref<'de, NAMED> {
     }
 }
 
+/// The `sim` sub-object read for its `iccid` (see [`parse_iccid`]); anything that is not an object
+/// reads as none.
+struct SimRef(Option<u64>);
+
+impl<'de> Deserialize<'de> for SimRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SimRef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object with an iccid")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut iccid = None;
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        // Skipped as an ignored value is, then looked at: a value that is no ICCID costs
+                        // the event nothing.
+                        Key::Iccid => iccid = parse_iccid(map.next_value::<&serde_json::value::RawValue>()?.get()),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(SimRef(iccid))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(SimRef(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(SimRef(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(SimRef(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(SimRef(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(SimRef(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(SimRef(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                drain_seq(seq).map(|_| SimRef(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Reports a decode failure without echoing the body (it may be huge, or not ours to log).
 pub fn describe_decode_error(err: &serde_json::Error) -> String {
     format!("{} at line {} column {}", classify(err), err.line(), err.column())
@@ -545,5 +602,37 @@ mod tests {
             assert!(serde_decode_event_list(body).is_err(), "{:?}", String::from_utf8_lossy(body));
         }
         assert_eq!(serde_decode_event_object_or_list(b"{\"id\": 5, \"event_type\": {\"id\": 1}}").unwrap().len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod sim_tests {
+    // The scanner, which the exporter runs (the parity tests hold the serde decoder to it).
+    use crate::emnify::decode_event_list;
+
+    /// The SIM's ICCID is read as ids are, and a value that cannot be one costs the event nothing that
+    /// an ignored field would not: the same record with the key renamed reads the same way.
+    #[test]
+    fn an_iccid_is_read_like_an_id_and_a_bad_one_changes_nothing() {
+        let body = |sim: &str| format!(r#"[{{"id":5,"event_type":{{"id":3}},{sim}}}]"#);
+        let read = |text: String| -> Vec<String> {
+            decode_event_list(text.as_bytes())
+                .unwrap()
+                .iter()
+                .map(|e| format!("{:?}", e.as_ref().map(|e| e.iccid)))
+                .collect()
+        };
+        let good = read(body(r#""sim":{"id":1,"iccid":"8988303000000001234"}"#));
+        assert_eq!(good, ["Ok(Some(8988303000000001234))"]);
+        for value in [r#""\ud800""#, r#""89x""#, r#""898830300000000123456789""#, r#"{"a":1}"#, "null", "[1]"] {
+            let as_iccid = read(body(&format!(r#""sim":{{"iccid":{value}}}"#)));
+            let ignored = read(body(&format!(r#""sim":{{"other":{value}}}"#)));
+            assert_eq!(as_iccid.len(), 1);
+            assert_eq!(
+                as_iccid[0].starts_with("Ok"),
+                ignored[0].starts_with("Ok"),
+                "{value}: {as_iccid:?} vs {ignored:?}"
+            );
+        }
     }
 }

@@ -37,7 +37,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::fields::{decoded_event, malformed_value, not_an_object, EventFields};
+use super::fields::{decoded_event, malformed_value, not_an_object, parse_iccid, EventFields};
 use super::model::{DecodedEvent, Key};
 use crate::timefmt::parse_timestamp_millis;
 
@@ -362,7 +362,8 @@ impl<'a> Scanner<'a> {
                         (fields.organisation_id, fields.organisation_name) = self.reference::<true>()?;
                     }
                     Key::Endpoint => fields.endpoint_id = self.reference::<false>()?.0,
-                    Key::Name | Key::Other => self.skip_value()?,
+                    Key::Sim => fields.iccid = self.sim_iccid()?,
+                    Key::Name | Key::Iccid | Key::Other => self.skip_value()?,
                 }
                 if !self.more_members(b'}')? {
                     break;
@@ -448,6 +449,37 @@ impl<'a> Scanner<'a> {
             }
             if !self.more_members(b'}')? {
                 return Ok((id, name));
+            }
+        }
+    }
+
+    /// The `sim` sub-object read for its `iccid`, as `model::SimRef`.
+    fn sim_iccid(&mut self) -> Scan<Option<u64>> {
+        if self.peek() != b'{' {
+            self.any()?;
+            return Ok(None);
+        }
+        self.i += 1;
+        let mut iccid = None;
+        self.ws();
+        if self.peek() == b'}' {
+            self.i += 1;
+            return Ok(None);
+        }
+        loop {
+            match self.member_key()? {
+                Key::Iccid => {
+                    let start = self.i;
+                    self.skip_value()?;
+                    // As serde_json's `RawValue` in model.rs: the skipped text must be UTF-8.
+                    let raw = std::str::from_utf8(&self.b[start..self.i])
+                        .map_err(|e| Fail { at: start + e.valid_up_to(), shape: false })?;
+                    iccid = parse_iccid(raw);
+                }
+                _ => self.skip_value()?,
+            }
+            if !self.more_members(b'}')? {
+                return Ok(iccid);
             }
         }
     }

@@ -33,6 +33,8 @@ struct Series {
 pub struct Exemplar {
     pub event_id: u64,
     pub endpoint_id: Option<u64>,
+    /// The SIM's ICCID (19 digits).
+    pub iccid: Option<u64>,
     /// The event's time (as counted), Unix ms.
     pub timestamp_millis: i64,
 }
@@ -133,6 +135,9 @@ impl LabelledFamily {
                 if let Some(endpoint) = e.endpoint_id {
                     let _ = write!(out, ",endpoint_id=\"{endpoint}\"");
                 }
+                if let Some(iccid) = e.iccid {
+                    let _ = write!(out, ",iccid=\"{iccid}\"");
+                }
                 let (secs, millis) = (e.timestamp_millis.div_euclid(1000), e.timestamp_millis.rem_euclid(1000));
                 let _ = write!(out, "}} 1 {secs}.{millis:03}");
             }
@@ -182,7 +187,8 @@ mod tests {
     #[test]
     fn an_exemplar_never_goes_back_in_time() {
         let slot = ExemplarSlot::default();
-        let at = |event_id, timestamp_millis| Exemplar { event_id, endpoint_id: Some(9), timestamp_millis };
+        let at =
+            |event_id, timestamp_millis| Exemplar { event_id, endpoint_id: Some(9), iccid: None, timestamp_millis };
         slot.offer(at(1, 2_000));
         slot.offer(at(2, 1_000));
         assert_eq!(slot.get(), Some(at(1, 2_000)), "an event that arrived late keeps the newer exemplar");

@@ -395,6 +395,7 @@ impl EventRecorder<'_> {
         let exemplar = time_millis.or(event.timestamp_millis).map(|timestamp_millis| Exemplar {
             event_id: event.id,
             endpoint_id: event.endpoint_id,
+            iccid: event.iccid,
             timestamp_millis,
         });
         if let Some(exemplar) = exemplar {

@@ -268,6 +268,7 @@ mod tests {
             organisation_id: org.map(|o| o.0),
             organisation_name: org.map(|o| Cow::Borrowed(o.1)),
             endpoint_id: Some(7000 + id),
+            iccid: Some(8_988_303_000_000_000_000 + id),
         }
     }
 

@@ -94,7 +94,11 @@ async fn openmetrics_for_prometheus_and_the_text_format_for_curl() {
         if let Some(endpoint) = field("endpoint_id") {
             with_device += 1;
             assert!(sim.sim.endpoint_event_ids(endpoint).contains(&event), "{line}: not that device's event");
+            // The simulator's SIM of endpoint n carries the ICCID 898830000 followed by n in 10 digits.
+            let iccid = field("iccid").expect("the device's ICCID");
+            assert_eq!(iccid, 8_988_300_000_000_000_000 + endpoint % 1_000_000, "{line}");
         }
+        assert!(exemplar.split('}').next().unwrap().len() <= 128, "{line}: over OpenMetrics' 128 characters");
         let value_and_time: Vec<&str> = exemplar.rsplit('}').next().unwrap().split_whitespace().collect();
         assert_eq!(value_and_time[0], "1", "{line}");
         assert!(value_and_time[1].parse::<f64>().unwrap() > 1.7e9, "{line}");
