@@ -113,9 +113,10 @@ macro_rules! decoded_event {
 pub(crate) use decoded_event;
 
 /// An ICCID from the raw JSON text of a `sim.iccid` value: 1 to 20 digits that fit 64 bits (ICCIDs
-/// have 19 or 20), bare or in a string without
-/// escapes; anything else is none. Both decoders skip the value as an ignored one first, so a value
-/// that is not an ICCID (a lone surrogate escape, `1E400`) never makes the event unreadable.
+/// have 19 or 20), bare or in a string without escapes; anything else is none. Both decoders skip
+/// the value as an ignored one first, so a value that is not an ICCID (a lone surrogate escape,
+/// `1E400`) does not make the event unreadable; only bytes that are not UTF-8 do, as in any string
+/// that is read.
 pub(crate) fn parse_iccid(raw: &str) -> Option<u64> {
     let raw = raw.trim();
     let digits = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')).unwrap_or(raw);
