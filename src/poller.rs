@@ -5,9 +5,10 @@
 //! stamped with an older time, are still seen. Only the new ground `[cursor, until]` is read in full.
 //! The overlap behind the cursor is kept as a few [`Segment`]s, each with the number of events emnify
 //! reported for it (`X-Total-Count`) when it was last read completely; a poll asks emnify for each
-//! segment's count again with a one-event page (a probe), and reads again only a segment whose count
-//! changed, highest ids first, stopping once it found as many new records as the count grew by. So an
-//! event is read about once, and a late one within one poll of its arrival.
+//! segment's count again with a page of its newest records (a probe), and reads again only a segment
+//! whose count changed, highest ids first, stopping once it found as many new records as the count
+//! grew by (usually on the probe page itself). So an event is read about once, and a late one within
+//! one poll of its arrival.
 //!
 //! Probes compare emnify's answer with emnify's answer to the very same query, never with what the
 //! exporter remembers, so they do not depend on how emnify treats the whole seconds at a window's ends
@@ -83,7 +84,8 @@ pub struct PollReport {
     pub pages: u32,
     /// Most passes one walk took (a walk is repeated when emnify's count changed under it).
     pub passes: u32,
-    /// One-event requests asking emnify how many events a segment of the overlap holds.
+    /// Requests asking emnify how many events a segment of the overlap holds (its newest records'
+    /// page, or one record for a merge).
     pub probes: u32,
     /// Segments of the overlap read again because emnify's count for them changed (or is unknown).
     pub rereads: u32,
@@ -970,13 +972,17 @@ fn decode_and_count(
     // A save that fails here is retried by the poll's closing checkpoint.
     let ingested = lock(tally).ingest_noting(events, origin, Some(&mut first_seen));
     ingested.finish(tally);
-    let fresh: IdSet = first_seen.ids.into_iter().collect();
+    // The tally notes what was first seen in page order, and whatever it saw first this walk saw first
+    // too: the fresh records are a subsequence of the new ones, so one pass pairs them, no hashing. (A
+    // record that broke the rule would only go unpaired: read again later, never missed.)
+    let mut fresh = first_seen.ids.into_iter().peekable();
     let range = walk.range;
     let already = walk.known.as_ref().map(|k| k.already.clone()).unwrap_or_default();
     for (id, second) in new_ids {
+        let is_fresh = fresh.next_if_eq(&id).is_some();
         if already.contains(&id) {
             // Counted as new to the range already.
-        } else if fresh.contains(&id) {
+        } else if is_fresh {
             summary.found += 1;
             if let Some(found) = &mut walk.found_ids {
                 found.push(id);
@@ -996,7 +1002,9 @@ fn decode_and_count(
             }
         }
     }
-    summary.found += new_unreadable.iter().filter(|fp| first_seen.unreadable.contains(fp)).count() as u64;
+    let mut fresh_unreadable = first_seen.unreadable.into_iter().peekable();
+    let new_unreadable = new_unreadable.into_iter().filter(|fp| fresh_unreadable.next_if_eq(fp).is_some());
+    summary.found += new_unreadable.count() as u64;
     Ok(Page::Counted(summary, ingested.counts))
 }
 

@@ -49,8 +49,8 @@ impl PollingMetrics {
         budget_factor.set(1.0);
         let probes = reg.counter(
             "emnify_poll_probes_total",
-            "One-event requests asking emnify how many events a stretch of the overlap holds, to read it again \
-             only when that changed.",
+            "Requests asking emnify how many events a stretch of the overlap holds (a page of its newest \
+             events), to read it again only when that changed.",
         );
         let rereads = reg.counter(
             "emnify_poll_rereads_total",

@@ -471,6 +471,9 @@ fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpRespo
     let mut keys = Vec::new();
     for field in sort_spec.split(',').map(str::trim).filter(|f| !f.is_empty()) {
         match sort_key(field) {
+            Ok((true, _)) if sim.config.refuse_descending_sort => {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, "InvalidSortCriteria");
+            }
             Ok(k) => keys.push(k),
             Err(message) => return error(StatusCode::BAD_REQUEST, &message),
         }

@@ -61,6 +61,8 @@ pub struct SimulatorConfig {
     pub ascending_ids: bool,
     /// Each event page is answered after a delay drawn uniformly from this range: a slow API.
     pub page_latency: Option<(Duration, Duration)>,
+    /// Answer a descending `sort` (`-id`) with 422, as an API that does not take it for events might.
+    pub refuse_descending_sort: bool,
 }
 
 impl SimulatorConfig {
@@ -81,6 +83,7 @@ impl SimulatorConfig {
             late_max_age: Duration::from_secs(60),
             ascending_ids: false,
             page_latency: None,
+            refuse_descending_sort: false,
         }
     }
 }

@@ -119,6 +119,21 @@ async fn each_event_is_read_about_once() {
     assert!(received < 3 * produced, "{received} records received for {produced} events");
 }
 
+/// An API that refuses `sort=-id` (emnify shows it in an example, but does not promise it for events):
+/// the exporter sorts by ascending id from then on, and late events are still counted.
+#[tokio::test]
+async fn a_refused_descending_sort_falls_back_to_ascending() {
+    let config = SimulatorConfig { refuse_descending_sort: true, ..sim_config(25) };
+    let mut run = run(config, 50, Duration::from_secs(600), 4).await;
+    run.sim.generate(200);
+    poll(&mut run).await;
+    run.sim.generate_aged(15, Duration::from_secs(120));
+    let late = poll(&mut run).await;
+    assert_eq!(late.counts.counted, 15, "{late:?}");
+    assert!(late.rereads >= 1, "{late:?}");
+    assert_counts_match(&run.metrics, &run.sim.truth());
+}
+
 /// Against a slow API, pages the headers announce are fetched ahead, never more than the bound at once,
 /// and counted exactly.
 #[tokio::test]

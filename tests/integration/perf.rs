@@ -213,24 +213,16 @@ fn load_harness() {
 fn catch_up_against_emnifys_rate_limits() {
     let pages: u64 = std::env::var("PERF_CATCH_UP_PAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
     let n = pages * 1000;
-    let limited_simulator = |seed: &str| {
-        let sim = Process::start(
-            &["simulate", "--listen=127.0.0.1:0", "--events-per-second=0", "--enforce-limits", seed],
-            &[],
-        );
-        let url = sim.simulator_base();
+    let backlog = |seed: &str| {
+        let (sim, url) = limited_simulator(&[seed]);
         for _ in 0..pages {
             blocking_post(&format!("{url}/simulator/generate?count=1000"));
         }
         (sim, url)
     };
-    let refused = |url: &str| {
-        let stats: serde_json::Value = serde_json::from_str(&common::blocking_get(&format!("{url}/simulator/stats")).1)
-            .expect("the simulator's stats");
-        stats["rate_limited"].as_u64().unwrap_or(0)
-    };
+    let refused = |url: &str| stat(&simulator_stats(url), "rate_limited") as u64;
 
-    let (sim, url) = limited_simulator("--seed=7");
+    let (sim, url) = backlog("--seed=7");
     let started = Instant::now();
     let exporter = Process::start(
         &[
@@ -253,7 +245,7 @@ fn catch_up_against_emnifys_rate_limits() {
     exporter.kill();
     drop(sim);
 
-    let (sim, url) = limited_simulator("--seed=8");
+    let (sim, url) = backlog("--seed=8");
     let started = Instant::now();
     let out = Command::new(common::artifacts::repo_path(".venv/bin/python"))
         .arg(common::artifacts::repo_path("tests/perf/python_exporter.py"))
