@@ -175,7 +175,10 @@ fn generic_panels_show_exemplars_linked_to_the_device() {
     let links = datasources["datasources"][0]["jsonData"]["exemplarTraceIdDestinations"].as_array().cloned();
     let links = links.expect("exemplar links on the datasource");
     let device = links.iter().find(|l| l["name"] == "endpoint_id").expect("a link for endpoint_id");
-    assert!(device["url"].as_str().unwrap().contains("${__value.raw}"), "{device:?}");
+    // Grafana expands `${NAME}` in provisioning files from its environment; `$$` is a literal `$`.
+    let url = device["url"].as_str().unwrap();
+    assert!(url.contains("$${__value.raw}"), "the endpoint id must be escaped for provisioning: {url}");
+    assert!(!url.replace("$${", "").contains("${"), "another `${{` Grafana would expand: {url}");
 }
 
 #[test]
