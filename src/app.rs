@@ -98,13 +98,19 @@ impl App {
         if receiver.is_some() {
             tokio::spawn(maintain(tally.clone(), poller.is_none(), shutdown.clone()));
         }
+        let web = security.as_ref().map(|s| s.current());
         tracing::info!(
+            version = crate::VERSION,
+            mode = config.mode(),
             address = %address,
             metrics_path = %config.telemetry_path,
-            mode = config.mode(),
-            webhook_path = receiver.as_ref().map(|r| r.path().to_string()),
+            tls = web.as_ref().map_or("off", |w| w.tls_mode()),
+            basic_auth = if web.as_ref().is_some_and(|w| w.requires_auth()) { "on" } else { "off" },
+            api = config.poll.as_ref().map(|_| config.api_url.as_str()),
             poll_interval = config.poll.as_ref().map(|p| humantime::format_duration(p.interval).to_string()),
-            version = crate::VERSION,
+            webhook_path = receiver.as_ref().map(|r| r.path().to_string()),
+            push_auth = config.push.as_ref().map(|p| p.auth_description()),
+            state_file = config.state_file.as_ref().map(|p| p.display().to_string()),
             "emnify exporter listening"
         );
         let state = Arc::new(ServerState {

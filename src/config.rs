@@ -31,7 +31,7 @@ pub const DEFAULT_PORT: u16 = 9853;
 /// named by --emnify.application-token-file (never from a flag, so it does not
 /// show in process listings).
 #[derive(Debug, Parser)]
-#[command(name = "emnify-exporter", version, about, long_about, max_term_width = 100)]
+#[command(name = "emnify-exporter", version, long_version = crate::LONG_VERSION, about, long_about, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub exporter: ExporterArgs,
@@ -43,59 +43,204 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run only the emnify API simulator (for trying clients against it).
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
+    /// Print a shell completion script, e.g. `emnify-exporter completions bash > /etc/bash_completion.d/emnify-exporter`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Environment variables named before the naming rule (`EMNIFY_EXPORTER_` and the flag), and their
+/// names now. The old names are still read, with a warning, when the new one is not set.
+pub const RENAMED_ENV: [(&str, &str); 11] = [
+    ("EMNIFY_API_URL", "EMNIFY_EXPORTER_EMNIFY_API_URL"),
+    ("EMNIFY_APPLICATION_TOKEN_FILE", "EMNIFY_EXPORTER_EMNIFY_APPLICATION_TOKEN_FILE"),
+    ("EMNIFY_POLL_INTERVAL", "EMNIFY_EXPORTER_EMNIFY_POLL_INTERVAL"),
+    ("EMNIFY_PAGE_SIZE", "EMNIFY_EXPORTER_EMNIFY_PAGE_SIZE"),
+    ("EMNIFY_REQUEST_TIMEOUT", "EMNIFY_EXPORTER_EMNIFY_REQUEST_TIMEOUT"),
+    ("EMNIFY_LOOKBACK", "EMNIFY_EXPORTER_EMNIFY_LOOKBACK"),
+    ("EMNIFY_OVERLAP", "EMNIFY_EXPORTER_EMNIFY_OVERLAP"),
+    ("EMNIFY_MAX_REMEMBERED_IDS", "EMNIFY_EXPORTER_EMNIFY_MAX_REMEMBERED_IDS"),
+    ("EMNIFY_MIN_REQUEST_INTERVAL", "EMNIFY_EXPORTER_EMNIFY_MIN_REQUEST_INTERVAL"),
+    ("EMNIFY_REQUEST_BUDGET_SHARE", "EMNIFY_EXPORTER_EMNIFY_REQUEST_BUDGET_SHARE"),
+    ("EMNIFY_REQUESTS_IN_FLIGHT", "EMNIFY_EXPORTER_EMNIFY_REQUESTS_IN_FLIGHT"),
+];
+
+/// The environment variable a flag reads: `EMNIFY_EXPORTER_` and the flag's name in capitals, `.` and
+/// `-` as `_` (the `simulate` subcommand's flags: `EMNIFY_SIMULATOR_`).
+pub fn env_name(prefix: &str, long: &str) -> String {
+    format!("{prefix}{}", long.replace(['.', '-'], "_").to_ascii_uppercase())
+}
+
+/// Reads the renamed variables under their old names: for each old name that is set while its new
+/// name is not, `set` is called with the new name and the value. Returns the warnings to log.
+pub fn adopt_renamed_env(get: impl Fn(&str) -> Option<String>, mut set: impl FnMut(&str, &str)) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (old, new) in RENAMED_ENV {
+        let Some(value) = get(old) else { continue };
+        if get(new).is_some() {
+            warnings.push(format!("{old} is ignored: {new}, its new name, is set too; unset {old}"));
+        } else {
+            set(new, &value);
+            warnings.push(format!("{old} is an old name: rename it to {new} (read for now)"));
+        }
+    }
+    warnings
+}
+
+/// A command-line error as clap words it, plus where the value came from when it was an environment
+/// variable rather than a flag, so that the fix is clear in a container whose flags are all variables.
+/// `env` reads the environment as the process was started with.
+pub fn explain_error(err: &clap::Error, argv: &[String], env: impl Fn(&str) -> Option<String>) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let text = err.render().to_string();
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return text;
+    };
+    let flag = arg.split([' ', '=']).next().unwrap_or(arg);
+    let mut note = origin_note(flag, argv, &env);
+    if matches!(err.kind(), clap::error::ErrorKind::ValueValidation) && text.contains("not a boolean") {
+        note.push_str("  (on/off values: true or false, 1 or 0, yes or no)\n");
+    }
+    match text.split_once('\n') {
+        Some((first, rest)) if !note.is_empty() => format!("{first}\n{note}{rest}"),
+        _ => text,
+    }
+}
+
+/// A configuration error (see [`ExporterArgs::into_config`]), with where the value of the first flag
+/// it names came from when that was an environment variable.
+pub fn explain_config_error(err: &ConfigError, argv: &[String], env: impl Fn(&str) -> Option<String>) -> String {
+    let text = err.to_string();
+    let flag = text.split_whitespace().find(|w| w.starts_with("--")).map(|w| w.trim_end_matches([':', ',', ')']));
+    let note = flag.map(|flag| origin_note(flag, argv, &env)).unwrap_or_default();
+    format!("error: {text}\n{note}")
+}
+
+/// `  (the value comes from the environment variable X)` when `flag` (`--name`) was not on the
+/// command line and its variable, or the variable's old name, is set; else empty.
+fn origin_note(flag: &str, argv: &[String], env: &impl Fn(&str) -> Option<String>) -> String {
+    let given = argv.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    if given {
+        return String::new();
+    }
+    let command = <Cli as clap::CommandFactory>::command();
+    let variable = command
+        .get_arguments()
+        .chain(command.get_subcommands().flat_map(|c| c.get_arguments()))
+        .find(|a| a.get_long().is_some_and(|long| flag.strip_prefix("--") == Some(long)))
+        .and_then(|a| a.get_env())
+        .map(|name| name.to_string_lossy().into_owned());
+    let Some(variable) = variable else { return String::new() };
+    let old = RENAMED_ENV.iter().find(|(_, new)| *new == variable).map(|(old, _)| old.to_string());
+    match [Some(variable), old].into_iter().flatten().find(|name| env(name).is_some()) {
+        Some(name) => format!("  (the value comes from the environment variable {name})\n"),
+        None => String::new(),
+    }
+}
+
+/// Flags that only one side uses: the emnify API's in poll and both modes, the receiver's in push and
+/// both modes. Given for a mode that does not use them, they are warned about at start.
+const POLL_ONLY_FLAGS: [&str; 8] = [
+    "emnify.application-token-file",
+    "emnify.poll-interval",
+    "emnify.page-size",
+    "emnify.request-timeout",
+    "emnify.lookback",
+    "emnify.min-request-interval",
+    "emnify.request-budget-share",
+    "emnify.requests-in-flight",
+];
+
+/// Warnings about settings given (as flags or variables) that the chosen ingest mode does not use.
+pub fn unused_settings(matches: &clap::ArgMatches, env: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let mode = matches.get_one::<IngestMode>("ingest_mode").copied().unwrap_or(IngestMode::Poll);
+    let command = <Cli as clap::CommandFactory>::command();
+    let mut warnings = Vec::new();
+    for arg in command.get_arguments() {
+        let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else { continue };
+        let given = matches!(
+            matches.value_source(id),
+            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+        );
+        let unused = if long.starts_with("webhook.") {
+            !mode.receives()
+        } else {
+            POLL_ONLY_FLAGS.contains(&long) && !mode.polls()
+        };
+        if given && unused {
+            warnings.push(format!("--{long} is ignored: --ingest.mode={} does not use it", mode.name()));
+        }
+    }
+    let secrets = [
+        ("EMNIFY_APPLICATION_TOKEN", mode.polls()),
+        ("EMNIFY_EXPORTER_WEBHOOK_SECRET", mode.receives()),
+        ("EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD", mode.receives()),
+    ];
+    for (variable, used) in secrets {
+        if !used && env(variable).is_some_and(|v| !v.is_empty()) {
+            warnings.push(format!("{variable} is ignored: --ingest.mode={} does not use it", mode.name()));
+        }
+    }
+    warnings
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ExporterArgs {
     /// Base URL of the emnify REST API.
-    #[arg(long = "emnify.api-url", env = "EMNIFY_API_URL", default_value = "https://cdn.emnify.net", value_name = "URL", value_parser = parse_url)]
+    #[arg(long = "emnify.api-url", env = "EMNIFY_EXPORTER_EMNIFY_API_URL", default_value = "https://cdn.emnify.net", value_name = "URL", value_parser = parse_url)]
     pub api_url: String,
 
     /// File holding the emnify application token (re-read on every login; trailing newline ignored).
     /// Conflicts with EMNIFY_APPLICATION_TOKEN.
-    #[arg(long = "emnify.application-token-file", env = "EMNIFY_APPLICATION_TOKEN_FILE", value_name = "PATH")]
+    #[arg(
+        long = "emnify.application-token-file",
+        env = "EMNIFY_EXPORTER_EMNIFY_APPLICATION_TOKEN_FILE",
+        value_name = "PATH"
+    )]
     pub application_token_file: Option<PathBuf>,
 
     /// Time between polls of the event list (e.g. 30s, 1m). Default 60s; 5s with --demo.
-    #[arg(long = "emnify.poll-interval", env = "EMNIFY_POLL_INTERVAL", value_name = "DURATION", value_parser = parse_poll_interval)]
+    #[arg(long = "emnify.poll-interval", env = "EMNIFY_EXPORTER_EMNIFY_POLL_INTERVAL", value_name = "DURATION", value_parser = parse_poll_interval)]
     pub poll_interval: Option<Duration>,
 
     /// Events per page asked of emnify (emnify may serve fewer).
-    #[arg(long = "emnify.page-size", env = "EMNIFY_PAGE_SIZE", default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long = "emnify.page-size", env = "EMNIFY_EXPORTER_EMNIFY_PAGE_SIZE", default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub page_size: u32,
 
     /// Limit for one request to emnify, body included.
-    #[arg(long = "emnify.request-timeout", env = "EMNIFY_REQUEST_TIMEOUT", default_value = "30s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long = "emnify.request-timeout", env = "EMNIFY_EXPORTER_EMNIFY_REQUEST_TIMEOUT", default_value = "30s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
 
     /// History to count at start-up (at most 30d, emnify's retention). 0 counts only events from now on.
-    #[arg(long = "emnify.lookback", env = "EMNIFY_LOOKBACK", default_value = "0s", value_name = "DURATION", value_parser = parse_lookback)]
+    #[arg(long = "emnify.lookback", env = "EMNIFY_EXPORTER_EMNIFY_LOOKBACK", default_value = "0s", value_name = "DURATION", value_parser = parse_lookback)]
     pub lookback: Duration,
 
     /// How far each poll window reaches back into the previous one, to catch events that reach emnify late.
-    #[arg(long = "emnify.overlap", env = "EMNIFY_OVERLAP", default_value = "10m", value_name = "DURATION", value_parser = parse_overlap)]
+    #[arg(long = "emnify.overlap", env = "EMNIFY_EXPORTER_EMNIFY_OVERLAP", default_value = "10m", value_name = "DURATION", value_parser = parse_overlap)]
     pub overlap: Duration,
 
-    /// Most event ids remembered for de-duplication (about 40 bytes each).
-    #[arg(long = "emnify.max-remembered-ids", env = "EMNIFY_MAX_REMEMBERED_IDS", default_value_t = 1_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1000..))]
+    /// Most event ids remembered for de-duplication (about 27 bytes each: 26 MiB for the default 1,000,000).
+    #[arg(long = "emnify.max-remembered-ids", env = "EMNIFY_EXPORTER_EMNIFY_MAX_REMEMBERED_IDS", default_value_t = 1_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1000..))]
     pub max_remembered_ids: u64,
 
     /// Least time between two requests to emnify, on top of the request budget (0s: the budget alone
     /// paces requests).
-    #[arg(long = "emnify.min-request-interval", env = "EMNIFY_MIN_REQUEST_INTERVAL", default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "emnify.min-request-interval", env = "EMNIFY_EXPORTER_EMNIFY_MIN_REQUEST_INTERVAL", default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
     pub min_request_interval: Duration,
 
     /// Share of emnify's documented rate limits the exporter uses (10 requests/s with bursts of 5 on the
     /// event list, 2,000 requests per 5 minutes per IP), leaving the rest to the account's other clients.
     /// 429s slow it down further until emnify answers again. 0 turns the budget off (only for an API
     /// without emnify's limits).
-    #[arg(long = "emnify.request-budget-share", env = "EMNIFY_REQUEST_BUDGET_SHARE", default_value_t = crate::emnify::budget::DEFAULT_SHARE, value_name = "SHARE", value_parser = parse_share)]
+    #[arg(long = "emnify.request-budget-share", env = "EMNIFY_EXPORTER_EMNIFY_REQUEST_BUDGET_SHARE", default_value_t = crate::emnify::budget::DEFAULT_SHARE, value_name = "SHARE", value_parser = parse_share)]
     pub request_budget_share: f64,
 
     /// Most requests to emnify one poll has in flight at once (pages sent ahead of the one being
     /// counted, probes of the overlap), all within the request budget: hides a slow API's latency.
-    #[arg(long = "emnify.requests-in-flight", env = "EMNIFY_REQUESTS_IN_FLIGHT", default_value_t = crate::poller::DEFAULT_REQUESTS_IN_FLIGHT as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
+    #[arg(long = "emnify.requests-in-flight", env = "EMNIFY_EXPORTER_EMNIFY_REQUESTS_IN_FLIGHT", default_value_t = crate::poller::DEFAULT_REQUESTS_IN_FLIGHT as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
     pub requests_in_flight: u64,
 
     /// File to keep progress in (cursor, remembered event ids, counter values), so a restart resumes the
@@ -171,7 +316,7 @@ pub struct ExporterArgs {
     pub webhook_basic_auth_password_file: Option<PathBuf>,
 
     /// Accept pushes without any credentials. Anyone who can reach the port can then add counts.
-    #[arg(long = "webhook.insecure-no-auth", env = "EMNIFY_EXPORTER_WEBHOOK_INSECURE_NO_AUTH")]
+    #[arg(long = "webhook.insecure-no-auth", env = "EMNIFY_EXPORTER_WEBHOOK_INSECURE_NO_AUTH", action = clap::ArgAction::SetTrue, value_parser = boolish())]
     pub webhook_insecure_no_auth: bool,
 
     /// Largest push body accepted (10,000 events are about 15 MB); larger ones get 413.
@@ -204,7 +349,7 @@ pub struct ExporterArgs {
     pub webhook_stale_after: Duration,
 
     /// Run against the built-in emnify API simulator on a loopback port: no account or token needed.
-    #[arg(long, env = "EMNIFY_EXPORTER_DEMO")]
+    #[arg(long, env = "EMNIFY_EXPORTER_DEMO", action = clap::ArgAction::SetTrue, value_parser = boolish())]
     pub demo: bool,
 }
 
@@ -256,7 +401,7 @@ pub struct SimulateArgs {
 
     /// Enforce emnify's documented rate limits (event list 10/s with bursts of 5, 2,000 requests and 100
     /// logins per 5 minutes), answering 429 without Retry-After beyond them.
-    #[arg(long, env = "EMNIFY_SIMULATOR_ENFORCE_LIMITS")]
+    #[arg(long, env = "EMNIFY_SIMULATOR_ENFORCE_LIMITS", action = clap::ArgAction::SetTrue, value_parser = boolish())]
     pub enforce_limits: bool,
 
     /// Share of the generated events that arrive late, stamped up to --late-max-age in the past.
@@ -269,7 +414,7 @@ pub struct SimulateArgs {
 
     /// Give out ids that grow with arrival, as a database sequence would (random by default: emnify
     /// does not say whether its ids grow).
-    #[arg(long, env = "EMNIFY_SIMULATOR_ASCENDING_IDS")]
+    #[arg(long, env = "EMNIFY_SIMULATOR_ASCENDING_IDS", action = clap::ArgAction::SetTrue, value_parser = boolish())]
     pub ascending_ids: bool,
 
     /// Answer each event page after a delay drawn from this range, e.g. `2s-5s` (a slow API).
@@ -281,7 +426,7 @@ pub struct SimulateArgs {
     pub jwt_lifetime: Duration,
 
     /// Only log messages of this level or more severe.
-    #[arg(long = "log.level", env = "EMNIFY_EXPORTER_LOG_LEVEL", default_value = "info", value_parser = log_level())]
+    #[arg(long = "log.level", env = "EMNIFY_SIMULATOR_LOG_LEVEL", default_value = "info", value_parser = log_level())]
     pub log_level: LogLevel,
 }
 
@@ -325,6 +470,11 @@ fn parse_latency_range(text: &str) -> Result<(Duration, Duration), String> {
     Ok((low, high))
 }
 
+/// On/off flags: `true/false`, `1/0`, `yes/no` (and `on/off`) from the environment; bare on the command line.
+fn boolish() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
+}
+
 /// `--log.level`: the names [`LogLevel`] reads, listed in `--help`.
 fn log_level() -> impl clap::builder::TypedValueParser<Value = LogLevel> {
     use clap::builder::TypedValueParser;
@@ -348,6 +498,15 @@ pub enum IngestMode {
 }
 
 impl IngestMode {
+    /// The mode as `--ingest.mode` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            IngestMode::Poll => "poll",
+            IngestMode::Push => "push",
+            IngestMode::Both => "both",
+        }
+    }
+
     pub fn polls(self) -> bool {
         matches!(self, IngestMode::Poll | IngestMode::Both)
     }
@@ -674,12 +833,27 @@ fn parse_overlap(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_url(text: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(text.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    let text = text.trim();
+    if !text.contains("://") {
+        return Err(format!("'{text}' has no scheme: use https://{}", text.trim_start_matches('/')));
+    }
+    let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err("must be an http:// or https:// URL with a host".into());
+        return Err("must be an http:// or https:// URL with a host, e.g. https://cdn.emnify.net".into());
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must not have a query or fragment".into());
+    }
+    // The exporter adds /api/v1/... itself; a URL copied from emnify's API docs would double it.
+    let path = url.path().trim_end_matches('/');
+    if let Some(base) = ["/api/v1", "/api/v2", "/api"].iter().find_map(|suffix| path.strip_suffix(suffix)) {
+        let mut fixed = url.clone();
+        fixed.set_path(base);
+        return Err(format!(
+            "the base URL without {} (the exporter adds /api/v1/... itself): use {}",
+            &path[base.len()..],
+            fixed.as_str().trim_end_matches('/')
+        ));
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
@@ -739,6 +913,60 @@ mod tests {
         }
     }
 
+    /// One rule names every variable: `EMNIFY_EXPORTER_` (the simulator's: `EMNIFY_SIMULATOR_`) and the
+    /// flag's name in capitals; every old name maps onto a flag's variable.
+    #[test]
+    fn every_variable_follows_the_naming_rule() {
+        let cmd = Cli::command();
+        let check = |cmd: &clap::Command, prefix: &str| {
+            for arg in cmd.get_arguments().filter(|a| a.get_long().is_some_and(|l| l != "help" && l != "version")) {
+                let expected = env_name(prefix, arg.get_long().unwrap());
+                assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(expected.as_str()), "--{}", arg.get_id());
+            }
+        };
+        check(&cmd, "EMNIFY_EXPORTER_");
+        check(cmd.find_subcommand("simulate").unwrap(), "EMNIFY_SIMULATOR_");
+        let names: Vec<String> =
+            cmd.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into()).collect();
+        for (old, new) in RENAMED_ENV {
+            assert!(names.iter().any(|n| n == new), "{old} → {new}, which no flag reads");
+        }
+    }
+
+    #[test]
+    fn old_variable_names_are_adopted_unless_the_new_one_is_set() {
+        let given = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+        };
+        let mut set = Vec::new();
+        let warnings = adopt_renamed_env(given(&[("EMNIFY_POLL_INTERVAL", "30s")]), |n, v| {
+            set.push((n.to_string(), v.to_string()))
+        });
+        assert_eq!(set, vec![("EMNIFY_EXPORTER_EMNIFY_POLL_INTERVAL".to_string(), "30s".to_string())]);
+        assert!(warnings[0].contains("rename it to EMNIFY_EXPORTER_EMNIFY_POLL_INTERVAL"), "{warnings:?}");
+        let mut set = Vec::new();
+        let both = given(&[("EMNIFY_OVERLAP", "5m"), ("EMNIFY_EXPORTER_EMNIFY_OVERLAP", "10m")]);
+        let warnings = adopt_renamed_env(both, |n, v| set.push((n.to_string(), v.to_string())));
+        assert!(set.is_empty(), "the new name wins");
+        assert!(warnings[0].contains("EMNIFY_OVERLAP is ignored"), "{warnings:?}");
+        assert!(adopt_renamed_env(no_env, |_, _| panic!("nothing to adopt")).is_empty());
+    }
+
+    #[test]
+    fn settings_a_mode_does_not_use_are_found() {
+        let matches = |argv: &[&str]| Cli::command().try_get_matches_from(argv).unwrap();
+        let poll = matches(&["x", "--webhook.path=/h", "--emnify.page-size=10"]);
+        let warnings = unused_settings(&poll, no_env);
+        assert_eq!(warnings, vec!["--webhook.path is ignored: --ingest.mode=poll does not use it".to_string()]);
+        let push = matches(&["x", "--ingest.mode=push", "--emnify.poll-interval=1m", "--webhook.path=/h"]);
+        let token = |name: &str| (name == "EMNIFY_APPLICATION_TOKEN").then(|| "t".to_string());
+        let warnings = unused_settings(&push, token);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("--emnify.poll-interval is ignored: --ingest.mode=push"), "{warnings:?}");
+        assert!(warnings[1].starts_with("EMNIFY_APPLICATION_TOKEN is ignored"), "{warnings:?}");
+        assert!(unused_settings(&matches(&["x", "--ingest.mode=both", "--webhook.path=/h"]), token).is_empty());
+    }
+
     #[test]
     fn durations_and_addresses() {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
@@ -753,6 +981,9 @@ mod tests {
         assert!(parse_listen_address("nonsense").is_err());
         assert_eq!(parse_url("http://127.0.0.1:8080/").as_deref(), Ok("http://127.0.0.1:8080"));
         assert!(parse_url("ftp://x").is_err());
+        // A path prefix (a proxy) is kept; emnify's own /api/v1 is not.
+        assert_eq!(parse_url("https://proxy.example/emnify").as_deref(), Ok("https://proxy.example/emnify"));
+        assert!(parse_url("https://cdn.emnify.net/api/v1").unwrap_err().contains("use https://cdn.emnify.net"));
     }
 
     fn args(extra: &[&str]) -> ExporterArgs {

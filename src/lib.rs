@@ -49,6 +49,30 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git revision the binary was built from (`unknown` outside a checkout).
 pub const REVISION: &str = env!("EMNIFY_EXPORTER_REVISION");
 
+/// The git branch the binary was built from (`unknown` outside a checkout or on a detached head).
+pub const BRANCH: &str = env!("EMNIFY_EXPORTER_BRANCH");
+
+/// The compiler that built the binary, as `rustc --version` prints itself.
+pub const RUSTC_VERSION: &str = env!("EMNIFY_EXPORTER_RUSTC_VERSION");
+
+/// When the binary was built (`SOURCE_DATE_EPOCH` when set), as RFC 3339 UTC.
+pub const BUILD_DATE: &str = env!("EMNIFY_EXPORTER_BUILD_DATE");
+
+/// What `--version` prints after the name, in the layout of the Prometheus Go exporters' `version.Print`.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (branch: ",
+    env!("EMNIFY_EXPORTER_BRANCH"),
+    ", revision: ",
+    env!("EMNIFY_EXPORTER_REVISION"),
+    ")\n  build date:       ",
+    env!("EMNIFY_EXPORTER_BUILD_DATE"),
+    "\n  rustc version:    ",
+    env!("EMNIFY_EXPORTER_RUSTC_VERSION"),
+    "\n  platform:         ",
+    env!("EMNIFY_EXPORTER_PLATFORM"),
+);
+
 /// Installs ring as the process-wide rustls crypto provider; reqwest is built without one.
 ///
 /// Idempotent: an already installed provider stays in place.

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-use emnify_exporter::config::{Cli, Command};
+use clap::{CommandFactory, FromArgMatches};
+use emnify_exporter::config::{self, Cli, Command};
 use emnify_exporter::{app, logging, simulator};
 use tokio_util::sync::CancellationToken;
 
@@ -13,7 +13,20 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     tune_malloc();
-    let cli = Cli::parse();
+    let started_with: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let env = |name: &str| std::env::var(name).ok();
+    // Before clap reads the environment, and before any other thread exists (set_var is not thread-safe).
+    let mut warnings = config::adopt_renamed_env(env, |name, value| std::env::set_var(name, value));
+    let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let parsed = Cli::command().try_get_matches_from(&argv).and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
+        Err(err) if !err.use_stderr() => err.exit(), // --help, --version
+        Err(err) => {
+            eprint!("{}", config::explain_error(&err, &argv, |name| started_with.get(name).cloned()));
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
@@ -23,6 +36,10 @@ fn main() -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     match cli.command {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "emnify-exporter", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Some(Command::Simulate(args)) => {
             logging::init(args.log_level, cli.exporter.log_format);
             runtime.block_on(async {
@@ -32,10 +49,14 @@ fn main() -> ExitCode {
         }
         None => {
             logging::init(cli.exporter.log_level, cli.exporter.log_format);
+            warnings.extend(config::unused_settings(&matches, env));
+            for warning in &warnings {
+                tracing::warn!("{warning}");
+            }
             let config = match cli.exporter.into_config(|name| std::env::var(name).ok()) {
                 Ok(config) => config,
                 Err(err) => {
-                    eprintln!("emnify-exporter: {err}");
+                    eprint!("{}", config::explain_config_error(&err, &argv, |name| started_with.get(name).cloned()));
                     return ExitCode::from(2);
                 }
             };

@@ -53,6 +53,16 @@ pub struct ReceiverSettings {
 impl ReceiverSettings {
     /// Body bytes all pushes may hold at once: as many full bodies as there are slots (the memory the
     /// slots alone allowed before bodies were read ahead of them). Beyond it a push gets 503.
+    /// How pushes authenticate, as the start-up line and the landing page say it (never the secret).
+    pub fn auth_description(&self) -> &'static str {
+        match (&self.secret_header, &self.basic_auth) {
+            (Some(_), Some(_)) => "secret header and basic auth",
+            (Some(_), None) => "secret header",
+            (None, Some(_)) => "basic auth",
+            (None, None) => "none (--webhook.insecure-no-auth)",
+        }
+    }
+
     pub fn buffered_body_budget(&self) -> usize {
         let budget = self.max_body_bytes.max(1).saturating_mul(self.max_concurrent.max(1));
         budget.min(u32::MAX as usize).min(Semaphore::MAX_PERMITS)

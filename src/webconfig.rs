@@ -68,6 +68,8 @@ struct HttpFormat {
 /// A loaded web configuration.
 pub struct WebConfig {
     pub tls: Option<Arc<ServerConfig>>,
+    /// `client_auth_type` as configured (`NoClientCert` without TLS or when absent).
+    client_auth_type: String,
     pub headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
     users: BTreeMap<String, String>,
     /// Files whose change means "load again", with their modification times.
@@ -106,6 +108,11 @@ impl WebConfig {
         };
         let base = path.parent().unwrap_or(Path::new("."));
         let mut watched = vec![(path.to_path_buf(), modified(path))];
+        let client_auth_type = file
+            .tls_server_config
+            .as_ref()
+            .and_then(|tls| tls.client_auth_type.clone())
+            .unwrap_or_else(|| "NoClientCert".to_string());
         let tls = match file.tls_server_config {
             Some(tls) => Some(Arc::new(build_tls(&tls, base, &mut watched).map_err(fail)?)),
             None => None,
@@ -130,7 +137,7 @@ impl WebConfig {
                 headers.push((name, value));
             }
         }
-        Ok(WebConfig { tls, headers, users: file.basic_auth_users, watched })
+        Ok(WebConfig { tls, client_auth_type, headers, users: file.basic_auth_users, watched })
     }
 
     /// Whether any watched file changed since loading.
@@ -140,6 +147,17 @@ impl WebConfig {
 
     pub fn requires_auth(&self) -> bool {
         !self.users.is_empty()
+    }
+
+    /// TLS as the start-up line and the landing page say it: `off`, `on`, or `mutual` (client
+    /// certificates required, or verified when given).
+    pub fn tls_mode(&self) -> &'static str {
+        match (&self.tls, self.client_auth_type.as_str()) {
+            (None, _) => "off",
+            (Some(_), "NoClientCert") => "on",
+            (Some(_), "VerifyClientCertIfGiven") => "on, client certificates verified if given",
+            (Some(_), _) => "mutual",
+        }
     }
 }
 

@@ -9,9 +9,11 @@ use super::registrar::Registrar;
 pub(super) fn register(reg: &mut Registrar<'_>, live: &Registry) {
     let info = reg.int_gauge_vec(
         Opts::new("emnify_exporter_build_info", "Build of the running exporter; the value is always 1."),
-        &["version", "revision"],
+        &["version", "revision", "branch", "rustversion"],
     );
-    info.with_label_values(&[crate::VERSION, crate::REVISION]).set(1);
+    // `rustc 1.95.0 (59807616e 2026-04-14)` → `1.95.0`, as the Go exporters' `goversion` holds `go1.22.1`.
+    let rustversion = crate::RUSTC_VERSION.split(' ').nth(1).unwrap_or(crate::RUSTC_VERSION);
+    info.with_label_values(&[crate::VERSION, crate::REVISION, crate::BRANCH, rustversion]).set(1);
     #[cfg(target_os = "linux")]
     live.register(Box::new(super::process::ProcessMetrics::new())).expect("process metrics register once");
     #[cfg(not(target_os = "linux"))]

@@ -47,14 +47,136 @@ fn help_documents_every_flag_and_its_env_var() {
         "--log.level",
         "--log.format",
         "--demo",
-        "EMNIFY_API_URL",
-        "EMNIFY_POLL_INTERVAL",
+        "EMNIFY_EXPORTER_EMNIFY_API_URL",
+        "EMNIFY_EXPORTER_EMNIFY_POLL_INTERVAL",
         "EMNIFY_APPLICATION_TOKEN",
     ] {
         assert!(stdout.contains(flag), "--help lacks {flag}:\n{stdout}");
     }
+}
+
+/// `--version` as the Prometheus Go exporters print it: version, branch, revision, build date, compiler,
+/// platform; `-V` only the version.
+#[test]
+fn version_names_the_build() {
     let (code, stdout, _) = run(&["--version"], &[]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let head = format!("emnify-exporter {} (branch: ", emnify_exporter::VERSION);
+    assert!(lines[0].starts_with(&head) && lines[0].contains(", revision: "), "{stdout}");
+    let revision = lines[0].split("revision: ").nth(1).unwrap().trim_end_matches(')');
+    assert_eq!(revision, emnify_exporter::REVISION);
+    assert!(revision.len() == 12 && revision.chars().all(|c| c.is_ascii_hexdigit()), "a git revision: {revision}");
+    let field = |name: &str| {
+        let line =
+            lines.iter().find(|l| l.trim_start().starts_with(name)).unwrap_or_else(|| panic!("{name}: {stdout}"));
+        line.split_once(':').unwrap().1.trim().to_string()
+    };
+    let date = field("build date");
+    assert!(date.len() == 20 && date.ends_with('Z') && date.as_bytes()[10] == b'T', "RFC 3339: {date}");
+    assert!(field("rustc version").starts_with("rustc 1."), "{stdout}");
+    assert!(field("platform").starts_with(&format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH)));
+    let (code, stdout, _) = run(&["-V"], &[]);
     assert_eq!((code, stdout.trim()), (0, format!("emnify-exporter {}", emnify_exporter::VERSION).as_str()));
+}
+
+/// Common mistakes with the API URL are refused at start with the URL to use instead.
+#[test]
+fn api_url_mistakes_are_refused_with_the_fix() {
+    for (url, fix) in [
+        ("https://cdn.emnify.net/api/v1", "use https://cdn.emnify.net"),
+        ("https://cdn.emnify.net/api/v1/", "use https://cdn.emnify.net"),
+        ("https://proxy.example/emnify/api", "use https://proxy.example/emnify"),
+        ("cdn.emnify.net", "has no scheme: use https://cdn.emnify.net"),
+        ("cdn.emnify.net:443", "has no scheme: use https://cdn.emnify.net:443"),
+        ("ftp://cdn.emnify.net", "http:// or https://"),
+    ] {
+        let (code, _, stderr) = run(&["--emnify.api-url", url], &[("EMNIFY_APPLICATION_TOKEN", "t")]);
+        assert_eq!(code, 2, "{url}: {stderr}");
+        assert!(stderr.contains("--emnify.api-url") && stderr.contains(fix), "{url}: {stderr}");
+    }
+}
+
+/// On/off variables take true/false, 1/0 and yes/no; anything else is refused naming the variable and
+/// the accepted values.
+#[test]
+fn boolean_variables_take_the_usual_spellings() {
+    // A state file that cannot exist fails after the flags are read: reaching that error means the
+    // boolean was accepted, and the demo (needing no token) was on.
+    for on in ["true", "1", "yes", "TRUE", "on"] {
+        let (code, _, stderr) = run(&["--state.file", "/nonexistent/state.json"], &[("EMNIFY_EXPORTER_DEMO", on)]);
+        assert_eq!(code, 2, "{on}: {stderr}");
+        assert!(stderr.contains("--state.file") && !stderr.contains("boolean"), "{on}: {stderr}");
+    }
+    for off in ["false", "0", "no"] {
+        let (code, _, stderr) = run(&[], &[("EMNIFY_EXPORTER_DEMO", off)]);
+        assert_eq!(code, 2, "{off}: {stderr}");
+        assert!(stderr.contains("no emnify application token"), "the demo is off with {off}: {stderr}");
+    }
+    let (code, _, stderr) = run(&[], &[("EMNIFY_EXPORTER_DEMO", "maybe")]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("EMNIFY_EXPORTER_DEMO") && stderr.contains("true or false, 1 or 0, yes or no"), "{stderr}");
+}
+
+/// An error in a value from the environment names the variable (and, for a renamed one, the name the
+/// user set); the old names are still read.
+#[test]
+fn errors_name_the_environment_variable_and_old_names_still_work() {
+    let (code, _, stderr) = run(&[], &[("EMNIFY_EXPORTER_EMNIFY_POLL_INTERVAL", "never")]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--emnify.poll-interval"), "{stderr}");
+    assert!(stderr.contains("environment variable EMNIFY_EXPORTER_EMNIFY_POLL_INTERVAL"), "{stderr}");
+    let (code, _, stderr) = run(&[], &[("EMNIFY_POLL_INTERVAL", "never")]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("environment variable EMNIFY_POLL_INTERVAL)"), "the old name is read: {stderr}");
+    // On the command line, the flag is the whole story.
+    let (_, _, stderr) =
+        run(&["--emnify.poll-interval", "never"], &[("EMNIFY_EXPORTER_EMNIFY_POLL_INTERVAL", "also-never")]);
+    assert!(!stderr.contains("environment variable"), "{stderr}");
+    // Errors found after parsing name the variable too.
+    let (code, _, stderr) = run(&[], &[("EMNIFY_EXPORTER_EMNIFY_APPLICATION_TOKEN_FILE", "/nonexistent/token")]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("environment variable EMNIFY_EXPORTER_EMNIFY_APPLICATION_TOKEN_FILE"), "{stderr}");
+}
+
+/// The start-up line says what runs (version, mode, address, TLS, auth, the API), and settings the mode
+/// does not use, or old variable names, are warned about.
+#[test]
+fn start_up_states_the_setup_and_warns_about_unused_settings() {
+    let mut child = Process::start(
+        &["--demo", "--web.listen-address", "127.0.0.1:0", "--webhook.path", "/hook"],
+        &[("EMNIFY_POLL_INTERVAL", "2s"), ("EMNIFY_EXPORTER_WEBHOOK_SECRET", "unused-secret")],
+    );
+    let renamed = child.wait_for_log("EMNIFY_POLL_INTERVAL");
+    assert_eq!(renamed["level"], "warn");
+    assert!(renamed["msg"].as_str().unwrap().contains("EMNIFY_EXPORTER_EMNIFY_POLL_INTERVAL"), "{renamed}");
+    let unused = child.wait_for_log("--webhook.path is ignored");
+    assert_eq!(unused["level"], "warn");
+    let secret = child.wait_for_log("EMNIFY_EXPORTER_WEBHOOK_SECRET is ignored");
+    assert!(!secret.to_string().contains("unused-secret"), "never the secret: {secret}");
+    let up = child.wait_for_log("emnify exporter listening");
+    assert_eq!(up["version"], emnify_exporter::VERSION);
+    assert_eq!(up["mode"], "poll");
+    assert_eq!((up["tls"].as_str(), up["basic_auth"].as_str()), (Some("off"), Some("off")));
+    assert!(up["api"].as_str().is_some_and(|a| a.starts_with("http://127.0.0.1:")), "{up}");
+    assert_eq!(up["poll_interval"], "2s", "the old name's value is used");
+    assert!(up["time"].is_string() && up["component"] == "app", "flat JSON lines: {up}");
+    assert!(child.terminate(Duration::from_secs(15)).success());
+}
+
+/// `completions` prints a completion script for each supported shell, knowing the flags.
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish() {
+    for (shell, marker) in
+        [("bash", "complete -F"), ("zsh", "#compdef emnify-exporter"), ("fish", "complete -c emnify-exporter")]
+    {
+        let (code, stdout, stderr) = run(&["completions", shell], &[]);
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        assert!(stdout.contains(marker) && stdout.contains("emnify.poll-interval"), "{shell}:\n{stdout}");
+    }
+    let (code, _, stderr) = run(&["completions", "tcsh"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("bash"), "the error lists the shells: {stderr}");
 }
 
 #[test]
@@ -73,7 +195,7 @@ fn bad_values_fail_at_start_naming_the_flag() {
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(stderr.contains(flag), "{args:?} should name {flag}: {stderr}");
     }
-    let (code, _, stderr) = run(&[], &[("EMNIFY_POLL_INTERVAL", "never")]);
+    let (code, _, stderr) = run(&[], &[("EMNIFY_EXPORTER_EMNIFY_POLL_INTERVAL", "never")]);
     assert_eq!(code, 2);
     assert!(stderr.contains("--emnify.poll-interval"), "env values are checked too: {stderr}");
 }
@@ -111,7 +233,7 @@ fn demo_serves_growing_counters_that_match_the_simulator_and_stops_on_sigterm() 
     let mut child =
         Process::start(&["--demo", "--web.listen-address", "127.0.0.1:0", "--emnify.poll-interval", "1s"], &[]);
     let demo = child.wait_for_log("demo mode");
-    let truth_url = demo["fields"]["truth"].as_str().expect("the demo logs the truth URL").to_string();
+    let truth_url = demo["truth"].as_str().expect("the demo logs the truth URL").to_string();
     let metrics_url = format!("{}/metrics", child.exporter_base());
 
     let counted = || common::blocking_total(&metrics_url);

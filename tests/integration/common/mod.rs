@@ -479,7 +479,7 @@ impl Process {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = self.logs.recv_timeout(left).unwrap_or_else(|_| panic!("no log line with {text:?}"));
             self.seen.borrow_mut().push(line.to_string());
-            if line["fields"]["message"].as_str().is_some_and(|m| m.contains(text)) {
+            if line["msg"].as_str().is_some_and(|m| m.contains(text)) {
                 return line;
             }
         }
@@ -515,7 +515,7 @@ impl Process {
     /// The `address` field of the next log line with `message` (waits for it): the bound `HOST:PORT`.
     pub fn listening_address(&self, message: &str) -> String {
         let line = self.wait_for_log(message);
-        line["fields"]["address"].as_str().expect("the line names the address").to_string()
+        line["address"].as_str().expect("the line names the address").to_string()
     }
 
     /// The exporter's `http://HOST:PORT`, from its start-up line.
