@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 const EXPORTER: &str = "emnify-exporter";
 const IMAGE: &str = "ghcr.io/example/emnify-exporter:0.1.0";
 const TOKEN_SECRET: &str = "emnify-application-token";
-const TOKEN_ENV: &str = "EMNIFY_APPLICATION_TOKEN_FILE";
+const TOKEN_ENV: &str = "EMNIFY_EXPORTER_EMNIFY_APPLICATION_TOKEN_FILE";
 const JOB: &str = "emnify-exporter";
 const MONITORING: &str = "monitoring.coreos.com/v1";
 const KUBERNETES_VALIDATE_INSTALL: &str = "python3 -m venv .venv && .venv/bin/pip install kubernetes-validate==1.37.0";
@@ -659,7 +659,7 @@ fn structural_checks_catch_mistakes() {
             0,
             "/spec/template/spec/initContainers/0/env/0/value",
             |v| *v = json!("/etc/token"),
-            "EMNIFY_APPLICATION_TOKEN_FILE",
+            "EMNIFY_EXPORTER_EMNIFY_APPLICATION_TOKEN_FILE",
         ),
         (
             "sidecar-native.yaml",
@@ -914,14 +914,25 @@ fn compose_stack_is_valid_and_consistent() {
         }
     }
 
-    // The exporter: the image has no shell, so arguments are an exec-form list for its ENTRYPOINT.
+    // The exporter is built from the repository's own Dockerfile: a placeholder or any other image to
+    // pull (`image:` beside `build:` makes Compose try a pull first) would not be this checkout's code.
     let exporter = &services[EXPORTER];
-    assert_eq!(exporter["image"], IMAGE);
-    assert!(exporter.get("entrypoint").is_none(), "compose.yaml: keep the image's ENTRYPOINT");
     assert!(
-        exporter.get("healthcheck").is_none(),
-        "compose.yaml: a FROM scratch image cannot run a healthcheck command"
+        exporter.get("image").is_none(),
+        "compose.yaml: the exporter must be built (`build:`), not pulled as image {}",
+        exporter["image"]
     );
+    let context = str_at(exporter, "/build/context").expect("compose.yaml: the exporter needs build.context");
+    assert_eq!(normalise(&compose_dir.join(context)), repo(), "compose.yaml: build.context is the repository root");
+    assert_eq!(str_at(exporter, "/build/dockerfile"), Some("Dockerfile"), "compose.yaml: the repository's Dockerfile");
+    // The arguments below are an exec-form list for the image's ENTRYPOINT: the image has no shell.
+    let dockerfile = read("Dockerfile");
+    let final_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
+    for line in [r#"ENTRYPOINT ["/emnify-exporter"]"#, "EXPOSE 9853", "USER 65532:65532"] {
+        assert!(final_stage.lines().any(|l| l.trim() == line), "Dockerfile's last stage: no `{line}`");
+    }
+    assert!(exporter.get("entrypoint").is_none(), "compose.yaml: keep the image's ENTRYPOINT");
+    assert!(exporter.get("healthcheck").is_none(), "compose.yaml: the image has no shell to run a healthcheck command");
     let command: Vec<&str> = array_at(exporter, "/command").iter().filter_map(Value::as_str).collect();
     assert!(command.contains(&"--demo") && command.contains(&"--ingest.mode=both"), "{command:?}");
     let listen_port = command
@@ -1027,6 +1038,221 @@ fn compose_stack_is_valid_and_consistent() {
     assert!(alertmanager_mounts
         .iter()
         .any(|(s, t, _)| s == "./alertmanager.yml" && t == "/etc/alertmanager/alertmanager.yml"));
+}
+
+// ------------------------------------------------------------------------------------------------
+// systemd unit
+// ------------------------------------------------------------------------------------------------
+
+const UNIT: &str = "deploy/systemd/emnify-exporter.service";
+const UNIT_BINARY: &str = "/usr/local/bin/emnify-exporter";
+/// `systemd-analyze security --offline=yes` of the unit as measured with systemd 252 (Debian 12): 1.1,
+/// "OK". What is left is what an exporter needs (the host's network, sockets, the host's root) and
+/// `ProcSubset=pid`, which would hide /proc/stat from process_start_time_seconds. Dropping any other
+/// hardening directive raises the figure above this.
+const MAX_EXPOSURE: f64 = 1.1;
+
+/// The unit's directives as (section, key, value), continuation lines joined and whitespace collapsed.
+fn unit_directives(text: &str) -> Vec<(String, String, String)> {
+    let mut directives = Vec::new();
+    let mut section = String::new();
+    let mut entry = String::new();
+    for line in text.lines().map(str::trim) {
+        if entry.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with(';')) {
+            continue;
+        }
+        if let Some(start) = line.strip_suffix('\\') {
+            entry.push_str(start);
+            entry.push(' ');
+            continue;
+        }
+        entry.push_str(line);
+        let whole = std::mem::take(&mut entry);
+        if let Some(name) = whole.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+            section = name.to_string();
+            continue;
+        }
+        let (key, value) = whole.split_once('=').unwrap_or_else(|| panic!("{UNIT}: not key=value: {whole}"));
+        let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+        directives.push((section.clone(), key.trim().to_string(), value));
+    }
+    directives
+}
+
+/// The unit written into `dir` with ExecStart pointing at the binary under test, as `systemd-analyze`
+/// refuses a unit whose program does not exist (and /usr/local/bin has none here).
+fn unit_for_tests(text: &str, dir: &Path) -> PathBuf {
+    let exec = format!("ExecStart={UNIT_BINARY} ");
+    assert_eq!(text.matches(&exec).count(), 1, "{UNIT}: expected one `{exec}`");
+    let path = dir.join("emnify-exporter.service");
+    std::fs::write(&path, text.replace(&exec, &format!("ExecStart={} ", env!("CARGO_BIN_EXE_emnify-exporter"))))
+        .unwrap();
+    path
+}
+
+fn systemd_analyze() -> PathBuf {
+    which("systemd-analyze")
+        .unwrap_or_else(|| panic!("systemd-analyze is missing: apt-get install systemd (scripts/test does this)"))
+}
+
+/// What `systemd-analyze verify` objects to. Its exit status alone is not enough: an unknown key or a
+/// value it cannot parse is only warned about ("ignoring") with exit status 0, so every line naming the
+/// unit is a problem too. Lines about other units of the host are not the unit's fault.
+fn verify_problems(unit: &Path) -> Vec<String> {
+    let output = run(Command::new(systemd_analyze()).args(["verify", "--man=no"]).arg(unit));
+    let name = unit.file_name().unwrap().to_string_lossy().into_owned();
+    let mut problems: Vec<String> = text(&output).lines().filter(|l| l.contains(&name)).map(str::to_string).collect();
+    if !output.status.success() {
+        problems.push(format!("systemd-analyze verify exited with {}:\n{}", output.status, text(&output)));
+    }
+    problems
+}
+
+#[test]
+fn systemd_unit_passes_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let problems = verify_problems(&unit_for_tests(&read(UNIT), dir.path()));
+    assert!(problems.is_empty(), "systemd-analyze verify {UNIT}:\n{}", problems.join("\n"));
+}
+
+/// The check above finds the mistakes systemd itself would only warn about and skip.
+#[test]
+fn systemd_unit_check_catches_mistakes() {
+    let good = read(UNIT);
+    let mistakes = [
+        ("a misspelt key", good.replacen("ProtectSystem=strict", "ProtectSytem=strict", 1)),
+        ("a value systemd cannot parse", good.replacen("ProtectSystem=strict", "ProtectSystem=stric", 1)),
+        ("a misspelt section", good.replacen("[Service]", "[Servce]", 1)),
+        ("a misspelt service type", good.replacen("Type=simple", "Type=simpel", 1)),
+    ];
+    for (mistake, text) in mistakes {
+        assert_ne!(text, good, "{mistake}: the mutation must change the unit");
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!verify_problems(&unit_for_tests(&text, dir.path())).is_empty(), "{mistake} went unnoticed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_for_tests(&good, dir.path());
+    let text =
+        std::fs::read_to_string(&unit).unwrap().replace(env!("CARGO_BIN_EXE_emnify-exporter"), "/nonexistent/bin/x");
+    std::fs::write(&unit, text).unwrap();
+    assert!(!verify_problems(&unit).is_empty(), "a missing program went unnoticed");
+}
+
+/// `systemd-analyze security`'s overall exposure (0 = fully sandboxed, 10 = not at all) of a unit file.
+fn exposure(unit: &Path) -> (f64, String) {
+    let output = run(Command::new(systemd_analyze()).args(["security", "--offline=yes", "--no-pager"]).arg(unit));
+    let out = text(&output);
+    assert!(output.status.success(), "systemd-analyze security:\n{out}");
+    let score = out
+        .lines()
+        .find_map(|l| {
+            l.split_once("Overall exposure level for ")?.1.split_once(": ")?.1.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no overall exposure level in:\n{out}"));
+    (score, out)
+}
+
+#[test]
+fn systemd_unit_exposure_stays_low() {
+    let dir = tempfile::tempdir().unwrap();
+    let (score, out) = exposure(&unit_for_tests(&read(UNIT), dir.path()));
+    println!("systemd-analyze security --offline=yes {UNIT}: exposure {score}");
+    assert!(
+        score <= MAX_EXPOSURE,
+        "{UNIT}: exposure {score} > {MAX_EXPOSURE}: hardening was dropped or weakened\n{out}"
+    );
+    // The bound is tight enough to notice one directive less.
+    let weaker = read(UNIT).replacen("ProtectHome=yes\n", "", 1);
+    assert_ne!(weaker, read(UNIT));
+    let (weaker_score, _) = exposure(&unit_for_tests(&weaker, dir.path()));
+    assert!(weaker_score > MAX_EXPOSURE, "without ProtectHome the exposure is still {weaker_score}");
+}
+
+/// The hardening the issue asks for is there by name, and the command line works as systemd runs it:
+/// the token read from the credentials directory, the state file written in the state directory.
+#[test]
+fn systemd_unit_is_hardened_and_its_command_line_runs() {
+    let directives = unit_directives(&read(UNIT));
+    let service = |key: &str| -> Vec<String> {
+        directives.iter().filter(|(s, k, _)| s == "Service" && k == key).map(|(_, _, v)| v.clone()).collect()
+    };
+    for (key, value) in [
+        ("DynamicUser", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("LockPersonality", "yes"),
+        ("RestrictNamespaces", "yes"),
+        ("Restart", "on-failure"),
+        ("EnvironmentFile", "-/etc/default/emnify-exporter"),
+    ] {
+        assert_eq!(service(key), [value], "{UNIT}: [Service] {key}=");
+    }
+    assert_eq!(service("SystemCallFilter").first().map(String::as_str), Some("@system-service"), "{UNIT}");
+
+    let [credential] = &service("LoadCredential")[..] else { panic!("{UNIT}: one LoadCredential=") };
+    let (credential, source) = credential.split_once(':').expect("LoadCredential=NAME:PATH");
+    assert_eq!(source, "/etc/emnify-exporter/application-token", "{UNIT}: the token's place");
+    let [state_directory] = &service("StateDirectory")[..] else { panic!("{UNIT}: one StateDirectory=") };
+    let [exec] = &service("ExecStart")[..] else { panic!("{UNIT}: one ExecStart=") };
+    let mut argv = exec.split_whitespace();
+    assert_eq!(argv.next(), Some(UNIT_BINARY));
+    let args: Vec<&str> = argv.collect();
+    let token_flag = format!("--emnify.application-token-file=${{CREDENTIALS_DIRECTORY}}/{credential}");
+    assert!(args.contains(&token_flag.as_str()), "{UNIT}: ExecStart must pass {token_flag}: {args:?}");
+    let state_file = args.iter().find_map(|a| a.strip_prefix("--state.file=")).expect("ExecStart: --state.file=");
+    assert_eq!(
+        Path::new(state_file).parent(),
+        Some(Path::new("/var/lib").join(state_directory).as_path()),
+        "{UNIT}: the state file must be in the StateDirectory, the only place the service may write"
+    );
+
+    // Run those arguments as systemd would, with its directories in a scratch directory, against the
+    // simulator with a token of its own, so only a token read from the credential file logs in.
+    let root = tempfile::tempdir().unwrap();
+    let credentials = root.path().join("credentials");
+    let var_lib = root.path().join("var/lib");
+    std::fs::create_dir_all(&credentials).unwrap();
+    std::fs::create_dir_all(var_lib.join(state_directory)).unwrap();
+    std::fs::write(credentials.join(credential), "systemd-credential-token\n").unwrap();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            a.replace("${CREDENTIALS_DIRECTORY}", &credentials.to_string_lossy())
+                .replace("/var/lib/", &format!("{}/", var_lib.display()))
+        })
+        .collect();
+    let sim = crate::common::Process::start(
+        &["simulate", "--listen=127.0.0.1:0", "--events-per-second=0", "--token=systemd-credential-token"],
+        &[],
+    );
+    let api_url = sim.simulator_base();
+    let mut exporter_args: Vec<&str> = args.iter().map(String::as_str).collect();
+    exporter_args.extend([
+        "--emnify.api-url",
+        &api_url,
+        "--emnify.poll-interval=1s",
+        "--web.listen-address=127.0.0.1:0",
+    ]);
+    let mut exporter = crate::common::Process::start(&exporter_args, &[]);
+    let metrics = format!("{}/metrics", exporter.exporter_base());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !crate::common::blocking_get(&metrics).1.lines().any(|l| l == "emnify_up 1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no successful poll with the unit's arguments:\n{}",
+            exporter.drain_logs().join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let state = var_lib.join(state_file.trim_start_matches("/var/lib/"));
+    assert!(state.is_file(), "no state file at {} (the unit's --state.file)", state.display());
+    assert!(exporter.terminate(std::time::Duration::from_secs(15)).success(), "a clean exit after SIGTERM");
 }
 
 // ------------------------------------------------------------------------------------------------
