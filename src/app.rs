@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::poller::{run_poll_loop, Poller};
 use crate::receiver::{self, Receiver, ReceiverSettings};
 use crate::rng::SplitMix64;
-use crate::routes::{serve, ServerState};
+use crate::routes::{serve, About, ServerState};
 use crate::secret::Secret;
 use crate::simulator::{Simulator, SimulatorConfig, StreamerConfig};
 use crate::state::StateStore;
@@ -117,6 +117,16 @@ impl App {
             metrics,
             telemetry_path: config.telemetry_path.clone(),
             security,
+            about: About {
+                mode: config.mode(),
+                api: config.poll.as_ref().map(|p| (config.api_url.clone(), p.interval)),
+                webhook: config.push.as_ref().map(|p| (p.path.clone(), p.auth_description())),
+                listen: address.to_string(),
+                tls: web.as_ref().map_or("off", |w| w.tls_mode()),
+                basic_auth: web.as_ref().is_some_and(|w| w.requires_auth()),
+                state_file: config.state_file.as_ref().map(|p| p.display().to_string()),
+                demo_simulator: config.demo.then(|| config.api_url.clone()),
+            },
             receiver,
             limits: config.http.clone(),
         });

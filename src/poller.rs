@@ -328,7 +328,7 @@ impl Poller {
 
     /// Ends a poll that stopped early: what it counted stays counted (and is checkpointed), the cursor stays.
     async fn failed(&self, started: Instant, error: ApiError, report: PollReport) -> PollOutcome {
-        self.metrics.polling.record_failure(started.elapsed().as_secs_f64(), error.reason());
+        self.metrics.polling.record_failure(started.elapsed().as_secs_f64(), error.reason(), &error.to_string());
         self.checkpoint().await;
         tracing::warn!(error = %error, reason = error.reason(), pages = report.pages, counted = report.counts.counted, "poll failed");
         PollOutcome::Failed { error, report }

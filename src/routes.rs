@@ -32,6 +32,27 @@ pub struct ServerState {
     pub receiver: Option<Arc<Receiver>>,
     /// What clients may hold of the server.
     pub limits: HttpLimits,
+    /// The set-up, as the landing page describes it.
+    pub about: About,
+}
+
+/// The set-up as the landing page describes it, fixed at start. Never a secret: the API's URL, not
+/// the token; how pushes authenticate, not with what.
+#[derive(Debug, Clone, Default)]
+pub struct About {
+    /// `poll`, `push` or `both`.
+    pub mode: &'static str,
+    /// The emnify API polled, and every how often (poll and both modes).
+    pub api: Option<(String, std::time::Duration)>,
+    /// The receiver's path and how pushes authenticate (push and both modes).
+    pub webhook: Option<(String, &'static str)>,
+    /// The address served, TLS (`off`, `on`, `mutual`) and whether basic auth is asked.
+    pub listen: String,
+    pub tls: &'static str,
+    pub basic_auth: bool,
+    pub state_file: Option<String>,
+    /// In the demo: the built-in simulator's base URL.
+    pub demo_simulator: Option<String>,
 }
 
 /// Serves the exporter's endpoints on `listener` until `shutdown` is cancelled.
@@ -138,49 +159,152 @@ fn answer(state: &ServerState, req: &Request<Incoming>, path: &str, authorized: 
     }
 }
 
+/// The landing page: is it working, and if not, why. Plain HTML, no scripts; every row has an id
+/// (tests and people linking to it read them).
 fn landing_page(state: &ServerState) -> HttpResponse {
     let status = state.metrics.status();
+    let about = &state.about;
     let now = now_millis() as f64 / 1000.0;
-    let ago = |t: f64| format!("{:.0}s ago", (now - t).max(0.0));
-    let poll = match status.last_success_unix {
-        Some(t) => format!(
-            "last successful poll {}; the last poll {}",
-            ago(t),
-            if status.up { "succeeded" } else { "failed (see emnify_poll_errors_total)" }
+    let when = |t: f64| {
+        format!("{} ({:.0}s ago)", crate::timefmt::format_event_timestamp((t * 1000.0) as i64), (now - t).max(0.0))
+    };
+    let esc = |text: &str| html_escape(text);
+    let mut rows: Vec<(&str, &str, String)> = Vec::new();
+
+    let saving_fails = matches!(status.state, StateHealth::Failing { .. });
+    let polls = about.api.is_some();
+    let overall = if saving_fails {
+        "<strong class=\"bad\">NOT PUBLISHING</strong>: the state file cannot be saved, so the published counts \
+         stay as they were (see State file)"
+            .to_string()
+    } else if polls && !status.up {
+        match &status.last_poll.error {
+            Some((_, reason, _)) => format!(
+                "<strong class=\"bad\">POLLS FAIL</strong> ({}): see Last poll, and emnify_poll_errors_total",
+                esc(reason)
+            ),
+            None => "starting: no poll has finished yet".to_string(),
+        }
+    } else {
+        "<strong class=\"good\">working</strong>".to_string()
+    };
+    rows.push(("status", "Status", overall));
+    let mode = match about.mode {
+        "poll" => "poll (emnify REST API)",
+        "push" => "push (emnify Data Streamer)",
+        _ => "both (Data Streamer pushes, polls as the gap-filler)",
+    };
+    let demo = if about.demo_simulator.is_some() { ", demo: the built-in simulator stands in for emnify" } else { "" };
+    rows.push(("mode", "Mode", format!("{mode}{demo}")));
+    if let Some((url, interval)) = &about.api {
+        rows.push(("api", "emnify API", format!("{} every {}", esc(url), humantime::format_duration(*interval))));
+        let last = match status.last_poll.finished {
+            // Counts that cannot be published are no success to report.
+            Some((t, true)) if saving_fails => {
+                format!(
+                    "{}: read, but its counts are <strong class=\"bad\">not published</strong> (see State file)",
+                    when(t)
+                )
+            }
+            Some((t, true)) => format!("{}: succeeded", when(t)),
+            Some((t, false)) => format!("{}: <strong class=\"bad\">failed</strong>", when(t)),
+            None => "none finished yet".to_string(),
+        };
+        rows.push(("last-poll", "Last poll", last));
+        let success = status.last_success_unix.map_or("none yet".to_string(), when);
+        rows.push(("last-success", "Last successful poll", success));
+        let error = match &status.last_poll.error {
+            Some((t, reason, message)) => format!("{}: <code>{}</code>: {}", when(*t), esc(reason), esc(message)),
+            None => "none since start".to_string(),
+        };
+        rows.push(("last-error", "Last poll error", error));
+    }
+    if let Some((path, auth)) = &about.webhook {
+        rows.push(("webhook", "Push receiver", format!("<code>{}</code>, authenticated by {}", esc(path), esc(auth))));
+        let push = status.last_push_unix.map_or("none yet".to_string(), when);
+        rows.push(("last-push", "Last push accepted", push));
+        let refused = match &status.last_push_rejected {
+            Some((t, reason)) => format!("{}: <code>{}</code> (see emnify_push_rejected_total)", when(*t), esc(reason)),
+            None => "none since start".to_string(),
+        };
+        rows.push(("last-push-refused", "Last push refused", refused));
+    }
+    rows.push((
+        "counted",
+        "Events counted",
+        format!("{} (each event id once, restored counts included)", status.events_counted),
+    ));
+    let state_file = match (&about.state_file, &status.state) {
+        (None, _) | (_, StateHealth::NotUsed) => "not used: counters start from zero at each start".to_string(),
+        (Some(path), StateHealth::Saved(Some(t))) => format!("<code>{}</code>: last saved {}", esc(path), when(*t)),
+        (Some(path), StateHealth::Saved(None)) => format!("<code>{}</code>: not saved yet", esc(path)),
+        (Some(path), StateHealth::Failing { error, last_success_unix }) => format!(
+            "<code>{}</code>: <strong class=\"bad\">saving FAILS</strong> ({}); the published counts stay as of \
+             the last good save{} until a save works (see emnify_state_save_failures_total)",
+            esc(path),
+            esc(error),
+            last_success_unix.map(|t| format!(", {}", when(t))).unwrap_or_default()
         ),
-        None if status.up => "polling".to_string(),
-        None => "no successful poll yet".to_string(),
     };
-    // A failing save freezes the published counts: that must be said here, whatever the poll did.
-    let poll = match &status.state {
-        StateHealth::Failing { .. } => "polls go on, but their counts are not published while the state file \
-                                        cannot be saved"
-            .to_string(),
-        _ => poll,
+    rows.push(("state-file", "State file", state_file));
+    let (organisations, limit, overflow) = status.organisations;
+    let overflowing = if overflow > 0 {
+        format!("; <strong class=\"bad\">{overflow} events</strong> counted under organisation_id=\"overflow\" (raise --metrics.max-organisations)")
+    } else {
+        String::new()
     };
-    let saving = match &status.state {
-        StateHealth::NotUsed => String::new(),
-        StateHealth::Saved(Some(t)) => format!("<p>State file: last saved {}.</p>\n", ago(*t)),
-        StateHealth::Saved(None) => "<p>State file: not saved yet.</p>\n".to_string(),
-        StateHealth::Failing { error, last_success_unix } => format!(
-            "<p style=\"color: #b00020\"><strong>State file: saving FAILS</strong> ({}); the published counts \
-             stay as of the last good save{} until a save works. See emnify_state_save_failures_total.</p>\n",
-            html_escape(error),
-            last_success_unix.map(|t| format!(", {}", ago(t))).unwrap_or_default()
+    rows.push((
+        "series",
+        "Series",
+        format!("{organisations} organisations with series of their own, of at most {limit}{overflowing}"),
+    ));
+    let auth = if about.basic_auth { "basic auth" } else { "no auth" };
+    rows.push(("web", "Served on", format!("{}, TLS {}, {auth}", esc(&about.listen), about.tls)));
+    rows.push((
+        "build",
+        "Build",
+        format!(
+            "version {} (branch {}, revision {}), built {} with {}",
+            crate::VERSION,
+            esc(crate::BRANCH),
+            esc(crate::REVISION),
+            crate::BUILD_DATE,
+            esc(crate::RUSTC_VERSION)
         ),
-    };
-    let path = html_escape(&state.telemetry_path);
+    ));
+    let path = esc(&state.telemetry_path);
+    let mut links = format!(
+        "<a href=\"{path}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a>"
+    );
+    if let Some(sim) = &about.demo_simulator {
+        let sim = esc(sim);
+        links.push_str(&format!(
+            " · <a href=\"{sim}/simulator/truth\">The simulator's truth</a> (what it produced, to compare with the \
+             metrics) · <a href=\"{sim}/simulator/stats\">its request counts</a>"
+        ));
+        rows.push((
+            "burst",
+            "Try a burst",
+            format!(
+                "<form method=\"post\" action=\"{sim}/simulator/generate?generic_org=0&amp;count=200\">\
+                 <button type=\"submit\">Send 200 Generic events</button></form> or <code>curl -X POST \
+                 '{sim}/simulator/generate?generic_org=0&amp;count=200'</code>; the demo also makes one every 45 s"
+            ),
+        ));
+    }
+    rows.push(("links", "Links", links));
+
+    let mut table = String::new();
+    for (id, name, value) in &rows {
+        table.push_str(&format!("<tr id=\"{id}\"><th>{name}</th><td>{value}</td></tr>\n"));
+    }
     let body = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>emnify exporter</title></head>\n\
-         <body style=\"font-family: sans-serif\">\n\
-         <h1 style=\"background: #e6522c; color: white; padding: 0.3em\">emnify exporter</h1>\n\
-         <p>Prometheus exporter for emnify IoT platform events. Version {version} (revision {revision}).</p>\n\
-         <p>Status: {poll}. Events counted since start: {counted}.</p>\n{saving}\
-         <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li>\
-         <li><a href=\"/-/ready\">Readiness</a></li></ul>\n</body></html>\n",
-        version = crate::VERSION,
-        revision = crate::REVISION,
-        counted = status.events_counted,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>emnify exporter</title>\n\
+         <style>body {{ font-family: sans-serif; margin: 0 1em; }} h1 {{ background: #e6522c; color: white; \
+         padding: 0.3em; }} th {{ text-align: left; vertical-align: top; padding: 0.25em 1em 0.25em 0; \
+         white-space: nowrap; }} td {{ padding: 0.25em 0; }} .bad {{ color: #b00020; }} .good {{ color: #1b7a1b; }} \
+         form {{ display: inline; }}</style></head>\n<body>\n<h1>emnify exporter</h1>\n\
+         <p>Prometheus exporter for emnify IoT platform events.</p>\n<table>\n{table}</table>\n</body></html>\n"
     );
     let mut response = respond(StatusCode::OK, "text/html; charset=utf-8", body);
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -284,6 +284,13 @@ impl EventMetrics {
         self.counted.get()
     }
 
+    /// Organisations with series of their own, the limit, and events counted under the overflow.
+    pub(super) fn organisation_usage(&self) -> (u64, u64, u64) {
+        let organisations = u64::try_from(self.organisations.get()).unwrap_or(0);
+        let limit = u64::try_from(self.names.limits().max_organisations).unwrap_or(u64::MAX);
+        (organisations, limit, self.over_limit.get())
+    }
+
     /// Creates the handles of a new label set (its organisation already admitted, or the overflow); a new
     /// organisation also gets its zeroed series.
     fn resolve(&self, key: EventKey) -> EventHandles {

@@ -32,7 +32,7 @@ pub use exposition::{Exposition, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 pub use labels::{SeriesLimits, OVERFLOW, POLL_ERROR_REASONS, PUSH_REJECT_REASONS};
 use persist::CounterTable;
 pub use persist::CounterValue;
-pub use polling::PollingMetrics;
+pub use polling::{LastPoll, PollingMetrics};
 pub use push::PushMetrics;
 use registrar::Registrar;
 pub use state::{StateHealth, StateMetrics};
@@ -42,7 +42,15 @@ pub use state::{StateHealth, StateMetrics};
 pub struct PollStatus {
     pub up: bool,
     pub last_success_unix: Option<f64>,
+    /// How polls went lately (nothing in push mode).
+    pub last_poll: LastPoll,
+    /// When the last push was accepted, and when the last one was refused and why.
+    pub last_push_unix: Option<f64>,
+    pub last_push_rejected: Option<(f64, String)>,
     pub events_counted: u64,
+    /// Organisations with series of their own, `--metrics.max-organisations`, and events counted under
+    /// the overflow.
+    pub organisations: (u64, u64, u64),
     pub state: StateHealth,
 }
 
@@ -140,7 +148,11 @@ impl Metrics {
         PollStatus {
             up: self.polling.is_up(),
             last_success_unix: self.polling.last_success_unix(),
+            last_poll: self.polling.last_poll(),
+            last_push_unix: self.push.last_push_unix(),
+            last_push_rejected: self.push.last_rejected(),
             events_counted: self.events.counted(),
+            organisations: self.events.organisation_usage(),
             state: self.state.health(self.state_used.load(std::sync::atomic::Ordering::Relaxed)),
         }
     }
@@ -306,7 +318,7 @@ mod tests {
         m.events.record_skipped("before_start");
         m.events.set_remembered_ids(2);
         m.polling.record_success(0.5, 1_700_000_000.0);
-        m.polling.record_failure(0.5, "timeout");
+        m.polling.record_failure(0.5, "timeout", "the request timed out");
         m.polling.record_api_request("events", "200");
         m.push.record_request(200);
         m.push.record_accepted(3);

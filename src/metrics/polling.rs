@@ -16,6 +16,18 @@ pub struct PollingMetrics {
     probes: IntCounter,
     rereads: IntCounter,
     walks_repeated: IntCounter,
+    /// How the last poll ended, and the last failure, for the landing page.
+    last_poll: std::sync::Mutex<LastPoll>,
+}
+
+/// How polls went lately, for the landing page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LastPoll {
+    /// When the last poll ended, and whether it succeeded.
+    pub finished: Option<(f64, bool)>,
+    /// The last failure, even when polls succeed again since: when, its reason (one of
+    /// [`POLL_ERROR_REASONS`]) and the error as logged.
+    pub error: Option<(f64, String, String)>,
 }
 
 impl PollingMetrics {
@@ -72,6 +84,7 @@ impl PollingMetrics {
             probes,
             rereads,
             walks_repeated,
+            last_poll: std::sync::Mutex::new(LastPoll::default()),
         }
     }
 
@@ -79,13 +92,28 @@ impl PollingMetrics {
         self.duration.observe(duration_secs);
         self.up.set(1);
         self.last_success.set(finished_unix);
+        self.last_poll_mut().finished = Some((finished_unix, true));
     }
 
-    /// A failed poll; `reason` is one of [`POLL_ERROR_REASONS`].
-    pub fn record_failure(&self, duration_secs: f64, reason: &str) {
+    /// A failed poll; `reason` is one of [`POLL_ERROR_REASONS`], `message` the error as logged (it never
+    /// holds the token).
+    pub fn record_failure(&self, duration_secs: f64, reason: &str, message: &str) {
         self.duration.observe(duration_secs);
         self.up.set(0);
         self.errors.with_label_values(&[reason]).inc();
+        let now = crate::timefmt::now_millis() as f64 / 1000.0;
+        let mut last = self.last_poll_mut();
+        last.finished = Some((now, false));
+        last.error = Some((now, reason.to_string(), message.to_string()));
+    }
+
+    fn last_poll_mut(&self) -> std::sync::MutexGuard<'_, LastPoll> {
+        self.last_poll.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How polls went lately.
+    pub(super) fn last_poll(&self) -> LastPoll {
+        self.last_poll_mut().clone()
     }
 
     /// One request to the emnify API; `code` is the HTTP status or `timeout`/`error`.

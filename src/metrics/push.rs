@@ -10,6 +10,8 @@ pub struct PushMetrics {
     events: IntCounter,
     rejected: IntCounterVec,
     last_push: Gauge,
+    /// The last push refused: when, and why (for the landing page).
+    last_rejected: std::sync::Mutex<Option<(f64, String)>>,
 }
 
 impl PushMetrics {
@@ -31,7 +33,7 @@ impl PushMetrics {
         );
         zero_series(&rejected, &PUSH_REJECT_REASONS);
         let last_push = reg.gauge("emnify_last_push_timestamp_seconds", "Unix time of the last accepted push.");
-        PushMetrics { requests, events, rejected, last_push }
+        PushMetrics { requests, events, rejected, last_push, last_rejected: std::sync::Mutex::new(None) }
     }
 
     /// A push request answered with `code`.
@@ -48,5 +50,18 @@ impl PushMetrics {
     /// A push refused as a whole; `reason` is one of [`PUSH_REJECT_REASONS`].
     pub fn record_rejected(&self, reason: &str) {
         self.rejected.with_label_values(&[reason]).inc();
+        let now = crate::timefmt::now_millis() as f64 / 1000.0;
+        *self.last_rejected.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((now, reason.to_string()));
+    }
+
+    /// When the last push was accepted, if one was.
+    pub(super) fn last_push_unix(&self) -> Option<f64> {
+        let last = self.last_push.get();
+        (last > 0.0).then_some(last)
+    }
+
+    /// When the last push was refused, and why, if one was.
+    pub(super) fn last_rejected(&self) -> Option<(f64, String)> {
+        self.last_rejected.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }

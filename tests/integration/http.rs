@@ -42,7 +42,7 @@ async fn endpoints_answer_as_documented() {
     assert_eq!(landing.status(), 200);
     let html = landing.text().await.unwrap();
     assert!(html.contains("href=\"/metrics\"") && html.contains(emnify_exporter::VERSION), "{html}");
-    assert!(html.contains("last successful poll"), "{html}");
+    assert!(html.contains("Last successful poll"), "{html}");
     for (path, status) in [("/-/healthy", 200), ("/-/ready", 200), ("/nope", 404), ("/metrics/extra", 404)] {
         let r = client.get(format!("{}{path}", running.base)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), status, "{path}");

@@ -16,6 +16,7 @@ mod examples;
 mod exposition;
 mod faults;
 mod http;
+mod landing_page;
 mod layering;
 mod names;
 mod overlap;

@@ -1,0 +1,219 @@
+//! The landing page answers "is it working, and if not, why": one test per field, and the page as
+//! headless Chromium renders it.
+
+use std::time::Duration;
+
+use emnify_exporter::simulator::faults::FaultConfig;
+
+use crate::common::{self, wait_for, TestExporter, TestSimulator};
+
+/// The landing page's rows, by id: `<tr id="ID"><th>Name</th><td>VALUE</td></tr>`, the value as HTML.
+fn rows(html: &str) -> std::collections::BTreeMap<String, String> {
+    let mut rows = std::collections::BTreeMap::new();
+    for part in html.split("<tr id=\"").skip(1) {
+        let (id, rest) = part.split_once('"').expect("an id");
+        let value = rest.split_once("<td>").and_then(|(_, v)| v.split_once("</td></tr>")).map(|(v, _)| v);
+        rows.insert(id.to_string(), value.expect("a value cell").to_string());
+    }
+    rows
+}
+
+async fn landing(running: &TestExporter) -> std::collections::BTreeMap<String, String> {
+    let response = common::http_client().get(&running.base).send().await.expect("GET /");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/html; charset=utf-8");
+    let html = response.text().await.expect("a body");
+    assert!(!html.contains("<script"), "plain HTML, no scripts");
+    rows(&html)
+}
+
+/// Polling: mode, the API (never the token), the last poll and its outcome, the last error with its
+/// reason (kept after polls work again), counts, state file, series and cap, the server, build, links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_fields_say_what_runs_and_why_it_fails() {
+    let test_sim = TestSimulator::seeded(31).await;
+    let sim = &test_sim.sim;
+    sim.generate(120);
+    let running = TestExporter::start(test_sim.exporter_config()).await;
+    running.wait_for_total(120).await;
+    let page = landing(&running).await;
+    assert!(page["status"].contains("working"), "{page:?}");
+    assert!(page["mode"].starts_with("poll"), "{}", page["mode"]);
+    assert_eq!(page["api"], format!("{} every 1s", test_sim.url));
+    assert!(
+        page["last-poll"].ends_with(": succeeded") && page["last-poll"].contains("s ago)"),
+        "{}",
+        page["last-poll"]
+    );
+    assert!(page["last-success"].contains("Z ("), "{}", page["last-success"]);
+    assert_eq!(page["last-error"], "none since start");
+    let counted: u64 = page["counted"].split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(counted, running.total().await as u64, "the page counts what /metrics does");
+    assert!(page["state-file"].starts_with("not used"), "{}", page["state-file"]);
+    let organisations = sim.truth().events.keys().map(|k| k.organisation_id).collect::<std::collections::BTreeSet<_>>();
+    let series = format!("{} organisations with series of their own, of at most 2000", organisations.len());
+    assert_eq!(page["series"], series);
+    assert!(page["web"].starts_with("127.0.0.1:") && page["web"].ends_with("TLS off, no auth"), "{}", page["web"]);
+    let build = &page["build"];
+    assert!(build.contains(emnify_exporter::VERSION) && build.contains(emnify_exporter::REVISION), "{build}");
+    assert!(build.contains(emnify_exporter::RUSTC_VERSION) && build.contains(emnify_exporter::BUILD_DATE), "{build}");
+    for link in ["href=\"/metrics\"", "href=\"/-/healthy\"", "href=\"/-/ready\""] {
+        assert!(page["links"].contains(link), "{}", page["links"]);
+    }
+    assert!(!page.contains_key("webhook") && !page.contains_key("burst"), "no push rows, no demo rows: {page:?}");
+    let all = format!("{page:?}");
+    assert!(!all.contains(&sim.application_token()), "never the token");
+
+    // emnify fails every request: the page says so, with the reason and the error.
+    sim.set_faults("5xx=1".parse::<FaultConfig>().unwrap());
+    let failing = wait_for(common::PATIENCE, async || landing(&running).await["status"].contains("POLLS FAIL")).await;
+    assert!(failing, "the failure shows");
+    let page = landing(&running).await;
+    assert!(page["status"].contains("(http_5xx)"), "{}", page["status"]);
+    assert!(page["last-poll"].contains("failed"), "{}", page["last-poll"]);
+    assert!(page["last-error"].contains("<code>") && page["last-error"].contains("HTTP 5"), "{}", page["last-error"]);
+    // It works again: the status says so, the last error stays on the page.
+    sim.set_faults(FaultConfig::none());
+    let recovered = wait_for(common::PATIENCE, async || landing(&running).await["status"].contains("working")).await;
+    assert!(recovered);
+    let page = landing(&running).await;
+    assert!(page["last-poll"].ends_with("succeeded") && page["last-error"].contains("HTTP 5"), "{page:?}");
+    running.stop().await;
+}
+
+/// Pushes: the receiver and how it authenticates (not with what), the last push, the last refusal and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_fields_show_the_last_push_and_the_last_refusal() {
+    let mut config = common::push_only_config();
+    let receiver = config.push.as_mut().unwrap();
+    receiver.insecure_no_auth = false;
+    let header = emnify_exporter::receiver::default_secret_header();
+    receiver.secret_header = Some((header.clone(), emnify_exporter::secret::Secret::new("push-secret-value")));
+    let running = TestExporter::start(config).await;
+    let page = landing(&running).await;
+    assert!(page["mode"].starts_with("push"), "{}", page["mode"]);
+    assert!(!page.contains_key("api") && !page.contains_key("last-poll"), "nothing polled: {page:?}");
+    assert_eq!(page["webhook"], "<code>/webhook/events</code>, authenticated by secret header");
+    assert_eq!((page["last-push"].as_str(), page["last-push-refused"].as_str()), ("none yet", "none since start"));
+    let event = r#"{"id": 1, "timestamp": "2026-12-01T10:00:00Z", "event_type": {"id": 0, "description": "Generic"}}"#;
+    let (status, _) = running.push("/webhook/events", &[(header.as_str(), "wrong")], event).await;
+    assert_eq!(status, 401);
+    let page = landing(&running).await;
+    assert!(page["last-push-refused"].contains("<code>unauthorized</code>"), "{}", page["last-push-refused"]);
+    assert_eq!(page["last-push"], "none yet");
+    let (status, _) = running.push("/webhook/events", &[(header.as_str(), "push-secret-value")], event).await;
+    assert_eq!(status, 200);
+    let page = landing(&running).await;
+    assert!(page["last-push"].contains("s ago)"), "{}", page["last-push"]);
+    assert!(page["counted"].starts_with("1 "), "{}", page["counted"]);
+    assert!(!format!("{page:?}").contains("push-secret-value"), "never the secret");
+    running.stop().await;
+}
+
+/// With a state file, the page names it and when it was last saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_file_row_names_the_file_and_the_last_save() {
+    let test_sim = TestSimulator::seeded(32).await;
+    test_sim.sim.generate(10);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mut config = test_sim.exporter_config();
+    config.state_file = Some(path.clone());
+    let running = TestExporter::start(config).await;
+    running.wait_for_total(10).await;
+    let saved = wait_for(common::PATIENCE, async || landing(&running).await["state-file"].contains("last saved")).await;
+    assert!(saved, "{:?}", landing(&running).await);
+    assert!(landing(&running).await["state-file"].starts_with(&format!("<code>{}</code>", path.display())));
+    running.stop().await;
+}
+
+/// The demo's page links the simulator's truth, and its burst form makes a burst.
+#[test]
+fn the_demo_page_links_the_truth_and_makes_bursts() {
+    let mut child = common::Process::start(&["--demo", "--web.listen-address", "127.0.0.1:0"], &[]);
+    let base = child.exporter_base();
+    let html = common::blocking_get(&format!("{base}/")).1;
+    let page = rows(&html);
+    assert!(page["mode"].contains("demo"), "{}", page["mode"]);
+    let truth = page["links"].split("href=\"").find(|l| l.contains("/simulator/truth")).expect("a truth link");
+    let truth = truth.split('"').next().unwrap().to_string();
+    let (status, body) = common::blocking_get(&truth);
+    assert_eq!(status, 200, "{truth}");
+    let total = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap()["total"].as_u64().unwrap_or(0);
+    let before = total(&body);
+    let action = page["burst"].split("action=\"").nth(1).and_then(|a| a.split('"').next()).expect("a form");
+    let (status, _) = common::blocking_post(&action.replace("&amp;", "&"));
+    assert_eq!(status, 200);
+    assert!(total(&common::blocking_get(&truth).1) >= before + 200, "the form's burst reached the simulator");
+    assert!(child.terminate(Duration::from_secs(15)).success());
+}
+
+/// The page as a browser shows it: headless Chromium renders every field, and takes a screenshot of
+/// the size asked (its presence, not its pixels, is checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_renders_every_field() {
+    let test_sim = TestSimulator::seeded(33).await;
+    test_sim.sim.generate(20);
+    let running = TestExporter::start(test_sim.exporter_config()).await;
+    running.wait_for_total(20).await;
+    let dir = tempfile::tempdir().unwrap();
+    let screenshot = dir.path().join("landing.png");
+    let chromium = |extra: Vec<String>| {
+        let mut cmd = std::process::Command::new("chromium");
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+        ])
+        .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
+        .args(extra)
+        .arg(&running.base);
+        cmd
+    };
+    let (dump, shot) = tokio::task::spawn_blocking({
+        let (dump, shot) =
+            (chromium(vec!["--dump-dom".into()]), chromium(vec![format!("--screenshot={}", screenshot.display())]));
+        move || {
+            let run = |mut cmd: std::process::Command| {
+                cmd.output()
+                    .unwrap_or_else(|e| panic!("chromium is not installed ({e}): run scripts/test, which installs it"))
+            };
+            (run(dump), run(shot))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(dump.status.success(), "chromium --dump-dom: {}", String::from_utf8_lossy(&dump.stderr));
+    let dom = String::from_utf8_lossy(&dump.stdout);
+    let rendered = rows(&dom);
+    for id in [
+        "status",
+        "mode",
+        "api",
+        "last-poll",
+        "last-success",
+        "last-error",
+        "counted",
+        "state-file",
+        "series",
+        "web",
+        "build",
+        "links",
+    ] {
+        assert!(rendered.contains_key(id), "Chromium shows no {id} row:\n{dom}");
+    }
+    assert!(rendered["status"].contains("working") && rendered["build"].contains(emnify_exporter::VERSION));
+    assert!(shot.status.success(), "chromium --screenshot: {}", String::from_utf8_lossy(&shot.stderr));
+    let png = std::fs::read(&screenshot).expect("a screenshot");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let (width, height) =
+        (u32::from_be_bytes(png[16..20].try_into().unwrap()), u32::from_be_bytes(png[20..24].try_into().unwrap()));
+    assert_eq!((width, height), (1280, 900), "the window asked for");
+    running.stop().await;
+}
