@@ -315,7 +315,21 @@ impl Poller {
                 self.boundary_seen.retain(|_, (_, second)| *second >= kept);
                 lock(&self.tally).window_done(until, kept.min(next_from).max(floor) * 1000);
                 self.checkpoint().await;
-                tracing::debug!(?report, "poll succeeded");
+                let c = &report.counts;
+                tracing::debug!(
+                    from = report.from,
+                    until = report.until,
+                    pages = report.pages,
+                    passes = report.passes,
+                    probes = report.probes,
+                    rereads = report.rereads,
+                    received = c.received,
+                    counted = c.counted,
+                    duplicates = c.duplicates,
+                    unreadable = c.unreadable,
+                    skipped = c.skipped,
+                    "poll succeeded"
+                );
                 PollOutcome::Success(report)
             }
             Err(error) => self.failed(started, error, report).await,
@@ -759,7 +773,20 @@ impl Poller {
             };
         };
         in_flight.abort();
-        tracing::debug!(from = range.from, until = range.until, newest_first = range.newest_first, ?known_total, pages = page, found, read = pass.read, first = ?pass.first_total, last = ?pass.last_total, found_all = ?pass.found_all, "walked");
+        // Absent counts are left out of the line (tracing records an `Option` only when it is `Some`).
+        tracing::debug!(
+            from = range.from,
+            until = range.until,
+            newest_first = range.newest_first,
+            known_total,
+            pages = page,
+            found,
+            read = pass.read,
+            first_total = pass.first_total,
+            last_total = pass.last_total,
+            found_all = pass.found_all,
+            "walked"
+        );
         self.absorb(walk.boundary, walk.until_covers_second);
         walked.map(|()| pass)
     }

@@ -295,3 +295,27 @@ fn a_state_path_that_cannot_hold_the_state_is_refused_at_start() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, vec![std::ffi::OsString::from("notes.json")], "nothing renamed or created");
 }
+
+/// Log lines say things in words and numbers: no Rust `Debug` forms (`Some(5)`, `None`, `Poll`,
+/// `Report { .. }`), at any level.
+#[test]
+fn logs_never_show_rust_debug_forms() {
+    let mut child = Process::start(
+        &["--demo", "--web.listen-address", "127.0.0.1:0", "--emnify.poll-interval", "1s", "--log.level", "debug"],
+        &[],
+    );
+    child.wait_for_log("poll succeeded");
+    child.wait_for_log("walked");
+    assert!(child.terminate(Duration::from_secs(15)).success());
+    let lines = child.drain_logs();
+    assert!(lines.len() > 5, "{lines:?}");
+    for line in &lines {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        for (key, field) in value.as_object().expect("an object") {
+            let text = field.to_string();
+            for debug_form in ["Some(", "None", " { ", "\"Poll\"", "\"Push\"", "\"Both\""] {
+                assert!(!text.contains(debug_form), "{key} shows {debug_form}: {line}");
+            }
+        }
+    }
+}
