@@ -16,6 +16,19 @@ fn buildah(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// `--version` succeeded and its first line is `emnify-exporter VERSION`, the version Cargo.toml gives
+/// (the lines after it name the revision, build date and toolchain, which differ between builds).
+fn assert_version_output(output: &std::process::Output) {
+    assert!(output.status.success(), "--version: {}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let first = stdout.lines().next().unwrap_or_default();
+    let expected = format!("emnify-exporter {}", env!("CARGO_PKG_VERSION"));
+    assert!(
+        first == expected || first.starts_with(&format!("{expected} ")),
+        "--version must start with `{expected}`:\n{stdout}"
+    );
+}
+
 /// Builds the image, checks its configuration, and runs `--version` and a short `--demo` inside its
 /// root filesystem (chroot: nothing of the host is visible), proving the binary needs nothing else.
 #[test]
@@ -52,11 +65,7 @@ fn the_image_is_minimal_non_root_and_self_sufficient() {
     assert_eq!(files, ["emnify-exporter", "etc/ssl/certs/ca-certificates.crt"], "the binary and CA certificates only");
 
     let version = Command::new("chroot").args([&rootfs, "/emnify-exporter", "--version"]).output().unwrap();
-    assert!(version.status.success(), "{}", String::from_utf8_lossy(&version.stderr));
-    assert_eq!(
-        String::from_utf8_lossy(&version.stdout).trim(),
-        format!("emnify-exporter {}", env!("CARGO_PKG_VERSION"))
-    );
+    assert_version_output(&version);
 
     let mut cmd = Command::new("chroot");
     cmd.args([&rootfs, "/emnify-exporter", "--log.format=json", "--demo", "--web.listen-address=127.0.0.1:0"]);
@@ -75,5 +84,169 @@ fn the_image_is_minimal_non_root_and_self_sufficient() {
     buildah(&["umount", &container]);
     buildah(&["rm", &container]);
     buildah(&["rmi", &tag]);
+    println!("{}", log.trim());
+}
+
+/// Every file under `dir` (a path relative to the repository), relative to the repository, sorted.
+fn files_under(dir: &str) -> Vec<String> {
+    let root = common::artifacts::repo_path("");
+    let mut files = Vec::new();
+    let mut stack = vec![common::artifacts::repo_path(dir)];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// A tarball unpacked into a scratch directory, and its files with their contents, sorted by path.
+fn unpack(tarball: &std::path::Path) -> (tempfile::TempDir, Vec<(String, Vec<u8>)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("tar").arg("-xzf").arg(tarball).arg("-C").arg(dir.path()).status().unwrap();
+    assert!(status.success(), "tar -xzf {}", tarball.display());
+    let mut files = Vec::new();
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let relative = path.strip_prefix(dir.path()).unwrap().display().to_string();
+                files.push((relative, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    (dir, files)
+}
+
+/// scripts/release: the checksum file verifies, the tarball holds exactly the binary and the files an
+/// operator installs beside it (each as in the repository), owned by root with the commit's time, the
+/// binary runs and says its version, and packaging the same build again gives the same bytes.
+#[test]
+fn the_release_tarball_verifies_and_holds_the_binary_docs_rules_and_unit() {
+    let script = common::artifacts::repo_path("scripts/release");
+    let release = |dir: &std::path::Path| {
+        let out = Command::new(&script).arg(dir).output().expect("scripts/release runs");
+        let log = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "scripts/release failed:\n{log}\n{}", String::from_utf8_lossy(&out.stderr));
+        log
+    };
+    let head = || Command::new("git").args(["rev-parse", "HEAD"]).output().map(|o| o.stdout).ok();
+    // The last commit's time in UTC, as `tar --utc --full-time` lists it; read before and after the run,
+    // as a commit in a shared checkout may come in between.
+    let commit_time = || {
+        let out = Command::new("git")
+            .args(["log", "-1", "--format=%cd", "--date=format-local:%Y-%m-%d %H:%M:%S"])
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (head_before, time_before) = (head(), commit_time());
+    let dist = tempfile::tempdir().unwrap();
+    let log = release(dist.path());
+    let commit_times = [time_before, commit_time()];
+    let version = env!("CARGO_PKG_VERSION");
+    let name = format!("emnify-exporter-{version}-x86_64-unknown-linux-musl");
+    let tarball = format!("{name}.tar.gz");
+
+    let mut written: Vec<String> = std::fs::read_dir(dist.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["SHA256SUMS".to_string(), tarball.clone()]);
+    let sums = std::fs::read_to_string(dist.path().join("SHA256SUMS")).unwrap();
+    assert_eq!(sums.lines().count(), 1, "one checksum line: {sums}");
+    let check = Command::new("sha256sum").args(["-c", "SHA256SUMS"]).current_dir(dist.path()).output().unwrap();
+    assert!(check.status.success(), "sha256sum -c SHA256SUMS: {}", String::from_utf8_lossy(&check.stderr));
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), format!("{tarball}: OK"));
+
+    // The expected contents, from the repository; the named ones must be there whatever the globs find.
+    let mut expected: Vec<String> = ["LICENSE", "README.md", "CHANGELOG.md"].map(String::from).to_vec();
+    expected.extend(
+        ["deploy/prometheus/emnify-recording-rules.yml", "deploy/prometheus/emnify-alert-rules.yml"].map(String::from),
+    );
+    expected.extend(files_under("dashboards").into_iter().filter(|f| f.ends_with(".json")));
+    expected.extend(files_under("deploy/grafana/provisioning"));
+    expected.extend(files_under("deploy/systemd"));
+    if common::artifacts::repo_path("docs").is_dir() {
+        expected.extend(files_under("docs"));
+    }
+    for must in [
+        "dashboards/emnify-events.json",
+        "deploy/grafana/provisioning/dashboards/emnify.yml",
+        "deploy/grafana/provisioning/datasources/emnify-prometheus.yml",
+        "deploy/systemd/emnify-exporter.service",
+        "deploy/systemd/README.md",
+    ] {
+        assert!(expected.iter().any(|f| f == must), "{must} is missing from the repository");
+    }
+    let mut expected: Vec<String> = expected.into_iter().map(|f| format!("{name}/{f}")).collect();
+    expected.push(format!("{name}/emnify-exporter"));
+    expected.sort();
+
+    // `tar -tv` lines: mode, owner/group, size, date, time, path.
+    let listing =
+        Command::new("tar").args(["--utc", "--full-time", "-tvzf"]).arg(dist.path().join(&tarball)).output().unwrap();
+    assert!(listing.status.success(), "tar -tvzf: {}", String::from_utf8_lossy(&listing.stderr));
+    let listing = String::from_utf8_lossy(&listing.stdout).to_string();
+    let entries: Vec<Vec<&str>> = listing.lines().map(|l| l.split_whitespace().collect()).collect();
+    let mut files: Vec<String> = Vec::new();
+    for entry in &entries {
+        let [mode, owner, _size, date, time, path] = entry[..] else { panic!("tar entry: {entry:?}") };
+        assert_eq!(owner, "0/0", "{path}: owned by root");
+        let mtime = format!("{date} {time}");
+        assert!(commit_times.contains(&mtime), "{path}: time {mtime}, not the last commit's {commit_times:?}");
+        assert!(path == format!("{name}/") || path.starts_with(&format!("{name}/")), "{path}: outside {name}/");
+        match mode.chars().next() {
+            Some('d') => assert_eq!(mode, "drwxr-xr-x", "{path}"),
+            Some('-') => {
+                let executable = path == format!("{name}/emnify-exporter");
+                assert_eq!(mode, if executable { "-rwxr-xr-x" } else { "-rw-r--r--" }, "{path}");
+                files.push(path.to_string());
+            }
+            _ => panic!("{path}: neither a file nor a directory ({mode})"),
+        }
+    }
+    files.sort();
+    assert_eq!(files, expected, "the tarball's files");
+
+    let (unpacked, contents) = unpack(&dist.path().join(&tarball));
+    for (file, packed) in &contents {
+        let relative = file.strip_prefix(&format!("{name}/")).unwrap();
+        if relative != "emnify-exporter" {
+            let original = std::fs::read(common::artifacts::repo_path(relative)).unwrap();
+            assert!(*packed == original, "{relative} in the tarball differs from the repository's");
+        }
+    }
+    let binary = unpacked.path().join(&name).join("emnify-exporter");
+    assert_version_output(&Command::new(&binary).arg("--version").output().expect("the packed binary runs"));
+
+    // Reproducible: packing the same files again gives the same bytes. Only when nothing changed in
+    // between: in a shared checkout a commit (the archive's time, the binary's revision), a rebuild or an
+    // edit between the two runs changes the inputs, and then there is nothing to compare.
+    let again = tempfile::tempdir().unwrap();
+    release(again.path());
+    let (_first, first_files) = unpack(&dist.path().join(&tarball));
+    let (_second, second_files) = unpack(&again.path().join(&tarball));
+    if head() == head_before && first_files == second_files {
+        assert_eq!(
+            std::fs::read_to_string(again.path().join("SHA256SUMS")).unwrap(),
+            sums,
+            "the same files, other bytes"
+        );
+    } else {
+        println!("reproducibility not compared: the inputs changed between the two runs");
+    }
     println!("{}", log.trim());
 }
