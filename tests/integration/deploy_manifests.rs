@@ -894,6 +894,11 @@ fn compose_stack_is_valid_and_consistent() {
     for name in [EXPORTER, "prometheus", "alertmanager", "grafana"] {
         assert!(services.contains_key(name), "compose.yaml: no service {name}");
     }
+    // The image builds from the repository root: a checkout's build output must not go into the context.
+    let ignored = std::fs::read_to_string(repo().join(".dockerignore")).expect(".dockerignore");
+    for dir in ["target/", ".venv/", "dist/"] {
+        assert!(ignored.lines().any(|l| l.trim() == dir), ".dockerignore lacks {dir}");
+    }
 
     // Every bind-mounted host path exists in the repository; named volumes are declared.
     let declared: BTreeSet<&String> = compose["volumes"].as_object().map(|o| o.keys().collect()).unwrap_or_default();
