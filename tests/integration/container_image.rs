@@ -49,19 +49,8 @@ fn the_image_is_minimal_non_root_and_self_sufficient() {
 
     let container = buildah(&["from", &tag]);
     let rootfs = buildah(&["mount", &container]);
-    let mut files: Vec<String> = Vec::new();
-    let mut stack = vec![std::path::PathBuf::from(&rootfs)];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path.strip_prefix(&rootfs).unwrap().display().to_string());
-            }
-        }
-    }
-    files.sort();
+    let rootfs_path = std::path::PathBuf::from(&rootfs);
+    let files = relative_files(&rootfs_path, &rootfs_path);
     assert_eq!(files, ["emnify-exporter", "etc/ssl/certs/ca-certificates.crt"], "the binary and CA certificates only");
 
     let version = Command::new("chroot").args([&rootfs, "/emnify-exporter", "--version"]).output().unwrap();
@@ -89,16 +78,20 @@ fn the_image_is_minimal_non_root_and_self_sufficient() {
 
 /// Every file under `dir` (a path relative to the repository), relative to the repository, sorted.
 fn files_under(dir: &str) -> Vec<String> {
-    let root = common::artifacts::repo_path("");
+    relative_files(&common::artifacts::repo_path(""), &common::artifacts::repo_path(dir))
+}
+
+/// Every file below `start`, as a path relative to `root`, sorted.
+fn relative_files(root: &std::path::Path, start: &std::path::Path) -> Vec<String> {
     let mut files = Vec::new();
-    let mut stack = vec![common::artifacts::repo_path(dir)];
+    let mut stack = vec![start.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
             } else {
-                files.push(path.strip_prefix(&root).unwrap().display().to_string());
+                files.push(path.strip_prefix(root).unwrap().display().to_string());
             }
         }
     }
