@@ -334,8 +334,8 @@ pub struct ExporterArgs {
     pub webhook_max_concurrent: u32,
 
     /// Most organisations with series of their own; events of later ones are counted under
-    /// organisation_id="overflow" (never dropped). Each organisation has about 7 series (see the README
-    /// for their cost in memory and /metrics bytes).
+    /// organisation_id="overflow" (never dropped). Each organisation has about 7 series (their cost in memory
+    /// and /metrics bytes: docs/reliability.md, "Bounded series").
     #[arg(long = "metrics.max-organisations", env = "EMNIFY_EXPORTER_METRICS_MAX_ORGANISATIONS", default_value_t = 2000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_organisations: u64,
 

@@ -10,6 +10,7 @@ mod clock;
 mod container_image;
 mod dashboards;
 mod deploy_manifests;
+mod docs;
 mod event_times;
 mod exactly_once;
 mod examples;
