@@ -154,9 +154,14 @@ const POLL_ONLY_FLAGS: [&str; 8] = [
     "emnify.requests-in-flight",
 ];
 
-/// Warnings about settings given (as flags or variables) that the chosen ingest mode does not use.
+/// What the demo sets itself: its simulator's URL, and its token.
+const DEMO_REPLACES: [&str; 2] = ["emnify.api-url", "emnify.application-token-file"];
+
+/// Warnings about settings given (as flags or variables) that the chosen ingest mode (or the demo)
+/// does not use.
 pub fn unused_settings(matches: &clap::ArgMatches, env: impl Fn(&str) -> Option<String>) -> Vec<String> {
     let mode = matches.get_one::<IngestMode>("ingest_mode").copied().unwrap_or(IngestMode::Poll);
+    let demo = matches.get_one::<bool>("demo").copied().unwrap_or(false);
     let command = <Cli as clap::CommandFactory>::command();
     let mut warnings = Vec::new();
     for arg in command.get_arguments() {
@@ -172,16 +177,21 @@ pub fn unused_settings(matches: &clap::ArgMatches, env: impl Fn(&str) -> Option<
         };
         if given && unused {
             warnings.push(format!("--{long} is ignored: --ingest.mode={} does not use it", mode.name()));
+        } else if given && demo && DEMO_REPLACES.contains(&long) {
+            warnings.push(format!("--{long} is ignored: --demo polls its built-in simulator"));
         }
     }
+    let mode_unused = format!("--ingest.mode={} does not use it", mode.name());
+    let token_unused =
+        if mode.polls() { "--demo polls its built-in simulator with its own token" } else { &mode_unused };
     let secrets = [
-        ("EMNIFY_APPLICATION_TOKEN", mode.polls()),
-        ("EMNIFY_EXPORTER_WEBHOOK_SECRET", mode.receives()),
-        ("EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD", mode.receives()),
+        ("EMNIFY_APPLICATION_TOKEN", mode.polls() && !demo, token_unused),
+        ("EMNIFY_EXPORTER_WEBHOOK_SECRET", mode.receives(), mode_unused.as_str()),
+        ("EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD", mode.receives(), mode_unused.as_str()),
     ];
-    for (variable, used) in secrets {
+    for (variable, used, why) in secrets {
         if !used && env(variable).is_some_and(|v| !v.is_empty()) {
-            warnings.push(format!("{variable} is ignored: --ingest.mode={} does not use it", mode.name()));
+            warnings.push(format!("{variable} is ignored: {why}"));
         }
     }
     warnings
@@ -965,6 +975,13 @@ mod tests {
         assert!(warnings[0].starts_with("--emnify.poll-interval is ignored: --ingest.mode=push"), "{warnings:?}");
         assert!(warnings[1].starts_with("EMNIFY_APPLICATION_TOKEN is ignored"), "{warnings:?}");
         assert!(unused_settings(&matches(&["x", "--ingest.mode=both", "--webhook.path=/h"]), token).is_empty());
+        let demo = unused_settings(&matches(&["x", "--demo", "--emnify.api-url=https://cdn.emnify.net"]), token);
+        assert_eq!(demo.len(), 2, "{demo:?}");
+        assert!(demo[0].starts_with("--emnify.api-url is ignored: --demo"), "{demo:?}");
+        assert!(
+            demo[1].starts_with("EMNIFY_APPLICATION_TOKEN is ignored: --demo"),
+            "the demo never sends it: {demo:?}"
+        );
     }
 
     #[test]
