@@ -24,7 +24,10 @@ fn main() {
     let build_date = setting("SOURCE_DATE_EPOCH", || {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs().to_string())
     });
-    let build_date = build_date.parse::<i64>().map(rfc3339).unwrap_or(build_date);
+    let build_date = match build_date.parse::<i64>() {
+        Ok(secs) => rfc3339(secs),
+        Err(_) => panic!("SOURCE_DATE_EPOCH must be Unix seconds, not {build_date:?}"),
+    };
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
     let rustc_version = setting("EMNIFY_EXPORTER_RUSTC_VERSION", || output(&rustc, &["--version"]));
     println!("cargo:rustc-env=EMNIFY_EXPORTER_REVISION={revision}");

@@ -122,8 +122,6 @@ impl App {
                 api: config.poll.as_ref().map(|p| (config.api_url.clone(), p.interval)),
                 webhook: config.push.as_ref().map(|p| (p.path.clone(), p.auth_description())),
                 listen: address.to_string(),
-                tls: web.as_ref().map_or("off", |w| w.tls_mode()),
-                basic_auth: web.as_ref().is_some_and(|w| w.requires_auth()),
                 state_file: config.state_file.as_ref().map(|p| p.display().to_string()),
                 demo_simulator: config.demo.then(|| config.api_url.clone()),
             },

@@ -52,6 +52,11 @@ pub enum Command {
     },
 }
 
+/// The variables secrets come from (they have no flags, so that they never show in process listings).
+pub const TOKEN_ENV: &str = "EMNIFY_APPLICATION_TOKEN";
+pub const WEBHOOK_SECRET_ENV: &str = "EMNIFY_EXPORTER_WEBHOOK_SECRET";
+pub const WEBHOOK_PASSWORD_ENV: &str = "EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD";
+
 /// Environment variables named before the naming rule (`EMNIFY_EXPORTER_` and the flag), and their
 /// names now. The old names are still read, with a warning, when the new one is not set.
 pub const RENAMED_ENV: [(&str, &str); 11] = [
@@ -72,6 +77,36 @@ pub const RENAMED_ENV: [(&str, &str); 11] = [
 /// `-` as `_` (the `simulate` subcommand's flags: `EMNIFY_SIMULATOR_`).
 pub fn env_name(prefix: &str, long: &str) -> String {
     format!("{prefix}{}", long.replace(['.', '-'], "_").to_ascii_uppercase())
+}
+
+/// Variables to take out of the environment before clap reads it: those set to the empty string
+/// (Compose and Helm leave unset settings empty; empty means unset, as for the secrets), and for a
+/// subcommand the exporter's own, which it does not use (a container's exporter settings must not stop
+/// `simulate` or `completions` from starting).
+pub fn env_to_clear(argv: &[String], get: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let command = <Cli as clap::CommandFactory>::command();
+    let subcommand = argv.get(1).is_some_and(|a| command.get_subcommands().any(|c| c.get_name() == a));
+    let mut clear = Vec::new();
+    let mut consider = |name: String, exporter_only: bool| {
+        let value = get(&name);
+        if value.as_deref() == Some("") || (value.is_some() && exporter_only && subcommand) {
+            clear.push(name);
+        }
+    };
+    for arg in command.get_arguments() {
+        if let Some(env) = arg.get_env() {
+            consider(env.to_string_lossy().into_owned(), !arg.is_global_set());
+        }
+    }
+    for sub in command.get_subcommands() {
+        for env in sub.get_arguments().filter_map(|a| a.get_env()) {
+            consider(env.to_string_lossy().into_owned(), false);
+        }
+    }
+    for (old, _) in RENAMED_ENV {
+        consider(old.to_string(), true);
+    }
+    clear
 }
 
 /// Reads the renamed variables under their old names: for each old name that is set while its new
@@ -133,12 +168,16 @@ fn origin_note(flag: &str, argv: &[String], env: &impl Fn(&str) -> Option<String
         .find(|a| a.get_long().is_some_and(|long| flag.strip_prefix("--") == Some(long)))
         .and_then(|a| a.get_env())
         .map(|name| name.to_string_lossy().into_owned());
-    let Some(variable) = variable else { return String::new() };
-    let old = RENAMED_ENV.iter().find(|(_, new)| *new == variable).map(|(old, _)| old.to_string());
-    match [Some(variable), old].into_iter().flatten().find(|name| env(name).is_some()) {
+    match variable.and_then(|variable| variable_set(&variable, env)) {
         Some(name) => format!("  (the value comes from the environment variable {name})\n"),
         None => String::new(),
     }
+}
+
+/// The name under which a flag's `variable` is set in `env`: its own, or its old name.
+fn variable_set(variable: &str, env: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    let old = RENAMED_ENV.iter().find(|(_, new)| *new == variable).map(|(old, _)| *old);
+    [Some(variable), old].into_iter().flatten().find(|name| env(name).is_some()).map(str::to_string)
 }
 
 /// Flags that only one side uses: the emnify API's in poll and both modes, the receiver's in push and
@@ -166,28 +205,34 @@ pub fn unused_settings(matches: &clap::ArgMatches, env: impl Fn(&str) -> Option<
     let mut warnings = Vec::new();
     for arg in command.get_arguments() {
         let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else { continue };
-        let given = matches!(
-            matches.value_source(id),
-            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
-        );
+        // Named as the user gave it: the flag, or the variable (under the name that is set).
+        let given = match matches.value_source(id) {
+            Some(clap::parser::ValueSource::CommandLine) => Some(format!("--{long}")),
+            Some(clap::parser::ValueSource::EnvVariable) => {
+                let variable = arg.get_env().map(|v| v.to_string_lossy().into_owned()).unwrap_or_default();
+                Some(format!("{} (--{long})", variable_set(&variable, &env).unwrap_or(variable)))
+            }
+            _ => None,
+        };
         let unused = if long.starts_with("webhook.") {
             !mode.receives()
         } else {
             POLL_ONLY_FLAGS.contains(&long) && !mode.polls()
         };
-        if given && unused {
-            warnings.push(format!("--{long} is ignored: --ingest.mode={} does not use it", mode.name()));
-        } else if given && demo && DEMO_REPLACES.contains(&long) {
-            warnings.push(format!("--{long} is ignored: --demo polls its built-in simulator"));
+        let Some(given) = given else { continue };
+        if unused {
+            warnings.push(format!("{given} is ignored: --ingest.mode={} does not use it", mode.name()));
+        } else if demo && DEMO_REPLACES.contains(&long) {
+            warnings.push(format!("{given} is ignored: --demo polls its built-in simulator"));
         }
     }
     let mode_unused = format!("--ingest.mode={} does not use it", mode.name());
     let token_unused =
         if mode.polls() { "--demo polls its built-in simulator with its own token" } else { &mode_unused };
     let secrets = [
-        ("EMNIFY_APPLICATION_TOKEN", mode.polls() && !demo, token_unused),
-        ("EMNIFY_EXPORTER_WEBHOOK_SECRET", mode.receives(), mode_unused.as_str()),
-        ("EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD", mode.receives(), mode_unused.as_str()),
+        (TOKEN_ENV, mode.polls() && !demo, token_unused),
+        (WEBHOOK_SECRET_ENV, mode.receives(), mode_unused.as_str()),
+        (WEBHOOK_PASSWORD_ENV, mode.receives(), mode_unused.as_str()),
     ];
     for (variable, used, why) in secrets {
         if !used && env(variable).is_some_and(|v| !v.is_empty()) {
@@ -282,11 +327,11 @@ pub struct ExporterArgs {
     pub telemetry_path: String,
 
     /// Only log messages of this level or more severe.
-    #[arg(long = "log.level", env = "EMNIFY_EXPORTER_LOG_LEVEL", default_value = "info", value_parser = log_level())]
+    #[arg(long = "log.level", env = "EMNIFY_EXPORTER_LOG_LEVEL", default_value = "info", value_parser = log_level(), global = true)]
     pub log_level: LogLevel,
 
     /// Log line format.
-    #[arg(long = "log.format", env = "EMNIFY_EXPORTER_LOG_FORMAT", default_value = "logfmt", value_parser = log_format())]
+    #[arg(long = "log.format", env = "EMNIFY_EXPORTER_LOG_FORMAT", default_value = "logfmt", value_parser = log_format(), global = true)]
     pub log_format: LogFormat,
 
     /// Where events come from: poll the emnify API, receive emnify Data Streamer pushes, or both
@@ -434,10 +479,6 @@ pub struct SimulateArgs {
     /// Lifetime of the JWTs it issues.
     #[arg(long, env = "EMNIFY_SIMULATOR_JWT_LIFETIME", default_value = "240m", value_parser = parse_positive_duration)]
     pub jwt_lifetime: Duration,
-
-    /// Only log messages of this level or more severe.
-    #[arg(long = "log.level", env = "EMNIFY_SIMULATOR_LOG_LEVEL", default_value = "info", value_parser = log_level())]
-    pub log_level: LogLevel,
 }
 
 impl SimulateArgs {
@@ -659,15 +700,17 @@ impl ExporterArgs {
 
     /// The poll part: an application token is needed, except in the demo, which polls its own simulator.
     fn poll_config(&self, env: &impl Fn(&str) -> Option<String>) -> Result<PollConfig, ConfigError> {
-        let token_env = env("EMNIFY_APPLICATION_TOKEN").filter(|t| !t.is_empty());
+        let token_env = env(TOKEN_ENV).filter(|t| !t.is_empty());
         let token = match (token_env, &self.application_token_file) {
             // The simulator's own token in the demo: a real one from the environment is never sent to it.
             _ if self.demo => TokenSource::Value(Secret::new(crate::simulator::DEMO_APPLICATION_TOKEN)),
-            (Some(_), Some(_)) => return Err(ConfigError(
-                "both EMNIFY_APPLICATION_TOKEN and --emnify.application-token-file (EMNIFY_APPLICATION_TOKEN_FILE) \
-                     are set; set only one"
-                    .into(),
-            )),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(
+                    "both EMNIFY_APPLICATION_TOKEN and --emnify.application-token-file \
+                     (EMNIFY_EXPORTER_EMNIFY_APPLICATION_TOKEN_FILE) are set; set only one"
+                        .into(),
+                ))
+            }
             (Some(t), None) => TokenSource::Value(Secret::new(t)),
             (None, Some(path)) => {
                 if let Err(e) = std::fs::metadata(path) {
@@ -718,10 +761,9 @@ impl ExporterArgs {
                 (None, None) => Ok(None),
             }
         };
-        let secret =
-            from_env_or_file("EMNIFY_EXPORTER_WEBHOOK_SECRET", &self.webhook_secret_file, "--webhook.secret-file")?;
+        let secret = from_env_or_file(WEBHOOK_SECRET_ENV, &self.webhook_secret_file, "--webhook.secret-file")?;
         let password = from_env_or_file(
-            "EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD",
+            WEBHOOK_PASSWORD_ENV,
             &self.webhook_basic_auth_password_file,
             "--webhook.basic-auth-password-file",
         )?;
@@ -845,23 +887,39 @@ fn parse_overlap(text: &str) -> Result<Duration, String> {
 fn parse_url(text: &str) -> Result<String, String> {
     let text = text.trim();
     if !text.contains("://") {
-        return Err(format!("'{text}' has no scheme: use https://{}", text.trim_start_matches('/')));
+        // `cdn.emnify.net` or `cdn.emnify.net:443`: a host, missing its scheme. Anything else with a
+        // colon (`http:/cdn.emnify.net`) is a mistyped scheme, where a guess would mislead.
+        let host = text.split('/').next().unwrap_or(text);
+        let port_only =
+            host.split_once(':').is_none_or(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+        if port_only && !host.is_empty() && !text.contains(' ') {
+            return Err(format!("'{text}' has no scheme: use https://{text}"));
+        }
+        return Err(format!("'{text}' is not a URL: expected https://HOST, e.g. https://cdn.emnify.net"));
     }
     let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err("must be an http:// or https:// URL with a host, e.g. https://cdn.emnify.net".into());
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        // They would show in the start-up line and on the landing page; the token is the credential.
+        return Err("must not hold a user name or password".into());
+    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must not have a query or fragment".into());
     }
-    // The exporter adds /api/v1/... itself; a URL copied from emnify's API docs would double it.
-    let path = url.path().trim_end_matches('/');
-    if let Some(base) = ["/api/v1", "/api/v2", "/api"].iter().find_map(|suffix| path.strip_suffix(suffix)) {
+    // The exporter adds /api/v1/... itself: a URL copied from emnify's API documentation (the base, or
+    // an endpoint) would double it. A proxy's own path prefix is kept.
+    let segments: Vec<&str> = url.path().split('/').filter(|s| !s.is_empty()).collect();
+    let version = |s: &str| s.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let api_at = segments.windows(2).position(|w| w[0] == "api" && version(w[1]));
+    let bare_api = segments.last() == Some(&"api") && url.host_str().is_some_and(|h| h.ends_with("emnify.net"));
+    if let Some(at) = api_at.or(bare_api.then(|| segments.len() - 1)) {
         let mut fixed = url.clone();
-        fixed.set_path(base);
+        fixed.set_path(&segments[..at].join("/"));
         return Err(format!(
-            "the base URL without {} (the exporter adds /api/v1/... itself): use {}",
-            &path[base.len()..],
+            "the base URL without /{} (the exporter adds /api/v1/... itself): use {}",
+            segments[at..].join("/"),
             fixed.as_str().trim_end_matches('/')
         ));
     }
@@ -944,6 +1002,26 @@ mod tests {
     }
 
     #[test]
+    fn empty_variables_and_the_exporters_own_for_a_subcommand_are_cleared() {
+        let env = |name: &str| match name {
+            "EMNIFY_EXPORTER_DEMO" => Some(String::new()),
+            "EMNIFY_EXPORTER_WEB_LISTEN_ADDRESS" | "EMNIFY_POLL_INTERVAL" | "EMNIFY_EXPORTER_LOG_LEVEL" => {
+                Some("x".to_string())
+            }
+            _ => None,
+        };
+        let argv = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert_eq!(env_to_clear(&argv(&["x", "--demo"]), env), vec!["EMNIFY_EXPORTER_DEMO".to_string()]);
+        let mut cleared = env_to_clear(&argv(&["x", "simulate"]), env);
+        cleared.sort();
+        assert_eq!(
+            cleared,
+            ["EMNIFY_EXPORTER_DEMO", "EMNIFY_EXPORTER_WEB_LISTEN_ADDRESS", "EMNIFY_POLL_INTERVAL"],
+            "the log settings are shared with the subcommands; the rest is the exporter's"
+        );
+    }
+
+    #[test]
     fn old_variable_names_are_adopted_unless_the_new_one_is_set() {
         let given = |pairs: &'static [(&'static str, &'static str)]| {
             move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
@@ -1001,6 +1079,17 @@ mod tests {
         // A path prefix (a proxy) is kept; emnify's own /api/v1 is not.
         assert_eq!(parse_url("https://proxy.example/emnify").as_deref(), Ok("https://proxy.example/emnify"));
         assert!(parse_url("https://cdn.emnify.net/api/v1").unwrap_err().contains("use https://cdn.emnify.net"));
+        let endpoint = parse_url("https://cdn.emnify.net/api/v1/event").unwrap_err();
+        assert!(endpoint.contains("without /api/v1/event") && endpoint.ends_with("use https://cdn.emnify.net"));
+        assert!(parse_url("https://cdn.emnify.net/api").unwrap_err().contains("use https://cdn.emnify.net"));
+        assert_eq!(
+            parse_url("https://proxy.example/api").as_deref(),
+            Ok("https://proxy.example/api"),
+            "a proxy's /api"
+        );
+        assert!(parse_url("https://user:pw@proxy.example").unwrap_err().contains("user name or password"));
+        let mistyped = parse_url("http:/cdn.emnify.net").unwrap_err();
+        assert!(mistyped.contains("is not a URL") && !mistyped.contains("https://http"), "{mistyped}");
     }
 
     fn args(extra: &[&str]) -> ExporterArgs {

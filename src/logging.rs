@@ -244,22 +244,31 @@ impl tracing::field::Visit for Fields {
 
 impl Fields {
     fn put(&mut self, field: &tracing::field::Field, value: Value) {
-        if field.name() == "message" {
-            self.message = match value {
-                Value::Number(t) | Value::Text(t) => t,
-            };
-        } else {
-            self.pairs.push((field.name(), value));
-        }
+        // A field named like one of the line's own keys would give a JSON object two of them.
+        let name = match field.name() {
+            "message" => {
+                self.message = match value {
+                    Value::Number(t) | Value::Text(t) => t,
+                };
+                return;
+            }
+            "time" => "field.time",
+            "ts" => "field.ts",
+            "level" => "field.level",
+            "msg" => "field.msg",
+            "component" => "field.component",
+            name => name,
+        };
+        self.pairs.push((name, value));
     }
 }
 
-/// A logfmt value: bare when it is one plain word, else quoted with `"`, `\\` and control
-/// characters escaped, so one event is always one line.
+/// A logfmt value: bare when it is one plain word, else quoted with `"`, `\\`, control characters
+/// and Unicode line separators escaped as Go's logfmt does (`\n`, `\u2028`), so one event is
+/// always one line for every reader.
 fn push_logfmt_value(line: &mut String, value: &str) {
-    let bare =
-        !value.is_empty() && value.chars().all(|c| c > ' ' && c != '"' && c != '=' && c != '\\' && c != '\u{7f}');
-    if bare {
+    let plain = |c: char| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=' && c != '\\';
+    if !value.is_empty() && value.chars().all(plain) {
         line.push_str(value);
         return;
     }
@@ -271,7 +280,9 @@ fn push_logfmt_value(line: &mut String, value: &str) {
             '\n' => line.push_str("\\n"),
             '\r' => line.push_str("\\r"),
             '\t' => line.push_str("\\t"),
-            c if c.is_control() => line.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                line.push_str(&format!("\\u{:04x}", c as u32));
+            }
             c => line.push(c),
         }
     }
@@ -323,6 +334,22 @@ mod tests {
              url=\"http://x/a b\" component=logging::tests\n"
         );
         assert_eq!(lines[1], "ts=2026-12-02T01:50:18.412Z level=warn msg=\"library line\" component=hyper::proto\n");
+    }
+
+    #[test]
+    fn odd_text_stays_one_logfmt_value_and_own_keys_are_not_shadowed() {
+        let logfmt = lines(LogFormat::Logfmt, || {
+            tracing::info!(a = "\u{1b}[31m", b = "x\u{2028}y", c = "x\u{85}y", level = "loud", "m");
+        });
+        assert_eq!(
+            logfmt[0],
+            "ts=2026-12-02T01:50:18.412Z level=info msg=m a=\"\\u001b[31m\" b=\"x\\u2028y\" c=\"x\\u0085y\" \
+             field.level=loud component=logging::tests\n"
+        );
+        let json = lines(LogFormat::Json, || tracing::info!(level = "loud", "m")).remove(0);
+        assert_eq!(json.matches("\"level\":").count(), 1, "one level key: {json}");
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!((json["level"].as_str(), json["field.level"].as_str()), (Some("info"), Some("loud")));
     }
 
     #[test]

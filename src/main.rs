@@ -15,9 +15,13 @@ fn main() -> ExitCode {
     tune_malloc();
     let started_with: std::collections::HashMap<String, String> = std::env::vars().collect();
     let env = |name: &str| std::env::var(name).ok();
-    // Before clap reads the environment, and before any other thread exists (set_var is not thread-safe).
-    let mut warnings = config::adopt_renamed_env(env, |name, value| std::env::set_var(name, value));
     let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    // Before clap reads the environment, and before any other thread exists (set_var and remove_var are
+    // not thread-safe).
+    for name in config::env_to_clear(&argv, env) {
+        std::env::remove_var(name);
+    }
+    let mut warnings = config::adopt_renamed_env(env, |name, value| std::env::set_var(name, value));
     let parsed = Cli::command().try_get_matches_from(&argv).and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
     let (cli, matches) = match parsed {
         Ok(parsed) => parsed,
@@ -41,7 +45,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Simulate(args)) => {
-            logging::init(args.log_level, cli.exporter.log_format);
+            logging::init(cli.exporter.log_level, cli.exporter.log_format);
             runtime.block_on(async {
                 tokio::spawn(cancel_on_signal(shutdown.clone()));
                 simulator::run_standalone(args.settings(), shutdown).await
@@ -49,7 +53,7 @@ fn main() -> ExitCode {
         }
         None => {
             logging::init(cli.exporter.log_level, cli.exporter.log_format);
-            warnings.extend(config::unused_settings(&matches, env));
+            warnings.extend(config::unused_settings(&matches, |name| started_with.get(name).cloned()));
             for warning in &warnings {
                 tracing::warn!("{warning}");
             }

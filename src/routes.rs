@@ -46,10 +46,9 @@ pub struct About {
     pub api: Option<(String, std::time::Duration)>,
     /// The receiver's path and how pushes authenticate (push and both modes).
     pub webhook: Option<(String, &'static str)>,
-    /// The address served, TLS (`off`, `on`, `mutual`) and whether basic auth is asked.
+    /// The address served (TLS and basic auth are read from the web configuration as it is now: it
+    /// reloads when its files change).
     pub listen: String,
-    pub tls: &'static str,
-    pub basic_auth: bool,
     pub state_file: Option<String>,
     /// In the demo: the built-in simulator's base URL.
     pub demo_simulator: Option<String>,
@@ -258,8 +257,10 @@ fn landing_page(state: &ServerState) -> HttpResponse {
         "Series",
         format!("{organisations} organisations with series of their own, of at most {limit}{overflowing}"),
     ));
-    let auth = if about.basic_auth { "basic auth" } else { "no auth" };
-    rows.push(("web", "Served on", format!("{}, TLS {}, {auth}", esc(&about.listen), about.tls)));
+    let web = state.security.as_ref().map(|s| s.current());
+    let tls = web.as_ref().map_or("off", |w| w.tls_mode());
+    let auth = if web.as_ref().is_some_and(|w| w.requires_auth()) { "basic auth" } else { "no auth" };
+    rows.push(("web", "Served on", format!("{}, TLS {tls}, {auth}", esc(&about.listen))));
     rows.push((
         "build",
         "Build",
@@ -268,7 +269,7 @@ fn landing_page(state: &ServerState) -> HttpResponse {
             crate::VERSION,
             esc(crate::BRANCH),
             esc(crate::REVISION),
-            crate::BUILD_DATE,
+            esc(crate::BUILD_DATE),
             esc(crate::RUSTC_VERSION)
         ),
     ));

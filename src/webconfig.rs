@@ -149,8 +149,8 @@ impl WebConfig {
         !self.users.is_empty()
     }
 
-    /// TLS as the start-up line and the landing page say it: `off`, `on`, or `mutual` (client
-    /// certificates required, or verified when given).
+    /// TLS as the start-up line and the landing page say it: `off`, `on`, `on, client certificates
+    /// verified if given`, or `mutual` (client certificates required).
     pub fn tls_mode(&self) -> &'static str {
         match (&self.tls, self.client_auth_type.as_str()) {
             (None, _) => "off",

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use clap::CommandFactory;
-use emnify_exporter::config::{Cli, RENAMED_ENV};
+use emnify_exporter::config::{Cli, RENAMED_ENV, TOKEN_ENV, WEBHOOK_PASSWORD_ENV, WEBHOOK_SECRET_ENV};
 
 fn read(path: &str) -> String {
     let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -76,10 +76,7 @@ fn no_page_names_a_flag_or_variable_that_does_not_exist() {
     let known_flags: BTreeSet<String> = flags.iter().map(|(l, _)| format!("--{l}")).collect();
     let mut known_env: BTreeSet<String> = flags.iter().map(|(_, e)| e.clone()).collect();
     known_env.extend(RENAMED_ENV.iter().map(|(old, _)| old.to_string()));
-    known_env.extend(
-        ["EMNIFY_APPLICATION_TOKEN", "EMNIFY_EXPORTER_WEBHOOK_SECRET", "EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD"]
-            .map(String::from),
-    );
+    known_env.extend([TOKEN_ENV, WEBHOOK_SECRET_ENV, WEBHOOK_PASSWORD_ENV].map(String::from));
     // Prometheus has --web.* and --log.* flags of its own; the exporter's other groups are its alone.
     let ours = ["--emnify.", "--state.", "--ingest.", "--webhook.", "--metrics."];
     let mut problems = Vec::new();

@@ -18,13 +18,17 @@ fn rows(html: &str) -> std::collections::BTreeMap<String, String> {
     rows
 }
 
-async fn landing(running: &TestExporter) -> std::collections::BTreeMap<String, String> {
+async fn landing_html(running: &TestExporter) -> String {
     let response = common::http_client().get(&running.base).send().await.expect("GET /");
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/html; charset=utf-8");
     let html = response.text().await.expect("a body");
     assert!(!html.contains("<script"), "plain HTML, no scripts");
-    rows(&html)
+    html
+}
+
+async fn landing(running: &TestExporter) -> std::collections::BTreeMap<String, String> {
+    rows(&landing_html(running).await)
 }
 
 /// Polling: mode, the API (never the token), the last poll and its outcome, the last error with its
@@ -61,8 +65,7 @@ async fn polling_fields_say_what_runs_and_why_it_fails() {
         assert!(page["links"].contains(link), "{}", page["links"]);
     }
     assert!(!page.contains_key("webhook") && !page.contains_key("burst"), "no push rows, no demo rows: {page:?}");
-    let all = format!("{page:?}");
-    assert!(!all.contains(&sim.application_token()), "never the token");
+    assert!(!landing_html(&running).await.contains(&sim.application_token()), "never the token");
 
     // emnify fails every request: the page says so, with the reason and the error.
     sim.set_faults("5xx=1".parse::<FaultConfig>().unwrap());
@@ -78,6 +81,28 @@ async fn polling_fields_say_what_runs_and_why_it_fails() {
     assert!(recovered);
     let page = landing(&running).await;
     assert!(page["last-poll"].ends_with("succeeded") && page["last-error"].contains("HTTP 5"), "{page:?}");
+    running.stop().await;
+}
+
+/// Before the first poll has finished (here: emnify accepts the connection and never answers), the
+/// status says the exporter is starting, not that it works or fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_says_starting_until_a_poll_has_finished() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            open.push(connection); // held, never answered
+        }
+    });
+    let mut config = emnify_exporter::config::Config::for_tests(&url, "token");
+    config.poll.as_mut().unwrap().request_timeout = Duration::from_secs(3600);
+    let running = TestExporter::start(config).await;
+    let page = landing(&running).await;
+    assert_eq!(page["status"], "starting: no poll has finished yet");
+    assert_eq!((page["last-poll"].as_str(), page["last-success"].as_str()), ("none finished yet", "none yet"));
+    held.abort();
     running.stop().await;
 }
 
@@ -106,7 +131,7 @@ async fn push_fields_show_the_last_push_and_the_last_refusal() {
     let page = landing(&running).await;
     assert!(page["last-push"].contains("s ago)"), "{}", page["last-push"]);
     assert!(page["counted"].starts_with("1 "), "{}", page["counted"]);
-    assert!(!format!("{page:?}").contains("push-secret-value"), "never the secret");
+    assert!(!landing_html(&running).await.contains("push-secret-value"), "never the secret");
     running.stop().await;
 }
 
@@ -148,8 +173,9 @@ fn the_demo_page_links_the_truth_and_makes_bursts() {
     assert!(child.terminate(Duration::from_secs(15)).success());
 }
 
-/// The page as a browser shows it: headless Chromium renders every field, and takes a screenshot of
-/// the size asked (its presence, not its pixels, is checked).
+/// The page as a browser shows it: headless Chromium draws every field (the text of the page printed
+/// to PDF, which holds only what is drawn, names each one), and takes a screenshot of the size asked
+/// (its presence, not its pixels, is checked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_renders_every_field() {
     let test_sim = TestSimulator::seeded(33).await;
@@ -158,9 +184,13 @@ async fn chromium_renders_every_field() {
     running.wait_for_total(20).await;
     let dir = tempfile::tempdir().unwrap();
     let screenshot = dir.path().join("landing.png");
-    let chromium = |extra: Vec<String>| {
-        let mut cmd = std::process::Command::new("chromium");
+    let pdf = dir.path().join("landing.pdf");
+    let chromium = |output: String| {
+        // `timeout`: a Chromium that hangs fails the test instead of holding it.
+        let mut cmd = std::process::Command::new("timeout");
         cmd.args([
+            "120",
+            "chromium",
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -170,46 +200,57 @@ async fn chromium_renders_every_field() {
             "--disable-component-update",
             "--disable-sync",
             "--window-size=1280,900",
+            "--no-pdf-header-footer",
         ])
         .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
-        .args(extra)
+        .arg(output)
         .arg(&running.base);
         cmd
     };
-    let (dump, shot) = tokio::task::spawn_blocking({
-        let (dump, shot) =
-            (chromium(vec!["--dump-dom".into()]), chromium(vec![format!("--screenshot={}", screenshot.display())]));
-        move || {
-            let run = |mut cmd: std::process::Command| {
-                cmd.output()
-                    .unwrap_or_else(|e| panic!("chromium is not installed ({e}): run scripts/test, which installs it"))
-            };
-            (run(dump), run(shot))
-        }
+    let commands = [
+        chromium(format!("--print-to-pdf={}", pdf.display())),
+        chromium(format!("--screenshot={}", screenshot.display())),
+    ];
+    let pdf_text = pdf.clone();
+    let (outputs, text) = tokio::task::spawn_blocking(move || {
+        let outputs: Vec<_> = commands
+            .into_iter()
+            .map(|mut cmd| cmd.output().expect("timeout and chromium run (scripts/test installs chromium)"))
+            .collect();
+        let text = std::process::Command::new("pdftotext")
+            .args(["-layout"])
+            .arg(&pdf_text)
+            .arg("-")
+            .output()
+            .expect("pdftotext runs (scripts/test installs poppler-utils)");
+        (outputs, text)
     })
     .await
     .unwrap();
-    assert!(dump.status.success(), "chromium --dump-dom: {}", String::from_utf8_lossy(&dump.stderr));
-    let dom = String::from_utf8_lossy(&dump.stdout);
-    let rendered = rows(&dom);
-    for id in [
-        "status",
-        "mode",
-        "api",
-        "last-poll",
-        "last-success",
-        "last-error",
-        "counted",
-        "state-file",
-        "series",
-        "web",
-        "build",
-        "links",
-    ] {
-        assert!(rendered.contains_key(id), "Chromium shows no {id} row:\n{dom}");
+    for output in &outputs {
+        assert!(output.status.success(), "chromium: {}", String::from_utf8_lossy(&output.stderr));
     }
-    assert!(rendered["status"].contains("working") && rendered["build"].contains(emnify_exporter::VERSION));
-    assert!(shot.status.success(), "chromium --screenshot: {}", String::from_utf8_lossy(&shot.stderr));
+    let text = String::from_utf8_lossy(&text.stdout);
+    for label in [
+        "Status",
+        "Mode",
+        "emnify API",
+        "Last poll",
+        "Last successful poll",
+        "Last poll error",
+        "Events counted",
+        "State file",
+        "Series",
+        "Served on",
+        "Build",
+        "Links",
+    ] {
+        assert!(text.contains(label), "the page as drawn has no {label:?}:\n{text}");
+    }
+    assert!(
+        text.contains("working") && text.contains(emnify_exporter::VERSION) && text.contains(&test_sim.url),
+        "{text}"
+    );
     let png = std::fs::read(&screenshot).expect("a screenshot");
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
     let (width, height) =

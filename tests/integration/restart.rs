@@ -233,6 +233,10 @@ fn a_full_disk_freezes_counts_loudly_and_loses_nothing() {
     assert_eq!(sum(&failures, "emnify_events_total", &[]), 100.0, "published counts stay as of the last save");
     let landing = blocking_get(&format!("{base}/")).1;
     assert!(landing.contains("saving FAILS") && !landing.contains("succeeded"), "{landing}");
+    assert!(
+        landing.contains("<tr id=\"status\"><th>Status</th><td><strong class=\"bad\">NOT PUBLISHING</strong>"),
+        "{landing}"
+    );
     let logs = exporter.drain_logs().join("\n");
     assert_eq!(logs.matches("saving the state failed").count(), 1, "one log line, not one per checkpoint");
     exporter.kill();

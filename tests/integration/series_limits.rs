@@ -39,6 +39,9 @@ async fn a_push_of_200000_organisations_stays_under_the_cap() {
         "the rest went to the overflow"
     );
     assert_eq!(sum(&samples, "emnify_events_total", &[("organisation_id", "overflow")]), ORGANISATIONS as f64 - cap);
+    let landing = crate::common::http_client().get(&exporter.base).send().await.unwrap().text().await.unwrap();
+    let overflow = format!("{} organisations with series of their own, of at most {}; <strong class=\"bad\">{} events</strong> counted under organisation_id=\"overflow\"", limits.max_organisations, limits.max_organisations, ORGANISATIONS - limits.max_organisations as u64);
+    assert!(landing.contains(&overflow), "the landing page shows the overflow: {landing}");
     let organisation_ids: std::collections::BTreeSet<&str> = samples
         .iter()
         .filter(|s| s.name == "emnify_events_total")

@@ -121,6 +121,8 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     let (good_cert, good_key) = leaf(&client_ca, true);
     let good = client(&server_pem, Some((&good_cert, &good_key)));
     assert_eq!(good.get(&https).send().await.expect("a client certificate from the CA works").status(), 200);
+    let landing = good.get(https.replace("/metrics", "/")).send().await.unwrap().text().await.unwrap();
+    assert!(landing.contains(", TLS mutual, no auth</td>"), "the landing page says how it is served: {landing}");
     assert!(client(&server_pem, None).get(&https).send().await.is_err(), "no client certificate: refused");
     let (bad_cert, bad_key) = leaf(&ca("rogue CA"), true);
     let rogue = client(&server_pem, Some((&bad_cert, &bad_key)));
@@ -160,6 +162,12 @@ async fn basic_auth_with_bcrypt_users() {
     }
     let landing = http.get(&running.base).send().await.unwrap();
     assert_eq!(landing.status(), 401, "the landing page is protected too");
+    let landing = http.get(&running.base).basic_auth("prometheus", Some("right horse battery")).send().await.unwrap();
+    let html = landing.text().await.unwrap();
+    assert!(
+        html.contains("<tr id=\"web\"><th>Served on</th><td>127.0.0.1:") && html.contains(", TLS off, basic auth</td>"),
+        "{html}"
+    );
     for probe in ["/-/healthy", "/-/ready"] {
         let r = http.get(format!("{}{probe}", running.base)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{probe} stays open for kubelet probes");
