@@ -204,6 +204,11 @@ impl Client {
             .user_agent(concat!("emnify-exporter/", env!("CARGO_PKG_VERSION")))
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
+            // A connection idle longer than the server keeps it may be closed by the server just as a
+            // request goes out on it ("connection closed before message completed", a retry and a
+            // warning). Servers keep idle connections 5 s (Node) to 60 s (load balancers); the
+            // exporter's own server 10 s. Idle connections are dropped before the shortest of those.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .map_err(|e| ApiError::Connection { endpoint: "client", message: e.to_string() })?;
         let mut settings = settings;
