@@ -94,54 +94,48 @@ impl LabelledFamily {
     }
 
     /// Appends the family in the text format (nothing while it has no series).
+    #[cfg(test)]
     pub(super) fn encode(&self, out: &mut Vec<u8>) {
-        use std::io::Write;
-        let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
-        if series.is_empty() {
-            return;
-        }
-        let help = self.help.replace('\\', "\\\\").replace('\n', "\\n");
-        let _ = write!(out, "# HELP {} {help}\n# TYPE {} counter\n", self.name, self.name);
-        out.reserve(series.len() * (self.name.len() + 128));
-        for (labels, series) in series.iter() {
-            out.extend_from_slice(self.name.as_bytes());
-            out.extend_from_slice(labels.as_bytes());
-            let _ = writeln!(out, " {}", series.counter.get());
-        }
+        self.encode_both(out, &mut Vec::new());
     }
-}
 
-impl LabelledFamily {
-    /// Appends the family in OpenMetrics text (nothing while it has no series): named without
-    /// `_total`, its samples with it.
-    pub(super) fn encode_openmetrics(&self, out: &mut Vec<u8>) {
+    /// Appends the family in both formats in one walk of its series (nothing while it has none): the
+    /// text format to `text`; OpenMetrics to `openmetrics`, the family named without `_total` (its
+    /// samples keep it) and each series followed by its exemplar.
+    pub(super) fn encode_both(&self, text: &mut Vec<u8>, openmetrics: &mut Vec<u8>) {
         use std::io::Write;
         let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
         if series.is_empty() {
             return;
         }
-        let family = self.name.strip_suffix("_total").unwrap_or(self.name);
         let help = self.help.replace('\\', "\\\\").replace('\n', "\\n");
-        out.extend_from_slice(format!("# HELP {family} ").as_bytes());
-        super::exposition::write_help_text(help.as_bytes(), out);
-        let _ = write!(out, "\n# TYPE {family} counter\n");
-        out.reserve(series.len() * (self.name.len() + 128));
+        let _ = write!(text, "# HELP {} {help}\n# TYPE {} counter\n", self.name, self.name);
+        let family = self.name.strip_suffix("_total").unwrap_or(self.name);
+        openmetrics.extend_from_slice(format!("# HELP {family} ").as_bytes());
+        super::exposition::write_help_text(help.as_bytes(), openmetrics);
+        let _ = write!(openmetrics, "\n# TYPE {family} counter\n");
+        text.reserve(series.len() * (self.name.len() + 128));
+        openmetrics.reserve(series.len() * (self.name.len() + 192));
         for (labels, series) in series.iter() {
-            out.extend_from_slice(self.name.as_bytes());
-            out.extend_from_slice(labels.as_bytes());
-            let _ = write!(out, " {}", series.counter.get());
+            let value = series.counter.get();
+            for out in [&mut *text, &mut *openmetrics] {
+                out.extend_from_slice(self.name.as_bytes());
+                out.extend_from_slice(labels.as_bytes());
+                let _ = write!(out, " {value}");
+            }
+            text.push(b'\n');
             if let Some(e) = series.exemplar.get() {
-                let _ = write!(out, " # {{event_id=\"{}\"", e.event_id);
+                let _ = write!(openmetrics, " # {{event_id=\"{}\"", e.event_id);
                 if let Some(endpoint) = e.endpoint_id {
-                    let _ = write!(out, ",endpoint_id=\"{endpoint}\"");
+                    let _ = write!(openmetrics, ",endpoint_id=\"{endpoint}\"");
                 }
                 if let Some(iccid) = e.iccid {
-                    let _ = write!(out, ",iccid=\"{iccid}\"");
+                    let _ = write!(openmetrics, ",iccid=\"{iccid}\"");
                 }
                 let (secs, millis) = (e.timestamp_millis.div_euclid(1000), e.timestamp_millis.rem_euclid(1000));
-                let _ = write!(out, "}} 1 {secs}.{millis:03}");
+                let _ = write!(openmetrics, "}} 1 {secs}.{millis:03}");
             }
-            out.push(b'\n');
+            openmetrics.push(b'\n');
         }
     }
 }

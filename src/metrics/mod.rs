@@ -172,8 +172,7 @@ impl Metrics {
         let mut openmetrics = Vec::new();
         exposition::to_openmetrics(&text, &mut openmetrics);
         for family in &self.labelled {
-            family.encode(&mut text);
-            family.encode_openmetrics(&mut openmetrics);
+            family.encode_both(&mut text, &mut openmetrics);
         }
         Publication(Published { prometheus: text.into(), openmetrics: openmetrics.into() })
     }
