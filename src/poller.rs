@@ -1090,7 +1090,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let err = ApiError::Status { endpoint: "event", status: 503 };
+        let err = ApiError::Status { endpoint: "event", status: 503, retry_after: None };
         let minute = Duration::from_secs(60);
         assert_eq!(retry_delay(1, minute, &err, 0.5), Duration::from_secs(1));
         assert_eq!(retry_delay(3, minute, &err, 0.5), Duration::from_secs(4));

@@ -3,7 +3,8 @@
 //! It logs in with the application token (`POST /api/v1/authenticate`), keeps
 //! the JWT until shortly before its `exp` claim, logs in again once on a 401,
 //! paces its requests, retries transient failures with jittered exponential
-//! backoff, reports every request to its [`RequestObserver`], and reads emnify's
+//! backoff, honours `Retry-After` on every refused answer (see [`MAX_SERVER_WAIT`]),
+//! reports every request to its [`RequestObserver`], and reads emnify's
 //! clock from the `Date` header of every answer (see [`EmnifyClock`]).
 
 use std::collections::VecDeque;
@@ -78,10 +79,11 @@ pub enum ApiError {
     TokenFile { path: String, message: String },
     #[error("the login budget (at most {limit} logins per 5 minutes) is used up; waiting before logging in again")]
     LoginBudget { limit: usize },
-    #[error("emnify rate-limited {endpoint} (HTTP 429)")]
+    #[error("emnify rate-limited {endpoint} (HTTP 429){}", wait_note(*.retry_after))]
     RateLimited { endpoint: &'static str, retry_after: Option<Duration> },
-    #[error("emnify answered {endpoint} with HTTP {status}")]
-    Status { endpoint: &'static str, status: u16 },
+    /// `retry_after`: the wait its `Retry-After` asked for, already cut to [`MAX_SERVER_WAIT`].
+    #[error("emnify answered {endpoint} with HTTP {status}{}", wait_note(*.retry_after))]
+    Status { endpoint: &'static str, status: u16, retry_after: Option<Duration> },
     #[error("request to {endpoint} timed out")]
     Timeout { endpoint: &'static str },
     #[error("connection to emnify failed on {endpoint}: {message}")]
@@ -104,10 +106,11 @@ impl ApiError {
         }
     }
 
-    /// A wait the server asked for (`Retry-After`), if any.
+    /// A wait the server asked for (`Retry-After`), if any, at most [`MAX_SERVER_WAIT`]. The poll
+    /// loop waits at least this long before its next poll.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::RateLimited { retry_after, .. } => *retry_after,
+            ApiError::RateLimited { retry_after, .. } | ApiError::Status { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -151,8 +154,13 @@ struct Jwt {
 /// At most this many logins in any 5 minutes: emnify allows 100 per IP.
 const LOGIN_LIMIT: usize = 90;
 const LOGIN_WINDOW: Duration = Duration::from_secs(300);
-/// Longest wait for one retry, even if `Retry-After` asks for more (the poll loop backs off further).
+/// Longest wait for one retry within a request. A `Retry-After` asking for more ends the request
+/// instead (the poll fails, and the poll loop waits it out), so the wait is never cut short.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
+/// Longest wait honoured from one `Retry-After` (the hold on every request, and the poll loop's wait):
+/// a larger one, such as a misconfigured proxy's `Retry-After: 99999999`, is cut to this so it cannot
+/// stop polling for good.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(600);
 
 /// Told of every request the client makes and how it ended (the exporter's metrics count them),
 /// so the client does not depend on the metrics it feeds.
@@ -190,7 +198,8 @@ struct Session {
 struct Pacing {
     /// When the latest request reserved so far goes out.
     last_request: Option<Instant>,
-    /// No request before this: emnify's `Retry-After` holds every request, not only the refused one.
+    /// No request before this: a `Retry-After` on any refused answer (4xx or 5xx) holds every request,
+    /// logins included, not only the refused one's retry.
     not_before: Option<Instant>,
     /// emnify's rate limits, a share of each (none without a budget).
     budget: Option<RequestBudget>,
@@ -336,10 +345,9 @@ impl Client {
                 Err(Failure::Unauthorized(_)) => ApiError::Auth { status: 401 },
                 Err(Failure::Api(e)) => e,
             };
-            if !err.is_transient() || attempt >= self.settings.max_attempts {
+            let Some(wait) = self.retry_wait(attempt, &err) else {
                 return Err(err);
-            }
-            let wait = self.backoff(attempt, err.retry_after());
+            };
             tracing::warn!(endpoint, attempt, error = %err, wait_ms = wait.as_millis() as u64, "retrying emnify request");
             tokio::time::sleep(wait).await;
         }
@@ -377,14 +385,14 @@ impl Client {
         };
         let status = response.status();
         self.observer.request_done(endpoint, status.as_str());
-        {
+        // A server that refuses and names a time to come back means it whatever the status: 503 and
+        // 429 by the standard, but proxies and WAFs send it with 403 or 502 too. On a success it
+        // would mean nothing for the next request.
+        let refused = status.is_client_error() || status.is_server_error();
+        let asked = if refused { retry_after(response.headers()) } else { None };
+        let retry_after = {
             let mut pacing = lock(&self.pacing);
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                if let Some(wait) = retry_after(response.headers()) {
-                    let until = Instant::now() + wait.min(MAX_RETRY_WAIT);
-                    pacing.not_before = Some(pacing.not_before.map_or(until, |t| t.max(until)));
-                }
-            }
+            let retry_after = asked.map(|asked| hold(&mut pacing, endpoint, status.as_u16(), asked, Instant::now()));
             if let Some(budget) = &mut pacing.budget {
                 match status {
                     StatusCode::TOO_MANY_REQUESTS => budget.rate_limited(),
@@ -392,7 +400,8 @@ impl Client {
                 }
                 self.observer.budget_factor(budget.factor());
             }
-        }
+            retry_after
+        };
         // Every answer, errors too, tells emnify's time.
         if let Some(date) = response.headers().get(reqwest::header::DATE).and_then(|d| d.to_str().ok()) {
             if let Some(millis) = parse_http_date(date) {
@@ -404,10 +413,8 @@ impl Client {
         }
         Err(match status {
             StatusCode::UNAUTHORIZED => Failure::Unauthorized(None),
-            StatusCode::TOO_MANY_REQUESTS => {
-                Failure::Api(ApiError::RateLimited { endpoint, retry_after: retry_after(response.headers()) })
-            }
-            s => Failure::Api(ApiError::Status { endpoint, status: s.as_u16() }),
+            StatusCode::TOO_MANY_REQUESTS => Failure::Api(ApiError::RateLimited { endpoint, retry_after }),
+            s => Failure::Api(ApiError::Status { endpoint, status: s.as_u16(), retry_after }),
         })
     }
 
@@ -477,21 +484,36 @@ impl Client {
     /// Requests in flight at once reserve their turns one after the other, so together they keep to
     /// the budget too.
     async fn pace(&self, endpoint: Endpoint) {
-        let now = Instant::now();
-        let wait = {
-            let mut pacing = lock(&self.pacing);
-            let mut wait = pacing.budget.as_mut().map_or(Duration::ZERO, |budget| budget.reserve(endpoint, now));
-            if let Some(last) = pacing.last_request {
-                wait = wait.max((last + self.settings.min_request_interval).saturating_duration_since(now));
-            }
-            if let Some(not_before) = pacing.not_before {
-                wait = wait.max(not_before.saturating_duration_since(now));
-            }
-            pacing.last_request = Some(now + wait);
-            wait
-        };
+        let wait = self.reserve_turn(endpoint, Instant::now());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Reserves the next turn for a request to `endpoint` and returns how long until it.
+    fn reserve_turn(&self, endpoint: Endpoint, now: Instant) -> Duration {
+        let mut pacing = lock(&self.pacing);
+        let mut wait = pacing.budget.as_mut().map_or(Duration::ZERO, |budget| budget.reserve(endpoint, now));
+        if let Some(last) = pacing.last_request {
+            wait = wait.max((last + self.settings.min_request_interval).saturating_duration_since(now));
+        }
+        if let Some(not_before) = pacing.not_before {
+            wait = wait.max(not_before.saturating_duration_since(now));
+        }
+        pacing.last_request = Some(now + wait);
+        wait
+    }
+
+    /// The wait before retrying after the `attempt`-th failure, or `None` to give up: the error is not
+    /// transient, the attempts are used up, or its `Retry-After` asks for more than one retry may wait
+    /// (then the poll loop waits it out before the next poll).
+    fn retry_wait(&self, attempt: u32, err: &ApiError) -> Option<Duration> {
+        if !err.is_transient() || attempt >= self.settings.max_attempts {
+            return None;
+        }
+        match err.retry_after() {
+            Some(asked) if asked > MAX_RETRY_WAIT => None,
+            asked => Some(self.backoff(attempt, asked)),
         }
     }
 
@@ -575,9 +597,60 @@ fn header_number<T: std::str::FromStr>(headers: &reqwest::header::HeaderMap, nam
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare for APIs and treated as absent).
+/// The wait a `Retry-After` header asks for, not yet capped: delta-seconds, or an HTTP-date. A date is
+/// measured from the same answer's `Date` (the server's clock, which may differ from the host's by
+/// minutes); without a readable `Date` it is ignored, as is anything else.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    header_number::<u64>(headers, "retry-after").map(Duration::from_secs)
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 still means "a very long time" (capped later), not "no wait".
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let until = parse_http_date(value)?;
+    let date = parse_http_date(headers.get(reqwest::header::DATE)?.to_str().ok()?)?;
+    // A date in the past (by the server's own clock) asks for no wait.
+    Some(Duration::from_millis(u64::try_from(until.saturating_sub(date)).unwrap_or(0)))
+}
+
+/// Holds every request until `asked` (at most [`MAX_SERVER_WAIT`]) from `now`, and returns the wait held.
+/// Logged once per hold, so it cannot flood: only an answer that starts a hold or moves it more than a
+/// second later logs at info (warning when capped); answers to requests that were in flight together
+/// find the hold already there and log at debug level.
+fn hold(pacing: &mut Pacing, endpoint: &'static str, status: u16, asked: Duration, now: Instant) -> Duration {
+    let wait = asked.min(MAX_SERVER_WAIT);
+    let until = now + wait;
+    let moved = pacing.not_before.is_none_or(|t| t + Duration::from_secs(1) < until);
+    pacing.not_before = Some(pacing.not_before.map_or(until, |t| t.max(until)));
+    let wait_s = wait.as_secs_f64();
+    if !moved {
+        tracing::debug!(
+            endpoint,
+            status,
+            wait_s,
+            "emnify asked to wait (Retry-After) while requests were held already"
+        );
+    } else if asked > wait {
+        tracing::warn!(
+            endpoint,
+            status,
+            asked_s = asked.as_secs(),
+            cap_s = MAX_SERVER_WAIT.as_secs(),
+            "emnify asked to wait longer than the exporter ever waits (Retry-After); holding every request for the cap"
+        );
+    } else {
+        tracing::info!(
+            endpoint,
+            status,
+            wait_s,
+            "emnify asked to wait (Retry-After); holding every request until then"
+        );
+    }
+    wait
+}
+
+/// The end of a failed request's message: the wait emnify asked for, if it did.
+fn wait_note(retry_after: Option<Duration>) -> String {
+    retry_after.map(|w| format!(", asked to wait {} s (Retry-After)", w.as_secs())).unwrap_or_default()
 }
 
 /// The `exp` claim of a JWT, Unix seconds; the signature is emnify's to check, not ours.
@@ -619,10 +692,148 @@ mod tests {
 
     #[test]
     fn errors_map_to_metric_reasons() {
-        assert_eq!(ApiError::Status { endpoint: "event", status: 503 }.reason(), "http_5xx");
-        assert_eq!(ApiError::Status { endpoint: "event", status: 422 }.reason(), "http_4xx");
+        assert_eq!(ApiError::Status { endpoint: "event", status: 503, retry_after: None }.reason(), "http_5xx");
+        assert_eq!(ApiError::Status { endpoint: "event", status: 422, retry_after: None }.reason(), "http_4xx");
         assert_eq!(ApiError::Auth { status: 401 }.reason(), "auth");
         assert!(ApiError::RateLimited { endpoint: "event", retry_after: None }.is_transient());
-        assert!(!ApiError::Status { endpoint: "event", status: 400 }.is_transient());
+        assert!(!ApiError::Status { endpoint: "event", status: 400, retry_after: None }.is_transient());
+    }
+
+    struct Quiet;
+    impl RequestObserver for Quiet {
+        fn request_done(&self, _endpoint: &'static str, _code: &str) {}
+    }
+
+    fn test_client() -> Client {
+        let settings = ClientSettings {
+            api_url: "http://127.0.0.1:9".to_string(),
+            token: TokenSource::Value(Secret::new("t")),
+            request_timeout: Duration::from_secs(1),
+            min_request_interval: Duration::ZERO,
+            request_budget_share: None,
+            max_attempts: 3,
+            retry_base: Duration::from_millis(10),
+        };
+        Client::new(settings, Arc::new(Quiet)).unwrap()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> reqwest::header::HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.parse::<reqwest::header::HeaderName>().unwrap(),
+                    reqwest::header::HeaderValue::from_str(value).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// An answer as emnify might send it, run through the client's checks.
+    fn answer(client: &Client, status: u16, pairs: &[(&str, &str)]) -> Result<(), ApiError> {
+        let mut response = hyper::Response::new(String::new());
+        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        *response.headers_mut() = headers(pairs);
+        match client.check("event", Ok(reqwest::Response::from(response))) {
+            Ok(_) => Ok(()),
+            Err(Failure::Api(e)) => Err(e),
+            Err(Failure::Unauthorized(_)) => Err(ApiError::Auth { status: 401 }),
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_relative_to_the_answers_date() {
+        let date = ("date", "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(retry_after(&headers(&[("retry-after", "20")])), Some(secs(20)));
+        assert_eq!(retry_after(&headers(&[("retry-after", " 0 ")])), Some(secs(0)));
+        // Absurd, even beyond u64: a very long wait (capped where it is used), not none.
+        assert_eq!(retry_after(&headers(&[("retry-after", "99999999")])), Some(secs(99_999_999)));
+        assert_eq!(retry_after(&headers(&[("retry-after", "99999999999999999999999")])), Some(secs(u64::MAX)));
+        for nonsense in ["-5", "1.5", "soon", "", "+3"] {
+            assert_eq!(retry_after(&headers(&[("retry-after", nonsense)])), None, "{nonsense:?}");
+        }
+        assert_eq!(retry_after(&headers(&[date])), None);
+        // The HTTP-date form counts from the answer's `Date`, whatever the host's clock says.
+        let in_90s = ("retry-after", "Sun, 06 Nov 1994 08:51:07 GMT");
+        assert_eq!(retry_after(&headers(&[in_90s, date])), Some(secs(90)));
+        let past = ("retry-after", "Sun, 06 Nov 1994 08:40:00 GMT");
+        assert_eq!(retry_after(&headers(&[past, date])), Some(secs(0)));
+        // Without a `Date` to measure from (or with an unreadable one), the date form is ignored.
+        assert_eq!(retry_after(&headers(&[in_90s])), None);
+        assert_eq!(retry_after(&headers(&[in_90s, ("date", "yesterday")])), None);
+        assert_eq!(retry_after(&headers(&[("retry-after", "Sun, 06 Nov 1994 08:51:07"), date])), None);
+    }
+
+    #[test]
+    fn a_503_with_retry_after_is_waited_out_and_holds_every_request() {
+        let client = test_client();
+        let err = answer(&client, 503, &[("retry-after", "20")]).unwrap_err();
+        assert_eq!(err.retry_after(), Some(secs(20)));
+        assert_eq!(err.reason(), "http_5xx");
+        assert_eq!(err.to_string(), "emnify answered event with HTTP 503, asked to wait 20 s (Retry-After)");
+        // The retry of the refused request waits at least as asked...
+        let wait = client.retry_wait(1, &err).expect("a 503 is retried");
+        assert!(wait >= secs(20) && wait <= MAX_RETRY_WAIT, "{wait:?}");
+        // ...and so does every other request, logins included.
+        for endpoint in [Endpoint::Events, Endpoint::Other] {
+            let held = client.reserve_turn(endpoint, Instant::now());
+            assert!(held > secs(19) && held <= secs(20), "{held:?}");
+        }
+        // Without the header a 503 is retried at the ordinary backoff.
+        let plain = answer(&test_client(), 503, &[]).unwrap_err();
+        assert_eq!(plain.retry_after(), None);
+        assert!(client.retry_wait(1, &plain).is_some_and(|w| w < secs(1)));
+    }
+
+    #[test]
+    fn every_refused_status_is_held_but_not_a_success() {
+        for status in [500, 502, 504, 429, 400, 403, 404, 401] {
+            let client = test_client();
+            let err = answer(&client, status, &[("retry-after", "5")]).unwrap_err();
+            if status != 401 {
+                assert_eq!(err.retry_after(), Some(secs(5)), "{status}");
+            }
+            let held = client.reserve_turn(Endpoint::Other, Instant::now());
+            assert!(held > secs(4), "HTTP {status}: held {held:?}");
+        }
+        let client = test_client();
+        assert!(answer(&client, 200, &[("retry-after", "5")]).is_ok());
+        assert_eq!(client.reserve_turn(Endpoint::Other, Instant::now()), Duration::ZERO);
+    }
+
+    #[test]
+    fn absurd_waits_are_capped_and_long_ones_left_to_the_poll_loop() {
+        let client = test_client();
+        let err = answer(&client, 503, &[("retry-after", "99999999")]).unwrap_err();
+        assert_eq!(err.retry_after(), Some(MAX_SERVER_WAIT));
+        let held = client.reserve_turn(Endpoint::Events, Instant::now());
+        assert!(held > MAX_SERVER_WAIT - secs(1) && held <= MAX_SERVER_WAIT, "{held:?}");
+        // Longer than one retry may wait: the request ends, and the poll loop waits (at most the cap).
+        assert_eq!(client.retry_wait(1, &err), None);
+        let limited = answer(&client, 429, &[("retry-after", "90")]).unwrap_err();
+        assert_eq!((limited.retry_after(), client.retry_wait(1, &limited)), (Some(secs(90)), None));
+        // Within the cap for one retry: retried after at least that long.
+        let minute = answer(&client, 502, &[("retry-after", "60")]).unwrap_err();
+        assert_eq!(client.retry_wait(1, &minute), Some(MAX_RETRY_WAIT));
+        // The attempts still run out.
+        assert_eq!(client.retry_wait(3, &minute), None);
+    }
+
+    #[test]
+    fn an_http_date_retry_after_counts_from_the_answers_date() {
+        let client = test_client();
+        // The host's clock is decades past this `Date`: only the difference between the two counts.
+        let err = answer(
+            &client,
+            503,
+            &[("date", "Sun, 06 Nov 1994 08:49:37 GMT"), ("retry-after", "Sun, 06 Nov 1994 08:49:57 GMT")],
+        )
+        .unwrap_err();
+        assert_eq!(err.retry_after(), Some(secs(20)));
+        assert!(client.retry_wait(1, &err).is_some_and(|w| w >= secs(20)));
     }
 }

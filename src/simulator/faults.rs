@@ -1,6 +1,6 @@
 //! Faults the simulator injects into its answers, drawn per request from a seeded schedule.
 //!
-//! Written as a spec like `429=0.1,retry-after=2,5xx=0.05,reset=0.02,stall=0.02`,
+//! Written as a spec like `429=0.1,retry-after=2,5xx=0.05,5xx-retry-after=20,reset=0.02,stall=0.02`,
 //! each number the chance that a request meets that fault (see [`FaultConfig`]).
 
 use std::fmt;
@@ -20,6 +20,11 @@ pub struct FaultConfig {
     pub server_error: f64,
     /// `5xx-burst`: how many requests in a row such a burst lasts.
     pub server_error_burst: u32,
+    /// `5xx-retry-after`: seconds sent in `Retry-After` with those 500/502/503 answers; absent when `None`.
+    pub server_error_retry_after_secs: Option<u64>,
+    /// `retry-after-form=date`: `Retry-After` is sent as an HTTP-date (the answer's `Date` plus the
+    /// seconds) instead of as seconds (`retry-after-form=seconds`, the default).
+    pub retry_after_as_date: bool,
     /// `reset`: the connection is closed without an answer.
     pub reset: f64,
     /// `stall`: half the body is sent, then nothing for `stall_for`.
@@ -55,6 +60,8 @@ impl Default for FaultConfig {
             retry_after_secs: None,
             server_error: 0.0,
             server_error_burst: 3,
+            server_error_retry_after_secs: None,
+            retry_after_as_date: false,
             reset: 0.0,
             stall: 0.0,
             stall_for: Duration::from_secs(2),
@@ -86,6 +93,8 @@ impl FaultConfig {
             retry_after_secs: None,
             server_error: pick(0.1),
             server_error_burst: 3,
+            server_error_retry_after_secs: None,
+            retry_after_as_date: false,
             reset: pick(0.08),
             stall: pick(0.05),
             stall_for,
@@ -125,6 +134,17 @@ impl FromStr for FaultConfig {
                 }
                 "5xx" => config.server_error = chance()?,
                 "5xx-burst" => config.server_error_burst = value.trim().parse().map_err(|_| "5xx-burst: a count")?,
+                "5xx-retry-after" => {
+                    config.server_error_retry_after_secs =
+                        Some(value.trim().parse().map_err(|_| "5xx-retry-after: seconds")?);
+                }
+                "retry-after-form" => {
+                    config.retry_after_as_date = match value.trim() {
+                        "date" => true,
+                        "seconds" => false,
+                        _ => return Err("retry-after-form: 'seconds' or 'date'".to_string()),
+                    }
+                }
                 "reset" => config.reset = chance()?,
                 "stall" => config.stall = chance()?,
                 "stall-for" => config.stall_for = crate::timefmt::parse_duration(value)?,
@@ -169,6 +189,12 @@ impl fmt::Display for FaultConfig {
         if let Some(s) = self.retry_after_secs {
             write!(f, ",retry-after={s}")?;
         }
+        if let Some(s) = self.server_error_retry_after_secs {
+            write!(f, ",5xx-retry-after={s}")?;
+        }
+        if self.retry_after_as_date {
+            write!(f, ",retry-after-form=date")?;
+        }
         Ok(())
     }
 }
@@ -176,8 +202,10 @@ impl fmt::Display for FaultConfig {
 /// What goes wrong with one API request (login aside).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestFault {
+    /// With the seconds to send in `Retry-After`, if any.
     RateLimited(Option<u64>),
-    ServerError(u16),
+    /// The status, and the seconds to send in `Retry-After`, if any.
+    ServerError(u16, Option<u64>),
     Reset,
     Stall(Duration),
     Truncate,
@@ -218,12 +246,13 @@ impl FaultSchedule {
         if self.burst_left > 0 {
             self.burst_left -= 1;
             self.injected += 1;
-            return Some(RequestFault::ServerError([500, 502, 503][self.rng.below(3) as usize]));
+            let status = [500, 502, 503][self.rng.below(3) as usize];
+            return Some(RequestFault::ServerError(status, self.config.server_error_retry_after_secs));
         }
         let c = self.config.clone();
         if self.roll(c.server_error) {
             self.burst_left = c.server_error_burst.saturating_sub(1);
-            return Some(RequestFault::ServerError(503));
+            return Some(RequestFault::ServerError(503, c.server_error_retry_after_secs));
         }
         if self.roll(c.rate_limit) {
             return Some(RequestFault::RateLimited(c.retry_after_secs));
@@ -303,6 +332,13 @@ mod tests {
         assert!("colour=0.1".parse::<FaultConfig>().is_err());
         let round: FaultConfig = c.to_string().parse().unwrap();
         assert_eq!(round.rate_limit, c.rate_limit);
+        let c: FaultConfig = "5xx=1,5xx-retry-after=20,retry-after-form=date".parse().unwrap();
+        assert_eq!((c.server_error_retry_after_secs, c.retry_after_as_date), (Some(20), true));
+        assert_eq!(c.to_string().parse::<FaultConfig>().unwrap(), c);
+        assert!("retry-after-form=never".parse::<FaultConfig>().is_err());
+        let mut s = FaultSchedule::new(c, 1);
+        assert_eq!(s.request(), Some(RequestFault::ServerError(503, Some(20))));
+        assert!(matches!(s.request(), Some(RequestFault::ServerError(_, Some(20)))));
     }
 
     #[test]
@@ -310,7 +346,7 @@ mod tests {
         let mut s =
             FaultSchedule::new(FaultConfig { server_error: 1.0, server_error_burst: 3, ..FaultConfig::none() }, 1);
         for _ in 0..6 {
-            assert!(matches!(s.request(), Some(RequestFault::ServerError(_))));
+            assert!(matches!(s.request(), Some(RequestFault::ServerError(_, None))));
         }
         let mut quiet = FaultSchedule::new(FaultConfig::none(), 1);
         assert!((0..1000).all(|_| quiet.request().is_none() && quiet.login().is_none()));

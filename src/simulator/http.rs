@@ -142,15 +142,15 @@ async fn route(sim: Simulator, req: Request<Incoming>) -> Result<SimResponse, st
                 }
                 Some(RequestFault::RateLimited(retry_after)) => {
                     let mut r = error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-                    if let Some(secs) = retry_after {
-                        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
-                    }
+                    set_retry_after(&sim, &mut r, retry_after);
                     r
                 }
-                Some(RequestFault::ServerError(code)) => error(
-                    StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-                    "injected server error",
-                ),
+                Some(RequestFault::ServerError(code, retry_after)) => {
+                    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                    let mut r = error(status, "injected server error");
+                    set_retry_after(&sim, &mut r, retry_after);
+                    r
+                }
                 Some(RequestFault::Unauthorized) => {
                     // As if the JWT had expired or been revoked: it stops working for good.
                     if let Some(token) = bearer(&req) {
@@ -177,6 +177,23 @@ async fn route(sim: Simulator, req: Request<Incoming>) -> Result<SimResponse, st
         _ => error(StatusCode::NOT_FOUND, "Not found"),
     };
     Ok(whole(plain).await)
+}
+
+/// Adds `Retry-After` for `secs`, as seconds or (`retry-after-form=date`) as an HTTP-date on the
+/// simulator's clock, the one its `Date` header tells. Both are whole seconds, and the `Date` is taken
+/// before this, so a date never asks for less than `secs`.
+fn set_retry_after(sim: &Simulator, response: &mut HttpResponse, secs: Option<u64>) {
+    let Some(secs) = secs else { return };
+    let as_date = sim.lock().faults.config.retry_after_as_date;
+    let value = if as_date {
+        let millis = i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        HeaderValue::from_str(&format_http_date(sim.now_millis().saturating_add(millis))).ok()
+    } else {
+        Some(HeaderValue::from(secs))
+    };
+    if let Some(value) = value {
+        response.headers_mut().insert(RETRY_AFTER, value);
+    }
 }
 
 async fn body_bytes(body: WholeBody) -> Bytes {

@@ -196,6 +196,63 @@ async fn retry_after_is_honoured() {
     }
 }
 
+/// A 5xx with `Retry-After: 2`, as seconds or as an HTTP-date, holds every request to emnify for 2 s:
+/// the refused request's retries, the next request of another kind, and the poll loop's next poll (an
+/// independent stand-in once saw 11 requests in 10 s). Two attempts a request, so the loop gives up
+/// on the event types and then on a poll within the first few requests.
+#[tokio::test]
+async fn retry_after_on_a_5xx_holds_every_request() {
+    for (spec, wanted) in [("5xx=1,5xx-retry-after=2", 5), ("5xx=1,5xx-retry-after=2,retry-after-form=date", 3)] {
+        let test_sim = TestSimulator::start(SimulatorConfig { faults: spec.parse().unwrap(), ..sim_config(11) }).await;
+        let sim = test_sim.sim.clone();
+        let metrics = Arc::new(Metrics::new());
+        let settings = ClientSettings { max_attempts: 2, ..impatient(&test_sim.url, &sim.application_token()) };
+        let client = Client::new(settings, metrics.clone()).unwrap();
+        // One request at a time: requests in flight together all go out before the first answer.
+        let walk = PollerSettings { page_size: 100, overlap: Duration::from_secs(60), requests_in_flight: 1 };
+        let counting = TallySettings { lookback: Duration::from_secs(3600), ..TallySettings::default() };
+        let poller = common::poller_with(client, &metrics, walk, counting);
+        let loop_stop = CancellationToken::new();
+        let task =
+            tokio::spawn(emnify_exporter::poller::run_poll_loop(poller, Duration::from_secs(1), loop_stop.clone()));
+        // Every API request but the login is answered 5xx with the header.
+        let refused = || {
+            let (mut requests, logins) = sim.request_times();
+            for login in logins {
+                if let Some(at) = requests.iter().position(|t| *t == login) {
+                    requests.remove(at);
+                }
+            }
+            requests
+        };
+        let reached = common::wait_for(common::PATIENCE, async || refused().len() >= wanted).await;
+        loop_stop.cancel();
+        task.await.unwrap();
+        assert!(reached, "{spec}: only {} requests", refused().len());
+        let times = refused();
+        for pair in times.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= 2000,
+                "{spec}: a request {} ms after a 5xx with Retry-After: 2",
+                pair[1] - pair[0]
+            );
+        }
+        let span = times[times.len() - 1] - times[0];
+        assert!(times.len() as i64 <= 1 + span / 2000, "{spec}: {} requests in {span} ms", times.len());
+        let samples = parse_exposition(&String::from_utf8(metrics.encode()).unwrap());
+        let answered_5xx: f64 = ["500", "502", "503"]
+            .iter()
+            .map(|code| sum(&samples, "emnify_api_requests_total", &[("code", code)]))
+            .sum();
+        assert!(answered_5xx >= times.len() as f64, "{spec}: the client saw the 5xx answers");
+        println!(
+            "{spec}: {} requests in {span} ms, gaps {:?} ms",
+            times.len(),
+            times.windows(2).map(|p| p[1] - p[0]).collect::<Vec<_>>()
+        );
+    }
+}
+
 /// A revoked application token: the exporter's loop backs off instead of hammering the login endpoint.
 #[tokio::test]
 async fn a_revoked_token_backs_off() {
