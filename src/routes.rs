@@ -184,6 +184,11 @@ fn landing_page(state: &ServerState) -> HttpResponse {
             ),
             None => "starting: no poll has finished yet".to_string(),
         }
+    } else if status.state_set_aside.is_some() {
+        // It works, but what Prometheus saw before this start was not continued: not a plain "working".
+        "<strong class=\"good\">working</strong>, but <strong class=\"bad\">counters restarted from zero</strong>: \
+         the state file was set aside at start (see State file set aside)"
+            .to_string()
     } else {
         "<strong class=\"good\">working</strong>".to_string()
     };
@@ -246,6 +251,27 @@ fn landing_page(state: &ServerState) -> HttpResponse {
         ),
     };
     rows.push(("state-file", "State file", state_file));
+    if let Some(aside) = &status.state_set_aside {
+        let moved = match &aside.moved_to {
+            Ok(path) => format!("moved to <code>{}</code>, kept for inspection", esc(path)),
+            Err(error) => {
+                format!("<strong class=\"bad\">not moved</strong> ({}): the next save overwrites it", esc(error))
+            }
+        };
+        rows.push((
+            "state-set-aside",
+            "State file set aside",
+            format!(
+                "<strong class=\"bad\">set aside at start</strong>, {}: <code>{}</code> ({}); {moved}. Every \
+                 counter restarted from zero, and the events between that file's last save and this start are \
+                 missing (with --emnify.lookback, those within it are counted afresh, some a second time); see \
+                 emnify_state_set_aside and docs/reliability.md",
+                when(aside.at_unix),
+                esc(aside.reason),
+                esc(&aside.error),
+            ),
+        ));
+    }
     let (organisations, limit, overflow) = status.organisations;
     let overflowing = if overflow > 0 {
         format!("; <strong class=\"bad\">{overflow} events</strong> counted under organisation_id=\"overflow\" (raise --metrics.max-organisations)")

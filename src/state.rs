@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::CounterValue;
+use crate::metrics::{CounterValue, StateMetrics};
 
 /// Written into every state file, to recognise a foreign file.
 const FORMAT: &str = "emnify-exporter-state";
@@ -83,9 +83,107 @@ pub enum StateError {
     Unusable { path: String, reason: String },
 }
 
-/// How far into a file the format marker must appear for it to be one this exporter wrote (it writes
-/// the marker first; a hand-edited file may add white space).
-const MARKER_WITHIN: usize = 64;
+/// Why a state file of ours was set aside at start-up: the `reason` of `emnify_state_set_aside`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetAsideReason {
+    /// It cannot be read as a state file: truncated, damaged, a field missing or of the wrong type.
+    Corrupt,
+    /// Written by a version of the exporter with another state format.
+    OtherVersion,
+    /// The progress of another `--emnify.api-url`.
+    OtherApi,
+}
+
+impl SetAsideReason {
+    /// The metric's label value, one of [`crate::metrics::SET_ASIDE_REASONS`].
+    pub fn label(self) -> &'static str {
+        match self {
+            SetAsideReason::Corrupt => "corrupt",
+            SetAsideReason::OtherVersion => "other_version",
+            SetAsideReason::OtherApi => "other_api",
+        }
+    }
+}
+
+/// A state file of ours that could not be used at start-up: the exporter starts fresh, and says so.
+#[derive(Debug)]
+pub struct SetAside {
+    pub reason: SetAsideReason,
+    /// Why it could not be used (names the path; never a secret: the file holds none).
+    pub error: String,
+    /// Where it was moved, or why it could not be (then the first save overwrites it).
+    pub moved_to: Result<PathBuf, String>,
+}
+
+impl SetAside {
+    /// Makes the fresh start visible: the metrics, the landing page and the alert read this.
+    pub fn record(&self, metrics: &StateMetrics) {
+        let moved_to = self.moved_to.as_ref().map(|p| p.display().to_string()).map_err(String::clone);
+        let now = crate::timefmt::now_millis() as f64 / 1000.0;
+        metrics.record_set_aside(self.reason.label(), &self.error, moved_to, now);
+    }
+}
+
+/// What [`StateStore::load`] found at the path.
+#[derive(Debug)]
+pub enum Loaded {
+    /// No file, or an empty one: nothing saved yet, a fresh start.
+    Nothing,
+    /// Progress to resume.
+    Resume(Box<SavedState>),
+    /// A file of ours that could not be used, moved aside: a fresh start that must not go unnoticed
+    /// (the counters restart from zero), see [`SetAside::record`].
+    SetAside(SetAside),
+}
+
+/// What a file holds, by its content.
+enum Examined {
+    Usable(Box<SavedState>),
+    /// Ours, but not usable by this exporter.
+    Unusable(SetAsideReason, StateError),
+    /// Another program's file.
+    Foreign,
+}
+
+/// The two fields that say whose a JSON object is and which version wrote it; every other field is
+/// skipped without being stored, so even a large file costs one pass and no allocations.
+#[derive(Deserialize)]
+struct Head {
+    format: Option<serde_json::Value>,
+    version: Option<serde_json::Value>,
+}
+
+/// Whether bytes are a state file of ours, by content rather than layout (key order, indentation:
+/// `jq -S .` sorts `api_url` and `counters` before `format`). A file that parses is ours when it is a
+/// JSON object whose `format` is ours; one that does not parse (truncated, damaged) is ours when it
+/// still carries that `"format"` member anywhere. `Some(version)` is the version it names, if any.
+fn ownership(bytes: &[u8]) -> Option<Option<u64>> {
+    match serde_json::from_slice::<Head>(bytes) {
+        Ok(head) => {
+            // serde would also fill `Head` from a JSON array; only an object is a state file.
+            let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            let ours = object && head.format.as_ref().and_then(serde_json::Value::as_str) == Some(FORMAT);
+            ours.then(|| head.version.as_ref().and_then(serde_json::Value::as_u64))
+        }
+        Err(_) => carries_format_member(bytes).then_some(None),
+    }
+}
+
+/// Whether `"format"`, JSON white space, `:`, white space and `"emnify-exporter-state"` appear anywhere.
+fn carries_format_member(bytes: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"format\"";
+    let value = format!("\"{FORMAT}\"");
+    let skip_space = |mut i: usize| {
+        while bytes.get(i).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+            i += 1;
+        }
+        i
+    };
+    bytes.windows(KEY.len()).enumerate().filter(|(_, w)| *w == KEY).any(|(at, _)| {
+        let colon = skip_space(at + KEY.len());
+        bytes.get(colon) == Some(&b':') && bytes[skip_space(colon + 1)..].starts_with(value.as_bytes())
+    })
+}
 
 impl StateStore {
     pub fn new(path: impl Into<PathBuf>, api_url: &str) -> Self {
@@ -96,51 +194,85 @@ impl StateStore {
         self.path.display().to_string()
     }
 
+    /// The file's bytes; `None` when there is no file or an empty one (created ahead, e.g. by a
+    /// volume's set-up): nothing saved yet. Read whole once: it is parsed whole anyway.
+    fn bytes(&self) -> Result<Option<Vec<u8>>, StateError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) if bytes.is_empty() => Ok(None),
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Read { path: self.display(), source }),
+        }
+    }
+
     /// Reads the saved state; `Ok(None)` when there is no file yet.
     pub fn read(&self) -> Result<Option<SavedState>, StateError> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StateError::Read { path: self.display(), source }),
+        let Some(bytes) = self.bytes()? else { return Ok(None) };
+        match self.examine(&bytes) {
+            Examined::Usable(state) => Ok(Some(*state)),
+            Examined::Unusable(_, err) => Err(err),
+            Examined::Foreign => Err(self.foreign()),
+        }
+    }
+
+    /// Parses the file once as a state; only a file that does not parse is looked at again, to tell
+    /// a damaged file of ours from another program's.
+    fn examine(&self, bytes: &[u8]) -> Examined {
+        let other_version = |version: u64| StateError::Foreign {
+            path: self.display(),
+            found: format!("format {FORMAT} version {version}"),
+            expected: format!("format {FORMAT} version {VERSION}"),
         };
-        if bytes.is_empty() {
-            // Nothing saved yet (a file created ahead, e.g. by a volume's set-up).
-            return Ok(None);
+        match serde_json::from_slice::<SavedState>(bytes) {
+            Ok(state) if state.format != FORMAT => Examined::Foreign,
+            Ok(state) if state.version != VERSION => {
+                Examined::Unusable(SetAsideReason::OtherVersion, other_version(state.version.into()))
+            }
+            Ok(state) if state.api_url != self.api_url => Examined::Unusable(
+                SetAsideReason::OtherApi,
+                StateError::Foreign { path: self.display(), found: state.api_url, expected: self.api_url.clone() },
+            ),
+            Ok(state) => Examined::Usable(Box::new(state)),
+            Err(e) => match ownership(bytes) {
+                None => Examined::Foreign,
+                // Another version may have changed the fields too: its version is the better reason.
+                Some(Some(version)) if version != u64::from(VERSION) => {
+                    Examined::Unusable(SetAsideReason::OtherVersion, other_version(version))
+                }
+                Some(_) => Examined::Unusable(
+                    SetAsideReason::Corrupt,
+                    StateError::Corrupt { path: self.display(), detail: e.to_string() },
+                ),
+            },
         }
-        let state: SavedState = serde_json::from_slice(&bytes)
-            .map_err(|e| StateError::Corrupt { path: self.display(), detail: e.to_string() })?;
-        if state.format != FORMAT || state.version != VERSION {
-            return Err(StateError::Foreign {
-                path: self.display(),
-                found: format!("format {} version {}", state.format, state.version),
-                expected: format!("format {FORMAT} version {VERSION}"),
-            });
+    }
+
+    fn foreign(&self) -> StateError {
+        StateError::Unusable {
+            path: self.display(),
+            reason: "it exists and is not an emnify-exporter state file; it is left as it is (move it or name \
+                     another path)"
+                .into(),
         }
-        if state.api_url != self.api_url {
-            return Err(StateError::Foreign {
-                path: self.display(),
-                found: state.api_url,
-                expected: self.api_url.clone(),
-            });
-        }
-        Ok(Some(state))
     }
 
     /// Whether the path can hold the state: not a directory or anything but a regular file, in a
     /// directory that exists and takes a new file, and not another program's file (which would be
     /// overwritten). Checked at start-up, so a wrong path fails at once instead of freezing the counts.
     pub fn check(&self) -> Result<(), StateError> {
+        self.check_place()?;
+        match self.bytes()? {
+            Some(bytes) if ownership(&bytes).is_none() => Err(self.foreign()),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`StateStore::check`] without reading the file.
+    fn check_place(&self) -> Result<(), StateError> {
         let unusable = |reason: String| StateError::Unusable { path: self.display(), reason };
         match std::fs::symlink_metadata(&self.path) {
             Ok(meta) if meta.is_dir() => return Err(unusable("it is a directory; name a file in it".into())),
             Ok(meta) if !meta.is_file() => return Err(unusable("it is not a regular file".into())),
-            Ok(_) if !self.is_ours()? => {
-                return Err(unusable(
-                    "it exists and is not an emnify-exporter state file; it is left as it is (move it or name \
-                     another path)"
-                        .into(),
-                ))
-            }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(unusable(e.to_string())),
@@ -159,37 +291,32 @@ impl StateStore {
         Ok(())
     }
 
-    /// Whether the file at the path is empty or one this exporter wrote (its format marker up front).
-    fn is_ours(&self) -> Result<bool, StateError> {
-        use std::io::Read;
-        let mut head = Vec::with_capacity(MARKER_WITHIN);
-        let file =
-            std::fs::File::open(&self.path).map_err(|source| StateError::Read { path: self.display(), source })?;
-        file.take(MARKER_WITHIN as u64)
-            .read_to_end(&mut head)
-            .map_err(|source| StateError::Read { path: self.display(), source })?;
-        let marker = format!("\"{FORMAT}\"");
-        Ok(head.is_empty() || head.windows(marker.len()).any(|w| w == marker.as_bytes()))
-    }
-
-    /// Reads the state for start-up. A file of ours that cannot be used (truncated, another version,
-    /// another API) is logged and moved aside, and `Ok(None)` means a fresh start, so a bad file
-    /// cannot cause a crash loop; anything else at the path is refused ([`StateStore::check`]).
-    pub fn load(&self) -> Result<Option<SavedState>, StateError> {
-        self.check()?;
-        match self.read() {
-            Ok(state) => Ok(state),
-            Err(err) => {
-                let aside = self.path.with_extension("rejected");
-                let moved = std::fs::rename(&self.path, &aside).is_ok();
-                tracing::error!(
-                    error = %err,
-                    moved_to = moved.then(|| aside.display().to_string()),
-                    "ignoring the state file and starting fresh"
-                );
-                Ok(None)
-            }
-        }
+    /// Reads the state for start-up, reading and parsing the file once. A file of ours that cannot
+    /// be used (truncated, another version, another API) is logged and moved aside, and the caller
+    /// starts fresh and records [`Loaded::SetAside`], so a bad file cannot cause a crash loop and the
+    /// fresh start is seen; anything else at the path is refused, never touched ([`StateStore::check`]).
+    pub fn load(&self) -> Result<Loaded, StateError> {
+        self.check_place()?;
+        let Some(bytes) = self.bytes()? else { return Ok(Loaded::Nothing) };
+        let (reason, err) = match self.examine(&bytes) {
+            Examined::Usable(state) => return Ok(Loaded::Resume(state)),
+            Examined::Foreign => return Err(self.foreign()),
+            Examined::Unusable(reason, err) => (reason, err),
+        };
+        let aside = self.path.with_extension("rejected");
+        let moved_to = match std::fs::rename(&self.path, &aside) {
+            Ok(()) => Ok(aside),
+            Err(e) => Err(format!("cannot move it to {}: {e}", aside.display())),
+        };
+        tracing::error!(
+            error = %err,
+            reason = reason.label(),
+            moved_to = moved_to.as_ref().ok().map(|p| p.display().to_string()),
+            not_moved = moved_to.as_ref().err(),
+            "ignoring the state file and starting fresh: every counter restarts from zero (see \
+             emnify_state_set_aside and the landing page)"
+        );
+        Ok(Loaded::SetAside(SetAside { reason, error: err.to_string(), moved_to }))
     }
 
     /// Writes the state atomically: readers see the old file or the new one, never a mix.
@@ -222,6 +349,41 @@ fn temp_path(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// A state with something in every field, so its file is large enough for layouts to matter.
+    fn busy_state(api_url: &str) -> SavedState {
+        let mut state = SavedState::new(api_url);
+        state.cursor = Some(1_700_000_000);
+        state.floor_millis = Some(1_699_999_000_000);
+        state.horizon_millis = 1_699_999_500_000;
+        state.ids = (1..=50).map(|id| (id, 1_699_999_600_000 + id as i64 * 1000)).collect();
+        state.unreadable = vec![(77, 1_699_999_700_000)];
+        state.counters = vec![CounterValue {
+            name: "emnify_events_total".into(),
+            labels: [("event_type".to_string(), "Generic".to_string())].into_iter().collect(),
+            value: 12,
+        }];
+        state.event_types = vec![(0, "Generic".into()), (1, "Update location".into())];
+        state
+    }
+
+    /// The file `store` saved, rewritten as `jq -S .` and `jq -S -c .` would: keys sorted (serde_json's
+    /// default map is a BTreeMap), pretty-printed or compact.
+    fn rewritten_sorted(path: &Path, pretty: bool) -> Vec<u8> {
+        let value: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
+        let text = text.unwrap();
+        let (api, format) = (text.find("\"api_url\"").unwrap(), text.find("\"format\"").unwrap());
+        assert!(api < format && format > 64, "the format member is neither first nor near the start: {text}");
+        text.into_bytes()
+    }
+
+    fn set_aside(loaded: Loaded) -> SetAside {
+        match loaded {
+            Loaded::SetAside(aside) => aside,
+            other => panic!("not set aside: {other:?}"),
+        }
+    }
+
     #[test]
     fn saves_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -235,27 +397,90 @@ mod tests {
         assert!(!dir.path().join("state.json.tmp").exists());
     }
 
+    /// A valid file is recognised by what it holds, not by key order or layout: `jq -S .` output resumes.
     #[test]
-    fn bad_files_of_ours_mean_a_fresh_start_not_a_crash() {
+    fn a_file_with_sorted_keys_or_pretty_printed_resumes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         let store = StateStore::new(&path, "http://api");
-        for bad in
-            [&b"{\"format\": \"emnify-exporter-state\", \"vers"[..], b"{\"format\":\"emnify-exporter-state\",\"versi"]
-        {
-            std::fs::write(&path, bad).unwrap();
-            assert!(matches!(store.read(), Err(StateError::Corrupt { .. })));
-            assert_eq!(store.load().unwrap(), None);
-            assert!(path.with_extension("rejected").exists(), "the bad file is kept aside for inspection");
+        let state = busy_state("http://api");
+        for pretty in [true, false] {
+            store.save(&state).unwrap();
+            std::fs::write(&path, rewritten_sorted(&path, pretty)).unwrap();
+            store.check().unwrap();
+            match store.load().unwrap() {
+                Loaded::Resume(loaded) => assert_eq!(*loaded, state, "pretty: {pretty}"),
+                other => panic!("pretty: {pretty}: did not resume: {other:?}"),
+            }
+            assert!(!path.with_extension("rejected").exists());
         }
-        let mut other = SavedState::new("http://other-api");
+    }
+
+    /// A damaged file of ours is set aside with its reason, wherever its format member is and however it
+    /// is spaced; the fresh start shows in the metrics.
+    #[test]
+    fn a_truncated_file_of_ours_is_set_aside_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let rejected = path.with_extension("rejected");
+        let store = StateStore::new(&path, "http://api");
+        store.save(&busy_state("http://api")).unwrap();
+        let saved = std::fs::read(&path).unwrap();
+        let sorted = rewritten_sorted(&path, true);
+        let truncated = [
+            saved[..saved.len() / 2].to_vec(),
+            saved[..saved.len() - 1].to_vec(),
+            // Sorted keys and cut before the end: the format member is far from the start.
+            sorted[..sorted.len() - 2].to_vec(),
+            b"{ \"format\" :\n\t\"emnify-exporter-state\", \"version\": 1, \"cur".to_vec(),
+            // A whole object of ours, but fields are missing.
+            b"{\"format\": \"emnify-exporter-state\", \"version\": 1}".to_vec(),
+        ];
+        for bad in truncated {
+            let _ = std::fs::remove_file(&rejected);
+            std::fs::write(&path, &bad).unwrap();
+            store.check().unwrap();
+            let aside = set_aside(store.load().unwrap());
+            assert_eq!(aside.reason, SetAsideReason::Corrupt, "{}", String::from_utf8_lossy(&bad));
+            assert_eq!(aside.moved_to.as_ref().ok(), Some(&rejected));
+            assert!(aside.error.contains("not a valid state file"), "{}", aside.error);
+            assert_eq!(std::fs::read(&rejected).unwrap(), bad, "the bad file is kept aside for inspection");
+            assert!(!path.exists());
+        }
+
+        let metrics = crate::metrics::Metrics::new();
+        std::fs::write(&path, &saved[..100]).unwrap();
+        set_aside(store.load().unwrap()).record(&metrics.state);
+        let text = String::from_utf8(metrics.encode()).unwrap();
+        assert!(text.contains("emnify_state_set_aside{reason=\"corrupt\"} 1"), "{text}");
+        assert!(text.contains("emnify_state_set_aside{reason=\"other_api\"} 0"), "{text}");
+        let noted = metrics.status().state_set_aside.expect("the landing page learns it");
+        assert_eq!((noted.reason, noted.moved_to), ("corrupt", Ok(rejected.display().to_string())));
+        assert!(noted.at_unix > 1.6e9);
+    }
+
+    #[test]
+    fn other_versions_and_apis_of_ours_are_set_aside_with_their_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let store = StateStore::new(&path, "http://api");
+        let mut other = busy_state("http://other-api");
         StateStore::new(&path, "http://other-api").save(&other).unwrap();
         assert!(matches!(store.read(), Err(StateError::Foreign { .. })));
+        assert_eq!(set_aside(store.load().unwrap()).reason, SetAsideReason::OtherApi);
         other.api_url = "http://api".into();
         other.version = 99;
-        StateStore::new(&path, "http://api").save(&other).unwrap();
+        store.save(&other).unwrap();
         assert!(matches!(store.read(), Err(StateError::Foreign { .. })));
-        assert_eq!(store.load().unwrap(), None, "another version of ours: set aside");
+        assert_eq!(set_aside(store.load().unwrap()).reason, SetAsideReason::OtherVersion);
+        // A later version that also changed the fields: its version is the reason, not corruption.
+        std::fs::write(&path, b"{\"version\": 2, \"format\": \"emnify-exporter-state\", \"progress\": {}}").unwrap();
+        let aside = set_aside(store.load().unwrap());
+        assert_eq!(aside.reason, SetAsideReason::OtherVersion);
+        assert!(aside.error.contains("version 2"), "{}", aside.error);
+        for reason in [SetAsideReason::Corrupt, SetAsideReason::OtherVersion, SetAsideReason::OtherApi] {
+            assert!(crate::metrics::SET_ASIDE_REASONS.contains(&reason.label()));
+        }
     }
 
     #[test]
@@ -266,16 +491,33 @@ mod tests {
         assert!(unusable(dir.path()), "a directory");
         assert!(unusable(&dir.path().join("missing/state.json")), "a directory that does not exist");
         let foreign = dir.path().join("notes.txt");
-        for text in [&b"\x00\xff garbage"[..], b"{\"hello\": 1}", b"precious notes"] {
-            std::fs::write(&foreign, text).unwrap();
-            assert!(unusable(&foreign));
-            assert!(StateStore::new(&foreign, "http://api").load().is_err());
+        let mut other_format = serde_json::to_value(busy_state("http://api")).unwrap();
+        other_format["format"] = "something-else".into();
+        let foreign_files = [
+            b"\x00\xff garbage"[..].to_vec(),
+            b"{\"hello\": 1}".to_vec(),
+            b"{\"format\":\"something-else\"}".to_vec(),
+            serde_json::to_vec(&other_format).unwrap(),
+            // They name the marker, but are not state files of ours: only a top-level object's format counts.
+            b"[\"emnify-exporter-state\", 1]".to_vec(),
+            b"{\"kind\": \"emnify-exporter-state\"}".to_vec(),
+            b"{\"format\": \"x\", \"copy\": {\"format\": \"emnify-exporter-state\"}}".to_vec(),
+            b"precious notes about \"emnify-exporter-state\" files".to_vec(),
+            b"  \n".to_vec(),
+        ];
+        for text in foreign_files {
+            std::fs::write(&foreign, &text).unwrap();
+            let shown = String::from_utf8_lossy(&text).into_owned();
+            assert!(unusable(&foreign), "{shown}");
+            let loaded = StateStore::new(&foreign, "http://api").load();
+            assert!(matches!(loaded, Err(StateError::Unusable { .. })), "{shown}: {loaded:?}");
             assert_eq!(std::fs::read(&foreign).unwrap(), text, "another program's file is not touched");
+            assert!(!dir.path().join("notes.rejected").exists(), "{shown}");
         }
-        assert!(!dir.path().join("notes.rejected").exists());
         let empty = dir.path().join("empty.json");
         std::fs::write(&empty, b"").unwrap();
-        assert_eq!(StateStore::new(&empty, "http://api").load().unwrap(), None, "an empty file is a fresh start");
+        let loaded = StateStore::new(&empty, "http://api").load().unwrap();
+        assert!(matches!(loaded, Loaded::Nothing), "an empty file is a fresh start: {loaded:?}");
         assert!(StateStore::new(dir.path().join("new.json"), "http://api").check().is_ok());
         assert!(!dir.path().join("new.json.tmp").exists(), "the probe is cleaned up");
     }

@@ -386,11 +386,16 @@ impl Tally {
     /// Resumes from what `store` holds (if anything) and saves to it from now on; true if it resumed.
     fn attach_state(&mut self, store: StateStore) -> Result<bool, StateError> {
         let resumed = match store.load()? {
-            Some(saved) => {
-                self.resume(saved);
+            crate::state::Loaded::Resume(saved) => {
+                self.resume(*saved);
                 true
             }
-            None => false,
+            // Counters restart from zero: that must show (metrics, landing page, alert), not only in the log.
+            crate::state::Loaded::SetAside(aside) => {
+                aside.record(&self.metrics.state);
+                false
+            }
+            crate::state::Loaded::Nothing => false,
         };
         self.state = Some(store);
         self.metrics.use_state_file();

@@ -35,7 +35,7 @@ pub use persist::CounterValue;
 pub use polling::{LastPoll, PollingMetrics};
 pub use push::PushMetrics;
 use registrar::Registrar;
-pub use state::{StateHealth, StateMetrics};
+pub use state::{StateHealth, StateMetrics, StateSetAside, SET_ASIDE_REASONS};
 
 /// How the last poll went, for the landing page.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +52,8 @@ pub struct PollStatus {
     /// the overflow.
     pub organisations: (u64, u64, u64),
     pub state: StateHealth,
+    /// The state file found at start-up, if it had to be set aside (the counters restarted from zero).
+    pub state_set_aside: Option<StateSetAside>,
 }
 
 /// The HTTP server's figures, in `live` (an attack shows while it lasts, not at the next checkpoint).
@@ -154,6 +156,7 @@ impl Metrics {
             events_counted: self.events.counted(),
             organisations: self.events.organisation_usage(),
             state: self.state.health(self.state_used.load(std::sync::atomic::Ordering::Relaxed)),
+            state_set_aside: self.state.set_aside(),
         }
     }
 

@@ -3,14 +3,34 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use prometheus::{Gauge, IntCounter, Registry};
+use prometheus::{Gauge, IntCounter, IntGaugeVec, Opts, Registry};
 
-/// How saving the state file goes.
+/// The `reason`s of `emnify_state_set_aside`, each a series from the start (0 until it happens).
+pub const SET_ASIDE_REASONS: [&str; 3] = ["corrupt", "other_version", "other_api"];
+
+/// How saving the state file goes, and whether the one found at start-up had to be set aside.
 pub struct StateMetrics {
     save_failures: IntCounter,
     last_save_success: Gauge,
     /// The last save's error while saves fail, for the landing page.
     failing: Mutex<Option<String>>,
+    set_aside: IntGaugeVec,
+    set_aside_at: Gauge,
+    /// The file set aside at start-up, for the landing page.
+    set_aside_note: Mutex<Option<StateSetAside>>,
+}
+
+/// A state file of ours that could not be used at start-up and was set aside: the counters restarted
+/// from zero.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSetAside {
+    /// One of [`SET_ASIDE_REASONS`].
+    pub reason: &'static str,
+    /// Why the file could not be used.
+    pub error: String,
+    /// Where it was moved, or why it could not be.
+    pub moved_to: Result<String, String>,
+    pub at_unix: f64,
 }
 
 /// The state file's health as the landing page shows it.
@@ -38,9 +58,57 @@ impl StateMetrics {
             "Unix time of the last successful save of --state.file (0 before the first, or without one).",
         )
         .expect("static metric definition is valid");
+        let set_aside = IntGaugeVec::new(
+            Opts::new(
+                "emnify_state_set_aside",
+                "1 if the --state.file found at start-up was the exporter's own but could not be used, and was \
+                 moved aside as *.rejected: every counter restarted from zero (reason: corrupt, other_version, \
+                 other_api); else 0.",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition is valid");
+        let set_aside_at = Gauge::new(
+            "emnify_state_set_aside_timestamp_seconds",
+            "Unix time the --state.file was set aside at start-up (0 if it was not).",
+        )
+        .expect("static metric definition is valid");
+        for reason in SET_ASIDE_REASONS {
+            set_aside.with_label_values(&[reason]).set(0);
+        }
         live.register(Box::new(save_failures.clone())).expect("metric names are unique");
         live.register(Box::new(last_save_success.clone())).expect("metric names are unique");
-        StateMetrics { save_failures, last_save_success, failing: Mutex::new(None) }
+        live.register(Box::new(set_aside.clone())).expect("metric names are unique");
+        live.register(Box::new(set_aside_at.clone())).expect("metric names are unique");
+        StateMetrics {
+            save_failures,
+            last_save_success,
+            failing: Mutex::new(None),
+            set_aside,
+            set_aside_at,
+            set_aside_note: Mutex::new(None),
+        }
+    }
+
+    /// The state file found at start-up was set aside for `reason` (one of [`SET_ASIDE_REASONS`]);
+    /// `moved_to` is where it went, or why it could not be moved.
+    pub fn record_set_aside(
+        &self,
+        reason: &'static str,
+        error: &str,
+        moved_to: Result<String, String>,
+        unix_secs: f64,
+    ) {
+        debug_assert!(SET_ASIDE_REASONS.contains(&reason), "{reason} is not a set-aside reason");
+        self.set_aside.with_label_values(&[reason]).set(1);
+        self.set_aside_at.set(unix_secs);
+        *self.set_aside_note.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(StateSetAside { reason, error: error.to_string(), moved_to, at_unix: unix_secs });
+    }
+
+    /// The state file set aside at start-up, if one was.
+    pub fn set_aside(&self) -> Option<StateSetAside> {
+        self.set_aside_note.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     pub fn record_save_success(&self, unix_secs: f64) {

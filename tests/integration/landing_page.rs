@@ -152,6 +152,36 @@ async fn the_state_file_row_names_the_file_and_the_last_save() {
     running.stop().await;
 }
 
+/// A damaged state file of ours found at start is set aside loudly: the metric, the status, and a row
+/// saying why, where the file went and that the counters restarted from zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_set_aside_at_start_says_why_and_where() {
+    let test_sim = TestSimulator::seeded(33).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    std::fs::write(&path, b"{\"format\": \"emnify-exporter-state\", \"version\": 1, \"cur").unwrap();
+    let mut config = test_sim.exporter_config();
+    config.state_file = Some(path.clone());
+    let running = TestExporter::start(config).await;
+    let samples = running.scrape().await;
+    assert_eq!(common::sum(&samples, "emnify_state_set_aside", &[("reason", "corrupt")]), 1.0);
+    assert_eq!(common::sum(&samples, "emnify_state_set_aside", &[]), 1.0, "one reason");
+    assert!(common::sum(&samples, "emnify_state_set_aside_timestamp_seconds", &[]) > 1.6e9);
+    let page = landing(&running).await;
+    let row = &page["state-set-aside"];
+    assert!(row.contains("<code>corrupt</code>") && row.contains("not a valid state file"), "{row}");
+    let rejected = dir.path().join("state.rejected");
+    assert!(row.contains(&format!("moved to <code>{}</code>", rejected.display())), "{row}");
+    assert!(row.contains("restarted from zero"), "{row}");
+    assert!(rejected.exists());
+    // Once polls work, the status says it works, but not plainly.
+    let noted =
+        wait_for(common::PATIENCE, async || landing(&running).await["status"].contains("working</strong>, but")).await;
+    assert!(noted, "{}", landing(&running).await["status"]);
+    assert!(landing(&running).await["status"].contains("counters restarted from zero"));
+    running.stop().await;
+}
+
 /// The demo's page links the simulator's truth, and its burst form makes a burst.
 #[test]
 fn the_demo_page_links_the_truth_and_makes_bursts() {

@@ -83,7 +83,7 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_nothing() {
     exporter.kill();
 }
 
-/// A corrupt state file: a clear log line and a fresh start, never a crash loop.
+/// A corrupt state file: a clear log line, a metric and a fresh start, never a crash loop.
 #[test]
 fn a_corrupt_state_file_means_a_logged_fresh_start() {
     let sim = Process::start(&["simulate", "--listen=127.0.0.1:0", "--events-per-second=0"], &[]);
@@ -95,6 +95,9 @@ fn a_corrupt_state_file_means_a_logged_fresh_start() {
     let logs = exporter.drain_logs().join("\n");
     assert!(logs.contains("ignoring the state file and starting fresh"), "{logs}");
     assert!(dir.path().join("state.rejected").exists());
+    // Not only in the log: the metric the alert EmnifyStateFileSetAside reads.
+    let samples = parse_exposition(&blocking_get(&metrics_url).1);
+    assert_eq!(sum(&samples, "emnify_state_set_aside", &[("reason", "corrupt")]), 1.0);
     blocking_post(&format!("{sim_url}/simulator/generate?count=25"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while blocking_total(&metrics_url) < 25.0 {
