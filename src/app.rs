@@ -124,6 +124,7 @@ impl App {
                 listen: address.to_string(),
                 state_file: config.state_file.as_ref().map(|p| p.display().to_string()),
                 demo_simulator: config.demo.then(|| config.api_url.clone()),
+                remember_pushed: config.tally.remember_pushed,
             },
             receiver,
             limits: config.http.clone(),
@@ -183,6 +184,7 @@ fn poller(api_url: &str, poll: &PollConfig, metrics: &Arc<Metrics>, tally: &Shar
         retry_base: Duration::from_millis(500),
     };
     let client = Client::new(settings, metrics.clone())?;
+    crate::tally::lock(tally).use_clock(client.clock().clone());
     Ok(Poller::new(client, metrics.clone(), poll.walk.clone(), tally.clone()))
 }
 

@@ -403,6 +403,11 @@ pub struct ExporterArgs {
     #[arg(long = "webhook.stale-after", env = "EMNIFY_EXPORTER_WEBHOOK_STALE_AFTER", default_value = "1h", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub webhook_stale_after: Duration,
 
+    /// Push-only mode: how long a pushed event id is remembered, so the Data Streamer delivering it again
+    /// within that time does not count it twice (about 27 bytes an id, within --emnify.max-remembered-ids).
+    #[arg(long = "webhook.remember", env = "EMNIFY_EXPORTER_WEBHOOK_REMEMBER", default_value = "1h", value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub webhook_remember: Duration,
+
     /// Run against the built-in emnify API simulator on a loopback port: no account or token needed.
     #[arg(long, env = "EMNIFY_EXPORTER_DEMO", action = clap::ArgAction::SetTrue, value_parser = boolish())]
     pub demo: bool,
@@ -684,7 +689,9 @@ impl ExporterArgs {
             tally: TallySettings {
                 lookback: self.lookback,
                 max_remembered_ids: usize::try_from(self.max_remembered_ids).unwrap_or(usize::MAX),
-                remember_pushed: self.overlap,
+                // With a poller, a pushed id is kept as long as polled ones (what polling read completely
+                // is never counted again when pushed); without one, as long as asked.
+                remember_pushed: if self.ingest_mode.polls() { self.overlap } else { self.webhook_remember },
                 push_stale_after: self.webhook_stale_after,
                 ..TallySettings::default()
             },

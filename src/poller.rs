@@ -17,6 +17,8 @@
 //! probed: its overlap is read in full on every poll. The shared [`Tally`] makes sure each id is
 //! counted once, and a failed poll does not move the cursor, so the next one covers the same ground.
 
+pub mod plan;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -297,6 +299,10 @@ impl Poller {
             let mut tally = lock(&self.tally);
             (tally.floor_from(now).div_euclid(1000), tally.cursor())
         };
+        // A cursor ahead of emnify's now (its clock was stepped back, and the step followed) was read
+        // while that ground was still the future: events stamped there arrive from now on. The window
+        // starts from now again, so no stretch of time goes unread.
+        let cursor = cursor.map(|c| c.min((now + 999).div_euclid(1000)));
         // emnify's time is known to a second or so below the truth (its `Date` headers are whole
         // seconds), so the window ends at the end of the second that may be current: a window
         // reaching a moment into emnify's future loses nothing (the next one starts `overlap` earlier),
@@ -354,14 +360,15 @@ impl Poller {
             return;
         };
         self.metrics.polling.set_clock_offset(offset as f64 / 1000.0);
-        lock(&self.tally).set_emnify_offset(offset);
+        let ignored = self.client.clock().ignored();
+        self.metrics.polling.record_clock_ignored(ignored.outlier, ignored.implausible);
         let moved = self.warned_offset_millis.is_none_or(|warned| (warned - offset).abs() > CLOCK_WARN_MILLIS);
         if offset.abs() > CLOCK_WARN_MILLIS && moved {
             self.warned_offset_millis = Some(offset);
             tracing::warn!(
                 offset_seconds = offset as f64 / 1000.0,
-                "this host's clock differs from emnify's; windows follow emnify's clock, so counting is not \
-                 affected, but check the host's time synchronisation"
+                "this host's clock differs from emnify's; windows follow emnify's clock (outlying Date \
+                 headers are ignored), so counting is not affected, but check the host's time synchronisation"
             );
         }
     }
@@ -675,9 +682,13 @@ impl Poller {
                 break;
             }
             self.metrics.polling.record_changed_while_paging();
-            tracing::debug!(before = first, after = last, "events arrived while paging; reading the range again");
+            tracing::debug!(before = first, after = last, "the count changed while paging; reading the range again");
             range.newest_first = true;
-            known = kept.0.map(|total| Known::new(total, seq));
+            // A count that shrank (records expired, emnify's 30-day retention) shifted the pages under the
+            // walk: records may have moved onto pages already read, so what was read proves nothing and
+            // the range is read again in full, newest first (an expiry at the oldest end moves none of
+            // those pages). A count that only grew is settled by finding what is new.
+            known = if last < first { None } else { kept.0.map(|total| Known::new(total, seq)) };
         }
         Ok(kept)
     }

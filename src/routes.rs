@@ -52,6 +52,8 @@ pub struct About {
     pub state_file: Option<String>,
     /// In the demo: the built-in simulator's base URL.
     pub demo_simulator: Option<String>,
+    /// How long a pushed id is remembered in push mode (`--webhook.remember`).
+    pub remember_pushed: std::time::Duration,
 }
 
 /// Serves the exporter's endpoints on `listener` until `shutdown` is cancelled.
@@ -160,6 +162,19 @@ fn answer(state: &ServerState, req: &Request<Incoming>, path: &str, authorized: 
 
 /// The landing page: is it working, and if not, why. Plain HTML, no scripts; every row has an id
 /// (tests and people linking to it read them).
+/// What is de-duplicated, exactly, in the running mode (docs/how-counting-works.md, "Exactly once").
+fn dedup_promise(about: &About) -> String {
+    match about.mode {
+        "push" => format!(
+            "each event id once while remembered: a push delivered again within {} of its arrival is not counted \
+             twice, a later one is",
+            humantime::format_duration(about.remember_pushed)
+        ),
+        "both" => "each event id once; a pushed event in a span polling has read is never counted again".into(),
+        _ => "each event id once".into(),
+    }
+}
+
 fn landing_page(state: &ServerState) -> HttpResponse {
     let status = state.metrics.status();
     let about = &state.about;
@@ -236,7 +251,7 @@ fn landing_page(state: &ServerState) -> HttpResponse {
     rows.push((
         "counted",
         "Events counted",
-        format!("{} (each event id once, restored counts included)", status.events_counted),
+        format!("{} ({}, restored counts included)", status.events_counted, dedup_promise(about)),
     ));
     let state_file = match (&about.state_file, &status.state) {
         (None, _) | (_, StateHealth::NotUsed) => "not used: counters start from zero at each start".to_string(),

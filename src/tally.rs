@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::dedup::RecentIds;
-use crate::emnify::{DecodedEvent, RETENTION};
+use crate::emnify::{DecodedEvent, EmnifyClock, RETENTION};
 use crate::metrics::{Metrics, Publication};
 use crate::state::{SavedState, StateError, StateStore};
 use crate::timefmt::{duration_millis, now_millis};
@@ -56,7 +56,7 @@ impl Default for TallySettings {
             max_remembered_ids: 1_000_000,
             publish_every: Duration::from_millis(100),
             save_every: Duration::from_secs(1),
-            remember_pushed: Duration::from_secs(600),
+            remember_pushed: Duration::from_secs(3600),
             push_stale_after: Duration::from_secs(3600),
         }
     }
@@ -145,14 +145,18 @@ pub struct Tally {
     floor_millis: Option<i64>,
     /// End of the last successful poll window, Unix seconds.
     cursor: Option<i64>,
+    /// Events stamped before this (Unix ms, emnify's clock) were read completely by polls that no later
+    /// window reaches back to: a push of one not remembered was polled and forgotten, or reached emnify
+    /// later than the overlap (never polled). It is not counted: never twice is the promise.
+    polled_until_millis: Option<i64>,
     seen: RecentIds,
     /// Fingerprints of unreadable records, so each is reported once.
     seen_unreadable: RecentIds,
     /// Ids of events skipped, so a re-read of a skipped event is not counted as another skip.
     seen_skipped: RecentIds,
     state: Option<StateStore>,
-    /// See [`Tally::set_emnify_offset`].
-    emnify_offset_millis: i64,
+    /// emnify's clock, shared with the client that reads it (none in push-only mode).
+    clock: Option<Arc<EmnifyClock>>,
     /// When the last push was counted (or the tally was made, before any).
     last_push: Instant,
     /// Writes checkpoints, one at a time, outside the count lock.
@@ -336,12 +340,13 @@ impl Tally {
             metrics,
             floor_millis: None,
             cursor: None,
+            polled_until_millis: None,
             seen: RecentIds::new(i64::MIN, settings.max_remembered_ids),
             seen_unreadable: RecentIds::new(i64::MIN, MAX_UNREADABLE),
             seen_skipped: RecentIds::new(i64::MIN, MAX_UNREADABLE),
             settings,
             state: None,
-            emnify_offset_millis: 0,
+            clock: None,
             last_push: Instant::now(),
             saver: Arc::default(),
             log_limit: LogLimit::default(),
@@ -376,6 +381,7 @@ impl Tally {
     /// ends the poll with a checkpoint.
     pub fn window_done(&mut self, until: i64, keep_from_millis: i64) {
         self.cursor = Some(until);
+        self.polled_until_millis = self.polled_until_millis.max(Some(keep_from_millis));
         self.forget_before(keep_from_millis);
     }
 
@@ -408,6 +414,8 @@ impl Tally {
             tracing::warn!("the saved cursor is older than emnify's 30-day retention; events in between are lost");
         }
         self.cursor = saved.cursor.map(|c| c.max(oldest / 1000));
+        // Polls forget ids only behind what they read completely: the saved horizon is that point.
+        self.polled_until_millis = saved.cursor.map(|_| saved.horizon_millis);
         self.floor_millis = saved.floor_millis;
         self.seen = RecentIds::from_entries(saved.horizon_millis, self.settings.max_remembered_ids, &saved.ids);
         self.seen_unreadable = RecentIds::from_entries(saved.horizon_millis, MAX_UNREADABLE, &saved.unreadable);
@@ -447,15 +455,15 @@ impl Tally {
         PreparedCheckpoint { save, publication: self.metrics.prepare_publication(), metrics: self.metrics.clone() }
     }
 
-    /// emnify's clock minus the host's, as the poller last measured it (0 without a poller).
-    pub fn set_emnify_offset(&mut self, offset_millis: i64) {
-        self.emnify_offset_millis = offset_millis;
+    /// Reads emnify's time from `clock` (the poller's client keeps it up to date).
+    pub fn use_clock(&mut self, clock: Arc<EmnifyClock>) {
+        self.clock = Some(clock);
     }
 
-    /// emnify's time now, as well as this exporter knows it: the host's clock moved by the last measured
-    /// offset (push-only mode measures none, and keeps the host's).
+    /// emnify's time now, as well as this exporter knows it: its clock where an answer told it, else the
+    /// host's (push-only mode has no answers to read it from).
     pub fn emnify_now_millis(&self) -> i64 {
-        now_millis().saturating_add(self.emnify_offset_millis)
+        self.clock.as_ref().map_or_else(now_millis, |clock| clock.now_or_host_millis())
     }
 
     /// A flag that asks for a checkpoint soon when set, e.g. after metrics outside the counts changed;
@@ -525,7 +533,7 @@ impl Tally {
                     if bad.fingerprint == 0 || first_seen {
                         counts.unreadable += 1;
                         self.metrics.events.record_unreadable(bad.reason);
-                        report.unreadable(bad.reason, bad.id);
+                        report.unreadable(bad.reason, bad.id, bad.invalid_id);
                     }
                     continue;
                 }
@@ -547,6 +555,17 @@ impl Tally {
                     (remember, payload.min(arrival_millis))
                 }
             };
+            let polled_already = matches!(origin, Origin::Push { .. })
+                && self.polled_until_millis.zip(event.timestamp_millis).is_some_and(|(until, t)| t < until);
+            if polled_already && !self.seen.contains(event.id) {
+                // A paused stream's backlog, or a batch sent again days later: polling read that span.
+                if self.seen_skipped.insert(event.id, remember) {
+                    counts.skipped += 1;
+                    self.metrics.events.record_skipped("polled_already");
+                    report.skipped(event.id);
+                }
+                continue;
+            }
             if remember < self.seen.horizon_millis() && !self.seen.contains(event.id) {
                 // Only the dedup cap moves the horizon past a window's start: too old to tell whether
                 // it was counted already. Each such event is reported once, however often it is re-read.
@@ -583,12 +602,16 @@ struct BatchReport {
     skipped: u64,
     /// An id of a skipped or unreadable record, for looking it up.
     example_id: Option<u64>,
+    /// The text of an id that is not a valid one (`invalid_id`), as it appeared: such records have no
+    /// `example_id`. A field of its own, so `example_id` stays a number in JSON logs.
+    example_invalid_id: Option<crate::emnify::IdText>,
 }
 
 impl BatchReport {
-    fn unreadable(&mut self, reason: &'static str, id: Option<u64>) {
+    fn unreadable(&mut self, reason: &'static str, id: Option<u64>, invalid_id: Option<crate::emnify::IdText>) {
         *self.unreadable.entry(reason).or_default() += 1;
         self.example_id = self.example_id.or(id);
+        self.example_invalid_id = self.example_invalid_id.or(invalid_id);
     }
 
     fn skipped(&mut self, id: u64) {
@@ -604,6 +627,7 @@ impl BatchReport {
         }
         limit.skipped += self.skipped;
         limit.example_id = limit.example_id.or(self.example_id);
+        limit.example_invalid_id = limit.example_invalid_id.or(self.example_invalid_id);
         let pending = !limit.unreadable.is_empty() || limit.skipped > 0;
         if !pending || limit.logged.is_some_and(|at| at.elapsed() < SKIP_LOG_EVERY) {
             return;
@@ -614,12 +638,14 @@ impl BatchReport {
             unreadable = %unreadable.join(", "),
             beyond_dedup_horizon = limit.skipped,
             example_id = limit.example_id,
+            example_invalid_id = limit.example_invalid_id.as_ref().map(tracing::field::display),
             "skipped records that cannot be read or are older than the dedup memory (see \
              emnify_events_unreadable_total and emnify_events_skipped_total)"
         );
         limit.unreadable.clear();
         limit.skipped = 0;
         limit.example_id = None;
+        limit.example_invalid_id = None;
     }
 }
 
@@ -629,11 +655,76 @@ struct LogLimit {
     unreadable: std::collections::BTreeMap<&'static str, u64>,
     skipped: u64,
     example_id: Option<u64>,
+    example_invalid_id: Option<crate::emnify::IdText>,
     logged: Option<Instant>,
 }
 
 /// Least time between two log lines about skipped records.
 const SKIP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod batch_report_tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    use super::{BatchReport, LogLimit};
+    use crate::emnify::IdText;
+
+    /// The fields of each logged event, by name, as their `Debug` (for `%` values: `Display`) text.
+    type Line = Vec<(&'static str, String)>;
+
+    struct Lines(Arc<Mutex<Vec<Line>>>);
+
+    struct Fields(Line);
+
+    impl tracing::field::Visit for Fields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0.push((field.name(), format!("{value:?}")));
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Lines {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let mut fields = Fields(Vec::new());
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+    }
+
+    fn logged(report: BatchReport) -> Vec<Line> {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Lines(out.clone()));
+        tracing::subscriber::with_default(subscriber, || report.log(&mut LogLimit::default()));
+        let lines = out.lock().unwrap().clone();
+        lines
+    }
+
+    fn field<'l>(line: &'l Line, name: &str) -> Option<&'l str> {
+        line.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn the_summary_names_an_invalid_id_as_it_appeared() {
+        let mut report = BatchReport::default();
+        report.unreadable("missing_id", None, None);
+        report.unreadable("invalid_id", None, Some(IdText::new("18446744073709551616")));
+        report.unreadable("invalid_id", None, Some(IdText::new("-5")));
+        let lines = logged(report);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(field(&lines[0], "unreadable"), Some("invalid_id: 2, missing_id: 1"));
+        assert_eq!(field(&lines[0], "example_invalid_id"), Some("18446744073709551616"));
+        assert_eq!(field(&lines[0], "example_id"), None);
+
+        // A valid id stays the number in `example_id`; a long invalid one is cut, and says so.
+        let mut report = BatchReport::default();
+        report.unreadable("missing_event_type", Some(7), None);
+        report.unreadable("invalid_id", None, Some(IdText::new(&format!("\"{}\"", "x".repeat(40)))));
+        let lines = logged(report);
+        assert_eq!(field(&lines[0], "example_id"), Some("7"));
+        assert_eq!(field(&lines[0], "example_invalid_id"), Some(format!("\"{}…", "x".repeat(31)).as_str()));
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -712,5 +803,69 @@ mod tests {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum();
         assert_eq!(total, 160.0, "{text}");
+    }
+
+    fn events(ids: std::ops::Range<u64>, second: i64) -> String {
+        let list: Vec<String> = ids
+            .map(|id| {
+                let stamp = crate::timefmt::format_event_timestamp(second * 1000);
+                format!(r#"{{"id": {id}, "timestamp": "{stamp}", "event_type": {{"id": 3}}}}"#)
+            })
+            .collect();
+        format!("[{}]", list.join(","))
+    }
+
+    fn skipped(metrics: &Metrics, reason: &str) -> f64 {
+        let text = exposition(metrics);
+        let line = format!(r#"emnify_events_skipped_total{{reason="{reason}"}} "#);
+        text.lines().find_map(|l| l.strip_prefix(&line)?.parse().ok()).unwrap_or(-1.0)
+    }
+
+    /// `both` mode: events polled, forgotten once no window reaches them, then pushed again (a paused Data
+    /// Streamer's backlog, days later): never counted twice, each skipped once as `polled_already`.
+    #[test]
+    fn a_push_of_what_polling_read_completely_is_never_counted_again() {
+        let metrics = Arc::new(Metrics::new());
+        let mut tally = Tally::new(metrics.clone(), TallySettings::default());
+        let t = 1_800_000_000;
+        tally.floor_from(t * 1000 - 60_000);
+        let body = events(1..5_001, t - 30);
+        let poll = Origin::Poll { from_millis: (t - 60) * 1000, until_millis: t * 1000 + 999 };
+        assert_eq!(tally.ingest(decode_event_list(body.as_bytes()).unwrap(), poll).counts.counted, 5_000);
+        // Later polls moved on: no window reaches back to these events, their ids are forgotten.
+        tally.window_done(t + 600, (t + 10) * 1000);
+        assert_eq!(tally.remembered(), 0);
+        let push = Origin::Push { arrival_millis: (t + 720) * 1000 };
+        let again = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push).counts;
+        assert_eq!((again.counted, again.skipped), (0, 5_000), "{again:?}");
+        let shared = tally.shared();
+        assert!(checkpoint(&shared));
+        assert_eq!(skipped(&metrics, "polled_already"), 5_000.0);
+        let mut tally = lock(&shared);
+        // Re-delivered once more: skipped events are not reported twice either.
+        let third = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push).counts;
+        assert_eq!((third.counted, third.skipped), (0, 0), "{third:?}");
+        // A pushed event stamped after what polling read is new, and counted.
+        let fresh = events(9_000..9_003, t + 700);
+        assert_eq!(tally.ingest(decode_event_list(fresh.as_bytes()).unwrap(), push).counts.counted, 3);
+    }
+
+    /// `push` mode: the same batch delivered again 15 minutes later is a duplicate within
+    /// `--webhook.remember`; once that has passed, [`Tally::forget_before`] (run by [`maintain`]) lets go.
+    #[test]
+    fn a_push_delivered_again_within_the_remember_horizon_is_a_duplicate() {
+        let metrics = Arc::new(Metrics::new());
+        let settings = TallySettings { remember_pushed: Duration::from_secs(3600), ..TallySettings::default() };
+        let mut tally = Tally::new(metrics, settings);
+        let t = 1_800_000_000;
+        let body = events(1..5_001, t);
+        let first =
+            tally.ingest(decode_event_list(body.as_bytes()).unwrap(), Origin::Push { arrival_millis: t * 1000 });
+        assert_eq!(first.counts.counted, 5_000);
+        // What maintain does 15 minutes later: forget what is older than now minus the horizon.
+        tally.forget_before((t + 900 - 3600) * 1000);
+        let push = Origin::Push { arrival_millis: (t + 900) * 1000 };
+        let again = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push).counts;
+        assert_eq!((again.counted, again.duplicates), (0, 5_000), "{again:?}");
     }
 }

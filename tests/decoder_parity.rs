@@ -24,7 +24,7 @@ use std::path::Path;
 use decoding_tools::{apply, files_under, fixtures_dir, mutation, proptest_config, INTERESTING};
 use emnify_exporter::emnify::model::{serde_decode_event_list, serde_decode_event_object_or_list};
 use emnify_exporter::emnify::scan::{decode_event_list, decode_event_object_or_list};
-use emnify_exporter::emnify::DecodedEvent;
+use emnify_exporter::emnify::{DecodedEvent, MAX_EVENT_ID};
 use proptest::prelude::*;
 
 const CASES_PAGES: u32 = 1500;
@@ -33,6 +33,30 @@ const CASES_NESTING: u32 = 300;
 const CASES_SCALARS: u32 = 3000;
 
 const SEED: u64 = 0x7061_7269_7479; // "parity"
+
+/// Event ids around the edges of the signed 64-bit range emnify documents (valid: integers in
+/// 0..=2^63 - 1), as JSON number text; the generator also puts them in strings.
+const ID_EDGES: &[&str] = &[
+    "0",
+    "-0",
+    "1",
+    "-1",
+    "-5",
+    "9223372036854775806",
+    "9223372036854775807",
+    "9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "-9223372036854775808",
+    "9.2e18",
+    "9.223372036854775e18",
+    "9223372036854775807.0",
+    "1e19",
+    "5.0",
+    "5.5",
+    "0.0",
+    "-0.0",
+];
 
 // ---------------------------------------------------------------------------------------------
 // The parity check
@@ -75,10 +99,22 @@ fn compare<E1: std::fmt::Display, E2: std::fmt::Display>(
     }
 }
 
-/// Both entry points agree with their serde counterparts on `body`.
+/// Both entry points agree with their serde counterparts on `body`, and no id they produce is
+/// above i64::MAX (emnify's ids are signed 64-bit).
 fn parity(body: &[u8]) -> Result<(), String> {
     compare("list", body, serde_decode_event_list(body), decode_event_list(body))?;
-    compare("object_or_list", body, serde_decode_event_object_or_list(body), decode_event_object_or_list(body))
+    compare("object_or_list", body, serde_decode_event_object_or_list(body), decode_event_object_or_list(body))?;
+    let Ok(list) = decode_event_object_or_list(body) else { return Ok(()) };
+    for item in &list {
+        let id = match item {
+            Ok(event) => Some(event.id),
+            Err(bad) => bad.id,
+        };
+        if id.is_some_and(|id| id > MAX_EVENT_ID) {
+            return Err(format!("id {id:?} above i64::MAX in {:?}", String::from_utf8_lossy(body)));
+        }
+    }
+    Ok(())
 }
 
 #[track_caller]
@@ -152,10 +188,18 @@ impl Gen {
             "100e-2",
             "4294967295",
             "4294967296",
+            "9223372036854775806",
             "9223372036854775807",
             "9223372036854775808",
+            "-9223372036854775807",
             "-9223372036854775808",
             "-9223372036854775809",
+            "-5",
+            "9.2e18",
+            "9.223372036854775e18",
+            "9223372036854775807.0",
+            "9223372036854775808.0",
+            "1e19",
             "18446744073709551615",
             "18446744073709551616",
             "18446744073709551615.0",
@@ -402,13 +446,15 @@ impl Gen {
     }
 
     fn id_value(&mut self) -> String {
-        match self.below(12) {
+        match self.below(14) {
             0..=5 => (1 + self.below(5000)).to_string(),
             6 => format!("\"{}\"", self.below(5000)),
             7 => format!("\" {} \"", self.below(5000)),
             8 => self.number(),
             9 => self.string(),
             10 => "null".into(),
+            11 => self.pick(ID_EDGES).to_string(),
+            12 => format!("\"{}\"", self.pick(ID_EDGES)),
             _ => self.junk(2),
         }
     }
@@ -866,6 +912,31 @@ fn edge_cases_agree() {
         b"[{\"id\":9,\"timestamp\":\"x\",\"description\":\"no type\",\"organisation\":{\"id\":3}}]",
         b"[{\"id\":9,\"event_type\":{\"id\":4294967296},\"event_severity\":{\"id\":4294967296}}]",
         b"[{\"name\":{\"id\":1},\"id\":1,\"event_type\":{\"id\":2}}]",
+        // Ids: signed 64-bit; anything else present is `invalid_id`, kept as its text.
+        b"[{\"id\":9223372036854775807,\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":9223372036854775808,\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":18446744073709551615,\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":-1,\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":-5,\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":0,\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":1e19,\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":9.2e18,\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":\"9223372036854775808\",\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":\"-5\",\"event_type\":{\"id\":2}}]",
+        b"[{\"id\": -5 ,\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":-5,\"id\":5,\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":5,\"id\":-5,\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":-5,\"id\":null,\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":-5},{\"id\":-6},{\"id\":-5,\"description\":\"d\"}]",
+        b"[{\"id\":[\"\xff\"],\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":{\"a\":\"\xff\"},\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":{\"a\":\"\\ud800\"},\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":[1e999],\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":\"\\u0035\",\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":\"\\u002d5\",\"event_type\":{\"id\":2}}]",
+        b"[{\"id\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\",\"event_type\":1}]",
+        b"{\"id\":-5,\"event_type\":{\"id\":2}}",
+        b"{\"id\":18446744073709551616,\"event_type\":{\"id\":2}}",
         // Truncations.
         b"[",
         b"[{",
@@ -891,6 +962,49 @@ fn edge_cases_agree() {
         }
     }
     assert!(failures.is_empty(), "{} of {} edge cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+/// Every id edge, bare and in a string, as the only id, after another one and in a pushed object:
+/// both decoders agree, and read each as the signed 64-bit rule says (valid, `invalid_id` with the
+/// text as it appeared, or `missing_id` for `null`).
+#[test]
+fn id_edges_agree_and_follow_the_signed_64_bit_rule() {
+    let mut checked = 0;
+    for edge in ID_EDGES.iter().map(|e| e.to_string()).chain(ID_EDGES.iter().map(|e| format!("\"{e}\""))) {
+        let quoted = edge.starts_with('"');
+        let bare = edge.trim_matches('"');
+        // What the rule says: integers (in a string: digits only) in 0..=i64::MAX, whole floats below
+        // 2^63 as serde_json reads them (it rounds `9.223372036854775e18` up to 2^63; Rust's
+        // `parse` rounds it down).
+        let value: Option<f64> = serde_json::from_str(bare).ok();
+        let digits = !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit());
+        let valid = match value {
+            _ if quoted => digits && bare.parse::<u64>().is_ok_and(|v| v <= MAX_EVENT_ID),
+            _ if digits => bare.parse::<u64>().is_ok_and(|v| v <= MAX_EVENT_ID),
+            Some(v) => v.fract() == 0.0 && (0.0..9_223_372_036_854_775_808.0).contains(&v),
+            None => false,
+        };
+        for body in [
+            format!(r#"[{{"id":{edge},"event_type":{{"id":2}}}}]"#),
+            format!(r#"[{{"id":3,"event_type":{{"id":2}},"id":{edge}}}]"#),
+            format!(r#"{{"event_type":{{"id":2}},"id": {edge} }}"#),
+        ] {
+            assert_parity(body.as_bytes());
+            let list = decode_event_object_or_list(body.as_bytes()).expect("well-formed");
+            match &list[0] {
+                Ok(event) => assert!(valid && event.id <= MAX_EVENT_ID, "{body}: read as {}", event.id),
+                Err(bad) => {
+                    assert!(!valid, "{body}: {bad:?}");
+                    assert_eq!((bad.id, bad.reason), (None, "invalid_id"), "{body}");
+                    assert_eq!(bad.invalid_id.map(|t| t.to_string()), Some(edge.clone()), "{body}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, ID_EDGES.len() * 2 * 3);
+    let null = decode_event_list(br#"[{"id":null,"event_type":{"id":2}}]"#).expect("well-formed");
+    assert_eq!(null[0].as_ref().map_err(|u| (u.reason, u.invalid_id)), Err(("missing_id", None)));
 }
 
 /// The scanner's verdicts on their own (not only "same as serde"): a scanner that accepted these

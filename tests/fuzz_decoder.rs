@@ -9,7 +9,8 @@
 // The oracle: a body that `serde_json` reads as well-formed JSON is re-read into `J`, a JSON tree
 // that keeps key order and duplicate keys, and every element is predicted from the documented rules
 // of `src/emnify/model.rs` (last key wins; `name` beats `description` in sub-objects; ids from
-// numbers or numeric strings; ...). The decoder must agree with the prediction field by field.
+// numbers or numeric strings, event ids only in 0..=i64::MAX; ...). The decoder must agree with the
+// prediction field by field.
 
 mod decoding_tools;
 
@@ -238,7 +239,7 @@ fn last<'j>(entries: &'j [(String, J)], key: &str) -> Option<&'j J> {
     entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
-/// An id: an unsigned integer number, a whole float in range, or a numeric string.
+/// A sub-object's id: an unsigned integer number, a whole float in range, or a numeric string.
 fn spec_u64(v: &J) -> Option<u64> {
     match v {
         J::U64(n) => Some(*n),
@@ -247,6 +248,43 @@ fn spec_u64(v: &J) -> Option<u64> {
         J::F64(f) => (f.fract() == 0.0 && *f >= 0.0 && *f < 18_446_744_073_709_551_616.0).then_some(*f as u64),
         J::Str(s) => s.trim().parse().ok(),
         _ => None,
+    }
+}
+
+/// An event's own `id` (`fields::IdField`): signed 64-bit as emnify documents it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SpecId {
+    /// No `id` key, or `null`.
+    Missing,
+    Valid(u64),
+    /// Present but not an integer in 0..=i64::MAX (negative, 2^63 or more, fractional, not numeric).
+    Invalid,
+}
+
+fn spec_event_id(v: Option<&J>) -> SpecId {
+    let valid = |v: u64| if v <= i64::MAX as u64 { SpecId::Valid(v) } else { SpecId::Invalid };
+    match v {
+        None | Some(J::Null) => SpecId::Missing,
+        Some(J::U64(n)) => valid(*n),
+        // Whole floats below 2^63 (`-0.0` included).
+        Some(J::F64(f)) if f.fract() == 0.0 && *f >= 0.0 && *f < 9_223_372_036_854_775_808.0 => valid(*f as u64),
+        Some(J::Str(s)) => s.trim().parse().map_or(SpecId::Invalid, valid),
+        Some(_) => SpecId::Invalid,
+    }
+}
+
+/// What the start of an invalid id's JSON text must be, where the tree tells (the tree has no
+/// number text for floats, nor the escapes of strings): the whole text of integers and literals,
+/// the first character of the rest.
+fn spec_invalid_id_text(v: &J) -> (Option<String>, Option<char>) {
+    match v {
+        J::U64(n) => (Some(n.to_string()), None),
+        J::I64(n) => (Some(n.to_string()), None),
+        J::Bool(b) => (Some(b.to_string()), None),
+        J::Str(_) => (None, Some('"')),
+        J::Arr(_) => (None, Some('[')),
+        J::Obj(_) => (None, Some('{')),
+        J::F64(_) | J::Null => (None, None),
     }
 }
 
@@ -320,10 +358,10 @@ fn expected(element: &J) -> Expected {
     };
     let get_ref = |key| last(entries, key).and_then(spec_ref);
     let small = |r: &Option<SpecRef>| r.as_ref().and_then(|r| r.id).and_then(|v| u32::try_from(v).ok());
-    let id = last(entries, "id").and_then(spec_u64);
+    let id = spec_event_id(last(entries, "id"));
     let event_type_id = small(&get_ref("event_type"));
     match (id, event_type_id) {
-        (Some(id), Some(event_type_id)) => {
+        (SpecId::Valid(id), Some(event_type_id)) => {
             let organisation = get_ref("organisation");
             Expected::Event(Event {
                 id,
@@ -344,8 +382,9 @@ fn expected(element: &J) -> Expected {
                 },
             })
         }
-        (None, _) => Expected::Unreadable { id: None, reason: "missing_id" },
-        (Some(id), None) => Expected::Unreadable { id: Some(id), reason: "missing_event_type" },
+        (SpecId::Missing, _) => Expected::Unreadable { id: None, reason: "missing_id" },
+        (SpecId::Invalid, _) => Expected::Unreadable { id: None, reason: "invalid_id" },
+        (SpecId::Valid(id), None) => Expected::Unreadable { id: Some(id), reason: "missing_event_type" },
     }
 }
 
@@ -358,6 +397,15 @@ fn check_element(element: &J, got: &DecodedEvent<'_>) -> Result<(), TestCaseErro
             if reason == "not_an_object" {
                 prop_assert_eq!(got.fingerprint, 0);
             }
+            if let (J::Obj(entries), Some(text)) = (element, got.invalid_id) {
+                let (whole, first) = last(entries, "id").map_or((None, None), spec_invalid_id_text);
+                if let Some(whole) = whole {
+                    prop_assert_eq!(text.to_string(), whole, "element {:?}", element);
+                }
+                if let Some(first) = first {
+                    prop_assert_eq!(text.as_str().chars().next(), Some(first), "element {:?}", element);
+                }
+            }
         }
         (want, got) => prop_assert!(false, "element {:?}: expected {:?}, decoded {:?}", element, want, got),
     }
@@ -367,15 +415,29 @@ fn check_element(element: &J, got: &DecodedEvent<'_>) -> Result<(), TestCaseErro
 /// Structural invariants that hold for every decoded element, JSON oracle or not.
 fn check_sorted(decoded: &[DecodedEvent<'_>]) -> Result<(), TestCaseError> {
     for item in decoded {
-        if let Err(u) = item {
-            prop_assert!(UNREADABLE_REASONS.contains(&u.reason), "unknown reason {:?}", u.reason);
-            match u.reason {
-                "not_an_object" => prop_assert_eq!((u.id, u.fingerprint), (None, 0)),
-                "missing_id" => prop_assert_eq!(u.id, None),
-                "malformed_value" => prop_assert!(u.id.is_none() && u.fingerprint != 0, "{:?}", u),
-                _ => prop_assert!(u.id.is_some(), "missing_event_type without an id: {:?}", u),
+        let u = match item {
+            Ok(event) => {
+                prop_assert!(event.id <= i64::MAX as u64, "id above i64::MAX: {:?}", event);
+                continue;
             }
+            Err(u) => u,
+        };
+        prop_assert!(UNREADABLE_REASONS.contains(&u.reason), "unknown reason {:?}", u.reason);
+        match u.reason {
+            "not_an_object" => prop_assert_eq!((u.id, u.fingerprint), (None, 0)),
+            "missing_id" => prop_assert_eq!(u.id, None),
+            "invalid_id" => {
+                // The text of the id is kept (at most 32 bytes), never a number in its place.
+                let text = u.invalid_id.map(|t| t.as_str().len());
+                prop_assert!(u.id.is_none() && text.is_some_and(|n| (1..=32).contains(&n)), "{:?}", u);
+            }
+            "malformed_value" => prop_assert!(u.id.is_none() && u.fingerprint != 0, "{:?}", u),
+            _ => prop_assert!(u.id.is_some(), "missing_event_type without an id: {:?}", u),
         }
+        if u.reason != "invalid_id" {
+            prop_assert_eq!(u.invalid_id, None, "{:?}", u);
+        }
+        prop_assert!(u.id.is_none_or(|id| id <= i64::MAX as u64), "{:?}", u);
     }
     Ok(())
 }
@@ -524,8 +586,12 @@ fn number() -> BoxedStrategy<Value> {
         1 => (-100..0i64).prop_map(Value::from),
         2 => any::<f64>().prop_map(Value::from), // NaN and infinities become null
         1 => (0..(1u64 << 53)).prop_map(|v| Value::from(v as f64)),
-        1 => prop::sample::select(vec![-0.0, 0.5, 1e19, 1.8e19, 1.9e19, 4294967295.0, 5e-324, 1e308])
+        1 => prop::sample::select(vec![-0.0, 0.5, 1e19, 1.8e19, 1.9e19, 4294967295.0, 5e-324, 1e308, 9.2e18, 9.223372036854775e18])
             .prop_map(Value::from),
+        // Around the edges of the signed 64-bit ids emnify documents.
+        1 => prop::sample::select(vec![0, 1, (1 << 63) - 2, (1 << 63) - 1, 1 << 63, (1 << 63) + 1, u64::MAX - 1, u64::MAX])
+            .prop_map(Value::from),
+        1 => prop::sample::select(vec![-1, -5, i64::MIN, i64::MIN + 1]).prop_map(Value::from),
     ]
     .boxed()
 }
@@ -569,8 +635,11 @@ fn id_value() -> BoxedStrategy<Value> {
         6 => number(),
         2 => any::<u64>().prop_map(|v| Value::String(v.to_string())),
         1 => (any::<u32>(), "[ \t\n]{0,2}", "[ \t\n]{0,2}").prop_map(|(v, a, b)| Value::String(format!("{a}{v}{b}"))),
-        1 => prop::sample::select(vec!["18446744073709551616", "-1", "+5", "1.0", "0x10", "", "١٢"])
-            .prop_map(|s| Value::String(s.into())),
+        1 => prop::sample::select(vec![
+            "18446744073709551616", "18446744073709551615", "9223372036854775808", "9223372036854775807",
+            "-1", "-5", "0", "+5", "1.0", "0x10", "", "١٢",
+        ])
+        .prop_map(|s| Value::String(s.into())),
         1 => text().prop_map(Value::String),
         2 => json_value(),
     ]
@@ -788,7 +857,8 @@ proptest! {
         let Value::Array(elements) = &array else { unreachable!() };
         prop_assert_eq!(decoded.len(), elements.len());
         for (element, got) in elements.iter().zip(&decoded) {
-            let id = element.get("id").and_then(Value::as_u64);
+            // Event ids are signed 64-bit: one above i64::MAX is not an id.
+            let id = element.get("id").and_then(Value::as_u64).filter(|&id| id <= i64::MAX as u64);
             let type_id = element
                 .get("event_type")
                 .filter(|t| t.is_object())
@@ -885,6 +955,14 @@ const REGRESSIONS: &[&[u8]] = &[
     b"{\"id\":1.5,\"event_type\":{\"id\":1}}",
     b"{\"id\":1e19,\"event_type\":{\"id\":1}}",
     b"{\"id\":1.8e19,\"event_type\":{\"id\":1}}",
+    b"{\"id\":9223372036854775807,\"event_type\":{\"id\":1}}",
+    b"{\"id\":9223372036854775808,\"event_type\":{\"id\":1}}",
+    b"{\"id\":18446744073709551615,\"event_type\":{\"id\":1}}",
+    b"{\"id\":-5,\"event_type\":{\"id\":1}}",
+    b"{\"id\":0,\"event_type\":{\"id\":1}}",
+    b"{\"id\":9.2e18,\"event_type\":{\"id\":1}}",
+    b"{\"id\":\"9223372036854775808\",\"event_type\":{\"id\":1}}",
+    b"[{\"id\":[\"\xff\"],\"event_type\":1}]",
     b"{\"id\":\" 42 \",\"event_type\":{\"id\":\"4294967295\"}}",
     b"{\"id\":\"+42\",\"event_type\":\"1\"}",
     b"{\"id\":1,\"event_type\":-1}",
@@ -938,13 +1016,24 @@ fn regressions_decode_as_documented() {
     fn reason(body: &[u8]) -> &'static str {
         decode_event(body).expect("well-formed").expect_err("unreadable").reason
     }
-    assert_eq!(event(br#"{"id":18446744073709551615,"event_type":{"id":4294967295}}"#).event_type_id, u32::MAX);
-    assert_eq!(reason(br#"{"id":18446744073709551616,"event_type":{"id":1}}"#), "missing_id");
+    assert_eq!(event(br#"{"id":9223372036854775807,"event_type":{"id":4294967295}}"#).event_type_id, u32::MAX);
+    assert_eq!(reason(br#"{"id":18446744073709551615,"event_type":{"id":1}}"#), "invalid_id");
+    assert_eq!(reason(br#"{"id":18446744073709551616,"event_type":{"id":1}}"#), "invalid_id");
+    assert_eq!(reason(br#"{"id":9223372036854775808,"event_type":{"id":1}}"#), "invalid_id");
+    assert_eq!(reason(br#"{"id":-5,"event_type":{"id":1}}"#), "invalid_id");
+    assert_eq!(reason(br#"{"id":"x","event_type":{"id":1}}"#), "invalid_id");
+    assert_eq!(reason(br#"{"event_type":{"id":1}}"#), "missing_id");
+    assert_eq!(event(br#"{"id":0,"event_type":1}"#).id, 0);
+    assert_eq!(event(br#"{"id":9.2e18,"event_type":1}"#).id, 9_200_000_000_000_000_000);
     assert_eq!(reason(br#"{"id":1,"event_type":{"id":4294967296}}"#), "missing_event_type");
     assert_eq!(event(br#"{"\u0069d":1,"event_\u0074ype":{"\u0069d":2}}"#).event_type_id, 2);
     assert_eq!(event(br#"{"id":" 42 ","event_type":7}"#).id, 42);
     assert_eq!(reason(br#"{"id":1,"id":null,"event_type":1}"#), "missing_id");
-    assert_eq!(event(br#"{"id":1e19,"event_type":1}"#).id, 10_000_000_000_000_000_000);
+    assert_eq!(reason(br#"{"id":1e19,"event_type":1}"#), "invalid_id");
+    let text = |body: &[u8]| decode_event(body).expect("well-formed").expect_err("unreadable").invalid_id;
+    assert_eq!(text(br#"{"id":-5,"event_type":1}"#).map(|t| t.to_string()).as_deref(), Some("-5"));
+    let huge = text(br#"{"id":18446744073709551616,"event_type":1}"#).map(|t| t.to_string());
+    assert_eq!(huge.as_deref(), Some("18446744073709551616"));
     let org = br#"{"id":1,"event_type":1,"organisation":{"name":"a","description":"b","name":null}}"#;
     assert_eq!(event(org).organisation_name.as_deref(), Some("a"));
     let long = event(br#"{"id":1,"event_type":1,"description":-5e-324}"#).description.len();

@@ -9,7 +9,7 @@ pub mod scan;
 
 pub use client::{ApiError, Client, ClientSettings, EventPage, PageQuery, RequestObserver, TokenSource};
 pub use clock::EmnifyClock;
-pub use model::{decode_event, DecodedEvent, Event, Unreadable, UNREADABLE_REASONS};
+pub use model::{decode_event, DecodedEvent, Event, IdText, Unreadable, MAX_EVENT_ID, UNREADABLE_REASONS};
 pub use scan::{decode_event_list, decode_event_object_or_list, DecodeError};
 
 /// emnify's event retention: older events cannot be fetched.

@@ -16,10 +16,13 @@ use std::fmt;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::fields::{decoded_event, malformed_value, not_an_object, parse_iccid, EventFields};
+use super::fields::{
+    decoded_event, id_from_f64, id_from_i64, id_from_str, id_from_u64, malformed_value, not_an_object, parse_iccid,
+    EventFields, IdField,
+};
 use crate::timefmt::parse_timestamp_millis;
 
-pub use super::fields::{DecodedEvent, Event, Unreadable, UNREADABLE_REASONS};
+pub use super::fields::{DecodedEvent, Event, IdText, Unreadable, MAX_EVENT_ID, UNREADABLE_REASONS};
 
 /// Decodes a `GET /api/v1/event` body: a bare JSON array of events.
 ///
@@ -216,7 +219,7 @@ fn read_event<'de, A: MapAccess<'de>>(mut map: A) -> Result<DecodedEvent<'de>, A
     let id_of = |r: Option<RefValue<'_>>| r.and_then(|r| r.id);
     while let Some(key) = map.next_key::<Key>()? {
         match key {
-            Key::Id => fields.id = map.next_value::<AnyU64>()?.0,
+            Key::Id => fields.id = map.next_value::<EventId<'de>>()?.0,
             Key::Timestamp => fields.timestamp = map.next_value::<AnyStr<'de>>()?.0,
             Key::Alert => fields.alert = map.next_value::<AnyBool>()?.0,
             Key::Description => fields.description = map.next_value::<AnyStr<'de>>()?.0,
@@ -300,7 +303,72 @@ impl Key {
     }
 }
 
-/// An unsigned integer given as a number or a numeric string; anything else reads as `None`.
+/// An event's `id` ([`IdField`] has the rule). Taken as raw JSON text first, so that an invalid id can
+/// be shown as it appeared (serde_json hands `18446744073709551616` to a visitor as the float
+/// 18446744073709552000), then read from that text as a value. A raw value must be UTF-8 as a
+/// whole, so an id with invalid UTF-8 even in a part that is not read (`{"a": "\xff"}`) makes the
+/// record `malformed_value`; the scanner checks the same.
+struct EventId<'a>(IdField<'a>);
+
+impl<'de> Deserialize<'de> for EventId<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de serde_json::value::RawValue>::deserialize(d)?.get();
+        // A value that cannot be decoded (`1E400`, a lone surrogate) fails the element, as it does in place.
+        let read = serde_json::from_str::<IdValue>(raw).map_err(serde::de::Error::custom)?;
+        Ok(EventId(match read {
+            IdValue::Null => IdField::Missing,
+            IdValue::Valid(id) => IdField::Valid(id),
+            IdValue::Invalid => IdField::Invalid(raw),
+        }))
+    }
+}
+
+/// What the value of an `id` reads as, by the rules in [`super::fields`].
+enum IdValue {
+    Null,
+    Valid(u64),
+    Invalid,
+}
+
+impl<'de> Deserialize<'de> for IdValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = IdValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event id")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<IdValue, E> {
+                Ok(id_from_u64(v).map_or(IdValue::Invalid, IdValue::Valid))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<IdValue, E> {
+                Ok(id_from_i64(v).map_or(IdValue::Invalid, IdValue::Valid))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<IdValue, E> {
+                Ok(id_from_f64(v).map_or(IdValue::Invalid, IdValue::Valid))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<IdValue, E> {
+                Ok(id_from_str(v).map_or(IdValue::Invalid, IdValue::Valid))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<IdValue, E> {
+                Ok(IdValue::Invalid)
+            }
+            fn visit_unit<E>(self) -> Result<IdValue, E> {
+                Ok(IdValue::Null)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<IdValue, A::Error> {
+                drain_seq(seq).map(|_| IdValue::Invalid)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<IdValue, A::Error> {
+                drain_map(map).map(|_| IdValue::Invalid)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An unsigned integer given as a number or a numeric string (the ids of sub-objects: organisation,
+/// endpoint, event type); anything else reads as `None`.
 struct AnyU64(Option<u64>);
 
 impl<'de> Deserialize<'de> for AnyU64 {
@@ -585,15 +653,72 @@ mod tests {
     #[test]
     fn one_bad_element_does_not_spoil_the_list() {
         let body = br#"[{"id": 1, "event_type": {"id": 3}}, "junk", {"id": "x", "event_type": {"id": 3}},
-                        {"id": 2, "event_type": null}, {"id": 18446744073709551615, "event_type": {"id": 0}}]"#;
+                        {"id": 2, "event_type": null}, {"id": 9223372036854775807, "event_type": {"id": 0}},
+                        {"event_type": {"id": 3}}]"#;
         let list = serde_decode_event_list(body).unwrap();
-        assert_eq!(list.len(), 5);
+        assert_eq!(list.len(), 6);
         assert_eq!(list[0].as_ref().unwrap().id, 1);
         assert_eq!(list[1].as_ref().unwrap_err().reason, "not_an_object");
-        assert_eq!(list[2].as_ref().unwrap_err().reason, "missing_id");
+        assert_eq!(list[2].as_ref().unwrap_err().reason, "invalid_id");
         assert_eq!(list[3].as_ref().unwrap_err().reason, "missing_event_type");
         assert_eq!(list[3].as_ref().unwrap_err().id, Some(2));
-        assert_eq!(list[4].as_ref().unwrap().id, u64::MAX);
+        assert_eq!(list[4].as_ref().unwrap().id, i64::MAX as u64);
+        assert_eq!(list[5].as_ref().unwrap_err().reason, "missing_id");
+    }
+
+    /// What an `id` reads as: the id, or the reason and the text the log line shows.
+    fn read_id(id: &str) -> Result<u64, (&'static str, Option<String>)> {
+        let body = format!(r#"{{"event_type": {{"id": 3}}, "id": {id}}}"#);
+        match decode_event(body.as_bytes()).unwrap() {
+            Ok(event) => Ok(event.id),
+            Err(bad) => Err((bad.reason, bad.invalid_id.map(|t| t.to_string()))),
+        }
+    }
+
+    #[test]
+    fn ids_are_signed_64_bit_and_others_are_invalid_not_missing() {
+        let valid: [(&str, u64); 10] = [
+            ("0", 0),
+            ("-0", 0),
+            ("1", 1),
+            ("9223372036854775807", i64::MAX as u64),
+            ("5.0", 5),
+            ("9.2e18", 9_200_000_000_000_000_000),
+            (r#""5""#, 5),
+            (r#"" 42 ""#, 42),
+            (r#""+7""#, 7),
+            (r#""9223372036854775807""#, i64::MAX as u64),
+        ];
+        for (text, id) in valid {
+            assert_eq!(read_id(text), Ok(id), "{text}");
+        }
+        let invalid = [
+            "-1",
+            "-5",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "1e19",
+            "9223372036854775807.0",
+            "5.5",
+            "-9223372036854775809",
+            r#""-5""#,
+            r#""9223372036854775808""#,
+            r#""x""#,
+            r#""""#,
+            "true",
+            "[1]",
+            r#"{"id": 1}"#,
+        ];
+        for text in invalid {
+            assert_eq!(read_id(text), Err(("invalid_id", Some(text.to_string()))), "{text}");
+        }
+        assert_eq!(read_id("null"), Err(("missing_id", None)));
+        let long = format!("\"{}\"", "9".repeat(40));
+        assert_eq!(read_id(&long), Err(("invalid_id", Some(format!("{}…", &long[..32])))));
+        // Values that cannot be decoded stay `malformed_value`.
+        assert_eq!(read_id("1E400"), Err(("malformed_value", None)));
+        assert_eq!(read_id(r#""\ud800""#), Err(("malformed_value", None)));
     }
 
     #[test]

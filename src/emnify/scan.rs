@@ -19,6 +19,9 @@
 //! * Values it ignores are only checked for grammar like `IgnoredAny` (`ignore_value`): strings may
 //!   hold invalid UTF-8 and lone surrogate escapes, numbers are never out of range, and nesting is
 //!   unbounded (serde_json's ignore loop keeps its own stack and does not count the recursion limit).
+//! * The event's own `id` is read as a raw value in model.rs (to keep an invalid id's text for the
+//!   log line) and then as a value: like other read values, except that its whole text must be
+//!   UTF-8, the parts inside it that are otherwise ignored included.
 //! * Keys of event objects and their sub-objects are read as raw bytes (`deserialize_bytes`): no
 //!   UTF-8 check and control characters allowed; keys of objects drained inside a read value
 //!   (`"id": {"k": 1}`) are parsed as strings; keys inside ignored values are checked like ignored
@@ -37,7 +40,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::fields::{decoded_event, malformed_value, not_an_object, parse_iccid, EventFields};
+use super::fields::{
+    decoded_event, id_from_f64, id_from_i64, id_from_str, id_from_u64, malformed_value, not_an_object, parse_iccid,
+    EventFields, IdField,
+};
 use super::model::{DecodedEvent, Key};
 use crate::timefmt::parse_timestamp_millis;
 
@@ -348,7 +354,7 @@ impl<'a> Scanner<'a> {
             loop {
                 let key = self.member_key()?;
                 match key {
-                    Key::Id => fields.id = self.any_u64()?,
+                    Key::Id => fields.id = self.event_id()?,
                     Key::Timestamp => fields.timestamp = self.any_str()?,
                     Key::Alert => fields.alert = self.any_bool()?,
                     Key::Description => fields.description = self.any_str()?,
@@ -484,7 +490,42 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// As `model::AnyU64`.
+    /// The event's `id`, as `model::EventId` (the rule is `fields::IdField`'s).
+    #[inline(always)]
+    fn event_id(&mut self) -> Scan<IdField<'a>> {
+        let start = self.i;
+        let id = match self.any()? {
+            Any::U64(v) => id_from_u64(v),
+            Any::Unit => return Ok(IdField::Missing),
+            Any::I64(v) => id_from_i64(v),
+            Any::F64(v) => id_from_f64(v),
+            Any::Str(s) => id_from_str(&s),
+            Any::Map => {
+                self.drain_map()?;
+                None
+            }
+            Any::Bool(_) | Any::Seq => None,
+        };
+        match id {
+            Some(id) => Ok(IdField::Valid(id)),
+            None => self.invalid_id(start),
+        }
+    }
+
+    /// An id that is present but not valid, kept as its text. model.rs reads the id as a raw value,
+    /// which must be UTF-8 as a whole: the parts `any` skipped unchecked (inside an array or an
+    /// object's values) are checked here, and failing makes the element `malformed_value` as there.
+    #[cold]
+    #[inline(never)]
+    fn invalid_id(&self, start: usize) -> Scan<IdField<'a>> {
+        let b: &'a [u8] = self.b;
+        match std::str::from_utf8(&b[start..self.i]) {
+            Ok(text) => Ok(IdField::Invalid(text)),
+            Err(e) => Err(Fail { at: start + e.valid_up_to(), shape: false }),
+        }
+    }
+
+    /// As `model::AnyU64` (the ids of sub-objects).
     #[inline(always)]
     fn any_u64(&mut self) -> Scan<Option<u64>> {
         Ok(match self.any()? {
@@ -1176,6 +1217,49 @@ mod tests {
                         {"i\u0064": -0, "event_type": 7.0, "organisation": {"description": "d", "name": null, "id": 1e2}},
                         [[[[[[[[[[[[]]]]]]]]]]]], {"id": 1.5e1, "event_type": {"id": "4 "}, "alert": " YES "}]"#;
         assert_eq!(decode_event_list(body).unwrap(), super::super::model::serde_decode_event_list(body).unwrap());
+    }
+
+    /// Each element of `body` (a list) as the scanner reads it: the id, or the reason and the id's text.
+    fn ids(body: &str) -> Vec<Result<u64, (&'static str, Option<String>)>> {
+        let list = decode_event_list(body.as_bytes()).unwrap();
+        assert_eq!(Some(&list), super::super::model::serde_decode_event_list(body.as_bytes()).ok().as_ref());
+        list.into_iter().map(|e| e.map(|e| e.id).map_err(|u| (u.reason, u.invalid_id.map(|t| t.to_string())))).collect()
+    }
+
+    #[test]
+    fn ids_are_signed_64_bit() {
+        let element = |id: &str| format!(r#"{{"id":{id},"event_type":{{"id":1}}}}"#);
+        let valid = ["0", "-0", "1", "9223372036854775807", "5.0", "9.2e18", r#""5""#, r#"" 42 ""#];
+        let body = format!("[{}]", valid.map(element).join(","));
+        let want = [0, 0, 1, i64::MAX as u64, 5, 9_200_000_000_000_000_000, 5, 42];
+        assert_eq!(ids(&body), want.map(Ok));
+        let invalid = [
+            "-1",
+            "-5",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "1e19",
+            "5.5",
+            r#""-5""#,
+            r#""9223372036854775808""#,
+            r#""x""#,
+            "false",
+            "[]",
+            r#"{"a":[1]}"#,
+        ];
+        let body = format!("[{}]", invalid.map(element).join(","));
+        assert_eq!(ids(&body), invalid.map(|text| Err(("invalid_id", Some(text.to_string())))));
+        let missing = [r#"{"event_type":{"id":1}}"#, r#"{"id":null,"event_type":{"id":1}}"#];
+        assert_eq!(ids(&format!("[{}]", missing.join(","))), [Err(("missing_id", None)), Err(("missing_id", None))]);
+        // An id that is not UTF-8 throughout, even where nothing is read, is a malformed value.
+        for body in
+            [&b"[{\"id\":[\"\xff\"],\"event_type\":{\"id\":1}}]"[..], b"[{\"id\":{\"a\":\"\xff\"},\"event_type\":1}]"]
+        {
+            let list = decode_event_list(body).unwrap();
+            assert_eq!(list[0].as_ref().map_err(|u| u.reason), Err("malformed_value"));
+            assert_eq!(Some(list), super::super::model::serde_decode_event_list(body).ok());
+        }
     }
 
     #[test]

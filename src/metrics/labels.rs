@@ -67,11 +67,11 @@ pub const PUSH_REJECT_REASONS: [&str; 6] =
 
 /// Why an event is deliberately not counted; each is a value of `emnify_events_skipped_total{reason}`,
 /// all of them at zero from the start.
-pub(super) const SKIP_REASONS: [&str; 2] = ["before_start", "beyond_dedup_horizon"];
+pub(super) const SKIP_REASONS: [&str; 3] = ["before_start", "beyond_dedup_horizon", "polled_already"];
 
 /// Why a record cannot be read; each is a value of `emnify_events_unreadable_total{reason}`, all of them
 /// at zero from the start.
-pub(super) const UNREADABLE_REASONS: [&str; 4] = crate::emnify::model::UNREADABLE_REASONS;
+pub(super) const UNREADABLE_REASONS: [&str; 5] = crate::emnify::model::UNREADABLE_REASONS;
 
 /// The causes a new organisation's `emnify_generic_events_total` series start with at zero: all of them.
 pub(super) const ZEROED_GENERIC_CAUSES: [&str; 3] = GENERIC_CAUSES;

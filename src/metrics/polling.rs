@@ -12,6 +12,7 @@ pub struct PollingMetrics {
     errors: IntCounterVec,
     api_requests: IntCounterVec,
     clock_offset: Gauge,
+    clock_ignored: IntCounterVec,
     budget_factor: Gauge,
     probes: IntCounter,
     rereads: IntCounter,
@@ -52,6 +53,13 @@ impl PollingMetrics {
             "emnify's clock (the Date header of its answers) minus this host's clock. Windows and the start of \
              counting follow emnify's clock, so the host's need not be synchronised.",
         );
+        let clock_ignored = reg.counter_vec(
+            "emnify_clock_readings_ignored_total",
+            "Date headers of emnify's answers not used for its clock: outlier (disagrees with the estimate, not \
+             yet confirmed by agreeing readings over a minute) or implausible (before 2020 or after 2099).",
+            &["reason"],
+        );
+        zero_series(&clock_ignored, &["outlier", "implausible"]);
         let budget_factor = reg.gauge(
             "emnify_api_request_budget_factor",
             "How much of its request budget (--emnify.request-budget-share of emnify's rate limits) the exporter \
@@ -80,6 +88,7 @@ impl PollingMetrics {
             errors,
             api_requests,
             clock_offset,
+            clock_ignored,
             budget_factor,
             probes,
             rereads,
@@ -139,6 +148,14 @@ impl PollingMetrics {
     }
 
     /// emnify's clock minus the host's, as last measured.
+    /// Brings `emnify_clock_readings_ignored_total` up to the clock's own totals.
+    pub fn record_clock_ignored(&self, outlier: u64, implausible: u64) {
+        for (reason, total) in [("outlier", outlier), ("implausible", implausible)] {
+            let counter = self.clock_ignored.with_label_values(&[reason]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
     pub fn set_clock_offset(&self, seconds: f64) {
         self.clock_offset.set(seconds);
     }

@@ -582,13 +582,14 @@ fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -> HttpRespo
     if late.is_some() {
         state.injections.pop_front();
     } else if let Some((count, age)) = state.faults.late() {
-        late = Some(PagingInjection { page: current as u32, count, age });
+        late = Some(PagingInjection { page: current as u32, count, age, expire: 0 });
     }
     if let Some(injection) = late {
         let time = sim.now_millis() - crate::timefmt::duration_millis(injection.age);
         for _ in 0..injection.count {
             state.produce(time, None);
         }
+        state.expire_lowest_ids(injection.expire);
     }
     drop(state);
 

@@ -174,6 +174,8 @@ pub(crate) struct PagingInjection {
     page: u32,
     count: usize,
     age: Duration,
+    /// The oldest events (lowest ids) that expire once the page is served, as emnify's retention does.
+    expire: usize,
 }
 
 struct State {
@@ -368,7 +370,13 @@ impl Simulator {
 
     /// When page `page` of the event list is next served, add `count` events timestamped `age` ago.
     pub fn inject_while_paging(&self, page: u32, count: usize, age: Duration) {
-        self.lock().injections.push_back(PagingInjection { page, count, age });
+        self.lock().injections.push_back(PagingInjection { page, count, age, expire: 0 });
+    }
+
+    /// When page `page` of the event list has been served, the `count` events with the lowest ids expire
+    /// (emnify's 30-day retention, reached during a walk): the pages after it shift towards the start.
+    pub fn expire_while_paging(&self, page: u32, count: usize) {
+        self.lock().injections.push_back(PagingInjection { page, count: 0, age: Duration::ZERO, expire: count });
     }
 
     /// Invalidates every issued JWT, as if they had expired; the next request gets 401.
@@ -560,6 +568,19 @@ impl State {
             if self.ids.insert(id) {
                 return id;
             }
+        }
+    }
+
+    /// Removes the `count` events with the lowest ids, as retention would (the truth keeps them: it
+    /// says what was produced; tests of expiry compare ids).
+    pub(crate) fn expire_lowest_ids(&mut self, count: usize) {
+        if count == 0 {
+            return;
+        }
+        let mut ids: Vec<u64> = self.events.iter().map(|e| e.id).collect();
+        ids.sort_unstable();
+        if let Some(&cut) = ids.get(count.min(ids.len()).saturating_sub(1)) {
+            self.events.retain(|e| e.id > cut);
         }
     }
 

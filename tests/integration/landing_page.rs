@@ -131,6 +131,8 @@ async fn push_fields_show_the_last_push_and_the_last_refusal() {
     let page = landing(&running).await;
     assert!(page["last-push"].contains("s ago)"), "{}", page["last-push"]);
     assert!(page["counted"].starts_with("1 "), "{}", page["counted"]);
+    // Push mode says exactly what is de-duplicated: re-deliveries within the remember horizon.
+    assert!(page["counted"].contains("delivered again within 1h of its arrival"), "{}", page["counted"]);
     assert!(!landing_html(&running).await.contains("push-secret-value"), "never the secret");
     running.stop().await;
 }

@@ -1,0 +1,402 @@
+//! The poll planner: which page of emnify's event list to ask for next, given what emnify answered.
+//!
+//! Sans-IO: it is fed emnify's time, the answers' paging headers and what counting found on each page,
+//! and says which request comes next; it never does I/O or reads a clock.
+//!
+//! # The plan
+//! Every walk asks for one query, the *anchor*: events from `from` (at least `overlap` before the
+//! previous poll's end) until emnify's now, highest ids first. The planner keeps `read`: how many
+//! distinct records emnify has ever returned for the anchor's query. Since `until` only grows and
+//! every query ever asked ends at or before it, each record read is counted there exactly once, so
+//! `read == X-Total-Count` means every record the query holds has been read (records are not deleted
+//! inside the overlap: retention is 30 days). A walk therefore stops as soon as `read` reaches the
+//! count on the page just read (and that page held a record read before: a count that understates
+//! does not end a walk while it is still finding new records). Where emnify's ids grow with arrival,
+//! everything new — late arrivals stamped with an older time included — is on the first pages, so an
+//! event is read about once.
+//!
+//! When the window moves on, the anchor moves with it (not every poll: once it lags by
+//! `overlap / 4`): a request for the count of the new, shorter query, between two counts of the old
+//! one that both equal `read`, proves the new query held only records already read at that moment,
+//! so its `read` is that count. Otherwise the anchor stays and the move is tried again next poll.
+//!
+//! A new anchor (the first poll, after a restart or a failed first walk) is walked to its end; its
+//! `read` is the distinct records of that walk. Without `X-Total-Count` every walk goes to the end.
+//!
+//! Pages shift while they are read (records arrive, the oldest expire). Walking from the newest end
+//! means an arrival moves records towards pages not yet read (read twice: a duplicate, harmless) and
+//! an expiry at the oldest end moves nothing already read. When emnify ignores `sort=-id` (answers
+//! ascending ids), the plan walks the pages backwards, from the last to the first, with the same
+//! effect for expiries; it is shown in [`Plan::sort_honoured`] and logged once by the shell.
+
+use crate::emnify::PageQuery;
+
+/// How the planner walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanSettings {
+    /// `per_page` asked for (emnify may clamp it).
+    pub page_size: u32,
+    /// Each window starts at least this long (seconds) before the previous poll's end.
+    pub overlap_secs: i64,
+    /// Safety stop for a walk with broken paging headers.
+    pub max_pages: u32,
+}
+
+/// What one answer's paging headers said.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Headers {
+    pub total_count: Option<u64>,
+    pub total_pages: Option<u32>,
+}
+
+/// What counting found on one page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageSeen {
+    /// Records on the page, readable or not.
+    pub len: u32,
+    /// Records not seen before in this walk (non-objects, which cannot be told apart, not included).
+    pub new_in_walk: u64,
+    /// Records never read by a poll before (counted now, or counted from a push and read now first).
+    pub new_to_polling: u64,
+    /// Ids on the page in the order given, as far as they tell: `Some(true)` when the first readable id
+    /// is above the last one.
+    pub descending: Option<bool>,
+    /// The same content as the page before (emnify serves the last page again past the end).
+    pub repeated: bool,
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Ask for this page; its answer goes to [`Plan::page`] (or [`Plan::count`] when `per_page` is 1
+    /// and it was asked for a count).
+    Fetch(PageQuery),
+    /// Ask for this query's count alone (a page of one record; the record is counted like any other).
+    Count(PageQuery),
+    /// The poll is complete: the window up to `until` is read.
+    Done { until: i64, keep_from: i64 },
+}
+
+/// The query every walk asks: events from `from` to `until` (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Anchor {
+    from: i64,
+    until: i64,
+    /// Distinct records emnify returned for this query, ever (exact: see the module docs).
+    read: u64,
+    /// Whether `read` is established (else the walk goes to the end and sets it).
+    established: bool,
+}
+
+/// Where a poll is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    /// Walking the anchor; `page` was asked for last.
+    Walking {
+        page: u32,
+        pages: u32,
+        read_in_walk: u64,
+        bottom: u32,
+    },
+    /// Moving the anchor to `from`: its count was asked for, then the old query's count again.
+    MoveProbe {
+        from: i64,
+    },
+    MoveConfirm {
+        from: i64,
+        count: u64,
+    },
+}
+
+/// The planner.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    settings: PlanSettings,
+    anchor: Option<Anchor>,
+    phase: Phase,
+    /// The window this poll must cover from (`overlap` before the cursor).
+    target_from: i64,
+    /// `None` until an answer showed it; `Some(false)`: emnify ignores `sort=-id`.
+    sort_honoured: Option<bool>,
+    /// Records a full page holds, as seen (emnify may clamp `per_page`).
+    page_len: u32,
+    /// The last count seen for the anchor.
+    count: Option<u64>,
+    /// Requests this poll made for counts alone (anchor moves), for the report.
+    pub count_requests: u32,
+}
+
+impl Plan {
+    pub fn new(settings: PlanSettings) -> Self {
+        Plan {
+            settings,
+            anchor: None,
+            phase: Phase::Idle,
+            target_from: 0,
+            sort_honoured: None,
+            page_len: settings.page_size.max(1),
+            count: None,
+            count_requests: 0,
+        }
+    }
+
+    /// Whether emnify sorts by `-id` as asked; `None` until an answer told.
+    pub fn sort_honoured(&self) -> Option<bool> {
+        self.sort_honoured
+    }
+
+    /// Starts a poll at emnify's time `now_secs` (rounded up), counting from `floor_secs`, the previous
+    /// poll having ended at `cursor` (its `until`). Returns the first step.
+    pub fn start(&mut self, now_secs: i64, floor_secs: i64, cursor: Option<i64>) -> Step {
+        self.count_requests = 0;
+        // A cursor ahead of emnify's now (its clock was stepped back) was read while that ground was
+        // still the future: the window starts from now again, so no stretch goes unread.
+        let cursor = cursor.map(|c| c.min(now_secs));
+        let target_from = cursor.map_or(floor_secs, |c| c.saturating_sub(self.settings.overlap_secs)).max(floor_secs);
+        self.target_from = target_from;
+        let until = now_secs.max(floor_secs);
+        // `until` never goes back while the anchor lives: every record read stays inside its query.
+        match &mut self.anchor {
+            Some(anchor) if anchor.from <= target_from && anchor.from >= floor_secs => {
+                anchor.until = anchor.until.max(until);
+            }
+            _ => {
+                self.anchor = Some(Anchor { from: target_from, until, read: 0, established: false });
+                self.count = None;
+            }
+        }
+        let first = self.first_page();
+        self.phase = Phase::Walking { page: first, pages: 1, read_in_walk: 0, bottom: 1 };
+        Step::Fetch(self.query(first, self.settings.page_size))
+    }
+
+    /// A poll ended early (a failed request): what was read stays read; an anchor whose first walk did
+    /// not finish starts over.
+    pub fn abandon(&mut self) {
+        if self.anchor.is_some_and(|a| !a.established) {
+            self.anchor = None;
+        }
+        self.phase = Phase::Idle;
+    }
+
+    fn anchor(&self) -> Anchor {
+        self.anchor.unwrap_or(Anchor { from: self.target_from, until: self.target_from, read: 0, established: false })
+    }
+
+    fn query(&self, page: u32, per_page: u32) -> PageQuery {
+        let a = self.anchor();
+        PageQuery { page, per_page, from: a.from, until: a.until, newest_first: true }
+    }
+
+    /// Where a walk starts: page 1 (the newest records), or the last page when emnify answers in
+    /// ascending order (a page past the end is the last page: a guess too far is harmless).
+    fn first_page(&self) -> u32 {
+        match (self.sort_honoured, self.count) {
+            (Some(false), Some(count)) => self.last_page(count),
+            _ => 1,
+        }
+    }
+
+    fn last_page(&self, count: u64) -> u32 {
+        u32::try_from(count.div_ceil(u64::from(self.page_len.max(1)))).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// A page of the walk was read and counted. Returns the next step.
+    pub fn page(&mut self, headers: Headers, seen: PageSeen) -> Step {
+        let Phase::Walking { page, pages, read_in_walk, bottom } = self.phase else { return self.finish() };
+        let Some(mut anchor) = self.anchor else { return self.finish() };
+        let read_in_walk = read_in_walk + seen.new_in_walk;
+        if anchor.established {
+            anchor.read += seen.new_to_polling;
+        } else {
+            anchor.read = anchor.read.max(read_in_walk);
+        }
+        self.anchor = Some(anchor);
+        if headers.total_count.is_some() {
+            self.count = headers.total_count;
+        }
+        let count = headers.total_count;
+        // Page 1 of more is full: it shows how many records one holds (emnify may clamp `per_page`).
+        if page == 1 && count.is_some_and(|c| c > u64::from(seen.len)) && seen.len > 0 {
+            self.page_len = seen.len;
+        }
+        if self.sort_honoured.is_none() {
+            self.sort_honoured = seen.descending;
+        }
+        // emnify answered ascending: the newest records are on the last page.
+        let backwards = self.sort_honoured == Some(false);
+        if backwards && pages == 1 {
+            if let Some(count) = count {
+                let last = self.last_page(count);
+                if last > page {
+                    // Page 1 was read already if that is where the walk started.
+                    let bottom = if page == 1 { 2 } else { 1 };
+                    self.phase = Phase::Walking { page: last, pages: pages + 1, read_in_walk, bottom };
+                    return Step::Fetch(self.query(last, self.settings.page_size));
+                }
+            }
+        }
+        let complete = anchor.established
+            && count.is_some_and(|c| anchor.read >= c)
+            && (seen.new_to_polling < u64::from(seen.len) || seen.len == 0);
+        let at_end = if seen.repeated || seen.len == 0 {
+            true
+        } else if backwards {
+            page <= bottom
+        } else {
+            let full = seen.len >= self.page_len;
+            match headers.total_pages {
+                Some(total) => page >= total && !full,
+                None => !full,
+            }
+        };
+        if complete || at_end || pages >= self.settings.max_pages {
+            if let Some(a) = &mut self.anchor {
+                a.established = true;
+            }
+            return self.finish();
+        }
+        let next = if backwards { page - 1 } else { page + 1 };
+        self.phase = Phase::Walking { page: next, pages: pages + 1, read_in_walk, bottom };
+        Step::Fetch(self.query(next, self.settings.page_size))
+    }
+
+    /// After the walk: moves the anchor when it lags, else ends the poll.
+    fn finish(&mut self) -> Step {
+        let Some(anchor) = self.anchor else {
+            self.phase = Phase::Idle;
+            return Step::Done { until: self.target_from, keep_from: self.target_from };
+        };
+        let lag = (self.settings.overlap_secs / 4).max(1);
+        let complete = self.count.is_some_and(|c| anchor.read >= c);
+        if anchor.established && complete && self.target_from - anchor.from >= lag {
+            self.phase = Phase::MoveProbe { from: self.target_from };
+            self.count_requests += 1;
+            let query = PageQuery { from: self.target_from, ..self.query(1, 1) };
+            return Step::Count(query);
+        }
+        self.done()
+    }
+
+    fn done(&mut self) -> Step {
+        self.phase = Phase::Idle;
+        let anchor = self.anchor();
+        Step::Done { until: anchor.until, keep_from: anchor.from }
+    }
+
+    /// The answer to a [`Step::Count`]: `total_count` of the query asked for.
+    pub fn count(&mut self, total_count: Option<u64>) -> Step {
+        match self.phase {
+            Phase::MoveProbe { from } => match total_count {
+                Some(count) => {
+                    self.phase = Phase::MoveConfirm { from, count };
+                    self.count_requests += 1;
+                    Step::Count(self.query(1, 1))
+                }
+                None => self.done(),
+            },
+            Phase::MoveConfirm { from, count } => {
+                let anchor = self.anchor();
+                // The old query still holds exactly what was read, before and after the new one was
+                // counted: the new one held only records read by then.
+                if total_count == Some(anchor.read) {
+                    self.anchor = Some(Anchor { from, until: anchor.until, read: count, established: true });
+                    self.count = Some(count);
+                }
+                self.done()
+            }
+            _ => self.done(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan::new(PlanSettings { page_size: 10, overlap_secs: 100, max_pages: 1000 })
+    }
+
+    fn seen(len: u32, new: u64) -> PageSeen {
+        PageSeen { len, new_in_walk: new, new_to_polling: new, descending: Some(true), repeated: false }
+    }
+
+    fn headers(count: u64) -> Headers {
+        Headers { total_count: Some(count), total_pages: Some(count.div_ceil(10) as u32) }
+    }
+
+    #[test]
+    fn a_new_anchor_is_walked_to_its_end_then_only_what_is_new_is_read() {
+        // An overlap longer than the test's polls: the anchor never moves here.
+        let mut p = Plan::new(PlanSettings { page_size: 10, overlap_secs: 1_000, max_pages: 1000 });
+        assert!(matches!(p.start(1_000, 500, None), Step::Fetch(q) if q.page == 1 && q.from == 500));
+        assert!(matches!(p.page(headers(25), seen(10, 10)), Step::Fetch(q) if q.page == 2));
+        assert!(matches!(p.page(headers(25), seen(10, 10)), Step::Fetch(q) if q.page == 3));
+        assert_eq!(p.page(headers(25), seen(5, 5)), Step::Done { until: 1_000, keep_from: 500 });
+        // 12 new records: page 1 holds 10 of them, page 2 the other 2 and known ones.
+        assert!(matches!(p.start(1_010, 500, Some(1_000)), Step::Fetch(q) if q.page == 1 && q.until == 1_010));
+        assert!(matches!(p.page(headers(37), seen(10, 10)), Step::Fetch(q) if q.page == 2));
+        assert_eq!(p.page(headers(37), seen(10, 2)), Step::Done { until: 1_010, keep_from: 500 });
+        // Nothing new: one request.
+        p.start(1_020, 500, Some(1_010));
+        assert_eq!(p.page(headers(37), seen(10, 0)), Step::Done { until: 1_020, keep_from: 500 });
+    }
+
+    #[test]
+    fn a_count_that_understates_does_not_end_a_walk_that_finds_only_new_records() {
+        let mut p = plan();
+        p.start(1_000, 500, None);
+        p.page(headers(5), seen(5, 5));
+        p.start(1_010, 500, Some(1_000));
+        // The count says 10, but page 1 is all new: page 2 is read too.
+        assert!(matches!(p.page(headers(10), seen(10, 10)), Step::Fetch(q) if q.page == 2));
+    }
+
+    #[test]
+    fn the_anchor_moves_only_when_two_counts_of_the_old_query_agree_with_what_was_read() {
+        let mut p = plan();
+        p.start(1_000, 0, None);
+        p.page(headers(3), seen(3, 3));
+        p.start(1_200, 0, Some(1_000));
+        // Lagging by 900 s: the new query's count is asked, then the old one's again.
+        let step = p.page(headers(3), seen(3, 0));
+        assert!(matches!(&step, Step::Count(q) if q.from == 900 && q.per_page == 1), "{step:?}");
+        assert!(matches!(p.count(Some(1)), Step::Count(q) if q.from == 0));
+        assert_eq!(p.count(Some(3)), Step::Done { until: 1_200, keep_from: 900 });
+        // A record arrived meanwhile: the anchor stays put.
+        p.start(1_400, 0, Some(1_200));
+        let step = p.page(headers(1), seen(1, 0));
+        assert!(matches!(&step, Step::Count(q) if q.from == 1_100), "{step:?}");
+        p.count(Some(1));
+        assert_eq!(p.count(Some(2)), Step::Done { until: 1_400, keep_from: 900 });
+    }
+
+    #[test]
+    fn ascending_answers_are_walked_backwards_from_the_last_page() {
+        let mut p = plan();
+        p.start(1_000, 0, None);
+        let ascending = PageSeen { descending: Some(false), ..seen(10, 10) };
+        assert!(matches!(p.page(headers(35), ascending), Step::Fetch(q) if q.page == 4));
+        assert!(matches!(p.page(headers(35), PageSeen { len: 5, ..ascending }), Step::Fetch(q) if q.page == 3));
+        assert!(matches!(p.page(headers(35), ascending), Step::Fetch(q) if q.page == 2));
+        assert!(matches!(p.page(headers(35), ascending), Step::Done { .. }));
+        assert_eq!(p.sort_honoured(), Some(false));
+        // Next poll starts at the last page as last counted.
+        assert!(matches!(p.start(1_010, 0, Some(1_000)), Step::Fetch(q) if q.page == 4));
+    }
+
+    #[test]
+    fn a_cursor_ahead_of_emnify_now_is_read_again_from_now() {
+        let mut p = plan();
+        p.start(10_000, 0, None);
+        p.page(headers(0), seen(0, 0));
+        p.start(10_010, 0, Some(10_000));
+        p.page(headers(0), seen(0, 0));
+        p.count(Some(0));
+        p.count(Some(0));
+        // emnify's clock stepped back an hour: the window starts an overlap before now, not the cursor.
+        assert!(matches!(p.start(6_400, 0, Some(10_010)), Step::Fetch(q) if q.from == 6_300 && q.until == 6_400));
+    }
+}
