@@ -406,3 +406,45 @@ fn drawn_params_cover_the_faults() {
         assert!(p.pauses.iter().all(|x| x.end_ms - x.start_ms < 7 * DAY));
     }
 }
+
+mod core;
+
+/// Histories of the counting core run by `scripts/test` (`SIM_HISTORIES` sets how many).
+fn histories() -> u64 {
+    std::env::var("SIM_HISTORIES").ok().and_then(|v| v.parse().ok()).unwrap_or(200)
+}
+
+/// Every history of the poll planner and the tally against the model of emnify counts exactly, series
+/// by series; the failing seeds are printed, to be replayed alone with `SIM_SEED`.
+///
+/// Ignored while the planner is not yet wired into the poller: 10 of the first 200 seeds (93, 94, 99,
+/// 101, 105, 123, ...) still lose events (with ids that step back, or `sort` ignored), and a history
+/// takes ~0.75 s in a debug build (the model renders JSON through serde_json).
+#[test]
+#[ignore = "the planner is not yet wired; known failing seeds, see the doc comment"]
+fn the_counting_core_is_exact_in_every_history() {
+    let seeds: Vec<u64> = match std::env::var("SIM_SEED").ok().and_then(|v| v.parse().ok()) {
+        Some(seed) => vec![seed],
+        None => (1..=histories()).collect(),
+    };
+    let started = std::time::Instant::now();
+    let mut failures = Vec::new();
+    let (mut requests, mut events) = (0u64, 0u64);
+    for &seed in &seeds {
+        match core::run(seed, core::params_for(seed)) {
+            Ok(cost) => {
+                requests += cost.requests;
+                events += cost.events;
+            }
+            Err(diff) => failures.push(diff),
+        }
+    }
+    eprintln!(
+        "{} histories in {:.1} s, {} events, {} requests",
+        seeds.len(),
+        started.elapsed().as_secs_f64(),
+        events,
+        requests
+    );
+    assert!(failures.is_empty(), "{} of {} histories failed:\n{}", failures.len(), seeds.len(), failures.join("\n"));
+}
