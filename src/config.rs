@@ -1130,6 +1130,20 @@ mod tests {
         assert!(parse_size("10 parsecs").is_err());
     }
 
+    /// Push mode remembers pushed ids for `--webhook.remember` (an hour unless set), not for the overlap
+    /// (10 minutes): a re-delivery 15 minutes later is a duplicate. With a poller, the overlap still.
+    #[test]
+    fn the_push_remember_horizon_is_its_own_setting() {
+        let open = ["--ingest.mode=push", "--webhook.insecure-no-auth"];
+        let push = args(&open).into_config(no_env).unwrap();
+        assert_eq!(push.tally.remember_pushed, Duration::from_secs(3600));
+        let set = args(&[&open[..], &["--webhook.remember=3h"]].concat()).into_config(no_env).unwrap();
+        assert_eq!(set.tally.remember_pushed, Duration::from_secs(3 * 3600));
+        let token = |name: &str| (name == "EMNIFY_APPLICATION_TOKEN").then(|| "tok".to_string());
+        let both = args(&["--ingest.mode=both", "--webhook.insecure-no-auth"]).into_config(token).unwrap();
+        assert_eq!(both.tally.remember_pushed, Duration::from_secs(600));
+    }
+
     #[test]
     fn each_mode_has_exactly_its_parts() {
         let token = |name: &str| (name == "EMNIFY_APPLICATION_TOKEN").then(|| "tok".to_string());

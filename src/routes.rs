@@ -160,8 +160,6 @@ fn answer(state: &ServerState, req: &Request<Incoming>, path: &str, authorized: 
     }
 }
 
-/// The landing page: is it working, and if not, why. Plain HTML, no scripts; every row has an id
-/// (tests and people linking to it read them).
 /// What is de-duplicated, exactly, in the running mode (docs/how-counting-works.md, "Exactly once").
 fn dedup_promise(about: &About) -> String {
     match about.mode {
@@ -175,6 +173,8 @@ fn dedup_promise(about: &About) -> String {
     }
 }
 
+/// The landing page: is it working, and if not, why. Plain HTML, no scripts; every row has an id
+/// (tests and people linking to it read them).
 fn landing_page(state: &ServerState) -> HttpResponse {
     let status = state.metrics.status();
     let about = &state.about;

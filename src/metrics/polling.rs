@@ -147,7 +147,6 @@ impl PollingMetrics {
         self.budget_factor.set(factor);
     }
 
-    /// emnify's clock minus the host's, as last measured.
     /// Brings `emnify_clock_readings_ignored_total` up to the clock's own totals.
     pub fn record_clock_ignored(&self, outlier: u64, implausible: u64) {
         for (reason, total) in [("outlier", outlier), ("implausible", implausible)] {
@@ -156,6 +155,7 @@ impl PollingMetrics {
         }
     }
 
+    /// emnify's clock minus the host's, as last measured.
     pub fn set_clock_offset(&self, seconds: f64) {
         self.clock_offset.set(seconds);
     }
