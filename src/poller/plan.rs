@@ -97,7 +97,8 @@ enum Phase {
         page: u32,
         pages: u32,
         read_in_walk: u64,
-        bottom: u32,
+        /// Walking backwards (emnify ignores `sort=-id`) down to this page; `None`: forwards.
+        bottom: Option<u32>,
     },
     /// Moving the anchor to `from`: its count was asked for, then the old query's count again.
     MoveProbe {
@@ -167,7 +168,7 @@ impl Plan {
             }
         }
         let first = self.first_page();
-        self.phase = Phase::Walking { page: first, pages: 1, read_in_walk: 0, bottom: 1 };
+        self.phase = Phase::Walking { page: first, pages: 1, read_in_walk: 0, bottom: None };
         Step::Fetch(self.query(first, self.settings.page_size))
     }
 
@@ -204,7 +205,7 @@ impl Plan {
 
     /// A page of the walk was read and counted. Returns the next step.
     pub fn page(&mut self, headers: Headers, seen: PageSeen) -> Step {
-        let Phase::Walking { page, pages, read_in_walk, bottom } = self.phase else { return self.finish() };
+        let Phase::Walking { page, pages, read_in_walk, mut bottom } = self.phase else { return self.finish() };
         let Some(mut anchor) = self.anchor else { return self.finish() };
         let read_in_walk = read_in_walk + seen.new_in_walk;
         if anchor.established {
@@ -224,17 +225,25 @@ impl Plan {
         if self.sort_honoured.is_none() {
             self.sort_honoured = seen.descending;
         }
-        // emnify answered ascending: the newest records are on the last page.
-        let backwards = self.sort_honoured == Some(false);
-        if backwards && pages == 1 {
-            if let Some(count) = count {
-                let last = self.last_page(count);
-                if last > page {
-                    // Page 1 was read already if that is where the walk started.
-                    let bottom = if page == 1 { 2 } else { 1 };
-                    self.phase = Phase::Walking { page: last, pages: pages + 1, read_in_walk, bottom };
-                    return Step::Fetch(self.query(last, self.settings.page_size));
+        // emnify answers ascending: the newest records are on the last page, which only a count tells.
+        if pages == 1 && self.sort_honoured == Some(false) {
+            match count {
+                Some(count) => {
+                    let last = self.last_page(count);
+                    if last > page {
+                        // Page 1 was read already if that is where the walk started.
+                        let bottom = Some(if page == 1 { 2 } else { 1 });
+                        self.phase = Phase::Walking { page: last, pages: pages + 1, read_in_walk, bottom };
+                        return Step::Fetch(self.query(last, self.settings.page_size));
+                    }
+                    bottom = Some(1);
                 }
+                // No count (this time): forwards from the first page, wherever the walk started.
+                None if page > 1 => {
+                    self.phase = Phase::Walking { page: 1, pages: pages + 1, read_in_walk, bottom: None };
+                    return Step::Fetch(self.query(1, self.settings.page_size));
+                }
+                None => {}
             }
         }
         let complete = anchor.established
@@ -242,13 +251,15 @@ impl Plan {
             && (seen.new_to_polling < u64::from(seen.len) || seen.len == 0);
         let at_end = if seen.repeated || seen.len == 0 {
             true
-        } else if backwards {
+        } else if let Some(bottom) = bottom {
             page <= bottom
         } else {
             let full = seen.len >= self.page_len;
             match headers.total_pages {
                 Some(total) => page >= total && !full,
-                None => !full,
+                // Without paging headers a short page may be emnify's clamp of `per_page`, not the end: the
+                // walk ends at an empty page or the last one served again (what emnify does past the end).
+                None => false,
             }
         };
         if complete || at_end || pages >= self.settings.max_pages {
@@ -257,7 +268,7 @@ impl Plan {
             }
             return self.finish();
         }
-        let next = if backwards { page - 1 } else { page + 1 };
+        let next = if bottom.is_some() { page - 1 } else { page + 1 };
         self.phase = Phase::Walking { page: next, pages: pages + 1, read_in_walk, bottom };
         Step::Fetch(self.query(next, self.settings.page_size))
     }

@@ -57,10 +57,15 @@ pub fn run(seed: u64, params: Params) -> Result<Cost, String> {
         poll(&mut emnify, &tally, &mut plan, now, 20, &mut cost);
         now += INTERVAL_MS;
     }
-    // Quiescence: time stands still for the last polls (nothing arrives during them), which must then
-    // have read everything.
-    for _ in 0..3 {
-        poll(&mut emnify, &tally, &mut plan, now, 0, &mut cost);
+    // Quiescence: time stands still for the last polls (nothing arrives during them); once two have
+    // succeeded (failures still come, as drawn: a failed poll is tried again, as the loop would), every
+    // event must have been read.
+    let mut succeeded = 0;
+    for _ in 0..1_000 {
+        succeeded += u32::from(poll(&mut emnify, &tally, &mut plan, now, 0, &mut cost));
+        if succeeded == 2 {
+            break;
+        }
     }
     let rule = CountingRule {
         floor_ms: floor,
@@ -74,11 +79,25 @@ pub fn run(seed: u64, params: Params) -> Result<Cost, String> {
         return Err("checkpoint failed".into());
     }
     let text = String::from_utf8(metrics.encode()).map_err(|e| e.to_string())?;
-    check(&text, &truth).map(|()| cost).map_err(|diff| format!("seed {seed}: {diff}"))
+    check(&text, &truth).map(|()| cost).map_err(|diff| {
+        let p = &params;
+        format!(
+            "seed {seed} (per minute {}, late {}, stride {}, step back {}, sort {}, per_page {}, counts absent {}, \
+             5xx {}): {diff}",
+            p.events_per_minute,
+            p.late_share,
+            p.id_stride_max,
+            p.step_back_share,
+            p.sort_honoured,
+            p.per_page_max,
+            p.counts_absent_share,
+            p.fail_5xx_share
+        )
+    })
 }
 
-/// One poll at emnify time `now` (ms), each request taking `step_ms`.
-fn poll(emnify: &mut Emnify, tally: &SharedTally, plan: &mut Plan, now: i64, step_ms: i64, cost: &mut Cost) {
+/// One poll at emnify time `now` (ms), each request taking `step_ms`; whether it succeeded.
+fn poll(emnify: &mut Emnify, tally: &SharedTally, plan: &mut Plan, now: i64, step_ms: i64, cost: &mut Cost) -> bool {
     let (floor, cursor) = {
         let mut t = lock(tally);
         (t.floor_from(now).div_euclid(1000), t.cursor())
@@ -93,7 +112,7 @@ fn poll(emnify: &mut Emnify, tally: &SharedTally, plan: &mut Plan, now: i64, ste
             Step::Count(q) => (q, true),
             Step::Done { until, keep_from } => {
                 lock(tally).window_done(until, keep_from * 1000);
-                return;
+                return true;
             }
         };
         cost.requests += 1;
@@ -102,12 +121,12 @@ fn poll(emnify: &mut Emnify, tally: &SharedTally, plan: &mut Plan, now: i64, ste
             Answer::Page { page, .. } => page,
             Answer::Failure { .. } => {
                 plan.abandon();
-                return;
+                return false;
             }
         };
         let Ok(events) = decode_event_list(&page.body) else {
             plan.abandon();
-            return;
+            return false;
         };
         let ids: Vec<u64> = events.iter().filter_map(|e| e.as_ref().ok().map(|e| e.id)).collect();
         let len = events.len() as u32;
