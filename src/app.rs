@@ -20,7 +20,7 @@ use crate::routes::{serve, About, ServerState};
 use crate::secret::Secret;
 use crate::simulator::{Simulator, SimulatorConfig, StreamerConfig};
 use crate::state::StateStore;
-use crate::tally::{checkpoint_blocking, maintain, use_state, SharedTally, Tally};
+use crate::tally::{SharedTally, Tally};
 use crate::webconfig::{WebConfig, WebSecurity};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ impl App {
 
         let tally = Tally::new(metrics.clone(), config.tally.clone()).shared();
         if let Some(path) = &config.state_file {
-            use_state(&tally, StateStore::new(path, &config.api_url)).map_err(AppError::State)?;
+            tally.use_state(StateStore::new(path, &config.api_url)).map_err(AppError::State)?;
         }
         let receiver =
             config.push.clone().map(|settings| Arc::new(Receiver::new(settings, tally.clone(), metrics.clone())));
@@ -93,10 +93,10 @@ impl App {
         if poller.is_none() {
             // Nothing to poll: the exporter is up as long as it receives.
             metrics.polling.set_up(true);
-            checkpoint_blocking(&tally).await;
+            tally.checkpoint_blocking().await;
         }
-        if receiver.is_some() {
-            tokio::spawn(maintain(tally.clone(), poller.is_none(), shutdown.clone()));
+        if let Some(receiver) = &receiver {
+            tokio::spawn(receiver.clone().maintain(poller.is_none(), shutdown.clone()));
         }
         let web = security.as_ref().map(|s| s.current());
         tracing::info!(
@@ -134,7 +134,7 @@ impl App {
             Some((poller, interval)) => run_poll_loop(poller, interval, shutdown).await,
             None => {
                 shutdown.cancelled().await;
-                checkpoint_blocking(&tally).await;
+                tally.checkpoint_blocking().await;
             }
         }
         let _ = server.await;
@@ -184,7 +184,7 @@ fn poller(api_url: &str, poll: &PollConfig, metrics: &Arc<Metrics>, tally: &Shar
         retry_base: Duration::from_millis(500),
     };
     let client = Client::new(settings, metrics.clone())?;
-    crate::tally::lock(tally).use_clock(client.clock().clone());
+    tally.lock().use_clock(client.clock().clone());
     Ok(Poller::new(client, metrics.clone(), poll.walk.clone(), tally.clone()))
 }
 

@@ -6,10 +6,11 @@
 //! ```text
 //! main ─► config (the command line; only config, app and main know it)
 //!           └─► app (wiring: App::build → local_addr → run)
-//!                 ├─► poller ────┐   sources: decode, call the tally, map the result
-//!                 ├─► receiver ──┤
+//!                 ├─► poller ────┐   sources: decode, call the tally's handle, map the result
+//!                 ├─► receiver ──┤   (the receiver also keeps its own upkeep and push metrics)
 //!                 │              ▼
-//!                 │           tally (count once: dedup, cursor, save-then-publish)
+//!                 │           tally (count once: dedup, cursor, save-then-publish; a folder, its
+//!                 │              │   parts layered batch, report → count → checkpoint → handle)
 //!                 │              ├─► metrics (the families, publication, the state-file counter table)
 //!                 │              └─► state (the state file)
 //!                 ├─► routes (/metrics, /, probes; the receiver's path) ─► http (accept loop, TLS, limits)
@@ -19,9 +20,9 @@
 //!
 //! An event polled from emnify ([`poller`], through [`emnify::Client`] and the scanner in
 //! [`emnify::scan`]) or pushed by the Data Streamer ([`receiver`]) is decoded into
-//! [`emnify::Event`]s and handed to [`tally::Tally::ingest`], which counts each id once into
-//! [`metrics`] and decides when to save the progress to the [`state`] file and then publish the
-//! counts; `/metrics` ([`routes`]) serves only what was published. [`simulator`] is a stand-alone
+//! [`emnify::Event`]s and handed to [`tally::SharedTally::ingest`], which counts each id once into
+//! [`metrics`] and saves the progress to the [`state`] file and then publishes the counts when the
+//! rules say so; `/metrics` ([`routes`]) serves only what was published. [`simulator`] is a stand-alone
 //! emnify API used by `--demo` and the tests.
 
 pub mod app;

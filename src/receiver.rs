@@ -6,9 +6,13 @@
 //! as polled ones: an event that arrives both ways, or a batch sent again after a timeout, is
 //! counted once. One unreadable record never fails its batch (the answer is still 2xx, so a
 //! poison record cannot stall the stream); a body that is not JSON at all is refused with 400.
+//!
+//! The receiver owns its metrics and its upkeep ([`Receiver::maintain`]): it publishes what no push
+//! checkpointed, and in push-only mode bounds the dedup memory and keeps `emnify_up` by push freshness.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
@@ -16,12 +20,14 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::emnify::decode_event_object_or_list;
 use crate::http::{json as reply, HttpResponse};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::tally::{lock, Origin, SharedTally};
+use crate::tally::SharedTally;
+use crate::timefmt::duration_millis;
 use crate::webconfig::basic_credentials;
 
 /// The header a push secret is sent in unless configured otherwise.
@@ -77,15 +83,18 @@ pub struct Receiver {
     /// Body bytes buffered at once, over all pushes being read, queued or counted (one permit a byte).
     budget: Arc<Semaphore>,
     /// Asks the tally for a checkpoint without taking its lock.
-    dirty_hint: Arc<std::sync::atomic::AtomicBool>,
+    dirty_hint: Arc<AtomicBool>,
+    /// When the last push was counted (or the receiver was made, before any): `emnify_up` in push-only mode.
+    last_push: Arc<Mutex<Instant>>,
 }
 
 impl Receiver {
     pub fn new(settings: ReceiverSettings, tally: SharedTally, metrics: Arc<Metrics>) -> Self {
         let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
         let budget = Arc::new(Semaphore::new(settings.buffered_body_budget()));
-        let dirty_hint = lock(&tally).dirty_hint();
-        Receiver { settings, tally, metrics, permits, budget, dirty_hint }
+        let dirty_hint = tally.lock().dirty_hint();
+        let last_push = Arc::new(Mutex::new(Instant::now()));
+        Receiver { settings, tally, metrics, permits, budget, dirty_hint, last_push }
     }
 
     pub fn path(&self) -> &str {
@@ -98,7 +107,7 @@ impl Receiver {
         self.metrics.push.record_request(response.status().as_u16());
         // The answer's code is known only now, after the push's own checkpoint: the next one publishes
         // it. A flag, not the count lock: refusals (401 floods) must not queue on it.
-        self.dirty_hint.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.dirty_hint.store(true, Ordering::Relaxed);
         response
     }
 
@@ -130,9 +139,9 @@ impl Receiver {
         let permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await;
         let Ok(Ok(permit)) = permit else { return self.overloaded("too many pushes at once") };
         // Decoding up to 10,000 events and saving the state file are not for the runtime's workers.
-        let (tally, metrics) = (self.tally.clone(), self.metrics.clone());
+        let (tally, metrics, last_push) = (self.tally.clone(), self.metrics.clone(), self.last_push.clone());
         tokio::task::spawn_blocking(move || {
-            let response = count(&tally, &metrics, &bytes);
+            let response = count(&tally, &metrics, &last_push, &bytes);
             drop((permit, buffered));
             response
         })
@@ -204,7 +213,7 @@ impl Receiver {
 }
 
 /// Counts a push that was read whole; with a state file it is saved before it is acknowledged.
-fn count(shared: &SharedTally, metrics: &Metrics, body: &[u8]) -> HttpResponse {
+fn count(tally: &SharedTally, metrics: &Metrics, last_push: &Mutex<Instant>, body: &[u8]) -> HttpResponse {
     let events = match decode_event_object_or_list(body) {
         Ok(events) => events,
         Err(err) => {
@@ -214,14 +223,14 @@ fn count(shared: &SharedTally, metrics: &Metrics, body: &[u8]) -> HttpResponse {
             return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": detail }).to_string());
         }
     };
-    let mut tally = lock(shared);
-    let arrival_millis = tally.emnify_now_millis();
-    let ingested = tally.ingest(events, Origin::Push { arrival_millis });
-    drop(tally);
-    if !ingested.finish(shared) {
+    let counted = tally.ingest_push(events, |counts| {
+        // Under the count lock, before the push's checkpoint: its own metrics are published with its counts.
+        metrics.push.record_accepted(counts.received);
+        *last_push.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    });
+    let Ok(counts) = counted else {
         return reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the state could not be saved"}"#);
-    }
-    let counts = ingested.counts;
+    };
     let body = serde_json::json!({
         "received": counts.received,
         "counted": counts.counted,
@@ -229,6 +238,66 @@ fn count(shared: &SharedTally, metrics: &Metrics, body: &[u8]) -> HttpResponse {
         "unreadable": counts.unreadable,
     });
     reply(StatusCode::OK, body.to_string())
+}
+
+impl Receiver {
+    /// Keeps what pushes need until `shutdown`: every [`TallySettings::publish_every`] it publishes what
+    /// no push checkpointed (refused pushes, the counts of the last push before a quiet spell). In
+    /// push-only mode (`push_only`: no poller to do it) it also forgets pushed ids older than
+    /// [`TallySettings::remember_pushed`], so the dedup memory stays bounded, and keeps `emnify_up` at 1
+    /// only while pushes arrive (within [`TallySettings::push_stale_after`] of the last one).
+    ///
+    /// [`TallySettings::publish_every`]: crate::tally::TallySettings::publish_every
+    /// [`TallySettings::remember_pushed`]: crate::tally::TallySettings::remember_pushed
+    /// [`TallySettings::push_stale_after`]: crate::tally::TallySettings::push_stale_after
+    pub async fn maintain(self: Arc<Self>, push_only: bool, shutdown: CancellationToken) {
+        let (period, remember_millis, stale_after) = {
+            let tally = self.tally.lock();
+            let settings = tally.settings();
+            (settings.publish_every, duration_millis(settings.remember_pushed), settings.push_stale_after)
+        };
+        let mut up = None;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(period) => {}
+                () = shutdown.cancelled() => return,
+            }
+            if push_only {
+                self.push_only_upkeep(remember_millis, stale_after, &mut up);
+            }
+            self.tally.publish_pending().await;
+        }
+    }
+
+    /// Forgets pushed ids older than `remember_millis` and sets `emnify_up` by push freshness (`up`: as
+    /// last set); asks for a checkpoint when either changed what is published.
+    fn push_only_upkeep(&self, remember_millis: i64, stale_after: Duration, up: &mut Option<bool>) {
+        let mut tally = self.tally.lock();
+        let (now, before) = (tally.emnify_now_millis(), tally.remembered());
+        tally.forget_before(now.saturating_sub(remember_millis));
+        // `emnify_dedup_remembered_ids` is published at checkpoints: one is due when it changed.
+        let mut changed = tally.remembered() != before;
+        let fresh = self.last_push.lock().unwrap_or_else(PoisonError::into_inner).elapsed() < stale_after;
+        if *up != Some(fresh) {
+            if up.is_some() {
+                match fresh {
+                    true => tracing::info!("pushes arrive again; emnify_up is 1"),
+                    false => tracing::warn!(
+                        stale_after = %humantime::format_duration(stale_after),
+                        "no push accepted for --webhook.stale-after; emnify_up is 0 (is the data stream \
+                         running, and pointed here?)"
+                    ),
+                }
+            }
+            *up = Some(fresh);
+            self.metrics.polling.set_up(fresh);
+            changed = true;
+        }
+        if changed {
+            // The flag, not the tally's own mark: the same checkpoint follows at once, by `publish_pending`.
+            self.dirty_hint.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The `Authorization` header value of HTTP basic auth.

@@ -1,0 +1,244 @@
+//! The tally itself, a plain state machine: dedup memory, cursor, counts, and when a checkpoint is due.
+//!
+//! No lock, no clock of its own beyond `Instant` for pacing, no files: [`SharedTally`](super::SharedTally)
+//! drives it (lock, count, unlock, checkpoint) and [`checkpoint`](super::checkpoint) writes what it
+//! prepares.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::batch::{BatchCounts, FirstSeen, Ingested, Origin, TallySettings};
+use super::report::{BatchReport, LogLimit};
+use crate::dedup::RecentIds;
+use crate::emnify::{DecodedEvent, EmnifyClock};
+use crate::metrics::Metrics;
+use crate::state::StateStore;
+use crate::timefmt::{duration_millis, now_millis};
+
+/// Unreadable-record fingerprints remembered at most.
+pub(super) const MAX_UNREADABLE: usize = 10_000;
+
+/// Everything one count-once core holds; shared by the poller and the receiver as a [`SharedTally`](super::SharedTally).
+pub struct Tally {
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) settings: TallySettings,
+    /// Events before this (Unix ms, emnify's clock) are history the user did not ask for; fixed by
+    /// the first poll ([`Tally::floor_from`]) or restored from the state file.
+    pub(super) floor_millis: Option<i64>,
+    /// End of the last successful poll window, Unix seconds.
+    pub(super) cursor: Option<i64>,
+    /// Events stamped before this (Unix ms, emnify's clock) were read completely by polls that no later
+    /// window reaches back to: a push of one not remembered was polled and forgotten, or reached emnify
+    /// later than the overlap (never polled). It is not counted: never twice is the promise.
+    pub(super) polled_until_millis: Option<i64>,
+    pub(super) seen: RecentIds,
+    /// Fingerprints of unreadable records, so each is reported once.
+    pub(super) seen_unreadable: RecentIds,
+    /// Ids of events skipped, so a re-read of a skipped event is not counted as another skip.
+    seen_skipped: RecentIds,
+    pub(super) state: Option<StateStore>,
+    /// emnify's clock, shared with the client that reads it (none in push-only mode).
+    clock: Option<Arc<EmnifyClock>>,
+    /// Skipped records not yet logged (see `BatchReport`).
+    log_limit: LogLimit,
+    pub(super) last_checkpoint: Instant,
+    /// Counted since the last checkpoint.
+    pub(super) dirty: bool,
+    /// Set without the lock by those whose metrics changed outside the counts (refused pushes, the
+    /// receiver's upkeep): a checkpoint is due, but taking the count lock on an async worker for it is not.
+    pub(super) dirty_hint: Arc<AtomicBool>,
+}
+
+impl Tally {
+    /// A tally with nothing counted; the start of counting is fixed by the first poll.
+    pub fn new(metrics: Arc<Metrics>, settings: TallySettings) -> Self {
+        Tally {
+            metrics,
+            floor_millis: None,
+            cursor: None,
+            polled_until_millis: None,
+            seen: RecentIds::new(i64::MIN, settings.max_remembered_ids),
+            seen_unreadable: RecentIds::new(i64::MIN, MAX_UNREADABLE),
+            seen_skipped: RecentIds::new(i64::MIN, MAX_UNREADABLE),
+            settings,
+            state: None,
+            clock: None,
+            log_limit: LogLimit::default(),
+            last_checkpoint: Instant::now(),
+            dirty: false,
+            dirty_hint: Arc::default(),
+        }
+    }
+
+    /// How this tally counts (the receiver's upkeep reads its push settings here).
+    pub fn settings(&self) -> &TallySettings {
+        &self.settings
+    }
+
+    /// The start of counting (Unix ms): fixed now, at `emnify_now_millis - lookback`, unless a first
+    /// poll or the state file fixed it before. Whole seconds: some emnify timestamps carry no milliseconds.
+    pub fn floor_from(&mut self, emnify_now_millis: i64) -> i64 {
+        if let Some(floor) = self.floor_millis {
+            return floor;
+        }
+        let floor = emnify_now_millis.saturating_sub(duration_millis(self.settings.lookback)).div_euclid(1000) * 1000;
+        self.floor_millis = Some(floor);
+        self.forget_before(floor);
+        floor
+    }
+
+    pub fn cursor(&self) -> Option<i64> {
+        self.cursor
+    }
+
+    /// A poll window was read whole up to `until` (Unix seconds): the cursor moves there, and ids of
+    /// events before `keep_from_millis`, which no later window reaches, are forgotten. The caller
+    /// ends the poll with a checkpoint.
+    pub fn window_done(&mut self, until: i64, keep_from_millis: i64) {
+        self.cursor = Some(until);
+        self.polled_until_millis = self.polled_until_millis.max(Some(keep_from_millis));
+        self.forget_before(keep_from_millis);
+    }
+
+    pub fn remembered(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Reads emnify's time from `clock` (the poller's client keeps it up to date).
+    pub fn use_clock(&mut self, clock: Arc<EmnifyClock>) {
+        self.clock = Some(clock);
+    }
+
+    /// emnify's time now, as well as this exporter knows it: its clock where an answer told it, else the
+    /// host's (push-only mode has no answers to read it from).
+    pub fn emnify_now_millis(&self) -> i64 {
+        self.clock.as_ref().map_or_else(now_millis, |clock| clock.now_or_host_millis())
+    }
+
+    /// A flag that asks for a checkpoint soon when set, e.g. after metrics outside the counts changed;
+    /// setting it takes no lock (see [`SharedTally::publish_pending`](super::SharedTally::publish_pending),
+    /// which acts on it).
+    pub fn dirty_hint(&self) -> Arc<AtomicBool> {
+        self.dirty_hint.clone()
+    }
+
+    /// Forgets what no later poll window or re-delivery can bring back: ids remembered from before
+    /// `millis` (Unix ms, emnify's clock). Polls do it as windows close; in push-only mode the
+    /// receiver's upkeep does it for pushed ids older than [`TallySettings::remember_pushed`].
+    pub fn forget_before(&mut self, millis: i64) {
+        self.seen.forget_before(millis);
+        self.seen_unreadable.forget_before(millis);
+        self.seen_skipped.forget_before(millis);
+    }
+
+    /// Counts what is new in a batch and says what must follow (the rules in the module docs): the
+    /// sans-IO step. [`SharedTally::ingest`](super::SharedTally::ingest) also runs the checkpoint it asks for.
+    pub fn ingest(&mut self, events: Vec<DecodedEvent<'_>>, origin: Origin) -> Ingested {
+        self.ingest_noting(events, origin, None)
+    }
+
+    /// [`Tally::ingest`], also noting the records received for the first time in `first_seen`.
+    pub fn ingest_noting(
+        &mut self,
+        events: Vec<DecodedEvent<'_>>,
+        origin: Origin,
+        first_seen: Option<&mut FirstSeen>,
+    ) -> Ingested {
+        let counts = self.count(events, origin, first_seen);
+        let must_save = matches!(origin, Origin::Push { .. }) && self.state.is_some();
+        let every = if self.state.is_some() { self.settings.save_every } else { self.settings.publish_every };
+        let checkpoint_due = must_save || self.last_checkpoint.elapsed() >= every;
+        Ingested { counts, must_save, checkpoint_due }
+    }
+
+    /// Counts what is new in a batch.
+    fn count(
+        &mut self,
+        events: Vec<DecodedEvent<'_>>,
+        origin: Origin,
+        mut note: Option<&mut FirstSeen>,
+    ) -> BatchCounts {
+        let mut counts = BatchCounts::default();
+        self.dirty = true;
+        let remember_pushed = duration_millis(self.settings.remember_pushed);
+        let mut recorder = self.metrics.events.recorder();
+        let mut report = BatchReport::default();
+        for decoded in events {
+            counts.received += 1;
+            let event = match decoded {
+                Ok(e) => e,
+                Err(bad) => {
+                    let time = match origin {
+                        Origin::Poll { until_millis, .. } => until_millis,
+                        Origin::Push { arrival_millis } => arrival_millis,
+                    };
+                    // Non-objects leave no fingerprint; each of those is counted every time it is received.
+                    let first_seen = bad.fingerprint != 0 && self.seen_unreadable.insert(bad.fingerprint, time);
+                    counts.first_seen += u64::from(first_seen);
+                    if let (true, Some(note)) = (first_seen, note.as_deref_mut()) {
+                        note.unreadable.push(bad.fingerprint);
+                    }
+                    if bad.fingerprint == 0 || first_seen {
+                        counts.unreadable += 1;
+                        self.metrics.events.record_unreadable(bad.reason);
+                        report.unreadable(bad.reason, bad.id, bad.invalid_id);
+                    }
+                    continue;
+                }
+            };
+            // `remember` decides how long the id is kept; `time` is the event's time as counted.
+            let (remember, time) = match origin {
+                Origin::Poll { from_millis, until_millis } => {
+                    // A payload time outside the window is wrong; the event's real time is then anywhere
+                    // in it, and remembering it to the window's end keeps it until no window reaches it.
+                    let time = event
+                        .timestamp_millis
+                        .filter(|t| (from_millis..=until_millis).contains(t))
+                        .unwrap_or(until_millis);
+                    (time, time)
+                }
+                Origin::Push { arrival_millis } => {
+                    let payload = event.timestamp_millis.unwrap_or(arrival_millis);
+                    let remember = payload.clamp(arrival_millis, arrival_millis.saturating_add(remember_pushed));
+                    (remember, payload.min(arrival_millis))
+                }
+            };
+            let polled_already = matches!(origin, Origin::Push { .. })
+                && self.polled_until_millis.zip(event.timestamp_millis).is_some_and(|(until, t)| t < until);
+            if polled_already && !self.seen.contains(event.id) {
+                // A paused stream's backlog, or a batch sent again days later: polling read that span.
+                if self.seen_skipped.insert(event.id, remember) {
+                    counts.skipped += 1;
+                    self.metrics.events.record_skipped("polled_already");
+                    report.skipped(event.id);
+                }
+                continue;
+            }
+            if remember < self.seen.horizon_millis() && !self.seen.contains(event.id) {
+                // Only the dedup cap moves the horizon past a window's start: too old to tell whether
+                // it was counted already. Each such event is reported once, however often it is re-read.
+                if self.seen_skipped.insert(event.id, remember) {
+                    counts.skipped += 1;
+                    self.metrics.events.record_skipped("beyond_dedup_horizon");
+                    report.skipped(event.id);
+                }
+                continue;
+            }
+            if self.seen.insert(event.id, remember) {
+                counts.counted += 1;
+                counts.first_seen += 1;
+                if let Some(note) = note.as_deref_mut() {
+                    note.ids.push(event.id);
+                }
+                recorder.record(&event, Some(time));
+            } else {
+                counts.duplicates += 1;
+                self.metrics.events.record_duplicate();
+            }
+        }
+        drop(recorder);
+        report.log(&mut self.log_limit);
+        counts
+    }
+}

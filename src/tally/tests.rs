@@ -1,0 +1,181 @@
+//! Unit tests of the tally: restore, group commit, the handle, and what pushes of polled or pushed events count.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{checkpoint, lock, NotSaved, Origin, Tally, TallySettings};
+use crate::emnify::decode_event_list;
+use crate::metrics::Metrics;
+use crate::state::StateStore;
+use crate::timefmt::now_millis;
+
+fn exposition(metrics: &Metrics) -> String {
+    String::from_utf8(metrics.encode()).unwrap()
+}
+
+/// Pushed events of a type the exporter has no name for are counted as `unknown`; once the name is
+/// learned (the poller reads emnify's catalogue) it is saved, and after a restart the series is
+/// named, its value kept.
+#[test]
+fn a_type_named_after_its_first_events_is_named_on_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let first = Arc::new(Metrics::new());
+    let tally = Tally::new(first.clone(), TallySettings::default()).shared();
+    tally.use_state(StateStore::new(&path, "http://api")).unwrap();
+    let body = br#"[{"id": 1, "event_type": {"id": 902}}, {"id": 2, "event_type": {"id": 902}}]"#;
+    let events = decode_event_list(body).unwrap();
+    let ingested = lock(&tally).ingest(events, Origin::Push { arrival_millis: now_millis() });
+    assert!(ingested.must_save && ingested.finish(&tally) && ingested.counts.counted == 2);
+    assert!(exposition(&first).contains(r#"event_type="unknown",event_type_id="902""#));
+    first.events.set_event_type_names([(902, "Added by emnify".to_string())]);
+    assert!(checkpoint(&tally));
+
+    let second = Arc::new(Metrics::new());
+    let restarted = Tally::new(second.clone(), TallySettings::default()).shared();
+    restarted.use_state(StateStore::new(&path, "http://api")).unwrap();
+    let text = exposition(&second);
+    let named = text.lines().find(|l| l.contains(r#"event_type="Added by emnify",event_type_id="902""#));
+    assert!(named.is_some_and(|l| l.ends_with(" 2")), "{text}");
+    assert!(!text.contains(r#"event_type="unknown",event_type_id="902""#), "{text}");
+    assert_eq!(second.events.event_type_name(902), "Added by emnify");
+}
+
+/// Pushes that save concurrently (group commit, writes outside the count lock) are all saved before
+/// they are acknowledged: a restart from the file has every one of them, and what scrapes saw is
+/// never more than what was saved.
+#[test]
+fn concurrent_pushes_are_all_saved_before_they_are_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let metrics = Arc::new(Metrics::new());
+    let tally = Tally::new(metrics.clone(), TallySettings::default()).shared();
+    tally.use_state(StateStore::new(&path, "http://api")).unwrap();
+    let pushers: Vec<_> = (0..8u64)
+        .map(|pusher| {
+            let tally = tally.clone();
+            std::thread::spawn(move || {
+                for batch in 0..20u64 {
+                    let id = pusher * 1000 + batch + 1;
+                    let body = format!(r#"[{{"id": {id}, "event_type": {{"id": 3}}}}]"#);
+                    let events = decode_event_list(body.as_bytes()).unwrap();
+                    let counted = tally.ingest(events, Origin::Push { arrival_millis: now_millis() });
+                    assert!(counted.is_ok(), "push {id} not acknowledged");
+                }
+            })
+        })
+        .collect();
+    for pusher in pushers {
+        pusher.join().unwrap();
+    }
+    assert_eq!(metrics.status().events_counted, 160);
+
+    let restored = Arc::new(Metrics::new());
+    let restarted = Tally::new(restored.clone(), TallySettings::default()).shared();
+    restarted.use_state(StateStore::new(&path, "http://api")).unwrap();
+    assert_eq!(lock(&restarted).remembered(), 160);
+    let text = exposition(&restored);
+    let total: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("emnify_events_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, 160.0, "{text}");
+}
+
+fn events(ids: std::ops::Range<u64>, second: i64) -> String {
+    let list: Vec<String> = ids
+        .map(|id| {
+            let stamp = crate::timefmt::format_event_timestamp(second * 1000);
+            format!(r#"{{"id": {id}, "timestamp": "{stamp}", "event_type": {{"id": 3}}}}"#)
+        })
+        .collect();
+    format!("[{}]", list.join(","))
+}
+
+fn skipped(metrics: &Metrics, reason: &str) -> f64 {
+    let text = exposition(metrics);
+    let line = format!(r#"emnify_events_skipped_total{{reason="{reason}"}} "#);
+    text.lines().find_map(|l| l.strip_prefix(&line)?.parse().ok()).unwrap_or(-1.0)
+}
+
+/// `both` mode: events polled, forgotten once no window reaches them, then pushed again (a paused Data
+/// Streamer's backlog, days later): never counted twice, each skipped once as `polled_already`.
+#[test]
+fn a_push_of_what_polling_read_completely_is_never_counted_again() {
+    let metrics = Arc::new(Metrics::new());
+    let mut tally = Tally::new(metrics.clone(), TallySettings::default());
+    let t = 1_800_000_000;
+    tally.floor_from(t * 1000 - 60_000);
+    let body = events(1..5_001, t - 30);
+    let poll = Origin::Poll { from_millis: (t - 60) * 1000, until_millis: t * 1000 + 999 };
+    assert_eq!(tally.ingest(decode_event_list(body.as_bytes()).unwrap(), poll).counts.counted, 5_000);
+    // Later polls moved on: no window reaches back to these events, their ids are forgotten.
+    tally.window_done(t + 600, (t + 10) * 1000);
+    assert_eq!(tally.remembered(), 0);
+    let push = Origin::Push { arrival_millis: (t + 720) * 1000 };
+    let again = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push).counts;
+    assert_eq!((again.counted, again.skipped), (0, 5_000), "{again:?}");
+    let shared = tally.shared();
+    assert!(checkpoint(&shared));
+    assert_eq!(skipped(&metrics, "polled_already"), 5_000.0);
+    let mut tally = lock(&shared);
+    // Re-delivered once more: skipped events are not reported twice either.
+    let third = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push).counts;
+    assert_eq!((third.counted, third.skipped), (0, 0), "{third:?}");
+    // A pushed event stamped after what polling read is new, and counted.
+    let fresh = events(9_000..9_003, t + 700);
+    assert_eq!(tally.ingest(decode_event_list(fresh.as_bytes()).unwrap(), push).counts.counted, 3);
+}
+
+/// `push` mode: the same batch delivered again 15 minutes later is a duplicate within
+/// `--webhook.remember`; once that has passed, [`Tally::forget_before`] (run by the receiver's upkeep,
+/// `Receiver::maintain`) lets go.
+#[test]
+fn a_push_delivered_again_within_the_remember_horizon_is_a_duplicate() {
+    let metrics = Arc::new(Metrics::new());
+    let settings = TallySettings { remember_pushed: Duration::from_secs(3600), ..TallySettings::default() };
+    let mut tally = Tally::new(metrics, settings);
+    let t = 1_800_000_000;
+    let body = events(1..5_001, t);
+    let first = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), Origin::Push { arrival_millis: t * 1000 });
+    assert_eq!(first.counts.counted, 5_000);
+    // What the receiver's upkeep does 15 minutes later: forget what is older than now minus the horizon.
+    tally.forget_before((t + 900 - 3600) * 1000);
+    let push = Origin::Push { arrival_millis: (t + 900) * 1000 };
+    let again = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push).counts;
+    assert_eq!((again.counted, again.duplicates), (0, 5_000), "{again:?}");
+}
+
+/// The handle's one call: a push whose save fails is counted but refused (`NotSaved`, so the sender
+/// sends it again, and it is then a duplicate); a poll page is never refused for a failed save. A
+/// push's `counted` hook runs before its checkpoint, so what it records is published with the counts.
+#[test]
+fn the_handle_refuses_only_a_push_whose_save_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    // Every batch asks for a checkpoint, polls included.
+    let settings = TallySettings { save_every: Duration::ZERO, ..TallySettings::default() };
+    let tally = Tally::new(metrics.clone(), settings).shared();
+    tally.use_state(StateStore::new(dir.path().join("state.json"), "http://api")).unwrap();
+    let body = br#"[{"id": 1, "event_type": {"id": 3}}, {"id": 2, "event_type": {"id": 3}}]"#;
+    let mut hooked = None;
+    let counts = tally.ingest_push(decode_event_list(body).unwrap(), |counts| {
+        hooked = Some(*counts);
+        metrics.push.record_accepted(counts.received);
+    });
+    assert_eq!(counts.as_ref().ok(), hooked.as_ref());
+    assert!(exposition(&metrics).contains("emnify_push_events_total 2"), "published with the counts");
+
+    // The state directory is gone: nothing can be saved any more.
+    drop(dir);
+    assert!(!tally.checkpoint());
+    let again = tally.ingest_push(decode_event_list(body).unwrap(), |_| {});
+    let Err(NotSaved(not_saved)) = again else { panic!("acknowledged unsaved: {again:?}") };
+    assert_eq!((not_saved.received, not_saved.duplicates), (2, 2));
+    let now = now_millis();
+    let page = br#"[{"id": 3, "event_type": {"id": 3}}]"#;
+    let poll = Origin::Poll { from_millis: now - 60_000, until_millis: now };
+    let (counts, first_seen) = tally.ingest_noting(decode_event_list(page).unwrap(), poll).unwrap();
+    assert_eq!((counts.counted, first_seen.ids), (1, vec![3]));
+}
