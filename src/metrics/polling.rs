@@ -17,6 +17,7 @@ pub struct PollingMetrics {
     probes: IntCounter,
     rereads: IntCounter,
     walks_repeated: IntCounter,
+    sort_honoured: IntGauge,
     /// How the last poll ended, and the last failure, for the landing page.
     last_poll: std::sync::Mutex<LastPoll>,
 }
@@ -69,18 +70,24 @@ impl PollingMetrics {
         budget_factor.set(1.0);
         let probes = reg.counter(
             "emnify_poll_probes_total",
-            "Requests asking emnify how many events a stretch of the overlap holds (a page of its newest \
-             events), to read it again only when that changed.",
+            "Requests that learned how many events the polled query holds: the first page of each walk of a \
+             query read before, and the counts of a move of its start.",
         );
         let rereads = reg.counter(
             "emnify_poll_rereads_total",
-            "Stretches of the overlap read again because emnify's count for them changed: events reached emnify \
-             late, stamped with an older time.",
+            "Walks that went on past their first page because emnify's count showed events not yet read \
+             (new ones, late ones included).",
         );
         let walks_repeated = reg.counter(
             "emnify_poll_walks_repeated_total",
-            "Walks of a window repeated because emnify's count changed while its pages were read.",
+            "Walks read again from the newest end because events arrived while their pages were read.",
         );
+        let sort_honoured = reg.int_gauge(
+            "emnify_poll_sort_honoured",
+            "1 if emnify answers sort=-id with the newest events first, 0 if it ignores it (pages are then \
+             walked from the last one backwards; counting is not affected).",
+        );
+        sort_honoured.set(1);
         PollingMetrics {
             up,
             last_success,
@@ -93,6 +100,7 @@ impl PollingMetrics {
             probes,
             rereads,
             walks_repeated,
+            sort_honoured,
             last_poll: std::sync::Mutex::new(LastPoll::default()),
         }
     }
@@ -130,16 +138,18 @@ impl PollingMetrics {
         self.api_requests.with_label_values(&[endpoint, code]).inc();
     }
 
-    pub fn record_probe(&self) {
-        self.probes.inc();
+    /// What one poll's walk cost (see `crate::poller::PollReport`).
+    pub fn record_poll_stats(&self, probes: u32, rereads: u32, repeated: bool) {
+        self.probes.inc_by(u64::from(probes));
+        self.rereads.inc_by(u64::from(rereads));
+        if repeated {
+            self.walks_repeated.inc();
+        }
     }
 
-    pub fn record_reread(&self) {
-        self.rereads.inc();
-    }
-
-    pub fn record_changed_while_paging(&self) {
-        self.walks_repeated.inc();
+    /// Whether emnify sorts by `-id` as asked.
+    pub fn set_sort_honoured(&self, honoured: bool) {
+        self.sort_honoured.set(i64::from(honoured));
     }
 
     /// The request budget's adaptive factor after the last answer.

@@ -47,6 +47,8 @@ pub struct PlanSettings {
 pub struct Headers {
     pub total_count: Option<u64>,
     pub total_pages: Option<u32>,
+    /// `X-Current-Page`: the page served, which is the last one when the page asked for is past the end.
+    pub current_page: Option<u32>,
 }
 
 /// What counting found on one page.
@@ -97,6 +99,7 @@ enum Phase {
         page: u32,
         pages: u32,
         read_in_walk: u64,
+        pass: u32,
         /// Walking backwards (emnify ignores `sort=-id`) down to this page; `None`: forwards.
         bottom: Option<u32>,
     },
@@ -124,8 +127,29 @@ pub struct Plan {
     page_len: u32,
     /// The last count seen for the anchor.
     count: Option<u64>,
-    /// Requests this poll made for counts alone (anchor moves), for the report.
-    pub count_requests: u32,
+    /// The last `X-Total-Pages` seen in this walk.
+    total_pages: Option<u32>,
+    /// What this poll cost, for its report.
+    pub stats: PollStats,
+}
+
+/// Passes of one walk at most in a poll: a second one from the newest end when records arrived while
+/// the first was read (found in the same poll); what still arrives is left to the next poll.
+const MAX_PASSES: u32 = 2;
+
+/// What one poll cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PollStats {
+    /// Page requests, including the first page of each walk.
+    pub pages: u32,
+    /// First pages of walks of a query read before: each learns its count.
+    pub probes: u32,
+    /// Requests for a count alone, to move the anchor (two or three a move).
+    pub moves: u32,
+    /// Walks whose first page's count showed records not read before (new ones, late ones included).
+    pub rereads: u32,
+    /// Passes of the walk (2 when records arrived while it was read).
+    pub passes: u32,
 }
 
 impl Plan {
@@ -138,7 +162,8 @@ impl Plan {
             sort_honoured: None,
             page_len: settings.page_size.max(1),
             count: None,
-            count_requests: 0,
+            total_pages: None,
+            stats: PollStats::default(),
         }
     }
 
@@ -150,7 +175,8 @@ impl Plan {
     /// Starts a poll at emnify's time `now_secs` (rounded up), counting from `floor_secs`, the previous
     /// poll having ended at `cursor` (its `until`). Returns the first step.
     pub fn start(&mut self, now_secs: i64, floor_secs: i64, cursor: Option<i64>) -> Step {
-        self.count_requests = 0;
+        self.stats = PollStats { pages: 1, passes: 1, ..PollStats::default() };
+        self.total_pages = None;
         // A cursor ahead of emnify's now (its clock was stepped back) was read while that ground was
         // still the future: the window starts from now again, so no stretch goes unread.
         let cursor = cursor.map(|c| c.min(now_secs));
@@ -167,9 +193,35 @@ impl Plan {
                 self.count = None;
             }
         }
+        if self.anchor.is_some_and(|a| a.established) && self.count.is_some() {
+            self.stats.probes += 1;
+        }
         let first = self.first_page();
-        self.phase = Phase::Walking { page: first, pages: 1, read_in_walk: 0, bottom: None };
+        self.phase = Phase::Walking { page: first, pages: 1, read_in_walk: 0, bottom: None, pass: 1 };
         Step::Fetch(self.query(first, self.settings.page_size))
+    }
+
+    /// Pages the walk will need after the one asked for last, as far as emnify's count says (at most
+    /// `n`): fetched ahead while that one is counted. Empty while nothing says so.
+    pub fn lookahead(&self, n: usize) -> Vec<PageQuery> {
+        let Phase::Walking { page, bottom, .. } = self.phase else { return Vec::new() };
+        let (Some(anchor), Some(count)) = (self.anchor, self.count) else { return Vec::new() };
+        let needed = if anchor.established {
+            // Records not yet read, each page holding up to `page_len` of them.
+            usize::try_from(count.saturating_sub(anchor.read).div_ceil(u64::from(self.page_len.max(1))))
+                .unwrap_or(usize::MAX)
+                .saturating_sub(1)
+        } else {
+            usize::MAX
+        };
+        let pages: Vec<u32> = match bottom {
+            Some(bottom) => (bottom..page).rev().collect(),
+            None => match self.total_pages {
+                Some(total) => (page.saturating_add(1)..=total).collect(),
+                None => Vec::new(),
+            },
+        };
+        pages.into_iter().take(n.min(needed)).map(|p| self.query(p, self.settings.page_size)).collect()
     }
 
     /// A poll ended early (a failed request): what was read stays read; an anchor whose first walk did
@@ -205,9 +257,15 @@ impl Plan {
 
     /// A page of the walk was read and counted. Returns the next step.
     pub fn page(&mut self, headers: Headers, seen: PageSeen) -> Step {
-        let Phase::Walking { page, pages, read_in_walk, mut bottom } = self.phase else { return self.finish() };
+        let Phase::Walking { page, pages, read_in_walk, mut bottom, pass } = self.phase else {
+            return self.finish();
+        };
+        // Past the end emnify serves the last page, and says which it is.
+        let page = headers.current_page.filter(|served| (1..page).contains(served)).unwrap_or(page);
+        let first_of_walk = pages == 1;
         let Some(mut anchor) = self.anchor else { return self.finish() };
         let read_in_walk = read_in_walk + seen.new_in_walk;
+        let read_before = anchor.read;
         if anchor.established {
             anchor.read += seen.new_to_polling;
         } else {
@@ -217,6 +275,7 @@ impl Plan {
         if headers.total_count.is_some() {
             self.count = headers.total_count;
         }
+        self.total_pages = headers.total_pages.or(self.total_pages);
         let count = headers.total_count;
         // Page 1 of more is full: it shows how many records one holds (emnify may clamp `per_page`).
         if page == 1 && count.is_some_and(|c| c > u64::from(seen.len)) && seen.len > 0 {
@@ -225,22 +284,30 @@ impl Plan {
         if self.sort_honoured.is_none() {
             self.sort_honoured = seen.descending;
         }
+        // The count shows records not read before this page: the walk reads further than its first page
+        // unless this one held them all.
+        if first_of_walk && pass == 1 && anchor.established && count.is_some_and(|c| c > read_before) {
+            self.stats.rereads += 1;
+        }
         // emnify answers ascending: the newest records are on the last page, which only a count tells.
         if pages == 1 && self.sort_honoured == Some(false) {
             match count {
                 Some(count) => {
                     let last = self.last_page(count);
                     if last > page {
-                        // Page 1 was read already if that is where the walk started.
-                        let bottom = Some(if page == 1 { 2 } else { 1 });
-                        self.phase = Phase::Walking { page: last, pages: pages + 1, read_in_walk, bottom };
+                        // Down to page 1 again even if the walk started there: records that expired
+                        // meanwhile moved others onto it.
+                        let bottom = Some(1);
+                        self.phase = Phase::Walking { page: last, pages: pages + 1, read_in_walk, bottom, pass };
+                        self.stats.pages += 1;
                         return Step::Fetch(self.query(last, self.settings.page_size));
                     }
                     bottom = Some(1);
                 }
                 // No count (this time): forwards from the first page, wherever the walk started.
                 None if page > 1 => {
-                    self.phase = Phase::Walking { page: 1, pages: pages + 1, read_in_walk, bottom: None };
+                    self.phase = Phase::Walking { page: 1, pages: pages + 1, read_in_walk, bottom: None, pass };
+                    self.stats.pages += 1;
                     return Step::Fetch(self.query(1, self.settings.page_size));
                 }
                 None => {}
@@ -249,7 +316,10 @@ impl Plan {
         let complete = anchor.established
             && count.is_some_and(|c| anchor.read >= c)
             && (seen.new_to_polling < u64::from(seen.len) || seen.len == 0);
-        let at_end = if seen.repeated || seen.len == 0 {
+        // The last page served again means the end of a forward walk. Walking backwards it means the
+        // pages shrank under the walk (records expired): the walk goes on down, from the real last page.
+        let repeated = seen.repeated && !first_of_walk && bottom.is_none();
+        let at_end = if repeated || seen.len == 0 {
             true
         } else if let Some(bottom) = bottom {
             page <= bottom
@@ -266,10 +336,25 @@ impl Plan {
             if let Some(a) = &mut self.anchor {
                 a.established = true;
             }
+            // Records arrived while the pages were read (on pages already passed): once more from the
+            // newest end, stopping as soon as they are found.
+            let unread = self.anchor.zip(count).is_some_and(|(a, c)| a.read < c);
+            if !complete && unread && pass < MAX_PASSES && pages < self.settings.max_pages {
+                let first = self.first_page();
+                self.stats.passes = pass + 1;
+                self.stats.pages += 1;
+                self.phase = Phase::Walking { page: first, pages: 1, read_in_walk, bottom: None, pass: pass + 1 };
+                return Step::Fetch(self.query(first, self.settings.page_size));
+            }
             return self.finish();
         }
-        let next = if bottom.is_some() { page - 1 } else { page + 1 };
-        self.phase = Phase::Walking { page: next, pages: pages + 1, read_in_walk, bottom };
+        let next = match (bottom, count) {
+            (Some(_), Some(count)) => (page - 1).min(self.last_page(count)),
+            (Some(_), None) => page - 1,
+            (None, _) => page + 1,
+        };
+        self.stats.pages += 1;
+        self.phase = Phase::Walking { page: next, pages: pages + 1, read_in_walk, bottom, pass };
         Step::Fetch(self.query(next, self.settings.page_size))
     }
 
@@ -283,7 +368,7 @@ impl Plan {
         let complete = self.count.is_some_and(|c| anchor.read >= c);
         if anchor.established && complete && self.target_from - anchor.from >= lag {
             self.phase = Phase::MoveProbe { from: self.target_from };
-            self.count_requests += 1;
+            self.stats.moves += 1;
             let query = PageQuery { from: self.target_from, ..self.query(1, 1) };
             return Step::Count(query);
         }
@@ -302,7 +387,7 @@ impl Plan {
             Phase::MoveProbe { from } => match total_count {
                 Some(count) => {
                     self.phase = Phase::MoveConfirm { from, count };
-                    self.count_requests += 1;
+                    self.stats.moves += 1;
                     Step::Count(self.query(1, 1))
                 }
                 None => self.done(),
@@ -335,7 +420,7 @@ mod tests {
     }
 
     fn headers(count: u64) -> Headers {
-        Headers { total_count: Some(count), total_pages: Some(count.div_ceil(10) as u32) }
+        Headers { total_count: Some(count), total_pages: Some(count.div_ceil(10) as u32), current_page: None }
     }
 
     #[test]
@@ -392,7 +477,9 @@ mod tests {
         assert!(matches!(p.page(headers(35), ascending), Step::Fetch(q) if q.page == 4));
         assert!(matches!(p.page(headers(35), PageSeen { len: 5, ..ascending }), Step::Fetch(q) if q.page == 3));
         assert!(matches!(p.page(headers(35), ascending), Step::Fetch(q) if q.page == 2));
-        assert!(matches!(p.page(headers(35), ascending), Step::Done { .. }));
+        // Page 1 again: an expiry since it was read would have moved records onto it.
+        assert!(matches!(p.page(headers(35), ascending), Step::Fetch(q) if q.page == 1));
+        assert!(matches!(p.page(headers(35), PageSeen { new_in_walk: 0, ..ascending }), Step::Done { .. }));
         assert_eq!(p.sort_honoured(), Some(false));
         // Next poll starts at the last page as last counted.
         assert!(matches!(p.start(1_010, 0, Some(1_000)), Step::Fetch(q) if q.page == 4));
