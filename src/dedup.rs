@@ -91,6 +91,11 @@ impl RecentIds {
         self.ids.contains_key(&IdKey::new(id))
     }
 
+    /// Forgets `id`; true if it was remembered.
+    pub fn remove(&mut self, id: u64) -> bool {
+        self.ids.remove(&IdKey::new(id)).is_some()
+    }
+
     /// Remembers `id` with its event time; true if it was not known yet.
     pub fn insert(&mut self, id: u64, time_millis: i64) -> bool {
         let key = IdKey::new(id);

@@ -77,6 +77,8 @@ impl BatchCounts {
 pub struct FirstSeen {
     pub ids: Vec<u64>,
     pub unreadable: Vec<u64>,
+    /// Polled events counted before from a push, read by a poll for the first time.
+    pub polled_after_push: u64,
 }
 
 /// Where a batch came from; it decides how event times are treated.

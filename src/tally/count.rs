@@ -37,6 +37,10 @@ pub struct Tally {
     pub(super) seen_unreadable: RecentIds,
     /// Ids of events skipped, so a re-read of a skipped event is not counted as another skip.
     seen_skipped: RecentIds,
+    /// Ids counted from a push (once polling runs) that no poll has read yet: the first poll that reads
+    /// one learns it is new to polling ([`FirstSeen::polled_after_push`]), so its walk can stop once it
+    /// found what emnify's count says is new. Forgetting one only costs that walk a page.
+    unpolled: RecentIds,
     pub(super) state: Option<StateStore>,
     /// emnify's clock, shared with the client that reads it (none in push-only mode).
     clock: Option<Arc<EmnifyClock>>,
@@ -61,6 +65,7 @@ impl Tally {
             seen: RecentIds::new(i64::MIN, settings.max_remembered_ids),
             seen_unreadable: RecentIds::new(i64::MIN, MAX_UNREADABLE),
             seen_skipped: RecentIds::new(i64::MIN, MAX_UNREADABLE),
+            unpolled: RecentIds::new(i64::MIN, settings.max_remembered_ids),
             settings,
             state: None,
             clock: None,
@@ -130,6 +135,7 @@ impl Tally {
         self.seen.forget_before(millis);
         self.seen_unreadable.forget_before(millis);
         self.seen_skipped.forget_before(millis);
+        self.unpolled.forget_before(millis);
     }
 
     /// Counts what is new in a batch and says what must follow (the rules in the module docs): the
@@ -231,8 +237,16 @@ impl Tally {
                 if let Some(note) = note.as_deref_mut() {
                     note.ids.push(event.id);
                 }
+                if matches!(origin, Origin::Push { .. }) && self.polled_until_millis.is_some() {
+                    self.unpolled.insert(event.id, remember);
+                }
                 recorder.record(&event, Some(time));
             } else {
+                if matches!(origin, Origin::Poll { .. }) && self.unpolled.remove(event.id) {
+                    if let Some(note) = note.as_deref_mut() {
+                        note.polled_after_push += 1;
+                    }
+                }
                 counts.duplicates += 1;
                 self.metrics.events.record_duplicate();
             }

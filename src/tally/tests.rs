@@ -179,3 +179,21 @@ fn the_handle_refuses_only_a_push_whose_save_failed() {
     let (counts, first_seen) = tally.ingest_noting(decode_event_list(page).unwrap(), poll).unwrap();
     assert_eq!((counts.counted, first_seen.ids), (1, vec![3]));
 }
+
+/// `both` mode: an event counted from a push is new to polling when a poll first reads it (so the
+/// poll's walk can stop once it found what emnify's count says is new), and only then.
+#[test]
+fn a_pushed_event_is_new_to_polling_once() {
+    let tally = Tally::new(Arc::new(Metrics::new()), TallySettings::default()).shared();
+    let t = 1_800_000_000;
+    let poll = Origin::Poll { from_millis: (t - 60) * 1000, until_millis: t * 1000 + 999 };
+    tally.lock().floor_from((t - 60) * 1000);
+    tally.lock().window_done(t - 10, (t - 60) * 1000);
+    let body = events(1..11, t - 5);
+    let pushed = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), Origin::Push { arrival_millis: t * 1000 });
+    assert_eq!(pushed.map(|c| c.counted).ok(), Some(10));
+    let (counts, first) = tally.ingest_noting(decode_event_list(body.as_bytes()).unwrap(), poll).unwrap();
+    assert_eq!((counts.duplicates, first.ids.len(), first.polled_after_push), (10, 0, 10));
+    let (_, again) = tally.ingest_noting(decode_event_list(body.as_bytes()).unwrap(), poll).unwrap();
+    assert_eq!(again.polled_after_push, 0, "read by a poll before");
+}
