@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::faults::{FaultConfig, RequestFault};
 use super::limits::Limit;
-use super::{ListCache, PagingInjection, Simulator, StoredEvent};
+use super::state::{ListCache, PagingInjection, StoredEvent};
+use super::Simulator;
 use crate::catalogue::EVENT_TYPES;
 use crate::http::{empty, json, respond, serve_http, ConnectionCounters, HttpLimits, HttpResponse, WholeBody};
 use crate::timefmt::{format_http_date, parse_timestamp_millis};

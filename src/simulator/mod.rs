@@ -6,25 +6,28 @@
 //! exporter's counters with it exactly. Nothing in the exporter's own path
 //! calls into this module.
 
+mod background;
 pub mod events;
 pub mod faults;
 mod http;
 pub mod limits;
+mod state;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalogue::{generic_cause, severity_name, source_name, GENERIC_EVENT_TYPE};
 use crate::rng::SplitMix64;
 use crate::timefmt::now_millis;
-use events::{pick_profile, render, render_unreadable, EventSpec, ENDPOINTS_PER_ORGANISATION, ORGANISATIONS};
+use events::{render_unreadable, ORGANISATIONS};
 use faults::{FaultConfig, FaultSchedule};
+use state::{PagingInjection, State, StoredEvent};
+
+pub use state::{Stats, Truth, TruthKey};
 
 /// The application token the demo's simulator accepts (not a secret: it opens nothing but the simulator).
 pub const DEMO_APPLICATION_TOKEN: &str = "demo-application-token";
@@ -88,68 +91,6 @@ impl SimulatorConfig {
     }
 }
 
-/// One event as stored: the fields the API filters and sorts on, and its JSON.
-#[derive(Debug, Clone)]
-struct StoredEvent {
-    id: u64,
-    timestamp_millis: i64,
-    event_type: u32,
-    source: u32,
-    severity: u32,
-    alert: bool,
-    endpoint: Option<u64>,
-    json: Arc<str>,
-}
-
-/// The labels of one `emnify_events_total` series, as the exporter should name them.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct TruthKey {
-    pub event_type_id: u32,
-    pub event_source: &'static str,
-    pub event_severity: &'static str,
-    pub organisation_id: u64,
-}
-
-/// What the simulator produced, counted the way the exporter should count it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Truth {
-    pub events: BTreeMap<TruthKey, u64>,
-    /// Generic events by `(cause, organisation id)`.
-    pub generic: BTreeMap<(&'static str, u64), u64>,
-    /// Alert-flagged events by `(event type id, organisation id)`.
-    pub alerts: BTreeMap<(u32, u64), u64>,
-    /// Well-formed but unreadable records served.
-    pub unreadable: u64,
-}
-
-impl Truth {
-    pub fn total(&self) -> u64 {
-        self.events.values().sum()
-    }
-}
-
-/// Requests the simulator answered, for tests that check the client's behaviour.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub logins: u64,
-    pub failed_logins: u64,
-    pub unauthorized: u64,
-    pub event_pages: u64,
-    /// Reads of the event-type catalogue (`GET /api/v1/event/type`).
-    pub event_type_reads: u64,
-    /// Requests to `/api/v1/...`, logins included.
-    pub requests: u64,
-    pub faults_injected: u64,
-    /// Data Streamer pushes answered 2xx, answered otherwise (and sent again), and sent again on purpose.
-    pub pushes: u64,
-    pub push_failures: u64,
-    pub duplicate_pushes: u64,
-    /// Requests refused with 429 by the enforced rate limits (not injected faults).
-    pub rate_limited: u64,
-    /// Most event-list requests being answered at the same time.
-    pub event_requests_peak: u64,
-}
-
 /// How the simulator acts as emnify's Data Streamer (a `RestAPI` event stream).
 #[derive(Debug, Clone)]
 pub struct StreamerConfig {
@@ -163,59 +104,6 @@ pub struct StreamerConfig {
     pub duplicate_chance: f64,
     /// Pause when there is nothing (or less than a batch) to send.
     pub idle: Duration,
-}
-
-/// How long request times are kept for rate checks.
-const REQUEST_LOG_SPAN_MILLIS: i64 = 10 * 60 * 1000;
-
-/// A test hook: when page `page` of the event list is served, add events (as if they arrived mid-walk).
-#[derive(Debug, Clone)]
-pub(crate) struct PagingInjection {
-    page: u32,
-    count: usize,
-    age: Duration,
-    /// The oldest events (lowest ids) that expire once the page is served, as emnify's retention does.
-    expire: usize,
-}
-
-struct State {
-    rng: SplitMix64,
-    events: Vec<StoredEvent>,
-    ids: HashSet<u64>,
-    truth: Truth,
-    tokens: HashMap<String, i64>,
-    stats: Stats,
-    injections: VecDeque<PagingInjection>,
-    faults: FaultSchedule,
-    /// The application token is revoked: every login gets 401.
-    revoked: bool,
-    /// Unix ms of recent API requests (logins included), oldest first.
-    request_log: VecDeque<i64>,
-    login_log: VecDeque<i64>,
-    hostile_names: bool,
-    /// Replaces the generator's rate when set (`POST /simulator/rate`); 0 pauses it, bursts included.
-    rate_override: Option<f64>,
-    /// The last event-list answer (see `list_events` in the `http` submodule).
-    list_cache: Option<ListCache>,
-    /// Event types added since start (`Simulator::add_event_type`), served by `/api/v1/event/type`.
-    added_event_types: Vec<(u32, String)>,
-    /// emnify's rate limits, when enforced.
-    pub(crate) limits: Option<limits::Limits>,
-    ascending_ids: bool,
-    /// The last id given out, with ascending ids.
-    last_id: u64,
-    /// Event-list requests being answered now.
-    pub(crate) event_requests: u64,
-    /// Added to every `X-Total-Count` (and `X-Total-Pages` follows): a count that lies while the
-    /// pages stay what they are.
-    pub(crate) total_count_offset: i64,
-}
-
-/// A filtered, sorted event list, valid while `events` events exist.
-pub(crate) struct ListCache {
-    pub(crate) question: String,
-    pub(crate) events: usize,
-    pub(crate) selected: Arc<Vec<usize>>,
 }
 
 /// The simulator; clones share one state.
@@ -268,19 +156,6 @@ impl Simulator {
     /// Produces `count` events of the everyday mix, timestamped now.
     pub fn generate(&self, count: usize) {
         self.generate_aged(count, Duration::ZERO);
-    }
-
-    /// Produces `count` events, [`SimulatorConfig::late_share`] of them stamped up to
-    /// [`SimulatorConfig::late_max_age`] ago, the rest now.
-    fn generate_with_late_share(&self, count: usize) {
-        let now = self.now_millis();
-        let max_age = crate::timefmt::duration_millis(self.config.late_max_age) as f64;
-        let mut state = self.lock();
-        for _ in 0..count {
-            let late = self.config.late_share > 0.0 && state.rng.chance(self.config.late_share);
-            let age = if late { (state.rng.unit() * max_age) as i64 } else { 0 };
-            state.produce(now - age, None);
-        }
     }
 
     /// Makes `X-Total-Count` report `offset` more (or fewer) events than the list holds, pages unchanged.
@@ -437,217 +312,6 @@ impl Simulator {
     pub fn request_times(&self) -> (Vec<i64>, Vec<i64>) {
         let state = self.lock();
         (state.request_log.iter().copied().collect(), state.login_log.iter().copied().collect())
-    }
-
-    /// Pushes every produced event to `config.url`, batch by batch, until `shutdown` is cancelled.
-    ///
-    /// A batch answered with anything but 2xx (or not answered) is sent again, as the Data Streamer
-    /// does, so the receiver sees retries; with `duplicate_chance` an accepted batch is sent twice.
-    pub async fn run_streamer(self, config: StreamerConfig, shutdown: CancellationToken) {
-        crate::install_crypto_provider();
-        let Ok(client) = reqwest::Client::builder().timeout(Duration::from_secs(10)).build() else {
-            tracing::error!("the simulator's streamer cannot create its HTTP client");
-            return;
-        };
-        let mut next = 0usize;
-        let mut rng = SplitMix64::new(self.config.seed ^ 0x57EA);
-        loop {
-            let batch: Vec<Arc<str>> = {
-                let state = self.lock();
-                let end = state.events.len().min(next + config.batch_size.max(1));
-                state.events[next.min(end)..end].iter().map(|e| e.json.clone()).collect()
-            };
-            if batch.len() < config.batch_size.max(1) {
-                tokio::select! {
-                    () = tokio::time::sleep(config.idle) => {}
-                    () = shutdown.cancelled() => return,
-                }
-                if batch.is_empty() {
-                    continue;
-                }
-            }
-            if shutdown.is_cancelled() {
-                return;
-            }
-            let body = if config.batch_size == 1 {
-                batch[0].to_string()
-            } else {
-                format!("[{}]", batch.iter().map(|e| &**e).collect::<Vec<_>>().join(","))
-            };
-            let mut request = client.post(&config.url).header("content-type", "application/json").body(body);
-            for (name, value) in &config.headers {
-                request = request.header(name.as_str(), value.as_str());
-            }
-            let accepted = request.send().await.is_ok_and(|r| r.status().is_success());
-            if accepted {
-                let duplicate = rng.chance(config.duplicate_chance);
-                let mut state = self.lock();
-                state.stats.pushes += 1;
-                if duplicate {
-                    state.stats.duplicate_pushes += 1;
-                } else {
-                    next += batch.len();
-                }
-            } else {
-                self.lock().stats.push_failures += 1;
-                tokio::select! {
-                    () = tokio::time::sleep(config.idle) => {}
-                    () = shutdown.cancelled() => return,
-                }
-            }
-        }
-    }
-
-    /// Produces about `events_per_second` events each second, and a Generic burst every `burst_every`.
-    pub async fn run_generator(self, events_per_second: f64, burst_every: Duration, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut since_burst = Duration::ZERO;
-        let mut carry = 0.0;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = shutdown.cancelled() => return,
-            }
-            let rate = self.lock().rate_override.unwrap_or(events_per_second).max(0.0);
-            if rate == 0.0 {
-                continue;
-            }
-            carry += rate;
-            let (count, burst_org) = {
-                let mut state = self.lock();
-                // Vary the per-second count around the rate so graphs look alive.
-                let jitter = 0.5 + state.rng.unit();
-                let count = (carry * jitter).floor();
-                carry = (carry - count).max(0.0);
-                (count as usize, state.rng.below(ORGANISATIONS.len() as u64) as usize)
-            };
-            self.generate_with_late_share(count);
-            since_burst += Duration::from_secs(1);
-            if !burst_every.is_zero() && since_burst >= burst_every {
-                since_burst = Duration::ZERO;
-                let size = 20 + self.lock().rng.below(40) as usize;
-                self.generic_burst(burst_org, size);
-                tracing::debug!(
-                    size,
-                    organisation = ORGANISATIONS[burst_org].name,
-                    "simulated a Generic disconnect burst"
-                );
-            }
-        }
-    }
-}
-
-impl State {
-    fn log(log: &mut VecDeque<i64>) {
-        let now = now_millis();
-        log.push_back(now);
-        while log.front().is_some_and(|t| now - t > REQUEST_LOG_SPAN_MILLIS) {
-            log.pop_front();
-        }
-    }
-
-    pub(crate) fn note_request(&mut self) {
-        self.stats.requests += 1;
-        Self::log(&mut self.request_log);
-    }
-
-    pub(crate) fn note_login(&mut self) {
-        self.note_request();
-        Self::log(&mut self.login_log);
-    }
-
-    fn fresh_id(&mut self) -> u64 {
-        if self.ascending_ids {
-            self.last_id += 1 + self.rng.below(3);
-            self.ids.insert(self.last_id);
-            return self.last_id;
-        }
-        // Ids are 64-bit and random: nothing promises they grow with time.
-        loop {
-            let id = 1_000_000_000 + self.rng.below(9_000_000_000_000_000);
-            if self.ids.insert(id) {
-                return id;
-            }
-        }
-    }
-
-    /// Removes the `count` events with the lowest ids, as retention would (the truth keeps them: it
-    /// says what was produced; tests of expiry compare ids).
-    pub(crate) fn expire_lowest_ids(&mut self, count: usize) {
-        if count == 0 {
-            return;
-        }
-        let mut ids: Vec<u64> = self.events.iter().map(|e| e.id).collect();
-        ids.sort_unstable();
-        if let Some(&cut) = ids.get(count.min(ids.len()).saturating_sub(1)) {
-            self.events.retain(|e| e.id > cut);
-        }
-    }
-
-    /// Produces one event at `time`; `generic_for` forces a Generic event for that organisation.
-    pub(crate) fn produce(&mut self, time: i64, generic_for: Option<usize>) {
-        self.produce_typed(time, generic_for, None);
-    }
-
-    /// [`State::produce`], with the event's type replaced by `event_type` when given (no alert flag).
-    fn produce_typed(&mut self, time: i64, generic_for: Option<usize>, event_type: Option<u32>) {
-        let id = self.fresh_id();
-        let (org_index, (mut profile_type, source, severity, mut alert, device, description)) = match generic_for {
-            Some(org) => {
-                let description = match self.rng.below(10) {
-                    0..=5 => events::GENERIC_THROTTLING,
-                    6..=8 => events::GENERIC_QUOTA,
-                    _ => events::GENERIC_OTHER,
-                };
-                (org, (GENERIC_EVENT_TYPE, 1, 1, true, true, description))
-            }
-            None => (self.rng.below(ORGANISATIONS.len() as u64) as usize, pick_profile(&mut self.rng)),
-        };
-        if let Some(forced) = event_type {
-            (profile_type, alert) = (forced, false);
-        }
-        let event_type = profile_type;
-        let organisation = if self.hostile_names && org_index == 2 {
-            &events::HOSTILE_ORGANISATION
-        } else {
-            &ORGANISATIONS[org_index]
-        };
-        let endpoint = device.then(|| organisation.id * 1000 + self.rng.below(ENDPOINTS_PER_ORGANISATION));
-        let spec = EventSpec {
-            id,
-            timestamp_millis: time,
-            event_type,
-            source,
-            severity,
-            alert,
-            description,
-            organisation,
-            endpoint,
-        };
-        let (json, rendered_time) = render(&spec, &mut self.rng);
-        self.events.push(StoredEvent {
-            id,
-            timestamp_millis: rendered_time,
-            event_type,
-            source,
-            severity,
-            alert,
-            endpoint,
-            json: json.into(),
-        });
-        let key = TruthKey {
-            event_type_id: event_type,
-            event_source: source_name(Some(source)),
-            event_severity: severity_name(Some(severity)),
-            organisation_id: organisation.id,
-        };
-        *self.truth.events.entry(key).or_default() += 1;
-        if event_type == GENERIC_EVENT_TYPE {
-            *self.truth.generic.entry((generic_cause(description), organisation.id)).or_default() += 1;
-        }
-        if alert {
-            *self.truth.alerts.entry((event_type, organisation.id)).or_default() += 1;
-        }
     }
 }
 
