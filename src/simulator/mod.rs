@@ -11,6 +11,8 @@ pub mod events;
 pub mod faults;
 mod http;
 pub mod limits;
+mod list;
+mod reply;
 mod state;
 
 use std::collections::{HashMap, HashSet, VecDeque};

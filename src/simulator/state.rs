@@ -106,7 +106,7 @@ pub(super) struct State {
     pub(super) hostile_names: bool,
     /// Replaces the generator's rate when set (`POST /simulator/rate`); 0 pauses it, bursts included.
     pub(super) rate_override: Option<f64>,
-    /// The last event-list answer (see `list_events` in the `http` submodule).
+    /// The last event-list answer (see `list_events` in the `list` submodule).
     pub(super) list_cache: Option<ListCache>,
     /// Event types added since start (`Simulator::add_event_type`), served by `/api/v1/event/type`.
     pub(super) added_event_types: Vec<(u32, String)>,
