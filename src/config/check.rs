@@ -1,0 +1,173 @@
+//! [`ExporterArgs::into_config`]: what clap cannot check (the secrets and how the settings combine),
+//! turning the flags into a [`Config`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hyper::header::HeaderName;
+
+use super::args::ExporterArgs;
+use super::env::{TOKEN_ENV, WEBHOOK_PASSWORD_ENV, WEBHOOK_SECRET_ENV};
+use super::types::{Config, ConfigError, PollConfig};
+use crate::emnify::TokenSource;
+use crate::http::HttpLimits;
+use crate::metrics::SeriesLimits;
+use crate::poller::PollerSettings;
+use crate::receiver::ReceiverSettings;
+use crate::secret::Secret;
+use crate::tally::TallySettings;
+
+impl ExporterArgs {
+    /// Checks what clap cannot: the secrets and how they combine. `env` reads an environment
+    /// variable (the secrets are never flags, so they never show in process listings).
+    pub fn into_config(self, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let push = if self.ingest_mode.receives() { Some(self.receiver_settings(&env)?) } else { None };
+        let poll = if self.ingest_mode.polls() { Some(self.poll_config(&env)?) } else { None };
+        if let Some(path) = &self.web_config_file {
+            crate::webconfig::WebConfig::load(path).map_err(|e| ConfigError(e.to_string()))?;
+        }
+        if let Some(path) = &self.state_file {
+            // A path that cannot hold the state fails now, not as counts that silently stop moving.
+            crate::state::StateStore::new(path, &self.api_url)
+                .check()
+                .map_err(|e| ConfigError(format!("--state.file: {e}")))?;
+        }
+        Ok(Config {
+            api_url: self.api_url,
+            listen_address: self.listen_address,
+            telemetry_path: self.telemetry_path,
+            web_config_file: self.web_config_file,
+            http: HttpLimits {
+                max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+                max_header_bytes: self.max_header_size,
+                ..HttpLimits::default()
+            },
+            state_file: self.state_file,
+            tally: TallySettings {
+                lookback: self.lookback,
+                max_remembered_ids: usize::try_from(self.max_remembered_ids).unwrap_or(usize::MAX),
+                // With a poller, a pushed id is kept as long as polled ones (what polling read completely
+                // is never counted again when pushed); without one, as long as asked.
+                remember_pushed: if self.ingest_mode.polls() { self.overlap } else { self.webhook_remember },
+                push_stale_after: self.webhook_stale_after,
+                ..TallySettings::default()
+            },
+            series: SeriesLimits {
+                max_organisations: usize::try_from(self.max_organisations).unwrap_or(usize::MAX),
+                max_label_length: usize::try_from(self.max_label_length).unwrap_or(usize::MAX),
+            },
+            poll,
+            push,
+            demo: self.demo,
+        })
+    }
+
+    /// The poll part: an application token is needed, except in the demo, which polls its own simulator.
+    fn poll_config(&self, env: &impl Fn(&str) -> Option<String>) -> Result<PollConfig, ConfigError> {
+        let token_env = env(TOKEN_ENV).filter(|t| !t.is_empty());
+        let token = match (token_env, &self.application_token_file) {
+            // The simulator's own token in the demo: a real one from the environment is never sent to it.
+            _ if self.demo => TokenSource::Value(Secret::new(crate::simulator::DEMO_APPLICATION_TOKEN)),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(
+                    "both EMNIFY_APPLICATION_TOKEN and --emnify.application-token-file \
+                     (EMNIFY_EXPORTER_EMNIFY_APPLICATION_TOKEN_FILE) are set; set only one"
+                        .into(),
+                ))
+            }
+            (Some(t), None) => TokenSource::Value(Secret::new(t)),
+            (None, Some(path)) => {
+                if let Err(e) = std::fs::metadata(path) {
+                    return Err(ConfigError(format!(
+                        "--emnify.application-token-file: cannot read {}: {e}",
+                        path.display()
+                    )));
+                }
+                TokenSource::File(path.clone())
+            }
+            (None, None) => {
+                return Err(ConfigError(
+                    "no emnify application token: set EMNIFY_APPLICATION_TOKEN or \
+                     --emnify.application-token-file (or run with --demo)"
+                        .into(),
+                ))
+            }
+        };
+        let default_interval = if self.demo { Duration::from_secs(5) } else { Duration::from_secs(60) };
+        Ok(PollConfig {
+            token,
+            interval: self.poll_interval.unwrap_or(default_interval),
+            request_timeout: self.request_timeout,
+            min_request_interval: self.min_request_interval,
+            request_budget_share: (self.request_budget_share > 0.0).then_some(self.request_budget_share),
+            walk: PollerSettings {
+                page_size: self.page_size,
+                overlap: self.overlap,
+                requests_in_flight: self.requests_in_flight as usize,
+            },
+        })
+    }
+
+    fn receiver_settings(&self, env: &impl Fn(&str) -> Option<String>) -> Result<ReceiverSettings, ConfigError> {
+        let from_env_or_file = |var: &str, file: &Option<PathBuf>, flag: &str| -> Result<Option<Secret>, ConfigError> {
+            match (env(var).filter(|v| !v.is_empty()), file) {
+                (Some(_), Some(_)) => Err(ConfigError(format!("both {var} and {flag} are set; set only one"))),
+                (Some(v), None) => Ok(Some(Secret::new(v))),
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| ConfigError(format!("{flag}: cannot read {}: {e}", path.display())))?;
+                    let value = text.strip_suffix('\n').unwrap_or(&text).to_string();
+                    if value.is_empty() {
+                        return Err(ConfigError(format!("{flag}: {} is empty", path.display())));
+                    }
+                    Ok(Some(Secret::new(value)))
+                }
+                (None, None) => Ok(None),
+            }
+        };
+        let secret = from_env_or_file(WEBHOOK_SECRET_ENV, &self.webhook_secret_file, "--webhook.secret-file")?;
+        let password = from_env_or_file(
+            WEBHOOK_PASSWORD_ENV,
+            &self.webhook_basic_auth_password_file,
+            "--webhook.basic-auth-password-file",
+        )?;
+        let basic_auth = match (&self.webhook_basic_auth_user, password) {
+            (Some(user), Some(password)) => Some((user.clone(), password)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "--webhook.basic-auth-user needs a password (EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD or \
+                     --webhook.basic-auth-password-file)"
+                        .into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError("a webhook basic-auth password needs --webhook.basic-auth-user".into()))
+            }
+        };
+        // The demo's set-up makes up a secret for its own streamer when none is given.
+        if secret.is_none() && basic_auth.is_none() && !self.webhook_insecure_no_auth && !self.demo {
+            return Err(ConfigError(
+                "--ingest.mode push/both needs push credentials: EMNIFY_EXPORTER_WEBHOOK_SECRET (or \
+                 --webhook.secret-file) and/or --webhook.basic-auth-user; or --webhook.insecure-no-auth to accept \
+                 pushes from anyone"
+                    .into(),
+            ));
+        }
+        let header = HeaderName::from_bytes(self.webhook_secret_header.as_bytes()).map_err(|_| {
+            ConfigError(format!("--webhook.secret-header: {:?} is not a header name", self.webhook_secret_header))
+        })?;
+        if self.webhook_path == self.telemetry_path {
+            return Err(ConfigError("--webhook.path must differ from --web.telemetry-path".into()));
+        }
+        Ok(ReceiverSettings {
+            path: self.webhook_path.clone(),
+            secret_header: secret.map(|s| (header, s)),
+            basic_auth,
+            insecure_no_auth: self.webhook_insecure_no_auth,
+            max_body_bytes: self.webhook_max_body_size,
+            read_timeout: self.webhook_read_timeout,
+            max_concurrent: self.webhook_max_concurrent as usize,
+        })
+    }
+}

@@ -1,0 +1,28 @@
+//! Command-line flags (each also an environment variable; a flag wins) and their checks.
+//!
+//! The parts, each importing only those listed before it: `parse` (the value parsers clap calls),
+//! `types` (the checked [`Config`] the exporter runs with), `args` (the clap definitions: [`Cli`],
+//! [`ExporterArgs`], [`SimulateArgs`]), `env` (the variables: secrets, renamed ones, what to clear),
+//! `check` ([`ExporterArgs::into_config`]: what clap cannot check), `explain` (errors with where a
+//! value came from) and `unused` (warnings about settings the mode does not use). This file only
+//! re-exports.
+
+mod args;
+mod check;
+mod env;
+mod explain;
+mod parse;
+mod types;
+mod unused;
+
+pub use args::{Cli, Command, ExporterArgs, SimulateArgs, DEFAULT_PORT};
+pub use env::{
+    adopt_renamed_env, env_name, env_to_clear, RENAMED_ENV, TOKEN_ENV, WEBHOOK_PASSWORD_ENV, WEBHOOK_SECRET_ENV,
+};
+pub use explain::{explain_config_error, explain_error};
+pub use parse::{parse_listen_address, parse_size};
+pub use types::{Config, ConfigError, IngestMode, PollConfig};
+pub use unused::unused_settings;
+
+#[cfg(test)]
+mod tests;
