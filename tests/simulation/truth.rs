@@ -7,7 +7,17 @@
 //!   than `o` after its timestamp (`arrival_ms - timestamp_ms > o`: no window polled after its arrival
 //!   reaches back to it); with `min_visible_ms = Some(v)`, an event visible for less than `v`
 //!   (`expires_ms - arrival_ms < v`: retention removed it before a poll had to see it);
+//!   with `stamp_horizon_ms = Some(h)`, an event stamped at or after `h` is excluded (no poll window reached
+//!   it: emnify's `Date` ran behind); with `expired_before_ms = Some(x)`, an event that expired at or before
+//!   `x` is unreachable (retention removed it before the walk that had to read it was over);
 //! - **countable**: every other event; each must be counted exactly once.
+//!
+//! Pushes ([`Truth::with_pushes`]) widen that: an event a Data Streamer delivery brought to the tally is
+//! countable however polling classes it ([`PushFate::Counts`]: accepted while stamped at or after what
+//! polling had read completely, so the tally must count it), or, when every accepted delivery of it came
+//! after polling had read past its time and polling itself cannot reach it, unreachable
+//! ([`Unreachable::PolledAlready`]: the tally skips it, never counting twice). In push mode polling
+//! reaches nothing: give a rule with `floor_ms = i64::MAX`.
 //!
 //! [`check`] then requires, series by series, `countable <= exported <= countable + unreachable`, and no
 //! exported series with a positive value that the truth does not know.
@@ -82,6 +92,31 @@ pub struct CountingRule {
     pub horizon_ms: i64,
     pub overlap_ms: Option<i64>,
     pub min_visible_ms: Option<i64>,
+    pub stamp_horizon_ms: Option<i64>,
+    pub expired_before_ms: Option<i64>,
+}
+
+impl CountingRule {
+    /// Events stamped from `floor_ms` that arrived by `horizon_ms`, all countable.
+    pub fn new(floor_ms: i64, horizon_ms: i64) -> CountingRule {
+        CountingRule {
+            floor_ms,
+            horizon_ms,
+            overlap_ms: None,
+            min_visible_ms: None,
+            stamp_horizon_ms: None,
+            expired_before_ms: None,
+        }
+    }
+}
+
+/// What the Data Streamer's accepted deliveries did with one event (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PushFate {
+    /// Every accepted delivery came when polling had read past the event's time: skipped.
+    PolledAlready,
+    /// At least one accepted delivery came while the tally had to count it.
+    Counts,
 }
 
 /// Why an event is unreachable.
@@ -89,6 +124,8 @@ pub struct CountingRule {
 pub enum Unreachable {
     Late,
     Expired,
+    /// Only pushed, after polling had read its time completely (`polled_already`).
+    PolledAlready,
 }
 
 /// What the rule makes of one event.
@@ -101,11 +138,19 @@ pub enum Class {
 
 impl CountingRule {
     pub fn classify(&self, e: &Event) -> Class {
-        if e.arrival_ms > self.horizon_ms || e.timestamp_ms < self.floor_ms {
+        if e.arrival_ms > self.horizon_ms
+            || e.timestamp_ms < self.floor_ms
+            || self.stamp_horizon_ms.is_some_and(|h| e.timestamp_ms >= h)
+        {
             return Class::Excluded;
         }
         if self.overlap_ms.is_some_and(|o| e.arrival_ms - e.timestamp_ms > o) {
             return Class::Unreachable(Unreachable::Late);
+        }
+        if let (Some(x), Some(expires)) = (self.expired_before_ms, e.expires_ms) {
+            if expires <= x {
+                return Class::Unreachable(Unreachable::Expired);
+            }
         }
         if let (Some(v), Some(expires)) = (self.min_visible_ms, e.expires_ms) {
             if expires - e.arrival_ms < v {
@@ -128,9 +173,19 @@ pub struct Truth {
 
 impl Truth {
     pub fn of(events: &[Event], rule: &CountingRule) -> Truth {
+        Truth::with_pushes(events, rule, &BTreeMap::new())
+    }
+
+    /// [`Truth::of`], with what the Data Streamer's accepted deliveries did, by event id.
+    pub fn with_pushes(events: &[Event], rule: &CountingRule, pushes: &BTreeMap<i64, PushFate>) -> Truth {
         let mut truth = Truth::default();
         for e in events {
-            let map = match rule.classify(e) {
+            let class = match (rule.classify(e), pushes.get(&e.id)) {
+                (Class::Countable, _) | (_, Some(PushFate::Counts)) => Class::Countable,
+                (_, Some(PushFate::PolledAlready)) => Class::Unreachable(Unreachable::PolledAlready),
+                (class, None) => class,
+            };
+            let map = match class {
                 Class::Excluded => {
                     truth.excluded += 1;
                     continue;
@@ -296,7 +351,7 @@ mod tests {
         let mut emnify = Emnify::new(Seed(15), p.clone());
         let now = p.start_ms + HOUR;
         emnify.advance_to(now);
-        let rule = CountingRule { floor_ms: p.start_ms, horizon_ms: now, overlap_ms: None, min_visible_ms: None };
+        let rule = CountingRule::new(p.start_ms, now);
         let truth = emnify.truth(&rule);
         assert!(truth.countable.keys().any(|k| matches!(k, SeriesKey::Generic { .. } | SeriesKey::Alert { .. })));
         assert_eq!(check(&exposition(&truth.countable), &truth), Ok(()));

@@ -1,0 +1,160 @@
+//! The counting core's histories as tests: many seeds, each exact or reported with its seed, its
+//! parameters and a shortened list of actions that still fails.
+//!
+//! `SIM_SEED=n` replays one seed; `SIM_HISTORIES=n` sets how many (default: 30 in a debug build, 10,000
+//! in a release build; `long_run`: 1,000,000).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::core::{describe, replay, run, Action, Failure};
+use crate::mix::params_for;
+use crate::shrink::ddmin;
+
+/// Failing seeds shrunk at most (each shrink replays the history up to a few hundred times).
+const SHRUNK_AT_MOST: usize = 3;
+/// Replays one shrink may take.
+const SHRINK_BUDGET: u64 = 400;
+
+fn histories(default: u64) -> u64 {
+    std::env::var("SIM_HISTORIES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Totals {
+    histories: u64,
+    seconds: f64,
+    failures: Vec<(u64, Failure)>,
+    requests: u64,
+    events: u64,
+    deliveries: u64,
+    crashes: u64,
+}
+
+/// Runs the seeds on every core; failures sorted by seed.
+fn run_seeds(seeds: &[u64]) -> Totals {
+    let started = Instant::now();
+    let next = AtomicU64::new(0);
+    let failures = Mutex::new(Vec::new());
+    let sums: [AtomicU64; 4] = Default::default();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(seeds.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(&seed) = seeds.get(i) else { break };
+                let (params, drive) = params_for(seed);
+                match run(seed, &params, &drive) {
+                    Ok(cost) => {
+                        for (sum, v) in sums.iter().zip([cost.requests, cost.events, cost.deliveries, cost.crashes]) {
+                            sum.fetch_add(v, Ordering::Relaxed);
+                        }
+                    }
+                    Err(failure) => failures.lock().unwrap_or_else(|e| e.into_inner()).push((seed, failure)),
+                }
+            });
+        }
+    });
+    let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+    failures.sort_by_key(|f| f.0);
+    let [requests, events, deliveries, crashes] = sums.map(AtomicU64::into_inner);
+    Totals {
+        histories: seeds.len() as u64,
+        seconds: started.elapsed().as_secs_f64(),
+        failures,
+        requests,
+        events,
+        deliveries,
+        crashes,
+    }
+}
+
+/// The shortest failing prefix of a failing history's actions (by bisection), and a 1-minimal list
+/// (ddmin, within a budget of replays).
+fn shrink(seed: u64, actions: &[Action]) -> (usize, Vec<Action>) {
+    let (params, drive) = params_for(seed);
+    let fails = |candidate: &[Action]| replay(seed, &params, &drive, candidate).is_err();
+    let (mut good, mut bad) = (0usize, actions.len());
+    if fails(&[]) {
+        bad = 0;
+    }
+    while bad > good + 1 {
+        let mid = (good + bad) / 2;
+        if fails(&actions[..mid]) {
+            bad = mid;
+        } else {
+            good = mid;
+        }
+    }
+    let mut budget = SHRINK_BUDGET;
+    let minimal = ddmin(&actions[..bad], |c| {
+        budget = budget.saturating_sub(1);
+        budget > 0 && fails(c)
+    });
+    (bad, minimal)
+}
+
+fn report(totals: &Totals) -> String {
+    let mut out = Vec::new();
+    for (n, (seed, failure)) in totals.failures.iter().enumerate() {
+        out.push(failure.diff.clone());
+        if n < SHRUNK_AT_MOST {
+            let (prefix, minimal) = shrink(*seed, &failure.actions);
+            out.push(format!(
+                "  seed {seed}: fails with the first {prefix} of its {} actions; a 1-minimal list of {} (replay with \
+                 core::replay): {:?}",
+                failure.actions.len(),
+                minimal.len(),
+                &minimal[..minimal.len().min(40)]
+            ));
+        }
+    }
+    out.join("\n")
+}
+
+fn seeds(default: u64) -> Vec<u64> {
+    match std::env::var("SIM_SEED").ok().and_then(|v| v.parse().ok()) {
+        Some(seed) => {
+            let (params, drive) = params_for(seed);
+            eprintln!("seed {seed}: {}", describe(&params, &drive));
+            vec![seed]
+        }
+        None => (1..=histories(default)).collect(),
+    }
+}
+
+fn check_all(seeds: &[u64]) {
+    let totals = run_seeds(seeds);
+    eprintln!(
+        "{} histories in {:.1} s ({:.0} per second, {} threads), {} events, {} requests, {} deliveries, {} crashes",
+        totals.histories,
+        totals.seconds,
+        totals.histories as f64 / totals.seconds.max(1e-9),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        totals.events,
+        totals.requests,
+        totals.deliveries,
+        totals.crashes
+    );
+    assert!(
+        totals.failures.is_empty(),
+        "{} of {} histories failed:\n{}",
+        totals.failures.len(),
+        totals.histories,
+        report(&totals)
+    );
+}
+
+/// Every history of the poll planner, the tally, emnify's clock estimate, pushes and restarts against the
+/// model counts exactly, series by series, and no counter goes down across a restart.
+#[test]
+fn the_counting_core_is_exact_in_every_history() {
+    check_all(&seeds(if cfg!(debug_assertions) { 30 } else { 10_000 }));
+}
+
+/// A million histories (`cargo test --release --test simulation long_run -- --ignored --nocapture`).
+#[test]
+#[ignore = "a million histories: minutes even in a release build"]
+fn long_run() {
+    check_all(&seeds(1_000_000));
+}
