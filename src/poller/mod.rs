@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::emnify::{ApiError, Client, EventPage, PageQuery};
+use crate::emnify::{ApiError, Client, EventPage, PageQuery, RETENTION};
 use crate::metrics::Metrics;
 use crate::rng::SplitMix64;
 use crate::tally::{BatchCounts, Origin, SharedTally};
@@ -92,6 +92,10 @@ pub struct Poller {
     plan: Plan,
     /// Whether the fallback for an API that ignores `sort=-id` was logged.
     warned_sort: bool,
+    /// Whether a cursor older than emnify's retention was logged.
+    warned_retention: bool,
+    /// Monotonic time's origin for the tally.
+    started: Instant,
     /// The clock offset last warned about, so the warning comes once per change, not once per poll.
     warned_offset_millis: Option<i64>,
     /// When emnify's event-type catalogue was last read.
@@ -124,6 +128,8 @@ impl Poller {
             tally,
             plan,
             warned_sort: false,
+            warned_retention: false,
+            started: Instant::now(),
             warned_offset_millis: None,
             types_loaded: None,
             refreshed_for_unknown: None,
@@ -183,10 +189,15 @@ impl Poller {
             Err(error) => return self.failed(started, error, PollReport::default()).await,
         };
         self.note_clock_offset();
-        let (floor, cursor) = {
-            let mut tally = self.tally.lock();
-            (tally.floor_from(now).div_euclid(1000), tally.cursor())
-        };
+        let mono = duration_millis(self.started.elapsed());
+        let (floor, cursor) = self.tally.lock().poll_start(now, mono);
+        if cursor.is_some_and(|c| c * 1000 < now - duration_millis(RETENTION)) && !self.warned_retention {
+            self.warned_retention = true;
+            tracing::warn!(
+                "the saved cursor is older than emnify's 30-day retention: events in between are lost (emnify no \
+                 longer has them)"
+            );
+        }
         // emnify's time is known to a second or so below the truth (its `Date` headers are whole
         // seconds), so the window ends at the end of the second that may be current.
         let step = self.plan.start((now + 999).div_euclid(1000), floor, cursor);

@@ -185,7 +185,8 @@ impl Plan {
         let until = now_secs.max(floor_secs);
         // `until` never goes back while the anchor lives: every record read stays inside its query.
         match &mut self.anchor {
-            Some(anchor) if anchor.from <= target_from && anchor.from >= floor_secs => {
+            // An anchor that ends after emnify's now was read on a clock that ran ahead: a new one.
+            Some(anchor) if anchor.from <= target_from && anchor.from >= floor_secs && anchor.until <= until + 2 => {
                 anchor.until = anchor.until.max(until);
             }
             _ => {

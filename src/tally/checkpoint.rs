@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::count::{Tally, MAX_UNREADABLE};
 use crate::dedup::RecentIds;
-use crate::emnify::RETENTION;
 use crate::metrics::{Metrics, Publication};
 use crate::state::{SavedState, StateError, StateStore};
-use crate::timefmt::{duration_millis, now_millis};
+use crate::timefmt::now_millis;
 
 /// How often a save that keeps failing is logged again.
 const SAVE_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -118,11 +117,9 @@ impl Tally {
     }
 
     fn resume(&mut self, saved: SavedState) {
-        let oldest = now_millis() - duration_millis(RETENTION);
-        if saved.cursor.is_some_and(|c| c * 1000 < oldest) {
-            tracing::warn!("the saved cursor is older than emnify's 30-day retention; events in between are lost");
-        }
-        self.cursor = saved.cursor.map(|c| c.max(oldest / 1000));
+        // No clock is read here (the host's can be wrong, emnify's is not known yet): a cursor older than
+        // emnify's retention is noticed by the first poll, on emnify's clock.
+        self.cursor = saved.cursor;
         // Polls forget ids only behind what they read completely: the saved horizon is that point.
         self.polled_until_millis = saved.cursor.map(|_| saved.horizon_millis);
         self.floor_millis = saved.floor_millis;

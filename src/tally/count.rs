@@ -16,6 +16,9 @@ use crate::metrics::Metrics;
 use crate::state::StateStore;
 use crate::timefmt::{duration_millis, now_millis};
 
+/// How far after its arrival a pushed event's own time is still believed (for how long it is remembered).
+const PUSH_TIME_AHEAD_MILLIS: i64 = 24 * 3600 * 1000;
+
 /// Unreadable-record fingerprints remembered at most.
 pub(super) const MAX_UNREADABLE: usize = 10_000;
 
@@ -37,6 +40,10 @@ pub struct Tally {
     pub(super) seen_unreadable: RecentIds,
     /// Ids of events skipped, so a re-read of a skipped event is not counted as another skip.
     seen_skipped: RecentIds,
+    /// The latest time (emnify's, as the payloads say within their windows) of an event a poll read.
+    pub(super) newest_polled_millis: Option<i64>,
+    /// Monotonic time (the caller's) at which this run fixed the start of counting.
+    floor_fixed_mono_millis: Option<i64>,
     /// Ids counted from a push (once polling runs) that no poll has read yet: the first poll that reads
     /// one learns it is new to polling ([`FirstSeen::polled_after_push`]), so its walk can stop once it
     /// found what emnify's count says is new. Forgetting one only costs that walk a page.
@@ -62,6 +69,8 @@ impl Tally {
             floor_millis: None,
             cursor: None,
             polled_until_millis: None,
+            newest_polled_millis: None,
+            floor_fixed_mono_millis: None,
             seen: RecentIds::new(i64::MIN, settings.max_remembered_ids),
             seen_unreadable: RecentIds::new(i64::MIN, MAX_UNREADABLE),
             seen_skipped: RecentIds::new(i64::MIN, MAX_UNREADABLE),
@@ -89,8 +98,42 @@ impl Tally {
         }
         let floor = emnify_now_millis.saturating_sub(duration_millis(self.settings.lookback)).div_euclid(1000) * 1000;
         self.floor_millis = Some(floor);
-        self.forget_before(floor);
+        // Nothing is forgotten here: what is remembered so far was pushed (counted whatever the floor),
+        // and a poll may read it again.
         floor
+    }
+
+    /// What a poll starting at emnify's time `emnify_now_millis` (monotonic time `mono_millis`, any
+    /// fixed origin) needs: the start of counting and the cursor, Unix seconds. A cursor ahead of now
+    /// means emnify's clock, as estimated, was stepped back after windows ran ahead (no `Date` yet and
+    /// a host clock ahead, or a wrong first `Date`): the start of counting was fixed on that clock, and
+    /// is fixed again on the corrected one, as far back as the monotonic time since then says, so the
+    /// corrected windows leave no gap. Nothing before the old start was polled, so nothing polled is
+    /// counted twice.
+    pub fn poll_start(&mut self, emnify_now_millis: i64, mono_millis: i64) -> (i64, Option<i64>) {
+        let ahead = self.cursor.map_or(0, |c| c.saturating_mul(1000).saturating_sub(emnify_now_millis));
+        if let (Some(floor), true) = (self.floor_millis, ahead > 1000) {
+            let lowered = match self.floor_fixed_mono_millis {
+                Some(fixed) => {
+                    let since = mono_millis.saturating_sub(fixed).max(0);
+                    emnify_now_millis.saturating_sub(since).saturating_sub(duration_millis(self.settings.lookback))
+                }
+                // Fixed before a restart: the cursor says how far the clock ran ahead, near enough.
+                None => floor.saturating_sub(ahead),
+            };
+            let lowered = lowered.div_euclid(1000) * 1000;
+            if lowered < floor {
+                tracing::warn!(
+                    ahead_s = ahead / 1000,
+                    "emnify's clock was stepped back behind the last window: counting starts as much earlier"
+                );
+                self.floor_millis = Some(lowered);
+            }
+        }
+        if self.floor_millis.is_none() {
+            self.floor_fixed_mono_millis = Some(mono_millis);
+        }
+        (self.floor_from(emnify_now_millis).div_euclid(1000), self.cursor)
     }
 
     pub fn cursor(&self) -> Option<i64> {
@@ -102,8 +145,17 @@ impl Tally {
     /// ends the poll with a checkpoint.
     pub fn window_done(&mut self, until: i64, keep_from_millis: i64) {
         self.cursor = Some(until);
-        self.polled_until_millis = self.polled_until_millis.max(Some(keep_from_millis));
-        self.forget_before(keep_from_millis);
+        // The window's times come from emnify's clock as estimated, which can run ahead (a wrong `Date`,
+        // no `Date` and a host clock ahead). Events polled tell emnify's time too: nothing is forgotten,
+        // and no span is taken as read, closer to the newest polled event than the window's start is to
+        // its end, so a window that ran ahead and is read again later still finds every id it counted.
+        let reach = (until * 1000).saturating_sub(keep_from_millis).max(0);
+        let keep_from = match self.newest_polled_millis {
+            Some(newest) => keep_from_millis.min(newest.saturating_sub(reach)),
+            None => return,
+        };
+        self.polled_until_millis = self.polled_until_millis.max(Some(keep_from));
+        self.forget_before(keep_from);
     }
 
     pub fn remembered(&self) -> usize {
@@ -202,11 +254,16 @@ impl Tally {
                         .timestamp_millis
                         .filter(|t| (from_millis..=until_millis).contains(t))
                         .unwrap_or(until_millis);
+                    self.newest_polled_millis = self.newest_polled_millis.max(Some(time));
                     (time, time)
                 }
                 Origin::Push { arrival_millis } => {
                     let payload = event.timestamp_millis.unwrap_or(arrival_millis);
-                    let remember = payload.clamp(arrival_millis, arrival_millis.saturating_add(remember_pushed));
+                    // Kept at least `remember_pushed` after its arrival, and until its own time when that is
+                    // later but within a day (the arrival is on this exporter's estimate of emnify's clock,
+                    // which can be behind; a payload further ahead is absurd and must not pin the memory).
+                    let latest = arrival_millis.saturating_add(remember_pushed.max(PUSH_TIME_AHEAD_MILLIS));
+                    let remember = payload.clamp(arrival_millis, latest);
                     (remember, payload.min(arrival_millis))
                 }
             };

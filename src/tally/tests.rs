@@ -110,9 +110,12 @@ fn a_push_of_what_polling_read_completely_is_never_counted_again() {
     let body = events(1..5_001, t - 30);
     let poll = Origin::Poll { from_millis: (t - 60) * 1000, until_millis: t * 1000 + 999 };
     assert_eq!(tally.ingest(decode_event_list(body.as_bytes()).unwrap(), poll).counts.counted, 5_000);
-    // Later polls moved on: no window reaches back to these events, their ids are forgotten.
+    // Later polls moved on (and read newer events): no window reaches back to these, their ids are
+    // forgotten.
+    let later = Origin::Poll { from_millis: (t + 10) * 1000, until_millis: (t + 600) * 1000 + 999 };
+    tally.ingest(decode_event_list(events(9_500..9_501, t + 600).as_bytes()).unwrap(), later);
     tally.window_done(t + 600, (t + 10) * 1000);
-    assert_eq!(tally.remembered(), 0);
+    assert_eq!(tally.remembered(), 1, "only the newer event");
     let push = Origin::Push { arrival_millis: (t + 720) * 1000 };
     let again = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push).counts;
     assert_eq!((again.counted, again.skipped), (0, 5_000), "{again:?}");
@@ -188,6 +191,8 @@ fn a_pushed_event_is_new_to_polling_once() {
     let t = 1_800_000_000;
     let poll = Origin::Poll { from_millis: (t - 60) * 1000, until_millis: t * 1000 + 999 };
     tally.lock().floor_from((t - 60) * 1000);
+    let earlier = events(500..501, t - 10);
+    tally.ingest_noting(decode_event_list(earlier.as_bytes()).unwrap(), poll).unwrap();
     tally.lock().window_done(t - 10, (t - 60) * 1000);
     let body = events(1..11, t - 5);
     let pushed = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), Origin::Push { arrival_millis: t * 1000 });

@@ -5,7 +5,18 @@
 use crate::core::{Drive, Mode};
 use crate::seed::{Params, Pause, Replay, Seed, Subsystem, DAY, DEFAULT_START_MS, HOUR, MINUTE, SECOND};
 
-/// A history's parameters, drawn from its seed:
+/// Which faults a mix draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Faults {
+    All,
+    /// All but the known defects (see `known_defects` in `core_tests.rs`): no crashes, no `Date` outliers
+    /// or absence (a wrong or missing first `Date` is one), no window of a wrong clock in the first two
+    /// minutes. The named regression cases still cover 2 h ahead for 5 s and a 1970 `Date`.
+    Proven,
+}
+
+/// A history's parameters drawn from its seed, with only the faults `faults` names; the whole mix
+/// ([`Faults::All`]):
 /// - **mode**: polls alone (35 %), polls and pushes into one tally (45 %), pushes alone (20 %);
 /// - **size**: 1 in 25 large (150 events a minute for 5 minutes), 1 in 50 long (a day, 0.2 a minute, a
 ///   poll every 5 minutes with a 15-minute overlap: pauses and replays of up to a day), else 10 minutes
@@ -19,7 +30,7 @@ use crate::seed::{Params, Pause, Replay, Seed, Subsystem, DAY, DEFAULT_START_MS,
 ///   with its backlog, a replay of an old span;
 /// - **crashes** (1 in 10): up to 3, anywhere between requests or between a count and its checkpoint,
 ///   down for up to a minute, restarted from the state file.
-pub fn params_for(seed: u64) -> (Params, Drive) {
+pub fn params_in(seed: u64, faults: Faults) -> (Params, Drive) {
     let mut r = Seed(seed).rng(Subsystem::Driver);
     let mut p = Params::calm();
     p.start_ms = DEFAULT_START_MS + r.below(DAY as u64) as i64;
@@ -58,17 +69,22 @@ pub fn params_for(seed: u64) -> (Params, Drive) {
     match r.below(10) {
         0 => p.date.skew_ms = r.below(4 * HOUR as u64 + 1) as i64 - 2 * HOUR,
         1 => {
-            let at = p.start_ms + r.below(p.history_ms as u64) as i64;
+            let mut at = p.start_ms + r.below(p.history_ms as u64) as i64;
+            if faults == Faults::Proven {
+                // Not on the first answers: a wrong first `Date` is a known defect.
+                at = at.max(p.start_ms + 2 * MINUTE);
+            }
             p.date.skew_ms = 2 * HOUR;
             p.date.skew_window = Some((at, at + 5 * SECOND));
         }
         _ => {}
     }
-    if r.chance(0.15) {
+    let proven = faults == Faults::Proven;
+    if r.chance(0.15) && !proven {
         p.date.outlier_share = r.unit() * 0.1;
         p.date.outlier_max_ms = [10 * SECOND, HOUR, 400 * DAY][r.below(3) as usize];
     }
-    if r.chance(0.15) {
+    if r.chance(0.15) && !proven {
         p.date.absent_share = r.unit() * 0.5;
     }
     d.host_skew_ms = r.below(30 * MINUTE as u64 + 1) as i64 - 15 * MINUTE;
@@ -99,7 +115,7 @@ pub fn params_for(seed: u64) -> (Params, Drive) {
         p.replays.push(Replay { at_ms: at, span_start_ms: span_start, span_end_ms: span_end });
     }
     // Crashes.
-    if r.chance(0.1) {
+    if r.chance(0.1) && faults == Faults::All {
         d.max_crashes = 1 + r.below(3) as u32;
         p.crash_share = 0.02 + r.unit() * 0.08;
         d.downtime_ms = r.below(MINUTE as u64) as i64;

@@ -186,11 +186,10 @@ impl World {
     pub fn poll(&mut self, step_ms: i64, crash: Option<CrashPoint>) -> PollEnd {
         self.cost.polls += 1;
         let now = self.emnify_now(true);
-        let (floor, cursor) = {
-            let mut t = lock(&self.tally);
-            (t.floor_from(now), t.cursor())
-        };
-        self.floor_ms.get_or_insert(floor);
+        let (floor, cursor) = lock(&self.tally).poll_start(now, self.t);
+        let floor = floor * 1000;
+        // The start of counting can move back (a clock stepped back after a wrong first Date).
+        self.floor_ms = Some(self.floor_ms.map_or(floor, |f| f.min(floor)));
         if self.trace {
             eprintln!("poll at {}: emnify now {now}, floor {floor}, cursor {cursor:?}", self.t);
         }
