@@ -31,6 +31,9 @@ pub const JUMP: Duration = Duration::from_secs(3);
 /// for, short next to the overlap (late events are still read after a real step).
 pub const ADOPT_AFTER: Duration = Duration::from_secs(60);
 
+/// How far apart the first and last of the agreeing readings an estimate rests on must be to confirm it.
+pub const CONFIRMED_AFTER: Duration = Duration::from_secs(10);
+
 /// Agreeing readings needed, besides [`ADOPT_AFTER`], to follow a step.
 pub const ADOPT_READINGS: u32 = 3;
 
@@ -63,14 +66,15 @@ pub struct Ignored {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Run {
     at_zero_millis: i64,
-    /// Monotonic time of the run's first reading, and how many it has had.
+    /// Monotonic time of the run's first and last reading, and how many it has had.
     since_mono_millis: i64,
+    last_mono_millis: i64,
     readings: u32,
 }
 
 impl Run {
     fn new(at_zero_millis: i64, mono_millis: i64) -> Self {
-        Run { at_zero_millis, since_mono_millis: mono_millis, readings: 1 }
+        Run { at_zero_millis, since_mono_millis: mono_millis, last_mono_millis: mono_millis, readings: 1 }
     }
 
     fn agrees(&self, at_zero_millis: i64) -> bool {
@@ -78,8 +82,9 @@ impl Run {
     }
 
     /// Takes an agreeing reading: the tightest one (furthest ahead) is kept.
-    fn add(&mut self, at_zero_millis: i64) {
+    fn add(&mut self, at_zero_millis: i64, mono_millis: i64) {
         self.at_zero_millis = self.at_zero_millis.max(at_zero_millis);
+        self.last_mono_millis = self.last_mono_millis.max(mono_millis);
         self.readings = self.readings.saturating_add(1);
     }
 }
@@ -110,14 +115,14 @@ impl ClockEstimate {
                 Verdict::Agrees
             }
             Some(current) if current.agrees(at_zero) => {
-                current.add(at_zero);
+                current.add(at_zero, mono_millis);
                 // The estimate's clock is confirmed: whatever disagreed meanwhile was passing.
                 self.candidate = None;
                 Verdict::Agrees
             }
             Some(_) => match &mut self.candidate {
                 Some(candidate) if candidate.agrees(at_zero) => {
-                    candidate.add(at_zero);
+                    candidate.add(at_zero, mono_millis);
                     let lasted = mono_millis - candidate.since_mono_millis >= duration_millis(ADOPT_AFTER);
                     if lasted && candidate.readings >= ADOPT_READINGS {
                         self.current = self.candidate.take();
@@ -148,6 +153,15 @@ impl ClockEstimate {
     /// emnify's clock minus the host's, as of the last reading used; `None` before one.
     pub fn offset_millis(&self) -> Option<i64> {
         self.offset_millis
+    }
+
+    /// Whether the estimate rests on readings that agree over time ([`ADOPT_READINGS`] of them, at least
+    /// [`CONFIRMED_AFTER`] apart), not on one that may be wrong: until then, what the windows read on it
+    /// does not make the tally forget (see `Tally::window_done`).
+    pub fn confirmed(&self) -> bool {
+        self.current.is_some_and(|c| {
+            c.readings >= ADOPT_READINGS && c.last_mono_millis - c.since_mono_millis >= duration_millis(CONFIRMED_AFTER)
+        })
     }
 
     pub fn ignored(&self) -> Ignored {
@@ -212,6 +226,11 @@ impl EmnifyClock {
     /// Readings not followed so far, by why.
     pub fn ignored(&self) -> Ignored {
         self.estimate().ignored()
+    }
+
+    /// See [`ClockEstimate::confirmed`].
+    pub fn confirmed(&self) -> bool {
+        self.estimate().confirmed()
     }
 }
 

@@ -16,9 +16,6 @@ use crate::metrics::Metrics;
 use crate::state::StateStore;
 use crate::timefmt::{duration_millis, now_millis};
 
-/// How far after its arrival a pushed event's own time is still believed (for how long it is remembered).
-const PUSH_TIME_AHEAD_MILLIS: i64 = 24 * 3600 * 1000;
-
 /// Unreadable-record fingerprints remembered at most.
 pub(super) const MAX_UNREADABLE: usize = 10_000;
 
@@ -143,16 +140,21 @@ impl Tally {
     /// A poll window was read whole up to `until` (Unix seconds): the cursor moves there, and ids of
     /// events before `keep_from_millis`, which no later window reaches, are forgotten. The caller
     /// ends the poll with a checkpoint.
-    pub fn window_done(&mut self, until: i64, keep_from_millis: i64) {
+    pub fn window_done(&mut self, until: i64, keep_from_millis: i64, clock_confirmed: bool) {
         self.cursor = Some(until);
-        // The window's times come from emnify's clock as estimated, which can run ahead (a wrong `Date`,
-        // no `Date` and a host clock ahead). Events polled tell emnify's time too: nothing is forgotten,
-        // and no span is taken as read, closer to the newest polled event than the window's start is to
-        // its end, so a window that ran ahead and is read again later still finds every id it counted.
-        let reach = (until * 1000).saturating_sub(keep_from_millis).max(0);
-        let keep_from = match self.newest_polled_millis {
-            Some(newest) => keep_from_millis.min(newest.saturating_sub(reach)),
-            None => return,
+        // The window's times come from emnify's clock as estimated. Until readings that agree over time
+        // confirm it, it can run ahead (no `Date` yet and a host clock ahead, a wrong first `Date`): then
+        // nothing is forgotten, and no span taken as read, closer to the newest polled event than the
+        // window's start is to its end, so a window that ran ahead and is read again once the clock is
+        // right still finds every id it counted.
+        let keep_from = if clock_confirmed {
+            keep_from_millis
+        } else {
+            let reach = (until * 1000).saturating_sub(keep_from_millis).max(0);
+            match self.newest_polled_millis {
+                Some(newest) => keep_from_millis.min(newest.saturating_sub(reach)),
+                None => return,
+            }
         };
         self.polled_until_millis = self.polled_until_millis.max(Some(keep_from));
         self.forget_before(keep_from);
@@ -259,11 +261,7 @@ impl Tally {
                 }
                 Origin::Push { arrival_millis } => {
                     let payload = event.timestamp_millis.unwrap_or(arrival_millis);
-                    // Kept at least `remember_pushed` after its arrival, and until its own time when that is
-                    // later but within a day (the arrival is on this exporter's estimate of emnify's clock,
-                    // which can be behind; a payload further ahead is absurd and must not pin the memory).
-                    let latest = arrival_millis.saturating_add(remember_pushed.max(PUSH_TIME_AHEAD_MILLIS));
-                    let remember = payload.clamp(arrival_millis, latest);
+                    let remember = payload.clamp(arrival_millis, arrival_millis.saturating_add(remember_pushed));
                     (remember, payload.min(arrival_millis))
                 }
             };

@@ -110,12 +110,9 @@ fn a_push_of_what_polling_read_completely_is_never_counted_again() {
     let body = events(1..5_001, t - 30);
     let poll = Origin::Poll { from_millis: (t - 60) * 1000, until_millis: t * 1000 + 999 };
     assert_eq!(tally.ingest(decode_event_list(body.as_bytes()).unwrap(), poll).counts.counted, 5_000);
-    // Later polls moved on (and read newer events): no window reaches back to these, their ids are
-    // forgotten.
-    let later = Origin::Poll { from_millis: (t + 10) * 1000, until_millis: (t + 600) * 1000 + 999 };
-    tally.ingest(decode_event_list(events(9_500..9_501, t + 600).as_bytes()).unwrap(), later);
-    tally.window_done(t + 600, (t + 10) * 1000);
-    assert_eq!(tally.remembered(), 1, "only the newer event");
+    // Later polls moved on: no window reaches back to these events, their ids are forgotten.
+    tally.window_done(t + 600, (t + 10) * 1000, true);
+    assert_eq!(tally.remembered(), 0);
     let push = Origin::Push { arrival_millis: (t + 720) * 1000 };
     let again = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push).counts;
     assert_eq!((again.counted, again.skipped), (0, 5_000), "{again:?}");
@@ -193,7 +190,7 @@ fn a_pushed_event_is_new_to_polling_once() {
     tally.lock().floor_from((t - 60) * 1000);
     let earlier = events(500..501, t - 10);
     tally.ingest_noting(decode_event_list(earlier.as_bytes()).unwrap(), poll).unwrap();
-    tally.lock().window_done(t - 10, (t - 60) * 1000);
+    tally.lock().window_done(t - 10, (t - 60) * 1000, true);
     let body = events(1..11, t - 5);
     let pushed = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), Origin::Push { arrival_millis: t * 1000 });
     assert_eq!(pushed.map(|c| c.counted).ok(), Some(10));
@@ -201,4 +198,20 @@ fn a_pushed_event_is_new_to_polling_once() {
     assert_eq!((counts.duplicates, first.ids.len(), first.polled_after_push), (10, 0, 10));
     let (_, again) = tally.ingest_noting(decode_event_list(body.as_bytes()).unwrap(), poll).unwrap();
     assert_eq!(again.polled_after_push, 0, "read by a poll before");
+}
+
+/// Until emnify's clock is confirmed by readings that agree over time, a window that may have run ahead
+/// of emnify's real time forgets nothing closer to the newest polled event than its own reach.
+#[test]
+fn a_window_on_an_unconfirmed_clock_forgets_only_behind_what_was_polled() {
+    let mut tally = Tally::new(Arc::new(Metrics::new()), TallySettings::default());
+    let t = 1_800_000_000;
+    tally.floor_from((t - 60) * 1000);
+    let poll = Origin::Poll { from_millis: (t - 60) * 1000, until_millis: t * 1000 + 999 };
+    tally.ingest(decode_event_list(events(1..11, t - 5).as_bytes()).unwrap(), poll);
+    // The clock ran two hours ahead: the window ended at t + 7200 and reached back 100 s.
+    tally.window_done(t + 7_200, (t + 7_100) * 1000, false);
+    assert_eq!(tally.remembered(), 10, "nothing polled is forgotten on a clock that may be wrong");
+    tally.window_done(t + 7_200, (t + 7_100) * 1000, true);
+    assert_eq!(tally.remembered(), 0, "a confirmed clock forgets as its windows say");
 }

@@ -206,7 +206,7 @@ impl World {
                     if self.trace {
                         eprintln!("  done: until {until}, keep from {keep_from}");
                     }
-                    lock(&self.tally).window_done(until, keep_from * 1000);
+                    lock(&self.tally).window_done(until, keep_from * 1000, self.clock.confirmed());
                     self.polled_until = self.polled_until.max(Some(keep_from * 1000));
                     self.last_until = Some(until);
                     if crash == Some(CrashPoint::BeforeCheckpoint) {
