@@ -290,6 +290,21 @@ mod tests {
         assert_eq!(clock.ignored(), Ignored { outlier: 0, implausible: 3 });
     }
 
+    #[test]
+    fn an_estimate_is_confirmed_by_readings_that_agree_over_time_not_by_one() {
+        let mut clock = ClockEstimate::default();
+        assert!(!clock.confirmed());
+        clock.observe(HOST, 0, HOST);
+        clock.observe(HOST + 1_000, 1_000, HOST + 1_000);
+        clock.observe(HOST + 2_000, 2_000, HOST + 2_000);
+        assert!(!clock.confirmed(), "three readings within two seconds");
+        clock.observe(HOST + 12_000, 12_000, HOST + 12_000);
+        assert!(clock.confirmed());
+        // Outliers do not confirm anything, nor take the confirmation away.
+        clock.observe(HOST + 13_000 + 2 * HOUR, 13_000, HOST + 13_000);
+        assert!(clock.confirmed());
+    }
+
     /// emnify's clock really stepped back a minute: after readings agreeing on it for [`ADOPT_AFTER`],
     /// it is followed.
     #[test]

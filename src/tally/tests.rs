@@ -215,3 +215,23 @@ fn a_window_on_an_unconfirmed_clock_forgets_only_behind_what_was_polled() {
     tally.window_done(t + 7_200, (t + 7_100) * 1000, true);
     assert_eq!(tally.remembered(), 0, "a confirmed clock forgets as its windows say");
 }
+
+/// The first poll fixed the start of counting on a clock two hours ahead; once emnify's clock is
+/// corrected, the start of counting moves back by the monotonic time since, so nothing after the real
+/// start is left out.
+#[test]
+fn the_start_of_counting_follows_a_clock_stepped_back() {
+    let mut tally = Tally::new(Arc::new(Metrics::new()), TallySettings::default());
+    let t = 1_800_000_000_000;
+    let ahead = 2 * 3600 * 1000;
+    let (floor, cursor) = tally.poll_start(t + ahead, 0);
+    assert_eq!((floor, cursor), ((t + ahead) / 1000, None));
+    tally.window_done((t + ahead) / 1000, t + ahead - 100_000, false);
+    // 70 s later the clock is right again.
+    let (floor, cursor) = tally.poll_start(t + 70_000, 70_000);
+    assert_eq!(floor, t / 1000, "back to the real start");
+    assert_eq!(cursor, Some((t + ahead) / 1000));
+    // Once corrected, it stays.
+    tally.window_done((t + 80_000) / 1000, t - 20_000, true);
+    assert_eq!(tally.poll_start(t + 90_000, 90_000).0, t / 1000);
+}

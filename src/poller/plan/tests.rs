@@ -1,0 +1,90 @@
+//! The poll planner's unit tests: steps for given answers.
+
+use super::*;
+
+fn plan() -> Plan {
+    Plan::new(PlanSettings { page_size: 10, overlap_secs: 100, max_pages: 1000 })
+}
+
+fn seen(len: u32, new: u64) -> PageSeen {
+    PageSeen { len, new_in_walk: new, new_to_polling: new, descending: Some(true), repeated: false }
+}
+
+fn headers(count: u64) -> Headers {
+    Headers { total_count: Some(count), total_pages: Some(count.div_ceil(10) as u32), current_page: None }
+}
+
+#[test]
+fn a_new_anchor_is_walked_to_its_end_then_only_what_is_new_is_read() {
+    // An overlap longer than the test's polls: the anchor never moves here.
+    let mut p = Plan::new(PlanSettings { page_size: 10, overlap_secs: 1_000, max_pages: 1000 });
+    assert!(matches!(p.start(1_000, 500, None), Step::Fetch(q) if q.page == 1 && q.from == 500));
+    assert!(matches!(p.page(headers(25), seen(10, 10)), Step::Fetch(q) if q.page == 2));
+    assert!(matches!(p.page(headers(25), seen(10, 10)), Step::Fetch(q) if q.page == 3));
+    assert_eq!(p.page(headers(25), seen(5, 5)), Step::Done { until: 1_000, keep_from: 500 });
+    // 12 new records: page 1 holds 10 of them, page 2 the other 2 and known ones.
+    assert!(matches!(p.start(1_010, 500, Some(1_000)), Step::Fetch(q) if q.page == 1 && q.until == 1_010));
+    assert!(matches!(p.page(headers(37), seen(10, 10)), Step::Fetch(q) if q.page == 2));
+    assert_eq!(p.page(headers(37), seen(10, 2)), Step::Done { until: 1_010, keep_from: 500 });
+    // Nothing new: one request.
+    p.start(1_020, 500, Some(1_010));
+    assert_eq!(p.page(headers(37), seen(10, 0)), Step::Done { until: 1_020, keep_from: 500 });
+}
+
+#[test]
+fn a_count_that_understates_does_not_end_a_walk_that_finds_only_new_records() {
+    let mut p = plan();
+    p.start(1_000, 500, None);
+    p.page(headers(5), seen(5, 5));
+    p.start(1_010, 500, Some(1_000));
+    // The count says 10, but page 1 is all new: page 2 is read too.
+    assert!(matches!(p.page(headers(10), seen(10, 10)), Step::Fetch(q) if q.page == 2));
+}
+
+#[test]
+fn the_anchor_moves_only_when_two_counts_of_the_old_query_agree_with_what_was_read() {
+    let mut p = plan();
+    p.start(1_000, 0, None);
+    p.page(headers(3), seen(3, 3));
+    p.start(1_200, 0, Some(1_000));
+    // Lagging by 900 s: the new query's count is asked, then the old one's again.
+    let step = p.page(headers(3), seen(3, 0));
+    assert!(matches!(&step, Step::Count(q) if q.from == 900 && q.per_page == 1), "{step:?}");
+    assert!(matches!(p.count(Some(1)), Step::Count(q) if q.from == 0));
+    assert_eq!(p.count(Some(3)), Step::Done { until: 1_200, keep_from: 900 });
+    // A record arrived meanwhile: the anchor stays put.
+    p.start(1_400, 0, Some(1_200));
+    let step = p.page(headers(1), seen(1, 0));
+    assert!(matches!(&step, Step::Count(q) if q.from == 1_100), "{step:?}");
+    p.count(Some(1));
+    assert_eq!(p.count(Some(2)), Step::Done { until: 1_400, keep_from: 900 });
+}
+
+#[test]
+fn ascending_answers_are_walked_backwards_from_the_last_page() {
+    let mut p = plan();
+    p.start(1_000, 0, None);
+    let ascending = PageSeen { descending: Some(false), ..seen(10, 10) };
+    assert!(matches!(p.page(headers(35), ascending), Step::Fetch(q) if q.page == 4));
+    assert!(matches!(p.page(headers(35), PageSeen { len: 5, ..ascending }), Step::Fetch(q) if q.page == 3));
+    assert!(matches!(p.page(headers(35), ascending), Step::Fetch(q) if q.page == 2));
+    // Page 1 again: an expiry since it was read would have moved records onto it.
+    assert!(matches!(p.page(headers(35), ascending), Step::Fetch(q) if q.page == 1));
+    assert!(matches!(p.page(headers(35), PageSeen { new_in_walk: 0, ..ascending }), Step::Done { .. }));
+    assert_eq!(p.sort_honoured(), Some(false));
+    // Next poll starts at the last page as last counted.
+    assert!(matches!(p.start(1_010, 0, Some(1_000)), Step::Fetch(q) if q.page == 4));
+}
+
+#[test]
+fn a_cursor_ahead_of_emnify_now_is_read_again_from_now() {
+    let mut p = plan();
+    p.start(10_000, 0, None);
+    p.page(headers(0), seen(0, 0));
+    p.start(10_010, 0, Some(10_000));
+    p.page(headers(0), seen(0, 0));
+    p.count(Some(0));
+    p.count(Some(0));
+    // emnify's clock stepped back an hour: the window starts an overlap before now, not the cursor.
+    assert!(matches!(p.start(6_400, 0, Some(10_010)), Step::Fetch(q) if q.from == 6_300 && q.until == 6_400));
+}
