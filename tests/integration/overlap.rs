@@ -132,6 +132,9 @@ async fn a_refused_descending_sort_falls_back_to_ascending() {
     assert_eq!(late.counts.counted, 15, "{late:?}");
     assert!(late.rereads >= 1, "{late:?}");
     assert_counts_match(&run.metrics, &run.sim.truth());
+    // The fallback shows: pages are walked from the last one backwards.
+    let text = String::from_utf8(run.metrics.encode()).expect("UTF-8 exposition");
+    assert!(text.lines().any(|l| l == "emnify_poll_sort_honoured 0"), "{text}");
 }
 
 /// Against a slow API, pages the headers announce are fetched ahead, never more than the bound at once,
