@@ -129,6 +129,10 @@ pub struct Plan {
     count: Option<u64>,
     /// The last `X-Total-Pages` seen in this walk.
     total_pages: Option<u32>,
+    /// The count on the first page of this pass: what the pass must have read to stop. Records that
+    /// arrive while it reads land above the pages it reads next (newest first), so waiting for the
+    /// latest count would walk on to the end at a high event rate; the next poll finds them.
+    pass_count: Option<u64>,
     /// What this poll cost, for its report.
     pub stats: PollStats,
 }
@@ -163,6 +167,7 @@ impl Plan {
             page_len: settings.page_size.max(1),
             count: None,
             total_pages: None,
+            pass_count: None,
             stats: PollStats::default(),
         }
     }
@@ -177,6 +182,7 @@ impl Plan {
     pub fn start(&mut self, now_secs: i64, floor_secs: i64, cursor: Option<i64>) -> Step {
         self.stats = PollStats { pages: 1, passes: 1, ..PollStats::default() };
         self.total_pages = None;
+        self.pass_count = None;
         // A cursor ahead of emnify's now (its clock was stepped back) was read while that ground was
         // still the future: the window starts from now again, so no stretch goes unread.
         let cursor = cursor.map(|c| c.min(now_secs));
@@ -314,8 +320,11 @@ impl Plan {
                 None => {}
             }
         }
+        if first_of_walk {
+            self.pass_count = count;
+        }
         let complete = anchor.established
-            && count.is_some_and(|c| anchor.read >= c)
+            && self.pass_count.or(count).is_some_and(|c| anchor.read >= c)
             && (seen.new_to_polling < u64::from(seen.len) || seen.len == 0);
         // The last page served again means the end of a forward walk. Walking backwards it means the
         // pages shrank under the walk (records expired): the walk goes on down, from the real last page.
@@ -343,6 +352,7 @@ impl Plan {
             if !complete && unread && pass < MAX_PASSES && pages < self.settings.max_pages {
                 let first = self.first_page();
                 self.stats.passes = pass + 1;
+                self.pass_count = None;
                 self.stats.pages += 1;
                 self.phase = Phase::Walking { page: first, pages: 1, read_in_walk, bottom: None, pass: pass + 1 };
                 return Step::Fetch(self.query(first, self.settings.page_size));
