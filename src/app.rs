@@ -20,12 +20,14 @@ use crate::routes::{serve, About, ServerState};
 use crate::secret::Secret;
 use crate::simulator::{Simulator, SimulatorConfig, StreamerConfig};
 use crate::state::StateStore;
+use crate::supervise::{Supervisor, TaskFailed};
 use crate::tally::{SharedTally, Tally};
 use crate::webconfig::{WebConfig, WebSecurity};
 
+/// Why the exporter did not start, or stopped other than by shutdown.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("cannot listen on --web.listen-address {address}: {source}")]
+    #[error("--web.listen-address {address}: cannot listen: {source}{}", listen_hint(source))]
     Listen { address: SocketAddr, source: std::io::Error },
     #[error("cannot start the demo simulator: {0}")]
     Demo(std::io::Error),
@@ -33,8 +35,46 @@ pub enum AppError {
     WebConfig(#[from] crate::webconfig::WebConfigError),
     #[error("--state.file: {0}")]
     State(crate::state::StateError),
+    #[error("--state.file: cannot create the directory {dir}: {source}; create it, writable by the user the exporter runs as: sudo install -d -o \"$USER\" {dir}")]
+    StateDirectory { dir: String, source: std::io::Error },
     #[error("cannot create the emnify client: {0}")]
     Client(#[from] ApiError),
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
+}
+
+impl AppError {
+    /// The flag whose value caused the error, for telling where that value came from.
+    pub fn flag(&self) -> Option<&'static str> {
+        match self {
+            AppError::Listen { .. } => Some("--web.listen-address"),
+            AppError::WebConfig(_) => Some("--web.config.file"),
+            AppError::State(_) | AppError::StateDirectory { .. } => Some("--state.file"),
+            AppError::Demo(_) | AppError::Client(_) | AppError::Task(_) => None,
+        }
+    }
+
+    /// 2 for what stops the exporter at start-up and the operator fixes in its settings or on the host
+    /// (as for a wrong flag), 1 for a failure while it ran.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Task(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// What to do about the usual reasons a port cannot be had.
+fn listen_hint(err: &std::io::Error) -> &'static str {
+    match err.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another process holds the port, perhaps another exporter: stop it, or choose another port with \
+             --web.listen-address)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges: choose a port above 1023)",
+        std::io::ErrorKind::AddrNotAvailable => " (no interface of this host has that address: use :PORT for all)",
+        _ => "",
+    }
 }
 
 /// Attempts per emnify request before a poll gives up and the loop backs off.
@@ -56,14 +96,20 @@ pub struct App {
 impl App {
     /// Binds the listener and sets up counting, the sources and (in the demo) the simulator.
     pub async fn build(mut config: Config) -> Result<App, AppError> {
-        let metrics = Arc::new(Metrics::with_limits(config.series));
-        let listener = bind(config.listen_address).await?;
-        let address =
-            listener.local_addr().map_err(|source| AppError::Listen { address: config.listen_address, source })?;
+        if let Some(path) = &config.state_file {
+            // Before the port is taken: a path that cannot hold the state fails now, not as counts
+            // that silently stop moving.
+            create_state_directory(path)?;
+            StateStore::new(path, &config.api_url).check().map_err(AppError::State)?;
+        }
         let security = match &config.web_config_file {
             Some(path) => Some(Arc::new(WebSecurity::new(path.clone(), WebConfig::load(path)?))),
             None => None,
         };
+        let metrics = Arc::new(Metrics::with_limits(config.series));
+        let listener = bind(config.listen_address).await?;
+        let address =
+            listener.local_addr().map_err(|source| AppError::Listen { address: config.listen_address, source })?;
         let demo = if config.demo { Some(Demo::prepare(&mut config, address).await?) } else { None };
 
         let tally = Tally::new(metrics.clone(), config.tally.clone()).shared();
@@ -87,17 +133,12 @@ impl App {
     /// Runs until `shutdown` is cancelled, then saves (with a state file) and publishes the last counts.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
         let App { config, listener, address, metrics, tally, security, receiver, poller, demo } = self;
-        if let Some(demo) = demo {
-            demo.start(&shutdown);
-        }
         if poller.is_none() {
             // Nothing to poll: the exporter is up as long as it receives.
             metrics.polling.set_up(true);
             tally.checkpoint_blocking().await;
         }
-        if let Some(receiver) = &receiver {
-            tokio::spawn(receiver.clone().maintain(poller.is_none(), shutdown.clone()));
-        }
+        let receiver_upkeep = receiver.clone();
         let web = security.as_ref().map(|s| s.current());
         tracing::info!(
             version = crate::VERSION,
@@ -129,31 +170,50 @@ impl App {
             receiver,
             limits: config.http.clone(),
         });
-        let server = tokio::spawn(serve(listener, state, shutdown.clone()));
+        let mut tasks = Supervisor::new(shutdown.clone());
+        tasks.spawn("HTTP server", serve(listener, state, shutdown.clone()));
+        if let Some(receiver) = receiver_upkeep {
+            tasks.spawn("receiver upkeep", receiver.maintain(poller.is_none(), shutdown.clone()));
+        }
+        if let Some(demo) = demo {
+            demo.start(&mut tasks, &shutdown);
+        }
         match poller {
-            Some((poller, interval)) => run_poll_loop(poller, interval, shutdown).await,
+            Some((poller, interval)) => tasks.spawn("poller", run_poll_loop(poller, interval, shutdown)),
             None => {
-                shutdown.cancelled().await;
-                tally.checkpoint_blocking().await;
+                // Whatever was received before the stop is saved (with a state file) and published.
+                tasks.spawn("final save", async move {
+                    shutdown.cancelled().await;
+                    tally.checkpoint_blocking().await;
+                });
             }
         }
-        let _ = server.await;
+        tasks.wait().await?;
         tracing::info!("emnify exporter stopped");
         Ok(())
     }
 }
 
-/// Binds `address`; `[::]` (every interface, dual stack) falls back to `0.0.0.0` on a host without IPv6.
+/// Binds `address`; `[::]` (every interface, dual stack) falls back to `0.0.0.0` only on a host
+/// without IPv6. Any other failure (the port taken, no permission) is reported as it is: a fallback
+/// would hide it behind a second, misleading error, or listen where the operator did not ask.
 async fn bind(address: SocketAddr) -> Result<TcpListener, AppError> {
     match listen(address) {
         Ok(listener) => Ok(listener),
-        Err(err) if address.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
+        Err(err) if address.ip() == std::net::Ipv6Addr::UNSPECIFIED && host_lacks_ipv6(&err) => {
             let v4 = SocketAddr::from(([0, 0, 0, 0], address.port()));
             tracing::info!(error = %err, "no IPv6 on this host; listening on IPv4 only");
             listen(v4).map_err(|source| AppError::Listen { address: v4, source })
         }
         Err(source) => Err(AppError::Listen { address, source }),
     }
+}
+
+/// Whether a failure to open or bind an IPv6 socket means the host has no IPv6: the kernel has no
+/// IPv6 at all (`EAFNOSUPPORT`), or has it switched off so that `::` is no address of its own.
+fn host_lacks_ipv6(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::AddrNotAvailable
+        || matches!(err.raw_os_error(), Some(code) if code == libc::EAFNOSUPPORT || code == libc::EPROTONOSUPPORT)
 }
 
 /// Connections the kernel completes and holds for `accept` (capped by `net.core.somaxconn`): a flood
@@ -168,9 +228,72 @@ fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Creates the state file's directory when it is missing, as Prometheus does for its data directory,
+/// so that a first start on a fresh host needs no step before it.
+fn create_state_directory(path: &std::path::Path) -> Result<(), AppError> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) else { return Ok(()) };
+    std::fs::create_dir_all(dir)
+        .map_err(|source| AppError::StateDirectory { dir: dir.display().to_string(), source })?;
+    tracing::info!(directory = %dir.display(), "created the state file's directory");
+    Ok(())
+}
+
 /// Builds and runs the exporter until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
     App::build(config).await?.run(shutdown).await
+}
+
+/// Hard limit for shutdown after SIGTERM/SIGINT, well inside Kubernetes' default 30s grace.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Builds and runs the exporter until SIGTERM or SIGINT, giving the shutdown [`SHUTDOWN_DEADLINE`].
+pub async fn run_until_signal(config: Config) -> Result<(), AppError> {
+    let shutdown = shutdown_on_signal();
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_DEADLINE).await;
+    };
+    tokio::select! {
+        result = run(config, shutdown.clone()) => result,
+        () = deadline => {
+            tracing::warn!("shutdown took too long; exiting anyway");
+            Ok(())
+        }
+    }
+}
+
+/// A token cancelled on SIGTERM (Kubernetes, PID 1 in a container) or SIGINT (Ctrl-C).
+pub fn shutdown_on_signal() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        token.cancel();
+    });
+    shutdown
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutting down"),
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch SIGTERM; only Ctrl-C stops the exporter");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn poller(api_url: &str, poll: &PollConfig, metrics: &Arc<Metrics>, tally: &SharedTally) -> Result<Poller, AppError> {
@@ -214,12 +337,12 @@ impl Demo {
         Ok(Demo { sim, listener, streamer })
     }
 
-    fn start(self, shutdown: &CancellationToken) {
+    fn start(self, tasks: &mut Supervisor, shutdown: &CancellationToken) {
         let Demo { sim, listener, streamer } = self;
-        tokio::spawn(sim.clone().serve(listener, shutdown.clone()));
-        tokio::spawn(sim.clone().run_generator(5.0, Duration::from_secs(45), shutdown.clone()));
+        tasks.spawn("demo simulator", sim.clone().serve(listener, shutdown.clone()));
+        tasks.spawn("demo generator", sim.clone().run_generator(5.0, Duration::from_secs(45), shutdown.clone()));
         if let Some(streamer) = streamer {
-            tokio::spawn(sim.run_streamer(streamer, shutdown.clone()));
+            tasks.spawn("demo streamer", sim.run_streamer(streamer, shutdown.clone()));
         }
     }
 }
@@ -253,6 +376,16 @@ mod tests {
     use super::*;
     use crate::config::Cli;
     use clap::Parser;
+
+    #[test]
+    fn only_a_host_without_ipv6_falls_back_to_ipv4() {
+        use std::io::{Error, ErrorKind};
+        assert!(host_lacks_ipv6(&Error::from_raw_os_error(libc::EAFNOSUPPORT)));
+        assert!(host_lacks_ipv6(&Error::from(ErrorKind::AddrNotAvailable)));
+        for other in [ErrorKind::AddrInUse, ErrorKind::PermissionDenied, ErrorKind::Other] {
+            assert!(!host_lacks_ipv6(&Error::from(other)), "{other:?}");
+        }
+    }
 
     #[test]
     fn the_demo_gives_an_unprotected_receiver_a_secret_and_sends_it() {

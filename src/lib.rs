@@ -40,6 +40,7 @@ pub mod routes;
 pub mod secret;
 pub mod simulator;
 pub mod state;
+pub mod supervise;
 pub mod tally;
 pub mod timefmt;
 pub mod webconfig;

@@ -23,15 +23,8 @@ impl ExporterArgs {
     pub fn into_config(self, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let push = if self.ingest_mode.receives() { Some(self.receiver_settings(&env)?) } else { None };
         let poll = if self.ingest_mode.polls() { Some(self.poll_config(&env)?) } else { None };
-        if let Some(path) = &self.web_config_file {
-            crate::webconfig::WebConfig::load(path).map_err(|e| ConfigError(e.to_string()))?;
-        }
-        if let Some(path) = &self.state_file {
-            // A path that cannot hold the state fails now, not as counts that silently stop moving.
-            crate::state::StateStore::new(path, &self.api_url)
-                .check()
-                .map_err(|e| ConfigError(format!("--state.file: {e}")))?;
-        }
+        // The web configuration and the state file are checked at start-up (`App::build`), where
+        // they are used: a check here would read them twice and could pass for a file changed between.
         Ok(Config {
             api_url: self.api_url,
             listen_address: self.listen_address,
@@ -55,6 +48,7 @@ impl ExporterArgs {
             series: SeriesLimits {
                 max_organisations: usize::try_from(self.max_organisations).unwrap_or(usize::MAX),
                 max_label_length: usize::try_from(self.max_label_length).unwrap_or(usize::MAX),
+                max_unknown_event_types: usize::try_from(self.max_unknown_event_types).unwrap_or(usize::MAX),
             },
             poll,
             push,
@@ -69,27 +63,25 @@ impl ExporterArgs {
             // The simulator's own token in the demo: a real one from the environment is never sent to it.
             _ if self.demo => TokenSource::Value(Secret::new(crate::simulator::DEMO_APPLICATION_TOKEN)),
             (Some(_), Some(_)) => {
-                return Err(ConfigError(
-                    "both EMNIFY_APPLICATION_TOKEN and --emnify.application-token-file \
-                     (EMNIFY_EXPORTER_EMNIFY_APPLICATION_TOKEN_FILE) are set; set only one"
-                        .into(),
+                return Err(ConfigError::of(
+                    "--emnify.application-token-file",
+                    "EMNIFY_APPLICATION_TOKEN is set too; set only one of them",
                 ))
             }
             (Some(t), None) => TokenSource::Value(Secret::new(t)),
             (None, Some(path)) => {
                 if let Err(e) = std::fs::metadata(path) {
-                    return Err(ConfigError(format!(
-                        "--emnify.application-token-file: cannot read {}: {e}",
-                        path.display()
-                    )));
+                    return Err(ConfigError::of(
+                        "--emnify.application-token-file",
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
                 }
                 TokenSource::File(path.clone())
             }
             (None, None) => {
-                return Err(ConfigError(
+                return Err(ConfigError::general(
                     "no emnify application token: set EMNIFY_APPLICATION_TOKEN or \
-                     --emnify.application-token-file (or run with --demo)"
-                        .into(),
+                     --emnify.application-token-file (or run with --demo)",
                 ))
             }
         };
@@ -109,16 +101,16 @@ impl ExporterArgs {
     }
 
     fn receiver_settings(&self, env: &impl Fn(&str) -> Option<String>) -> Result<ReceiverSettings, ConfigError> {
-        let from_env_or_file = |var: &str, file: &Option<PathBuf>, flag: &str| -> Result<Option<Secret>, ConfigError> {
+        let from_env_or_file = |var: &str, file: &Option<PathBuf>, flag| -> Result<Option<Secret>, ConfigError> {
             match (env(var).filter(|v| !v.is_empty()), file) {
-                (Some(_), Some(_)) => Err(ConfigError(format!("both {var} and {flag} are set; set only one"))),
+                (Some(_), Some(_)) => Err(ConfigError::of(flag, format!("{var} is set too; set only one of them"))),
                 (Some(v), None) => Ok(Some(Secret::new(v))),
                 (None, Some(path)) => {
                     let text = std::fs::read_to_string(path)
-                        .map_err(|e| ConfigError(format!("{flag}: cannot read {}: {e}", path.display())))?;
+                        .map_err(|e| ConfigError::of(flag, format!("cannot read {}: {e}", path.display())))?;
                     let value = text.strip_suffix('\n').unwrap_or(&text).to_string();
                     if value.is_empty() {
-                        return Err(ConfigError(format!("{flag}: {} is empty", path.display())));
+                        return Err(ConfigError::of(flag, format!("{} is empty", path.display())));
                     }
                     Ok(Some(Secret::new(value)))
                 }
@@ -135,30 +127,30 @@ impl ExporterArgs {
             (Some(user), Some(password)) => Some((user.clone(), password)),
             (None, None) => None,
             (Some(_), None) => {
-                return Err(ConfigError(
-                    "--webhook.basic-auth-user needs a password (EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD or \
-                     --webhook.basic-auth-password-file)"
-                        .into(),
+                return Err(ConfigError::of(
+                    "--webhook.basic-auth-user",
+                    "needs a password (EMNIFY_EXPORTER_WEBHOOK_BASIC_AUTH_PASSWORD or \
+                     --webhook.basic-auth-password-file)",
                 ))
             }
             (None, Some(_)) => {
-                return Err(ConfigError("a webhook basic-auth password needs --webhook.basic-auth-user".into()))
+                return Err(ConfigError::general("a webhook basic-auth password needs --webhook.basic-auth-user"))
             }
         };
         // The demo's set-up makes up a secret for its own streamer when none is given.
         if secret.is_none() && basic_auth.is_none() && !self.webhook_insecure_no_auth && !self.demo {
-            return Err(ConfigError(
-                "--ingest.mode push/both needs push credentials: EMNIFY_EXPORTER_WEBHOOK_SECRET (or \
+            return Err(ConfigError::of(
+                "--ingest.mode",
+                "push and both need push credentials: EMNIFY_EXPORTER_WEBHOOK_SECRET (or \
                  --webhook.secret-file) and/or --webhook.basic-auth-user; or --webhook.insecure-no-auth to accept \
-                 pushes from anyone"
-                    .into(),
+                 pushes from anyone",
             ));
         }
         let header = HeaderName::from_bytes(self.webhook_secret_header.as_bytes()).map_err(|_| {
-            ConfigError(format!("--webhook.secret-header: {:?} is not a header name", self.webhook_secret_header))
+            ConfigError::of("--webhook.secret-header", format!("{:?} is not a header name", self.webhook_secret_header))
         })?;
         if self.webhook_path == self.telemetry_path {
-            return Err(ConfigError("--webhook.path must differ from --web.telemetry-path".into()));
+            return Err(ConfigError::of("--webhook.path", "must differ from --web.telemetry-path"));
         }
         Ok(ReceiverSettings {
             path: self.webhook_path.clone(),

@@ -3,7 +3,6 @@
 
 use super::args::Cli;
 use super::env::variable_set;
-use super::types::ConfigError;
 
 /// A command-line error as clap words it, plus where the value came from when it was an environment
 /// variable rather than a flag, so that the fix is clear in a container whose flags are all variables.
@@ -25,11 +24,14 @@ pub fn explain_error(err: &clap::Error, argv: &[String], env: impl Fn(&str) -> O
     }
 }
 
-/// A configuration error (see [`ExporterArgs::into_config`](super::ExporterArgs::into_config)), with where the value of the first flag
-/// it names came from when that was an environment variable.
-pub fn explain_config_error(err: &ConfigError, argv: &[String], env: impl Fn(&str) -> Option<String>) -> String {
-    let text = err.to_string();
-    let flag = text.split_whitespace().find(|w| w.starts_with("--")).map(|w| w.trim_end_matches([':', ',', ')']));
+/// A configuration or start-up error about `flag`, with where that flag's value came from when it
+/// was an environment variable.
+pub fn explain_flag_error(
+    flag: Option<&str>,
+    text: &str,
+    argv: &[String],
+    env: impl Fn(&str) -> Option<String>,
+) -> String {
     let note = flag.map(|flag| origin_note(flag, argv, &env)).unwrap_or_default();
     format!("error: {text}\n{note}")
 }

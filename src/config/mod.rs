@@ -4,13 +4,14 @@
 //! `types` (the checked [`Config`] the exporter runs with), `args` (the clap definitions: [`Cli`],
 //! [`ExporterArgs`], [`SimulateArgs`]), `env` (the variables: secrets, renamed ones, what to clear),
 //! `check` ([`ExporterArgs::into_config`]: what clap cannot check), `explain` (errors with where a
-//! value came from) and `unused` (warnings about settings the mode does not use). This file only
-//! re-exports.
+//! value came from), `unused` (warnings about settings the mode does not use) and `invocation` (the
+//! process's command line and environment read into a [`Mode`]). This file only re-exports.
 
 mod args;
 mod check;
 mod env;
 mod explain;
+mod invocation;
 mod parse;
 mod types;
 mod unused;
@@ -19,7 +20,8 @@ pub use args::{Cli, Command, ExporterArgs, SimulateArgs, DEFAULT_PORT};
 pub use env::{
     adopt_renamed_env, env_name, env_to_clear, RENAMED_ENV, TOKEN_ENV, WEBHOOK_PASSWORD_ENV, WEBHOOK_SECRET_ENV,
 };
-pub use explain::{explain_config_error, explain_error};
+pub use explain::{explain_error, explain_flag_error};
+pub use invocation::{print_completions, Invocation, Mode};
 pub use parse::{parse_listen_address, parse_size};
 pub use types::{Config, ConfigError, IngestMode, PollConfig};
 pub use unused::unused_settings;

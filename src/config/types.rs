@@ -127,7 +127,38 @@ impl Config {
     }
 }
 
-/// A configuration problem found at start-up; the message names the flag.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub(super) String);
+/// A configuration problem found before start-up, and the flag whose value it is about (whose
+/// origin, a flag or a variable, the message then tells).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    flag: Option<&'static str>,
+    message: String,
+}
+
+impl ConfigError {
+    /// A problem with `flag`'s value; shown as `FLAG: MESSAGE`.
+    pub(super) fn of(flag: &'static str, message: impl Into<String>) -> ConfigError {
+        ConfigError { flag: Some(flag), message: message.into() }
+    }
+
+    /// A problem of how settings combine, or of a variable that has no flag.
+    pub(super) fn general(message: impl Into<String>) -> ConfigError {
+        ConfigError { flag: None, message: message.into() }
+    }
+
+    /// The flag (`--name`) the problem is about, if one.
+    pub fn flag(&self) -> Option<&'static str> {
+        self.flag
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.flag {
+            Some(flag) => write!(f, "{flag}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

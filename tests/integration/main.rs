@@ -30,4 +30,5 @@ mod restart;
 mod series_limits;
 mod simulator_api;
 mod soak;
+mod start_up;
 mod web_security;
