@@ -346,6 +346,9 @@ pub struct StandaloneSettings {
 
 /// Runs the simulator alone, producing events until stopped.
 pub async fn run_standalone(settings: StandaloneSettings, shutdown: CancellationToken) -> std::process::ExitCode {
+    // For the start-up line: the default token is a documented constant, safe to print; one given by
+    // the operator is not repeated.
+    let token = if settings.application_token == DEMO_APPLICATION_TOKEN { DEMO_APPLICATION_TOKEN } else { "(--token)" };
     let sim = Simulator::new(SimulatorConfig {
         seed: settings.seed,
         application_token: settings.application_token,
@@ -368,7 +371,15 @@ pub async fn run_standalone(settings: StandaloneSettings, shutdown: Cancellation
     };
     let address = listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string());
     let rate = settings.events_per_second;
-    tracing::info!(address = %address, events_per_second = rate, "emnify API simulator listening");
+    // What a client needs to reach it, so that the exporter's real (non-demo) path can be tried
+    // against it by copying the line.
+    tracing::info!(
+        address = %address,
+        token,
+        events_per_second = rate,
+        try_it = %format!("EMNIFY_APPLICATION_TOKEN={token} emnify-exporter --emnify.api-url http://{address}"),
+        "emnify API simulator listening"
+    );
     tokio::spawn(sim.clone().run_generator(rate, Duration::from_secs(45), shutdown.clone()));
     if let Some(url) = settings.push_url {
         let streamer = StreamerConfig {

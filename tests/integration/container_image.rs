@@ -76,11 +76,6 @@ fn the_image_is_minimal_non_root_and_self_sufficient() {
     println!("{}", log.trim());
 }
 
-/// Every file under `dir` (a path relative to the repository), relative to the repository, sorted.
-fn files_under(dir: &str) -> Vec<String> {
-    relative_files(&common::artifacts::repo_path(""), &common::artifacts::repo_path(dir))
-}
-
 /// Every file below `start`, as a path relative to `root`, sorted.
 fn relative_files(root: &std::path::Path, start: &std::path::Path) -> Vec<String> {
     let mut files = Vec::new();
@@ -164,25 +159,21 @@ fn the_release_tarball_verifies_and_holds_the_binary_docs_rules_and_unit() {
     assert!(check.status.success(), "sha256sum -c SHA256SUMS: {}", String::from_utf8_lossy(&check.stderr));
     assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), format!("{tarball}: OK"));
 
-    // The expected contents, from the repository; the named ones must be there whatever the globs find.
-    let mut expected: Vec<String> = ["LICENSE", "README.md", "CHANGELOG.md"].map(String::from).to_vec();
-    expected.extend(
-        ["deploy/prometheus/emnify-recording-rules.yml", "deploy/prometheus/emnify-alert-rules.yml"].map(String::from),
-    );
-    expected.extend(files_under("dashboards").into_iter().filter(|f| f.ends_with(".json")));
-    expected.extend(files_under("deploy/grafana/provisioning"));
-    expected.extend(files_under("deploy/systemd"));
-    if common::artifacts::repo_path("docs").is_dir() {
-        expected.extend(files_under("docs"));
-    }
+    // The expected contents: what `scripts/release --list` names (release_links.rs checks that the packed
+    // Markdown's links all resolve among them), the named ones there whatever the globs find.
+    let expected = crate::release_links::release_list();
     for must in [
         "dashboards/emnify-events.json",
+        "dashboards/README.md",
+        "deploy/prometheus/README.md",
+        "deploy/prometheus/emnify-alert-rules.yml",
+        "deploy/kubernetes/README.md",
         "deploy/grafana/provisioning/dashboards/emnify.yml",
         "deploy/grafana/provisioning/datasources/emnify-prometheus.yml",
         "deploy/systemd/emnify-exporter.service",
         "deploy/systemd/README.md",
     ] {
-        assert!(expected.iter().any(|f| f == must), "{must} is missing from the repository");
+        assert!(expected.iter().any(|f| f == must), "{must} is not packed");
     }
     let mut expected: Vec<String> = expected.into_iter().map(|f| format!("{name}/{f}")).collect();
     expected.push(format!("{name}/emnify-exporter"));

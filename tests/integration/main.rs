@@ -26,6 +26,8 @@ mod prometheus_e2e;
 mod push;
 mod python_sdk;
 mod rate_limits;
+mod readme_recipes;
+mod release_links;
 mod restart;
 mod series_limits;
 mod simulator_api;
