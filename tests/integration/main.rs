@@ -23,6 +23,7 @@ mod names;
 mod overlap;
 mod perf;
 mod prometheus_e2e;
+mod proxy;
 mod push;
 mod python_sdk;
 mod rate_limits;
