@@ -183,6 +183,11 @@ pub struct ExporterArgs {
     #[arg(long = "webhook.max-body-size", env = "EMNIFY_EXPORTER_WEBHOOK_MAX_BODY_SIZE", default_value = "32MiB", value_name = "SIZE", value_parser = parse_size)]
     pub webhook_max_body_size: usize,
 
+    /// Most event records in one push (emnify's Data Streamer sends at most 10,000); a push with more
+    /// gets 413 as soon as its body shows it, before it is decoded.
+    #[arg(long = "webhook.max-records", env = "EMNIFY_EXPORTER_WEBHOOK_MAX_RECORDS", default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub webhook_max_records: u64,
+
     /// Longest a push may take to send its body; slower ones are cut off with 408.
     #[arg(long = "webhook.read-timeout", env = "EMNIFY_EXPORTER_WEBHOOK_READ_TIMEOUT", default_value = "30s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub webhook_read_timeout: Duration,
@@ -202,6 +207,11 @@ pub struct ExporterArgs {
     /// Longest organisation or event-type name used as a label value, in characters (longer ones are cut).
     #[arg(long = "metrics.max-label-length", env = "EMNIFY_EXPORTER_METRICS_MAX_LABEL_LENGTH", default_value_t = 128, value_name = "N", value_parser = clap::value_parser!(u64).range(8..=4096))]
     pub max_label_length: u64,
+
+    /// Most event types without a name in the event-type catalogue (built in, or read from emnify) with series
+    /// of their own; events of later ones are counted under event_type_id="overflow" (never dropped).
+    #[arg(long = "metrics.max-unknown-event-types", env = "EMNIFY_EXPORTER_METRICS_MAX_UNKNOWN_EVENT_TYPES", default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_unknown_event_types: u64,
 
     /// Push mode: emnify_up turns 0 when no push was accepted for this long (the stream stopped, or points
     /// elsewhere). Set it above the longest quiet spell of the fleet.

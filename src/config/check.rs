@@ -158,6 +158,7 @@ impl ExporterArgs {
             basic_auth,
             insecure_no_auth: self.webhook_insecure_no_auth,
             max_body_bytes: self.webhook_max_body_size,
+            max_records: usize::try_from(self.webhook_max_records).unwrap_or(usize::MAX),
             read_timeout: self.webhook_read_timeout,
             max_concurrent: self.webhook_max_concurrent as usize,
         })

@@ -21,7 +21,8 @@ use crate::emnify::model::Event;
 /// What identifies one `emnify_events_total` series.
 #[derive(Clone, Copy, Hash, PartialEq, Eq)]
 struct EventKey {
-    event_type: u32,
+    /// `None`: an unnamed event type beyond [`SeriesLimits::max_unknown_event_types`] (the overflow).
+    event_type: Option<u32>,
     source: Option<u32>,
     severity: Option<u32>,
     organisation: OrgKey,
@@ -35,8 +36,8 @@ struct EventHandles {
     exemplar: Arc<ExemplarSlot>,
     /// Only for alert-flagged events, so non-alert types add no zero series.
     alerts: Option<IntCounter>,
-    /// The organisation name the last event of this label set carried: a rename shows as a mismatch
-    /// here, found without a lookup of its own.
+    /// The organisation name the last event of this label set carried, cut as its label is: a rename
+    /// shows as a mismatch here, found without a lookup of its own.
     last_org_name: Option<Box<str>>,
 }
 
@@ -107,6 +108,12 @@ pub struct EventMetrics {
     organisations: IntGauge,
     /// When the limit was last logged as reached.
     over_limit_logged: Mutex<Option<std::time::Instant>>,
+    /// Events counted under `event_type_id="overflow"`.
+    over_type_limit: IntCounter,
+    /// Unnamed event types with series of their own.
+    unknown_types: IntGauge,
+    /// When the event-type limit was last logged as reached.
+    over_type_limit_logged: Mutex<Option<std::time::Instant>>,
     org_info: Arc<OrgInfo>,
 }
 
@@ -135,6 +142,7 @@ impl EventMetrics {
             let (counted, names, org_info) = (counted.clone(), names.clone(), org_info.clone());
             Box::new(move |labels, value| {
                 counted.inc_by(value);
+                names.keep_event_type(labels);
                 match names.keep_organisation_name(labels) {
                     Some(OrgKey::Id(id)) => org_info.set(id, &names.organisation(OrgKey::Id(id)).name),
                     Some(key) => org_info.set_fixed(&names.organisation(key)),
@@ -200,6 +208,21 @@ impl EventMetrics {
             "--metrics.max-organisations: organisations beyond it share the organisation_id=overflow series.",
         );
         limit.set(i64::try_from(limits.max_organisations).unwrap_or(i64::MAX));
+        let over_type_limit = reg.counter(
+            "emnify_events_over_event_type_limit_total",
+            "Events counted under event_type_id=overflow because --metrics.max-unknown-event-types event types \
+             without a name have series of their own already (never dropped).",
+        );
+        let unknown_types = reg.int_gauge(
+            "emnify_unknown_event_types",
+            "Event types without a name in the event-type catalogue that have series of their own (at most \
+             --metrics.max-unknown-event-types).",
+        );
+        let type_limit = reg.int_gauge(
+            "emnify_unknown_event_types_limit",
+            "--metrics.max-unknown-event-types: unnamed event types beyond it share the event_type_id=overflow series.",
+        );
+        type_limit.set(i64::try_from(limits.max_unknown_event_types).unwrap_or(i64::MAX));
         EventMetrics {
             total,
             generic,
@@ -216,6 +239,9 @@ impl EventMetrics {
             over_limit,
             organisations,
             over_limit_logged: Mutex::new(None),
+            over_type_limit,
+            unknown_types,
+            over_type_limit_logged: Mutex::new(None),
             org_info,
         }
     }
@@ -310,6 +336,7 @@ impl EventMetrics {
         }
         self.init_organisation(key.organisation, labels.organisation);
         self.organisations.set(i64::try_from(self.names.organisations()).unwrap_or(i64::MAX));
+        self.unknown_types.set(i64::try_from(self.names.unknown_event_types()).unwrap_or(i64::MAX));
         handles
     }
 
@@ -334,6 +361,21 @@ impl EventMetrics {
                 self.generic.handle(&[cause, org.name.as_str(), org.id.as_str()])
             })
             .clone()
+    }
+
+    /// An event of an unnamed event type beyond the limit: counted under the overflow, and said (once an hour).
+    fn note_over_type_limit(&self, event_type: u32) {
+        self.over_type_limit.inc();
+        let mut logged = self.over_type_limit_logged.lock().unwrap_or_else(PoisonError::into_inner);
+        if logged.is_none_or(|at| at.elapsed() >= OVER_LIMIT_LOG_EVERY) {
+            *logged = Some(std::time::Instant::now());
+            tracing::warn!(
+                event_type_id = event_type,
+                limit = self.names.limits().max_unknown_event_types,
+                "more event types without a name than --metrics.max-unknown-event-types: new ones are counted \
+                 under event_type_id=overflow (see emnify_events_over_event_type_limit_total)"
+            );
+        }
     }
 
     /// An event of an organisation beyond the limit: counted under the overflow, and said (once an hour).
@@ -366,7 +408,7 @@ impl EventRecorder<'_> {
     pub fn record(&mut self, event: &Event<'_>, time_millis: Option<i64>) {
         let metrics = self.metrics;
         let mut key = EventKey {
-            event_type: event.event_type_id,
+            event_type: Some(event.event_type_id),
             source: event.source_id,
             severity: event.severity_id,
             organisation: OrgKey::of(event.organisation_id),
@@ -380,6 +422,11 @@ impl EventRecorder<'_> {
             if key.organisation == OrgKey::Overflow {
                 metrics.note_over_limit(event.organisation_id);
             }
+            // The same for an event type without a name: admitted under its limit, or the overflow.
+            key.event_type = metrics.names.admit_type(event.event_type_id);
+            if key.event_type.is_none() {
+                metrics.note_over_type_limit(event.event_type_id);
+            }
         }
         let series = &mut *self.handles;
         let h = match series.get_mut(&key) {
@@ -391,11 +438,13 @@ impl EventRecorder<'_> {
         };
         // A name differing from the last one this label set saw may be a rename; an event without a
         // name says nothing about it.
+        // Only what a label keeps of the name is compared and stored: a 30 MB name costs its label's length.
         if let (OrgKey::Id(id), Some(name)) = (key.organisation, event.organisation_name.as_deref()) {
+            let name = metrics.names.bounded_str(name);
             if h.last_org_name.as_deref() != Some(name) {
                 h.last_org_name = Some(name.into());
                 // Its event series keep their first name (see `LabelNames::organisation`).
-                metrics.org_info.set(id, &metrics.names.bounded(name));
+                metrics.org_info.set(id, name);
             }
         }
         h.events.inc();
@@ -438,3 +487,7 @@ impl Drop for EventRecorder<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "events_tests.rs"]
+mod tests;

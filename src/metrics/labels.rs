@@ -14,7 +14,8 @@ use crate::catalogue::{self, severity_name, source_name, GENERIC_CAUSES, GENERIC
 /// The label value of an id without a known name.
 pub(super) const UNKNOWN: &str = "unknown";
 
-/// The `organisation` and `organisation_id` of the series that organisations beyond the limit share.
+/// The `organisation` and `organisation_id` of the series that organisations beyond the limit share, and
+/// the `event_type` and `event_type_id` of those that unnamed event types beyond theirs share.
 pub const OVERFLOW: &str = "overflow";
 
 /// Bounds on the series a client (a reseller's token, anyone who can push) can make the exporter create.
@@ -24,11 +25,15 @@ pub struct SeriesLimits {
     pub max_organisations: usize,
     /// Longest label value taken from a payload (organisation and event-type names), in characters.
     pub max_label_length: usize,
+    /// Event-type ids that no catalogue names (the built-in one, emnify's, the state file's) with series
+    /// of their own; later ones are counted under [`OVERFLOW`]. Named ones always have theirs: a pusher
+    /// cannot crowd a real event type out.
+    pub max_unknown_event_types: usize,
 }
 
 impl Default for SeriesLimits {
     fn default() -> Self {
-        SeriesLimits { max_organisations: 2000, max_label_length: 128 }
+        SeriesLimits { max_organisations: 2000, max_label_length: 128, max_unknown_event_types: 100 }
     }
 }
 
@@ -51,9 +56,14 @@ impl OrgKey {
 
 /// `text` cut to at most `max` characters (on a character boundary).
 fn bounded(text: &str, max: usize) -> String {
+    bounded_str(text, max).to_string()
+}
+
+/// The first `max` characters of `text` (all of it if it is shorter), without copying.
+fn bounded_str(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
-        Some((cut, _)) => text[..cut].to_string(),
-        None => text.to_string(),
+        Some((cut, _)) => &text[..cut],
+        None => text,
     }
 }
 
@@ -62,8 +72,16 @@ pub const POLL_ERROR_REASONS: [&str; 7] =
     ["auth", "rate_limited", "http_4xx", "http_5xx", "timeout", "connection", "decode"];
 
 /// Why a push is refused; each is a value of `emnify_push_rejected_total{reason}`, all of them at zero from the start.
-pub const PUSH_REJECT_REASONS: [&str; 6] =
-    ["unauthorized", "too_large", "malformed", "timeout", "overloaded", "method"];
+pub const PUSH_REJECT_REASONS: [&str; 8] = [
+    "unauthorized",
+    "too_large",
+    "too_many_records",
+    "unsupported_encoding",
+    "malformed",
+    "timeout",
+    "overloaded",
+    "method",
+];
 
 /// Why an event is deliberately not counted; each is a value of `emnify_events_skipped_total{reason}`,
 /// all of them at zero from the start.
@@ -119,6 +137,8 @@ pub(super) struct LabelNames {
     /// (a renamed organisation would otherwise split its counts over two series). Its ids are the
     /// organisations admitted under the limit.
     org_names: Mutex<OrgNames>,
+    /// Event-type ids without a name that have series of their own (see [`LabelNames::admit_type`]).
+    unknown_types: Mutex<std::collections::HashSet<u32>>,
     limits: SeriesLimits,
 }
 
@@ -141,7 +161,12 @@ impl LabelNames {
     /// Event types named as in the built-in catalogue; no organisation names yet.
     pub(super) fn from_catalogue(limits: SeriesLimits) -> Self {
         let type_names = catalogue::EVENT_TYPES.iter().map(|(id, name, _)| (*id, (*name).to_string())).collect();
-        LabelNames { type_names: RwLock::new(type_names), org_names: Mutex::new(OrgNames::default()), limits }
+        LabelNames {
+            type_names: RwLock::new(type_names),
+            org_names: Mutex::new(OrgNames::default()),
+            unknown_types: Mutex::default(),
+            limits,
+        }
     }
 
     /// Admits an organisation under the limit (naming it with the first name given), or says it is
@@ -159,6 +184,33 @@ impl LabelNames {
         key
     }
 
+    /// The event type's id if it has series of its own: it has a name, or it is one of the first
+    /// [`SeriesLimits::max_unknown_event_types`] without one; `None` for the overflow.
+    pub(super) fn admit_type(&self, id: u32) -> Option<u32> {
+        if self.knows_event_type(id) {
+            return Some(id);
+        }
+        let mut unknown = self.unknown_types.lock().unwrap_or_else(PoisonError::into_inner);
+        if unknown.contains(&id) || unknown.len() < self.limits.max_unknown_event_types {
+            unknown.insert(id);
+            return Some(id);
+        }
+        None
+    }
+
+    /// Event-type ids without a name that have series of their own.
+    pub(super) fn unknown_event_types(&self) -> usize {
+        self.unknown_types.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Keeps a restored series' event type admitted (whatever the limit: its series exist already).
+    pub(super) fn keep_event_type(&self, labels: &HashMap<&str, &str>) {
+        let id = labels.get("event_type_id").and_then(|id| id.parse::<u32>().ok());
+        if let Some(id) = id.filter(|id| !self.knows_event_type(*id)) {
+            self.unknown_types.lock().unwrap_or_else(PoisonError::into_inner).insert(id);
+        }
+    }
+
     /// Organisations with series of their own.
     pub(super) fn organisations(&self) -> usize {
         self.org_names.lock().unwrap_or_else(PoisonError::into_inner).admitted
@@ -168,9 +220,9 @@ impl LabelNames {
         self.limits
     }
 
-    /// A name from a payload cut to [`SeriesLimits::max_label_length`].
-    pub(super) fn bounded(&self, name: &str) -> String {
-        bounded(name, self.limits.max_label_length)
+    /// A name from a payload cut to [`SeriesLimits::max_label_length`], without a copy.
+    pub(super) fn bounded_str<'a>(&self, name: &'a str) -> &'a str {
+        bounded_str(name, self.limits.max_label_length)
     }
 
     /// Replaces event-type names (from `GET /api/v1/event/type`); ids not given keep their names.
@@ -236,26 +288,25 @@ impl LabelNames {
     }
 
     /// The labels of an event of `event_type` from `source` with `severity` in `organisation`.
+    /// `event_type` is `None` for the overflow of unnamed event types.
     pub(super) fn event(
         &self,
-        event_type: u32,
+        event_type: Option<u32>,
         source: Option<u32>,
         severity: Option<u32>,
         organisation: Organisation,
     ) -> EventLabels {
-        EventLabels {
-            type_name: self.event_type_name(event_type),
-            type_id: event_type.to_string(),
-            source: source_name(source),
-            severity: severity_name(severity),
-            organisation,
-        }
+        let (type_name, type_id) = match event_type {
+            Some(id) => (self.event_type_name(id), id.to_string()),
+            None => (OVERFLOW.to_string(), OVERFLOW.to_string()),
+        };
+        EventLabels { type_name, type_id, source: source_name(source), severity: severity_name(severity), organisation }
     }
 
     /// The Generic event series a new organisation starts with at zero, so an alert on `increase()`
     /// sees its first Generic event (data sessions disconnected: throttling, quota updates). Generic
     /// events come from Policy Control with severity Warn (emnify's catalogue and examples).
     pub(super) fn zeroed_generic_series(&self, organisation: Organisation) -> EventLabels {
-        self.event(GENERIC_EVENT_TYPE, Some(1), Some(1), organisation)
+        self.event(Some(GENERIC_EVENT_TYPE), Some(1), Some(1), organisation)
     }
 }

@@ -25,6 +25,7 @@ mod perf;
 mod prometheus_e2e;
 mod proxy;
 mod push;
+mod push_bounds;
 mod python_sdk;
 mod rate_limits;
 mod readme_recipes;

@@ -23,6 +23,7 @@ fn receiver_settings() -> ReceiverSettings {
         basic_auth: None,
         insecure_no_auth: false,
         max_body_bytes: 32 * 1024 * 1024,
+        max_records: 10_000,
         read_timeout: Duration::from_secs(5),
         max_concurrent: 4,
     }
@@ -416,7 +417,13 @@ async fn a_push_and_its_metrics_are_published_before_it_is_answered() {
 #[test]
 fn a_push_of_poison_records_logs_a_summary_not_a_line_each() {
     let exporter = common::Process::start(
-        &["--ingest.mode=push", "--webhook.insecure-no-auth", "--web.listen-address=127.0.0.1:0"],
+        // Ten times emnify's batch maximum, allowed for the test: the log stays one summary line.
+        &[
+            "--ingest.mode=push",
+            "--webhook.insecure-no-auth",
+            "--web.listen-address=127.0.0.1:0",
+            "--webhook.max-records=100000",
+        ],
         &[],
     );
     let base = exporter.exporter_base();

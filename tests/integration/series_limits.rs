@@ -60,3 +60,41 @@ async fn a_push_of_200000_organisations_stays_under_the_cap() {
         text.len()
     );
 }
+
+/// Event types are bounded like organisations: 5,000 events, each of its own event-type id that no
+/// catalogue names, leave `--metrics.max-unknown-event-types` of them with series of their own and the
+/// rest under `event_type_id="overflow"`, every event counted; a catalogue type pushed after them still
+/// has its own series (a pusher cannot crowd a real type out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unnamed_event_types_beyond_the_cap_share_the_overflow() {
+    const TYPES: u64 = 5_000;
+    let mut config = crate::common::push_only_config();
+    let limits = SeriesLimits { max_unknown_event_types: 20, ..SeriesLimits::default() };
+    config.series = limits;
+    let exporter = TestExporter::start(config).await;
+    let one = |id: u64, event_type: u64| format!(r#"{{"id":{id},"event_type":{{"id":{event_type}}}}}"#);
+    let bogus: Vec<String> = (0..TYPES).map(|i| one(i + 1, 100_000 + i)).collect();
+    let (status, answer) = exporter.push("/webhook/events", &[], format!("[{}]", bogus.join(","))).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = exporter.push("/webhook/events", &[], format!("[{}]", one(TYPES + 1, 3))).await;
+    assert_eq!(status, 200, "{answer}");
+    exporter.wait_for_total(TYPES + 1).await;
+    let samples = parse_exposition(&exporter.scrape_text().await);
+    let type_ids: std::collections::BTreeSet<&str> = samples
+        .iter()
+        .filter(|s| s.name == "emnify_events_total")
+        .filter_map(|s| s.labels.get("event_type_id").map(String::as_str))
+        .collect();
+    let unnamed = type_ids.iter().filter(|id| id.parse::<u64>().is_ok_and(|id| id >= 100_000)).count();
+    assert_eq!(unnamed, 20, "{type_ids:?}");
+    assert!(type_ids.contains("overflow") && type_ids.contains("3"), "{type_ids:?}");
+    let cap = limits.max_unknown_event_types as f64;
+    assert_eq!(sum(&samples, "emnify_events_total", &[("event_type_id", "overflow")]), TYPES as f64 - cap);
+    assert_eq!(sum(&samples, "emnify_events_total", &[("event_type", "overflow")]), TYPES as f64 - cap);
+    assert_eq!(sum(&samples, "emnify_events_over_event_type_limit_total", &[]), TYPES as f64 - cap);
+    assert_eq!(sum(&samples, "emnify_unknown_event_types", &[]), cap);
+    assert_eq!(sum(&samples, "emnify_unknown_event_types_limit", &[]), cap);
+    assert_eq!(sum(&samples, "emnify_events_total", &[("event_type_id", "3")]), 1.0);
+    let series = samples.iter().filter(|s| s.name.starts_with("emnify_")).count();
+    assert!(series < 300, "{series} series for {TYPES} event types");
+}

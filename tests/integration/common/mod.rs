@@ -146,6 +146,7 @@ pub fn open_receiver() -> emnify_exporter::receiver::ReceiverSettings {
         basic_auth: None,
         insecure_no_auth: true,
         max_body_bytes: 32 * 1024 * 1024,
+        max_records: 10_000,
         read_timeout: Duration::from_secs(30),
         max_concurrent: 4,
     }

@@ -9,6 +9,12 @@
 //!
 //! The receiver owns its metrics and its upkeep ([`Receiver::maintain`]): it publishes what no push
 //! checkpointed, and in push-only mode bounds the dedup memory and keeps `emnify_up` by push freshness.
+//!
+//! What one push may cost is bounded by its body: at most `--webhook.max-records` records (counted as
+//! the body arrives, in `records`, so a body of millions of tiny records is refused before it is
+//! decoded), and no body in an encoding it does not decode.
+
+mod records;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,7 +23,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER};
+use hyper::header::{
+    HeaderName, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, RETRY_AFTER,
+};
 use hyper::{Method, Request, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +37,7 @@ use crate::secret::Secret;
 use crate::tally::SharedTally;
 use crate::timefmt::duration_millis;
 use crate::webconfig::basic_credentials;
+use records::RecordCounter;
 
 /// The header a push secret is sent in unless configured otherwise.
 pub const DEFAULT_SECRET_HEADER: &str = "X-Emnify-Webhook-Secret";
@@ -49,6 +58,8 @@ pub struct ReceiverSettings {
     /// Accept pushes without credentials (`--webhook.insecure-no-auth`): anyone who can reach the port adds counts.
     pub insecure_no_auth: bool,
     pub max_body_bytes: usize,
+    /// Most event records in one push (`--webhook.max-records`; emnify sends at most 10,000); more get 413.
+    pub max_records: usize,
     /// Longest a client may take to send its body (cuts off slow-body clients).
     pub read_timeout: Duration,
     /// Pushes decoded and counted at once; complete pushes beyond it wait for a slot until their
@@ -57,8 +68,6 @@ pub struct ReceiverSettings {
 }
 
 impl ReceiverSettings {
-    /// Body bytes all pushes may hold at once: as many full bodies as there are slots (the memory the
-    /// slots alone allowed before bodies were read ahead of them). Beyond it a push gets 503.
     /// How pushes authenticate, as the start-up line and the landing page say it (never the secret).
     pub fn auth_description(&self) -> &'static str {
         match (&self.secret_header, &self.basic_auth) {
@@ -69,6 +78,8 @@ impl ReceiverSettings {
         }
     }
 
+    /// Body bytes all pushes may hold at once: as many full bodies as there are slots (the memory the
+    /// slots alone allowed before bodies were read ahead of them). Beyond it a push gets 503.
     pub fn buffered_body_budget(&self) -> usize {
         let budget = self.max_body_bytes.max(1).saturating_mul(self.max_concurrent.max(1));
         budget.min(u32::MAX as usize).min(Semaphore::MAX_PERMITS)
@@ -86,6 +97,7 @@ pub struct Receiver {
     dirty_hint: Arc<AtomicBool>,
     /// When the last push was counted (or the receiver was made, before any): `emnify_up` in push-only mode.
     last_push: Arc<Mutex<Instant>>,
+    refusals: Arc<RefusalLog>,
 }
 
 impl Receiver {
@@ -94,7 +106,7 @@ impl Receiver {
         let budget = Arc::new(Semaphore::new(settings.buffered_body_budget()));
         let dirty_hint = tally.lock().dirty_hint();
         let last_push = Arc::new(Mutex::new(Instant::now()));
-        Receiver { settings, tally, metrics, permits, budget, dirty_hint, last_push }
+        Receiver { settings, tally, metrics, permits, budget, dirty_hint, last_push, refusals: Arc::default() }
     }
 
     pub fn path(&self) -> &str {
@@ -113,14 +125,23 @@ impl Receiver {
 
     async fn answer(&self, req: Request<Incoming>) -> HttpResponse {
         if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
-            self.metrics.push.record_rejected("method");
-            let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"use POST, PUT or PATCH"}"#);
+            let mut r = self.refuse("method", StatusCode::METHOD_NOT_ALLOWED, "use POST, PUT or PATCH");
             r.headers_mut().insert("allow", HeaderValue::from_static("POST, PUT, PATCH"));
             return r;
         }
         if !self.authenticated(&req) {
-            self.metrics.push.record_rejected("unauthorized");
-            return reply(StatusCode::UNAUTHORIZED, r#"{"error":"missing or wrong credentials"}"#);
+            return self.refuse("unauthorized", StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+        }
+        // The decoder reads JSON as sent: a body in any other coding would be read as garbage (or, for
+        // plain JSON labelled gzip, counted although the label says otherwise). RFC 9110 §15.5.16.
+        if req.headers().get_all(CONTENT_ENCODING).iter().any(|v| !is_identity(v)) {
+            let mut r = self.refuse(
+                "unsupported_encoding",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the body without Content-Encoding",
+            );
+            r.headers_mut().insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+            return r;
         }
         let declared =
             req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -140,8 +161,9 @@ impl Receiver {
         let Ok(Ok(permit)) = permit else { return self.overloaded("too many pushes at once") };
         // Decoding up to 10,000 events and saving the state file are not for the runtime's workers.
         let (tally, metrics, last_push) = (self.tally.clone(), self.metrics.clone(), self.last_push.clone());
+        let refusals = self.refusals.clone();
         tokio::task::spawn_blocking(move || {
-            let response = count(&tally, &metrics, &last_push, &bytes);
+            let response = count(&tally, &metrics, &refusals, &last_push, &bytes);
             drop((permit, buffered));
             response
         })
@@ -149,8 +171,8 @@ impl Receiver {
         .unwrap_or_else(|_| reply(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"counting the push failed"}"#))
     }
 
-    /// Reads a body whole, under the size limit, by `deadline`, each chunk paid for from the shared
-    /// budget of buffered body bytes (returned with the bytes, to be held until they are counted).
+    /// Reads a body whole, under the size and record limits, by `deadline`, each chunk paid for from the
+    /// shared budget of buffered body bytes (returned with the bytes, to be held until they are counted).
     async fn read_body(
         &self,
         mut body: Incoming,
@@ -158,22 +180,25 @@ impl Receiver {
     ) -> Result<(Bytes, OwnedSemaphorePermit), HttpResponse> {
         let mut buffered = self.budget.clone().try_acquire_many_owned(0).map_err(|_| self.overloaded("closing"))?;
         let mut bytes = BytesMut::new();
+        let mut records = RecordCounter::default();
         loop {
             let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
                 Ok(Some(Ok(frame))) => frame,
                 Ok(None) => return Ok((bytes.freeze(), buffered)),
                 Ok(Some(Err(_))) => {
-                    self.metrics.push.record_rejected("malformed");
-                    return Err(reply(StatusCode::BAD_REQUEST, r#"{"error":"the body could not be read"}"#));
+                    return Err(self.refuse("malformed", StatusCode::BAD_REQUEST, "the body could not be read"));
                 }
                 Err(_) => {
-                    self.metrics.push.record_rejected("timeout");
-                    return Err(reply(StatusCode::REQUEST_TIMEOUT, r#"{"error":"the body took too long"}"#));
+                    return Err(self.refuse("timeout", StatusCode::REQUEST_TIMEOUT, "the body took too long"));
                 }
             };
             let Ok(data) = frame.into_data() else { continue };
             if bytes.len() + data.len() > self.settings.max_body_bytes {
                 return Err(self.too_large());
+            }
+            records.feed(&data);
+            if records.records() > self.settings.max_records as u64 {
+                return Err(self.too_many_records());
             }
             let cost = u32::try_from(data.len()).unwrap_or(u32::MAX);
             let Ok(more) = self.budget.clone().try_acquire_many_owned(cost) else {
@@ -184,17 +209,27 @@ impl Receiver {
         }
     }
 
+    /// A refusal: counted by `reason`, logged at most once a minute for each, answered with `message`.
+    fn refuse(&self, reason: &'static str, status: StatusCode, message: &str) -> HttpResponse {
+        self.metrics.push.record_rejected(reason);
+        self.refusals.note(reason, status, message);
+        reply(status, serde_json::json!({ "error": message }).to_string())
+    }
+
     fn overloaded(&self, why: &str) -> HttpResponse {
-        self.metrics.push.record_rejected("overloaded");
-        let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({ "error": why }).to_string());
+        let mut r = self.refuse("overloaded", StatusCode::SERVICE_UNAVAILABLE, why);
         r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
         r
     }
 
     fn too_large(&self) -> HttpResponse {
-        self.metrics.push.record_rejected("too_large");
-        let message = format!(r#"{{"error":"the body is larger than {} bytes"}}"#, self.settings.max_body_bytes);
-        reply(StatusCode::PAYLOAD_TOO_LARGE, message)
+        let message = format!("the body is larger than {} bytes", self.settings.max_body_bytes);
+        self.refuse("too_large", StatusCode::PAYLOAD_TOO_LARGE, &message)
+    }
+
+    fn too_many_records(&self) -> HttpResponse {
+        let message = format!("the push has more than {} records (--webhook.max-records)", self.settings.max_records);
+        self.refuse("too_many_records", StatusCode::PAYLOAD_TOO_LARGE, &message)
     }
 
     fn authenticated(&self, req: &Request<Incoming>) -> bool {
@@ -213,13 +248,19 @@ impl Receiver {
 }
 
 /// Counts a push that was read whole; with a state file it is saved before it is acknowledged.
-fn count(tally: &SharedTally, metrics: &Metrics, last_push: &Mutex<Instant>, body: &[u8]) -> HttpResponse {
+fn count(
+    tally: &SharedTally,
+    metrics: &Metrics,
+    refusals: &RefusalLog,
+    last_push: &Mutex<Instant>,
+    body: &[u8],
+) -> HttpResponse {
     let events = match decode_event_object_or_list(body) {
         Ok(events) => events,
         Err(err) => {
             metrics.push.record_rejected("malformed");
             let detail = err.to_string();
-            tracing::warn!(error = %detail, "refused a push that is not an event object or array");
+            refusals.note("malformed", StatusCode::BAD_REQUEST, &detail);
             return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": detail }).to_string());
         }
     };
@@ -238,6 +279,41 @@ fn count(tally: &SharedTally, metrics: &Metrics, last_push: &Mutex<Instant>, bod
         "unreadable": counts.unreadable,
     });
     reply(StatusCode::OK, body.to_string())
+}
+
+/// Whether a `Content-Encoding` value says the body is as sent (`identity`, or nothing).
+fn is_identity(value: &HeaderValue) -> bool {
+    let text = value.to_str().unwrap_or("?");
+    text.split(',').map(str::trim).all(|coding| coding.is_empty() || coding.eq_ignore_ascii_case("identity"))
+}
+
+/// When each refusal reason was last logged: a flood of refusals makes one line a minute per reason,
+/// with how many there were since (never the body, the credentials or the client's address).
+#[derive(Default)]
+struct RefusalLog(Mutex<std::collections::HashMap<&'static str, (Instant, u64)>>);
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn note(&self, reason: &'static str, status: StatusCode, message: &str) {
+        let mut logged = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let since = match logged.get_mut(reason) {
+            Some((at, since)) if at.elapsed() < Self::EVERY => {
+                *since += 1;
+                return;
+            }
+            Some((_, since)) => *since,
+            None => 0,
+        };
+        logged.insert(reason, (Instant::now(), 0));
+        drop(logged);
+        tracing::warn!(
+            reason,
+            status = status.as_u16(),
+            refused_since_last_line = since + 1,
+            "refused a push: {message} (at most one line a minute per reason; see emnify_push_rejected_total)"
+        );
+    }
 }
 
 impl Receiver {
