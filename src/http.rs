@@ -158,21 +158,36 @@ pub fn json(status: StatusCode, body: impl Into<WholeBody>) -> HttpResponse {
     respond(status, "application/json", body)
 }
 
-/// What the accept loop reports: connections open now, and those closed to make room at the limit.
+/// What the accept loop reports: connections open now, those closed to make room at the limit, and
+/// requests refused before any handler saw them, by reason ([`REFUSAL_REASONS`]).
 /// [`Default`] gives unregistered ones (for servers whose figures nobody scrapes).
 #[derive(Debug, Clone)]
 pub struct ConnectionCounters {
     pub open: prometheus::IntGauge,
     pub evicted: prometheus::IntCounter,
+    pub refused: prometheus::IntCounterVec,
 }
+
+/// Why the plumbing refuses a request: `host` (HTTP/1.1 without a `Host`, or two of them: RFC 9112 §3.2).
+pub const REFUSAL_REASONS: [&str; 1] = ["host"];
 
 impl Default for ConnectionCounters {
     fn default() -> Self {
+        let refused = prometheus::Opts::new("http_requests_refused", "unregistered");
         ConnectionCounters {
             open: prometheus::IntGauge::new("http_connections_open", "unregistered").expect("a valid name"),
             evicted: prometheus::IntCounter::new("http_connections_evicted", "unregistered").expect("a valid name"),
+            refused: prometheus::IntCounterVec::new(refused, &["reason"]).expect("a valid name"),
         }
     }
+}
+
+/// Why a request must be refused before it is handled, if it must: RFC 9112 §3.2 asks for 400 for an
+/// HTTP/1.1 request without `Host` and for any request with more than one.
+fn host_refusal<T>(req: &Request<T>) -> Option<&'static str> {
+    let hosts = req.headers().get_all(hyper::header::HOST).iter().count();
+    let needs_host = req.version() == hyper::Version::HTTP_11;
+    (hosts > 1 || (hosts == 0 && needs_host)).then_some("host")
 }
 
 /// Longest a client may take over the TLS handshake.
@@ -201,6 +216,7 @@ pub async fn serve_http<F, Fut, B, E>(
     let table = Arc::new(ConnectionTable::default());
     let trimmer = Arc::new(Trimmer::new(counters.open.clone()));
     let mut evictions_logged: Option<(std::time::Instant, u64)> = None;
+    let refusals_logged = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -247,13 +263,26 @@ pub async fn serve_http<F, Fut, B, E>(
         let entry = table.open();
         let handler = {
             let (handler, in_request) = (handler.clone(), entry.in_request.clone());
-            move |req| {
+            let (refused, refusals_logged) = (counters.refused.clone(), refusals_logged.clone());
+            move |req: Request<Incoming>| {
                 let busy = RequestMark::new(in_request.clone());
-                let answer = handler(req);
+                let refusal = host_refusal(&req);
+                let answer = refusal.is_none().then(|| handler(req));
+                let (refused, refusals_logged) = (refused.clone(), refusals_logged.clone());
                 async move {
-                    let answer = answer.await;
+                    let response = match (answer, refusal) {
+                        (Some(answer), _) => answer.await.map(|r| r.map(http_body_util::Either::Left)),
+                        (None, reason) => {
+                            let reason = reason.unwrap_or("host");
+                            refused.with_label_values(&[reason]).inc();
+                            log_refusal(&refusals_logged, reason);
+                            let mut r = text(StatusCode::BAD_REQUEST, "400 Bad Request: one Host header is required\n");
+                            r.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                            Ok(r.map(http_body_util::Either::Right))
+                        }
+                    };
                     drop(busy);
-                    answer
+                    response
                 }
             }
         };
@@ -314,6 +343,19 @@ pub async fn serve_http<F, Fut, B, E>(
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("HTTP connections still open after the shutdown grace period; closing them");
         }
+    }
+}
+
+/// Says that a request was refused by the plumbing, at most once a minute (never what it carried).
+fn log_refusal(logged: &std::sync::Mutex<Option<std::time::Instant>>, reason: &'static str) {
+    let mut logged = logged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+        *logged = Some(std::time::Instant::now());
+        tracing::warn!(
+            reason,
+            "refused a request with 400 before handling it (an HTTP/1.1 request without a Host header, or one with \
+             two; at most one line a minute, see emnify_http_requests_refused_total)"
+        );
     }
 }
 

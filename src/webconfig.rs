@@ -19,7 +19,8 @@
 //! once a second; a changed, valid set replaces the old one without a restart
 //! (certificate rotation), an invalid one is logged and the old one kept.
 //! A bcrypt check is slow by design, so a verified password is cached (by its
-//! SHA-256, never in clear).
+//! SHA-256, never in clear). bcrypt reads only a password's first 72 bytes, so a longer one is
+//! refused outright: otherwise any password sharing those 72 bytes would match.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -244,7 +245,12 @@ pub struct WebSecurity {
     verified: Mutex<HashMap<[u8; 32], bool>>,
     /// bcrypt checks running at once.
     checks: tokio::sync::Semaphore,
+    /// When a password over [`BCRYPT_MAX_PASSWORD_BYTES`] was last logged as refused.
+    long_logged: Mutex<Option<Instant>>,
 }
+
+/// The bytes of a password bcrypt reads; the rest would be ignored, so a longer password is refused.
+pub const BCRYPT_MAX_PASSWORD_BYTES: usize = 72;
 
 /// bcrypt checks at once, on the blocking pool: enough for Prometheus and a few users, few enough
 /// that a flood of wrong passwords cannot take the machine's two cores.
@@ -263,6 +269,7 @@ impl WebSecurity {
             current: Mutex::new((Arc::new(config), Instant::now())),
             verified: Mutex::new(HashMap::new()),
             checks: tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS),
+            long_logged: Mutex::new(None),
         }
     }
 
@@ -298,6 +305,11 @@ impl WebSecurity {
         let Some((user, password)) = header.as_deref().and_then(parse_basic) else {
             return false;
         };
+        // Refused whatever the user, before any lookup: its timing tells nothing about user names.
+        if password.len() > BCRYPT_MAX_PASSWORD_BYTES {
+            self.note_long_password();
+            return false;
+        }
         let (hash, known) = match config.users.get(&user) {
             Some(hash) => (hash.clone(), true),
             None => match config.users.values().next() {
@@ -331,6 +343,18 @@ impl WebSecurity {
         }
         cache.insert(key, ok);
         ok && known
+    }
+
+    /// Says (at most once a minute, never the password) that one over 72 bytes was refused.
+    fn note_long_password(&self) {
+        let mut logged = self.long_logged.lock().unwrap_or_else(PoisonError::into_inner);
+        if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            *logged = Some(Instant::now());
+            tracing::warn!(
+                "refused basic auth with a password over 72 bytes: bcrypt reads only 72, so such a password could \
+                 never be told from others sharing them; use one of at most 72 bytes (logged at most once a minute)"
+            );
+        }
     }
 }
 
@@ -430,6 +454,30 @@ mod tests {
         // (Two verified entries: alice's, and bob's, whose password matched the hash of the dummy check.)
         let cache = security.verified.lock().unwrap().clone();
         assert!(cache.len() <= CACHE_LIMIT && cache.values().filter(|ok| **ok).count() == 2, "{}", cache.len());
+    }
+
+    /// A presented password over 72 bytes never matches, not even the one hashed: bcrypt would read only
+    /// its first 72 bytes, so any tail would do. 72 bytes exactly still work.
+    #[tokio::test]
+    async fn passwords_over_72_bytes_never_match_by_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "p".repeat(72) + &"q".repeat(36);
+        let exact = "x".repeat(72);
+        let users = [("long", bcrypt::hash(&long, 4).unwrap()), ("exact", bcrypt::hash(&exact, 4).unwrap())];
+        let text = users.iter().map(|(u, h)| format!("  {u}: '{h}'\n")).collect::<String>();
+        let path = write(dir.path(), "web.yml", &format!("basic_auth_users:\n{text}"));
+        let config = Arc::new(WebConfig::load(&path).unwrap());
+        let security = WebSecurity::new(path.clone(), WebConfig::load(&path).unwrap());
+        use base64::Engine;
+        let header = |u: &str, p: &str| {
+            Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))))
+        };
+        let other_tail = "p".repeat(72) + "anything else";
+        for password in [long.as_str(), other_tail.as_str()] {
+            assert!(!security.authorized(config.clone(), header("long", password)).await, "{}", password.len());
+        }
+        assert!(security.authorized(config.clone(), header("exact", &exact)).await);
+        assert!(!security.authorized(config.clone(), header("exact", &(exact.clone() + "y"))).await);
     }
 
     #[test]

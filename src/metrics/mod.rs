@@ -69,10 +69,24 @@ fn register_connection_counters(live: &Registry) -> ConnectionCounters {
          keep-alives, clients not reading): a slowloris attack, or a limit too low for the clients.",
     )
     .expect("static metric definition is valid");
-    for metric in [Box::new(open.clone()) as Box<dyn prometheus::core::Collector>, Box::new(evicted.clone())] {
+    let refused = prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "emnify_http_requests_refused_total",
+            "Requests refused with 400 before any route saw them, by reason: host (an HTTP/1.1 request without a \
+             Host header, or any request with two).",
+        ),
+        &["reason"],
+    )
+    .expect("static metric definition is valid");
+    for reason in crate::http::REFUSAL_REASONS {
+        refused.with_label_values(&[reason]);
+    }
+    let metrics: [Box<dyn prometheus::core::Collector>; 3] =
+        [Box::new(open.clone()), Box::new(evicted.clone()), Box::new(refused.clone())];
+    for metric in metrics {
         live.register(metric).expect("each metric is registered once");
     }
-    ConnectionCounters { open, evicted }
+    ConnectionCounters { open, evicted, refused }
 }
 
 /// The exposition of the exporter's own metrics at one moment; see [`Metrics::prepare_publication`].

@@ -17,6 +17,7 @@ mod examples;
 mod exposition;
 mod faults;
 mod http;
+mod http_bounds;
 mod landing_page;
 mod layering;
 mod names;
