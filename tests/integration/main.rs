@@ -20,6 +20,7 @@ mod http;
 mod http_bounds;
 mod landing_page;
 mod layering;
+mod local_stack;
 mod names;
 mod overlap;
 mod perf;
