@@ -17,6 +17,7 @@ mod build;
 mod encode;
 mod events;
 mod exposition;
+mod gzip;
 mod labels;
 mod persist;
 mod polling;
@@ -92,11 +93,12 @@ fn register_connection_counters(live: &Registry) -> ConnectionCounters {
 /// The exposition of the exporter's own metrics at one moment; see [`Metrics::prepare_publication`].
 pub struct Publication(Published);
 
-/// The published exposition in both formats.
+/// The published exposition in both formats, and their gzip, made once by the first scrape that asks.
 #[derive(Clone, Default)]
 struct Published {
     prometheus: bytes::Bytes,
     openmetrics: bytes::Bytes,
+    gzip: Arc<gzip::GzipCache>,
 }
 
 /// Every metric of the process: one, shared by the poller, the receiver and the server.
@@ -120,6 +122,8 @@ pub struct Metrics {
     pub http: ConnectionCounters,
     /// Whether a state file is used (set once at start-up), for the landing page.
     state_used: std::sync::atomic::AtomicBool,
+    /// Compressions of a published exposition running at once: one (see `gzip`).
+    gzip_compressions: Arc<tokio::sync::Semaphore>,
 }
 
 impl Metrics {
@@ -155,6 +159,7 @@ impl Metrics {
             state,
             http,
             state_used: std::sync::atomic::AtomicBool::new(false),
+            gzip_compressions: Arc::new(tokio::sync::Semaphore::new(1)),
         };
         metrics.publish();
         metrics
@@ -191,7 +196,7 @@ impl Metrics {
         for family in &self.labelled {
             family.encode_both(&mut text, &mut openmetrics);
         }
-        Publication(Published { prometheus: text.into(), openmetrics: openmetrics.into() })
+        Publication(Published { prometheus: text.into(), openmetrics: openmetrics.into(), gzip: Arc::default() })
     }
 
     /// Makes a prepared exposition what scrapes see.
@@ -214,16 +219,42 @@ impl Metrics {
     /// references the one buffer, however large), and the fresh `process_*` and state-file metrics.
     pub fn encode_parts(&self, format: Exposition) -> (bytes::Bytes, bytes::Bytes) {
         let published = self.published.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let published = match format {
+            Exposition::Prometheus => published.prometheus,
+            Exposition::OpenMetrics => published.openmetrics,
+        };
+        (published, self.encode_live(format))
+    }
+
+    /// The fresh `process_*` and state-file metrics in `format` (with OpenMetrics' `# EOF`).
+    fn encode_live(&self, format: Exposition) -> bytes::Bytes {
         let live = encode_families(&self.live_registry.gather());
         match format {
-            Exposition::Prometheus => (published.prometheus, live.into()),
+            Exposition::Prometheus => live.into(),
             Exposition::OpenMetrics => {
                 let mut text = Vec::with_capacity(live.len() + 64);
                 exposition::to_openmetrics(&live, &mut text);
                 text.extend_from_slice(b"# EOF\n");
-                (published.openmetrics, text.into())
+                text.into()
             }
         }
+    }
+
+    /// [`Metrics::encode_parts`] as one gzip body in two parts: the published part compressed once per
+    /// publication and format (by the first scrape that asks, one compression at a time; see `gzip`), and
+    /// the live part compressed for this scrape. `None` if compressing failed.
+    pub async fn encode_gzip(&self, format: Exposition) -> Option<(bytes::Bytes, bytes::Bytes)> {
+        let (published, cache) = {
+            let published = self.published.lock().unwrap_or_else(PoisonError::into_inner);
+            let cache = published.gzip.clone();
+            match format {
+                Exposition::Prometheus => (published.prometheus.clone(), cache),
+                Exposition::OpenMetrics => (published.openmetrics.clone(), cache),
+            }
+        };
+        let index = usize::from(format == Exposition::OpenMetrics);
+        let prefix = cache.prefix(index, published, &self.gzip_compressions).await?;
+        gzip::finish(prefix, &self.encode_live(format))
     }
 
     /// Notes that progress is saved to a state file (for the landing page).

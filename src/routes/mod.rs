@@ -60,7 +60,7 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<HttpR
             let response = answer(&state, &req, &path, authorized);
             let compress = path == state.telemetry_path && req.method() == Method::GET && accepts_gzip(&req);
             if compress && response.status() == StatusCode::OK {
-                gzip(response).await
+                gzip(&state, &req, response).await
             } else {
                 response
             }
@@ -86,29 +86,18 @@ fn accepts_gzip(req: &Request<Incoming>) -> bool {
     })
 }
 
-/// The response with its body gzip-compressed, on the blocking pool (a large workspace's exposition
-/// is megabytes): fast compression, as node_exporter's, since it is done for every scrape.
-async fn gzip(response: HttpResponse) -> HttpResponse {
-    use std::io::Write;
-    let (mut parts, body) = response.into_parts();
-    let chunks: Vec<bytes::Bytes> = body.parts().cloned().collect();
-    let compressed = tokio::task::spawn_blocking(move || {
-        let size = chunks.iter().map(|c| c.len()).sum::<usize>();
-        let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(size / 6 + 64), flate2::Compression::fast());
-        for chunk in &chunks {
-            encoder.write_all(chunk)?;
-        }
-        encoder.finish()
-    })
-    .await;
-    match compressed {
-        Ok(Ok(bytes)) => {
-            parts.headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            hyper::Response::from_parts(parts, WholeBody::new(bytes))
-        }
-        // Never happens with an in-memory buffer; the uncompressed answer is still right.
-        _ => hyper::Response::from_parts(parts, body),
-    }
+/// The `/metrics` answer gzip-compressed: the published part compressed once per publication and
+/// shared by every scrape (200 gzip scrapers once compressed it 200 times), the live part for this one
+/// (see `Metrics::encode_gzip`).
+async fn gzip(state: &ServerState, req: &Request<Incoming>, response: HttpResponse) -> HttpResponse {
+    let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+    // Never fails with in-memory buffers; the uncompressed answer is still right if it did.
+    let Some((first, second)) = state.metrics.encode_gzip(Exposition::from_accept(accept)).await else {
+        return response;
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    hyper::Response::from_parts(parts, WholeBody::two(first, second))
 }
 
 fn unauthorized() -> HttpResponse {
