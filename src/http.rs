@@ -4,8 +4,9 @@
 //! every complete response is made with.
 //!
 //! At the connection limit the oldest connection that is not in the middle of a request (an
-//! unfinished header, an idle keep-alive, a client not reading its answer) is closed to make room:
-//! a slowloris attack fills the slots, but a probe or scrape still gets one at once.
+//! unfinished header, an idle keep-alive, a client not reading its answer, a handler waiting for the
+//! client's body: see [`ClientPaced`]) is closed to make room: a slowloris attack fills the slots, but
+//! a probe or scrape still gets one at once.
 
 use std::future::Future;
 use std::io;
@@ -264,8 +265,9 @@ pub async fn serve_http<F, Fut, B, E>(
         let handler = {
             let (handler, in_request) = (handler.clone(), entry.in_request.clone());
             let (refused, refusals_logged) = (counters.refused.clone(), refusals_logged.clone());
-            move |req: Request<Incoming>| {
+            move |mut req: Request<Incoming>| {
                 let busy = RequestMark::new(in_request.clone());
+                req.extensions_mut().insert(ClientPaced(in_request.clone()));
                 let refusal = host_refusal(&req);
                 let answer = refusal.is_none().then(|| handler(req));
                 let (refused, refusals_logged) = (refused.clone(), refusals_logged.clone());
@@ -523,6 +525,41 @@ impl Drop for Slot {
         if let Slot::HandedOver(Some(semaphore)) = self {
             semaphore.add_permits(1);
         }
+    }
+}
+
+/// Lets a handler say that it waits for the client (its body): meanwhile its connection counts as
+/// between requests, and may be closed to make room at the limit. 600 authenticated pushes that sent
+/// one body byte each held every slot until their read timeout, and probes failed.
+#[derive(Clone)]
+pub struct ClientPaced(Arc<std::sync::atomic::AtomicUsize>);
+
+impl ClientPaced {
+    /// The mark of the connection `req` came in on (none for a request not served by [`serve_http`]).
+    pub fn of<T>(req: &Request<T>) -> Option<ClientPaced> {
+        req.extensions().get::<ClientPaced>().cloned()
+    }
+
+    /// Runs `waiting` (a read of the client's body) with the connection evictable.
+    pub async fn wait<F: Future>(&self, waiting: F) -> F::Output {
+        let _idle = IdleMark::new(self.0.clone());
+        waiting.await
+    }
+}
+
+/// Counts a connection as between requests while it lives (see [`ClientPaced`]).
+struct IdleMark(Arc<std::sync::atomic::AtomicUsize>);
+
+impl IdleMark {
+    fn new(in_request: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        in_request.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        IdleMark(in_request)
+    }
+}
+
+impl Drop for IdleMark {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

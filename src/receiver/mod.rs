@@ -151,7 +151,8 @@ impl Receiver {
         // The body is read before a processing slot is taken, so slow uploaders hold only their
         // connection and the bytes they really sent, never a slot a complete push needs.
         let deadline = tokio::time::Instant::now() + self.settings.read_timeout;
-        let (bytes, buffered) = match self.read_body(req.into_body(), deadline).await {
+        let paced = crate::http::ClientPaced::of(&req);
+        let (bytes, buffered) = match self.read_body(req.into_body(), deadline, paced).await {
             Ok(read) => read,
             Err(refusal) => return refusal,
         };
@@ -177,12 +178,19 @@ impl Receiver {
         &self,
         mut body: Incoming,
         deadline: tokio::time::Instant,
+        paced: Option<crate::http::ClientPaced>,
     ) -> Result<(Bytes, OwnedSemaphorePermit), HttpResponse> {
         let mut buffered = self.budget.clone().try_acquire_many_owned(0).map_err(|_| self.overloaded("closing"))?;
         let mut bytes = BytesMut::new();
         let mut records = RecordCounter::default();
         loop {
-            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            // Waiting for the client's bytes, the connection may be closed to make room for a probe.
+            let next = tokio::time::timeout_at(deadline, body.frame());
+            let next = match &paced {
+                Some(paced) => paced.wait(next).await,
+                None => next.await,
+            };
+            let frame = match next {
                 Ok(Some(Ok(frame))) => frame,
                 Ok(None) => return Ok((bytes.freeze(), buffered)),
                 Ok(Some(Err(_))) => {
