@@ -122,6 +122,11 @@ pub struct ExporterArgs {
     #[arg(long = "web.max-header-size", env = "EMNIFY_EXPORTER_WEB_MAX_HEADER_SIZE", default_value = "16KiB", value_name = "SIZE", value_parser = parse_header_size)]
     pub max_header_size: usize,
 
+    /// TLS handshakes whose CPU (the server's signature) is spent at once; waiting ones are served newest
+    /// first, so a probe does not queue behind a flood of handshakes. An ECDSA key costs far less per handshake.
+    #[arg(long = "web.max-tls-handshakes", env = "EMNIFY_EXPORTER_WEB_MAX_TLS_HANDSHAKES", default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_tls_handshakes: u64,
+
     /// Prometheus exporter-toolkit web configuration (YAML): TLS with certificate reload, mutual TLS
     /// (client_ca_file) and basic_auth_users with bcrypt hashes.
     #[arg(long = "web.config.file", env = "EMNIFY_EXPORTER_WEB_CONFIG_FILE", value_name = "PATH")]

@@ -33,6 +33,7 @@ impl ExporterArgs {
             http: HttpLimits {
                 max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
                 max_header_bytes: self.max_header_size,
+                max_tls_handshakes: usize::try_from(self.max_tls_handshakes).unwrap_or(usize::MAX),
                 ..HttpLimits::default()
             },
             state_file: self.state_file,

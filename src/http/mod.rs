@@ -8,8 +8,6 @@
 //! client's body: see [`ClientPaced`]) is closed to make room: a slowloris attack fills the slots, but
 //! a probe or scrape still gets one at once.
 
-use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,11 +21,19 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::webconfig::WebSecurity;
+
+mod connections;
+mod handshake;
+mod write_timeout;
+
+pub use connections::ClientPaced;
+use connections::{ConnectionTable, RequestMark, Slot, Trimmer};
+use handshake::HandshakeGate;
+use write_timeout::WriteTimeout;
 
 /// How long open connections get to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -47,6 +53,8 @@ pub struct HttpLimits {
     pub write_timeout: Duration,
     /// How long open connections get to finish after shutdown starts.
     pub shutdown_grace: Duration,
+    /// TLS handshakes whose CPU (the server's signature) is spent at once, newest first (see `handshake`).
+    pub max_tls_handshakes: usize,
 }
 
 impl Default for HttpLimits {
@@ -57,6 +65,7 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             shutdown_grace: SHUTDOWN_GRACE,
+            max_tls_handshakes: 1,
         }
     }
 }
@@ -216,6 +225,7 @@ pub async fn serve_http<F, Fut, B, E>(
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let table = Arc::new(ConnectionTable::default());
     let trimmer = Arc::new(Trimmer::new(counters.open.clone()));
+    let handshakes = HandshakeGate::new(limits.max_tls_handshakes);
     let mut evictions_logged: Option<(std::time::Instant, u64)> = None;
     let refusals_logged = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
     loop {
@@ -288,7 +298,8 @@ pub async fn serve_http<F, Fut, B, E>(
                 }
             }
         };
-        let (table, open, trimmer) = (table.clone(), counters.open.clone(), trimmer.clone());
+        let (table, open, trimmer, handshakes) =
+            (table.clone(), counters.open.clone(), trimmer.clone(), handshakes.clone());
         open.inc();
         trimmer.opened();
         tokio::spawn(async move {
@@ -303,8 +314,13 @@ pub async fn serve_http<F, Fut, B, E>(
             let serve = async {
                 match tls {
                     Some(config) => {
-                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        // The ClientHello is read without a place at the handshake gate; its processing takes one.
+                        let accepted = async {
+                            let acceptor = rustls::server::Acceptor::default();
+                            let start = tokio_rustls::LazyConfigAcceptor::new(acceptor, stream).await?;
+                            handshake::handshake(&handshakes, start, config).await
+                        };
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accepted).await {
                             Ok(Ok(tls_stream)) => {
                                 let connection =
                                     builder.serve_connection(TokioIo::new(tls_stream), service_fn(handler));
@@ -398,276 +414,5 @@ fn log_eviction(logged: &mut Option<(std::time::Instant, u64)>, limit: usize) {
             );
             *logged = Some((std::time::Instant::now(), 0));
         }
-    }
-}
-
-/// Gives memory back to the system after many connections closed. glibc keeps what they freed in its
-/// per-thread arenas, fragmented, for reuse: 512 connections that sent 8 KB of headers each left the
-/// process at 17 MiB instead of 7 after they closed, until `malloc_trim` returned it.
-struct Trimmer {
-    open: prometheus::IntGauge,
-    /// Most connections open at once since the last trim.
-    peak: std::sync::atomic::AtomicI64,
-    /// A trim is scheduled (at most one a second, covering every close until then).
-    scheduled: std::sync::atomic::AtomicBool,
-}
-
-impl Trimmer {
-    /// Connections that must have closed since the peak for a trim to be worth it.
-    const CLOSED_SINCE_PEAK: i64 = 128;
-    const DELAY: Duration = Duration::from_secs(1);
-
-    fn new(open: prometheus::IntGauge) -> Self {
-        Trimmer { open, peak: Default::default(), scheduled: Default::default() }
-    }
-
-    fn opened(&self) {
-        self.peak.fetch_max(self.open.get(), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn closed(self: &Arc<Self>) {
-        use std::sync::atomic::Ordering::{AcqRel, Relaxed};
-        if self.peak.load(Relaxed) - self.open.get() < Self::CLOSED_SINCE_PEAK || self.scheduled.swap(true, AcqRel) {
-            return;
-        }
-        let trimmer = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Self::DELAY).await;
-            trimmer.peak.store(trimmer.open.get(), Relaxed);
-            trimmer.scheduled.store(false, Relaxed);
-            // It walks every arena: milliseconds, not for the async workers.
-            let _ = tokio::task::spawn_blocking(trim_allocator).await;
-        });
-    }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_allocator() {
-    // SAFETY: malloc_trim has no preconditions; it only returns free memory of glibc's arenas.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_allocator() {}
-
-/// The open connections, oldest first, and whether each is inside a request.
-#[derive(Default)]
-struct ConnectionTable {
-    next_id: std::sync::atomic::AtomicU64,
-    open: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<ConnectionEntry>>>,
-}
-
-struct ConnectionEntry {
-    id: u64,
-    /// Requests being handled (more than one only if the client pipelines).
-    in_request: Arc<std::sync::atomic::AtomicUsize>,
-    evict: CancellationToken,
-}
-
-impl ConnectionTable {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, Arc<ConnectionEntry>>> {
-        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Registers a new connection; its `evict` token is cancelled when it is evicted.
-    fn open(&self) -> Arc<ConnectionEntry> {
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let entry = Arc::new(ConnectionEntry { id, in_request: Arc::default(), evict: CancellationToken::new() });
-        self.lock().insert(id, entry.clone());
-        entry
-    }
-
-    /// Forgets a connection that ended; false if it was evicted (and so forgotten already).
-    fn close(&self, id: u64) -> bool {
-        self.lock().remove(&id).is_some()
-    }
-
-    /// Closes the oldest connection that is not inside a request; false if there is none.
-    fn evict_oldest_idle(&self) -> bool {
-        let mut open = self.lock();
-        let idle = open
-            .values()
-            .find(|c| c.in_request.load(std::sync::atomic::Ordering::Acquire) == 0 && !c.evict.is_cancelled())
-            .map(|c| c.id);
-        match idle.and_then(|id| open.remove(&id)) {
-            Some(entry) => {
-                entry.evict.cancel();
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// A connection's place under `--web.max-connections`: a permit of its own, or the place of the
-/// connection it evicted, whose permit stays taken (so there are never more places than the limit,
-/// only a moment's overlap while the evicted one closes).
-enum Slot {
-    Own(Option<tokio::sync::OwnedSemaphorePermit>),
-    /// Gives its place back to the semaphore when dropped (unless handed over in turn).
-    HandedOver(Option<Arc<tokio::sync::Semaphore>>),
-}
-
-impl Slot {
-    /// Keeps the place taken for the connection that evicted this one.
-    fn hand_over(mut self) {
-        match &mut self {
-            Slot::Own(permit) => permit.take().into_iter().for_each(tokio::sync::OwnedSemaphorePermit::forget),
-            Slot::HandedOver(semaphore) => drop(semaphore.take()),
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Slot::HandedOver(Some(semaphore)) = self {
-            semaphore.add_permits(1);
-        }
-    }
-}
-
-/// Lets a handler say that it waits for the client (its body): meanwhile its connection counts as
-/// between requests, and may be closed to make room at the limit. 600 authenticated pushes that sent
-/// one body byte each held every slot until their read timeout, and probes failed.
-#[derive(Clone)]
-pub struct ClientPaced(Arc<std::sync::atomic::AtomicUsize>);
-
-impl ClientPaced {
-    /// The mark of the connection `req` came in on (none for a request not served by [`serve_http`]).
-    pub fn of<T>(req: &Request<T>) -> Option<ClientPaced> {
-        req.extensions().get::<ClientPaced>().cloned()
-    }
-
-    /// Runs `waiting` (a read of the client's body) with the connection evictable.
-    pub async fn wait<F: Future>(&self, waiting: F) -> F::Output {
-        let _idle = IdleMark::new(self.0.clone());
-        waiting.await
-    }
-}
-
-/// Counts a connection as between requests while it lives (see [`ClientPaced`]).
-struct IdleMark(Arc<std::sync::atomic::AtomicUsize>);
-
-impl IdleMark {
-    fn new(in_request: Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        in_request.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        IdleMark(in_request)
-    }
-}
-
-impl Drop for IdleMark {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
-/// Marks a connection as inside a request while it lives.
-struct RequestMark(Arc<std::sync::atomic::AtomicUsize>);
-
-impl RequestMark {
-    fn new(in_request: Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        in_request.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        RequestMark(in_request)
-    }
-}
-
-impl Drop for RequestMark {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
-/// A stream whose writes fail once the peer has taken no bytes for a while, so a client that never
-/// reads its answer cannot hold the connection (and the answer's buffer) for ever.
-struct WriteTimeout<S> {
-    inner: S,
-    timeout: Duration,
-    /// Running while a write waits for the peer.
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<S> WriteTimeout<S> {
-    fn new(inner: S, timeout: Duration) -> Self {
-        WriteTimeout { inner, timeout, stalled: None }
-    }
-
-    fn progress<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if poll.is_ready() {
-            self.stalled = None;
-            return poll;
-        }
-        let timeout = self.timeout;
-        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match stalled.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client took no bytes within the write timeout",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.progress(cx, poll)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.progress(cx, poll)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        self.progress(cx, poll)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.progress(cx, poll)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// A peer that reads nothing fails the write once the timeout passes without progress; a peer
-    /// that reads lets a write far larger than the pipe finish.
-    #[tokio::test]
-    async fn writes_fail_when_the_peer_stops_reading() {
-        let (near, _far) = tokio::io::duplex(64);
-        let mut stream = WriteTimeout::new(near, Duration::from_millis(50));
-        let err = stream.write_all(&[0u8; 4096]).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-
-        let (near, mut far) = tokio::io::duplex(64);
-        let reader = tokio::spawn(async move {
-            let mut all = Vec::new();
-            far.read_to_end(&mut all).await.map(|_| all.len())
-        });
-        let mut stream = WriteTimeout::new(near, Duration::from_millis(50));
-        stream.write_all(&[7u8; 256 * 1024]).await.unwrap();
-        drop(stream);
-        assert_eq!(reader.await.unwrap().unwrap(), 256 * 1024);
     }
 }
