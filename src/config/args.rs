@@ -11,7 +11,6 @@ use super::parse::*;
 use super::types::IngestMode;
 use crate::logging::{LogFormat, LogLevel};
 use crate::simulator::StandaloneSettings;
-use crate::timefmt::parse_duration;
 
 /// The exporter's default port.
 pub const DEFAULT_PORT: u16 = 9853;
@@ -88,7 +87,7 @@ pub struct ExporterArgs {
 
     /// Least time between two requests to emnify, on top of the request budget (0s: the budget alone
     /// paces requests).
-    #[arg(long = "emnify.min-request-interval", env = "EMNIFY_EXPORTER_EMNIFY_MIN_REQUEST_INTERVAL", default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "emnify.min-request-interval", env = "EMNIFY_EXPORTER_EMNIFY_MIN_REQUEST_INTERVAL", default_value = "0s", value_name = "DURATION", value_parser = duration)]
     pub min_request_interval: Duration,
 
     /// Share of emnify's documented rate limits the exporter uses (10 requests/s with bursts of 5 on the

@@ -10,6 +10,12 @@ use super::env::variable_set;
 pub fn explain_error(err: &clap::Error, argv: &[String], env: impl Fn(&str) -> Option<String>) -> String {
     use clap::error::{ContextKind, ContextValue};
     let text = err.render().to_string();
+    if let Some(ContextValue::String(word)) = err.get(ContextKind::InvalidSubcommand) {
+        return match split_value(word, argv) {
+            Some(hint) => text.replacen('\n', &format!("\n{hint}"), 1),
+            None => text,
+        };
+    }
     let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
         return text;
     };
@@ -22,6 +28,20 @@ pub fn explain_error(err: &clap::Error, argv: &[String], env: impl Fn(&str) -> O
         Some((first, rest)) if !note.is_empty() => format!("{first}\n{note}{rest}"),
         _ => text,
     }
+}
+
+/// For a stray `word` that clap took for a subcommand: when it follows `--flag VALUE`, the value was
+/// most likely meant to go on (`--emnify.poll-interval 1 min`, unquoted), and the note says how.
+fn split_value(word: &str, argv: &[String]) -> Option<String> {
+    let at = argv.iter().position(|a| a == word)?;
+    let (flag, value) = (argv.get(at.checked_sub(2)?)?, argv.get(at - 1)?);
+    if !flag.starts_with("--") || flag.contains('=') || value.starts_with('-') {
+        return None;
+    }
+    Some(format!(
+        "  ('{value} {word}' after {flag} is two words: quote it, {flag} '{value} {word}', or write it without the \
+         space, {flag} {value}{word})\n"
+    ))
 }
 
 /// A configuration or start-up error about `flag`, with where that flag's value came from when it

@@ -8,10 +8,23 @@ use crate::emnify::RETENTION;
 use crate::logging::{LogFormat, LogLevel};
 use crate::timefmt::parse_duration;
 
+/// A duration as [`parse_duration`] reads it (`30s`, `5m`, `1h30m`, `0`). A bare number other than 0
+/// is told the unit to add: the usual mistake is `60` meant as seconds, and the parser's own
+/// message suggests units (`60ms`) the flags may not even allow.
+pub(super) fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if !text.is_empty() && text != "0" && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "'{text}' has no unit: write {text}s for seconds (units: s, m, h, d; e.g. 30s, 5m, 1h30m)"
+        ));
+    }
+    parse_duration(text)
+}
+
 /// `MIN` or `MIN-MAX`, two durations.
 pub(super) fn parse_latency_range(text: &str) -> Result<(Duration, Duration), String> {
     let (low, high) = text.split_once('-').unwrap_or((text, text));
-    let (low, high) = (parse_duration(low.trim())?, parse_duration(high.trim())?);
+    let (low, high) = (duration(low)?, duration(high)?);
     if high < low {
         return Err(format!("'{text}': the maximum is below the minimum"));
     }
@@ -60,7 +73,7 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 pub(super) fn parse_signed_duration(text: &str) -> Result<i64, String> {
     let text = text.trim();
     let (sign, rest) = text.strip_prefix('-').map_or((1, text), |rest| (-1, rest));
-    Ok(sign * crate::timefmt::duration_millis(parse_duration(rest)?))
+    Ok(sign * crate::timefmt::duration_millis(duration(rest)?))
 }
 
 /// `--web.max-header-size`: hyper needs at least 8 KiB to read a request at all.
@@ -80,7 +93,7 @@ pub(super) fn parse_share(text: &str) -> Result<f64, String> {
 }
 
 pub(super) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
+    let d = duration(text)?;
     if d.is_zero() {
         return Err("must be more than zero".into());
     }
@@ -88,7 +101,7 @@ pub(super) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub(super) fn parse_poll_interval(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
+    let d = duration(text)?;
     if d < Duration::from_secs(1) {
         return Err("must be at least 1s (emnify limits event requests to 10 per second)".into());
     }
@@ -96,7 +109,7 @@ pub(super) fn parse_poll_interval(text: &str) -> Result<Duration, String> {
 }
 
 pub(super) fn parse_lookback(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
+    let d = duration(text)?;
     if d > RETENTION {
         return Err("must be at most 30d, emnify's event retention".into());
     }
@@ -104,7 +117,7 @@ pub(super) fn parse_lookback(text: &str) -> Result<Duration, String> {
 }
 
 pub(super) fn parse_overlap(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
+    let d = duration(text)?;
     if d < Duration::from_secs(1) || d > RETENTION {
         return Err("must be between 1s and 30d".into());
     }

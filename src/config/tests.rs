@@ -115,6 +115,11 @@ fn durations_and_addresses() {
     assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
     assert!(parse_duration("soon").is_err());
     assert!(parse_poll_interval("100ms").is_err());
+    // A bare number is told its unit, not units the flag refuses.
+    let bare = parse_poll_interval("60").unwrap_err();
+    assert!(bare.contains("write 60s") && !bare.contains("60ms"), "{bare}");
+    assert_eq!(duration(" 0 "), Ok(Duration::ZERO));
+    assert_eq!(parse_latency_range("2s-5s"), Ok((Duration::from_secs(2), Duration::from_secs(5))));
     assert!(parse_lookback("31d").is_err());
     assert_eq!(parse_signed_duration("-15m"), Ok(-900_000));
     assert_eq!(parse_signed_duration("1h"), Ok(3_600_000));
@@ -214,4 +219,20 @@ fn token_sources_are_exclusive() {
     assert_eq!(demo.interval, Duration::from_secs(5));
     let config = args(&[]).into_config(token("secret-token")).unwrap();
     assert!(!format!("{config:?}").contains("secret-token"));
+}
+
+/// `--emnify.poll-interval 1 min`, unquoted: clap takes `min` for a subcommand; the error says the value
+/// was split and how to write it.
+#[test]
+fn a_value_split_by_a_space_is_explained() {
+    let argv: Vec<String> = ["emnify-exporter", "--emnify.poll-interval", "1", "min"].map(String::from).to_vec();
+    let err = Cli::try_parse_from(&argv).unwrap_err();
+    let text = super::explain_error(&err, &argv, |_| None);
+    assert!(text.contains("unrecognized subcommand 'min'"), "{text}");
+    assert!(text.contains("quote it, --emnify.poll-interval '1 min'"), "{text}");
+    assert!(text.contains("--emnify.poll-interval 1min)"), "{text}");
+    // A stray word that follows no flag's value gets clap's message alone.
+    let argv: Vec<String> = ["emnify-exporter", "simulat"].map(String::from).to_vec();
+    let err = Cli::try_parse_from(&argv).unwrap_err();
+    assert!(!super::explain_error(&err, &argv, |_| None).contains("quote it"));
 }

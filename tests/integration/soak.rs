@@ -1,7 +1,7 @@
 //! A bounded soak: the exporter runs for minutes against a simulator with a mixed fault schedule while
 //! being scraped; its memory and file descriptors stay flat and, at the end, its counts are exact.
 //!
-//! Ignored by default (it takes about four minutes); `.ci/run` runs it with `--ignored`.
+//! Ignored by default (it takes about four minutes); `scripts/test` runs it with `--ignored`.
 //! `SOAK_SECONDS` sets the measured phase (default 120).
 
 use crate::common;
@@ -25,7 +25,7 @@ fn footprint(pid: u32) -> (u64, usize) {
 }
 
 #[test]
-#[ignore = "a soak of about four minutes; .ci/run runs it with --ignored"]
+#[ignore = "a soak of about four minutes; scripts/test runs it with --ignored"]
 fn soak_under_mixed_faults_keeps_memory_flat_and_counts_exact() {
     let measured = Duration::from_secs(std::env::var("SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(120));
     let warm_up = Duration::from_secs(std::env::var("SOAK_WARMUP").ok().and_then(|s| s.parse().ok()).unwrap_or(100));

@@ -80,3 +80,37 @@ fn a_port_in_use_on_every_interface_is_not_mistaken_for_a_host_without_ipv6() {
     assert!(stderr.contains(&format!("[::]:{port}")) && stderr.contains("another process holds the port"), "{stderr}");
     assert!(!stderr.contains("no IPv6"), "{stderr}");
 }
+
+/// docs/configuration.md's example start-up line of the demo has the fields a real one has, in order:
+/// an example that drifts from the binary misleads whoever greps their logs for it.
+#[test]
+fn the_documented_start_up_line_is_the_real_one() {
+    let docs = std::fs::read_to_string(crate::common::artifacts::repo_path("docs/configuration.md")).unwrap();
+    let documented = docs.lines().find(|l| l.contains("msg=\"emnify exporter listening\"")).expect("an example line");
+    let keys = |line: &str| -> Vec<String> {
+        // logfmt: key=value or key="quoted value"; the keys are what is compared.
+        let mut keys = Vec::new();
+        let mut rest = line;
+        while let Some(eq) = rest.find('=') {
+            keys.push(rest[..eq].rsplit(' ').next().unwrap_or("").to_string());
+            rest = &rest[eq + 1..];
+            rest = match rest.strip_prefix('"') {
+                Some(quoted) => quoted.split_once('"').map_or("", |(_, after)| after),
+                None => rest.split_once(' ').map_or("", |(_, after)| after),
+            };
+        }
+        keys
+    };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_emnify-exporter"));
+    cmd.args(["--log.format=logfmt", "--demo", "--web.listen-address", "127.0.0.1:0"]);
+    let child = Process::spawn(cmd);
+    let real = loop {
+        let line = child.logs.recv_timeout(Duration::from_secs(30)).expect("a start-up line");
+        let raw = line["raw"].as_str().unwrap_or_default().to_string();
+        if raw.contains("msg=\"emnify exporter listening\"") {
+            break raw;
+        }
+    };
+    assert_eq!(keys(documented), keys(&real), "documented:\n{documented}\nreal:\n{real}");
+    child.kill();
+}
