@@ -25,11 +25,14 @@ const KNOWN_KINDS: &[(&str, &str)] = &[
     ("apps/v1", "Deployment"),
     (MONITORING, "ServiceMonitor"),
     (MONITORING, "PodMonitor"),
+    (MONITORING, "PrometheusRule"),
 ];
 
-/// Every file of deploy/kubernetes/ and the kinds of its documents, in order.
+/// Every manifest under deploy/kubernetes/ (each in the Kustomize directory that uses it, the
+/// kustomization.yaml files aside: kustomize.rs renders those) and the kinds of its documents, in order.
 const FILES: &[(&str, &[&str])] = &[
     ("podmonitor.yaml", &["PodMonitor"]),
+    ("prometheusrule.yaml", &["PrometheusRule"]),
     ("secret.yaml", &["Secret"]),
     ("servicemonitor.yaml", &["ServiceMonitor"]),
     ("sidecar-classic.yaml", &["Deployment"]),
@@ -119,7 +122,7 @@ fn read(relative: &str) -> String {
 }
 
 /// Every YAML document of `text` (empty ones skipped), as JSON values.
-fn yaml_documents(text: &str, name: &str) -> Vec<Value> {
+pub(crate) fn yaml_documents(text: &str, name: &str) -> Vec<Value> {
     let mut docs = Vec::new();
     for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let value = serde_yaml_ng::Value::deserialize(document)
@@ -140,7 +143,9 @@ fn yaml_file(relative: &str) -> Value {
 
 #[derive(Clone)]
 struct Manifest {
+    /// The file's name: unique across the directories.
     file: String,
+    path: PathBuf,
     docs: Vec<Value>,
 }
 
@@ -148,28 +153,37 @@ fn kubernetes_dir() -> PathBuf {
     repo().join("deploy/kubernetes")
 }
 
+/// The manifests under deploy/kubernetes/ and its Kustomize directories, sorted by file name.
 fn manifest_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(kubernetes_dir())
-        .expect("deploy/kubernetes exists")
-        .map(|entry| entry.expect("readable directory").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml"))
-        .collect();
-    files.sort();
+    let mut files = Vec::new();
+    let mut dirs = vec![kubernetes_dir()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("deploy/kubernetes exists") {
+            let path = entry.expect("readable directory").path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && name != "kustomization.yaml" {
+                files.push(path);
+            }
+        }
+    }
+    files.sort_by_key(|path| path.file_name().map(|n| n.to_os_string()));
     files
 }
 
 fn manifests() -> Vec<Manifest> {
     manifest_files()
-        .iter()
+        .into_iter()
         .map(|path| {
             let file = path.file_name().unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(path).unwrap();
-            Manifest { docs: yaml_documents(&text, &file), file }
+            let text = std::fs::read_to_string(&path).unwrap();
+            Manifest { docs: yaml_documents(&text, &file), file, path }
         })
         .collect()
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -181,7 +195,7 @@ fn run(command: &mut Command) -> Output {
     command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
@@ -722,7 +736,7 @@ fn structural_checks_catch_mistakes() {
 // Schema validators
 // ------------------------------------------------------------------------------------------------
 
-fn kubernetes_validate() -> PathBuf {
+pub(crate) fn kubernetes_validate() -> PathBuf {
     if let Some(path) = std::env::var_os("KUBERNETES_VALIDATE") {
         let path = PathBuf::from(path);
         assert!(path.is_file(), "KUBERNETES_VALIDATE={} does not exist: {KUBERNETES_VALIDATE_INSTALL}", path.display());
@@ -757,7 +771,7 @@ fn kubernetes_manifests_pass_the_kubernetes_schemas() {
         if let Some(version) = version {
             command.args(["-k", version]);
         }
-        command.args(files.iter().map(|m| kubernetes_dir().join(&m.file)));
+        command.args(files.iter().map(|m| &m.path));
         let output = run(&mut command);
         let out = text(&output);
         let against = version.unwrap_or("the newest bundled schemas");
@@ -767,7 +781,9 @@ fn kubernetes_manifests_pass_the_kubernetes_schemas() {
             if line.starts_with("WARN") {
                 // Only the Prometheus Operator kinds have no bundled schema; the next test covers them.
                 assert!(
-                    line.contains("kind ServiceMonitor") || line.contains("kind PodMonitor"),
+                    ["ServiceMonitor", "PodMonitor", "PrometheusRule"]
+                        .iter()
+                        .any(|k| line.contains(&format!("kind {k}"))),
                     "against {against}: {line}"
                 );
             }
@@ -777,8 +793,9 @@ fn kubernetes_manifests_pass_the_kubernetes_schemas() {
     }
 
     // The validator really validates: native sidecars did not exist in Kubernetes 1.27.
-    let output =
-        run(Command::new(&tool).args(["--strict", "-k", "1.27.0"]).arg(kubernetes_dir().join("sidecar-native.yaml")));
+    let output = run(Command::new(&tool)
+        .args(["--strict", "-k", "1.27.0"])
+        .arg(kubernetes_dir().join("sidecar-native/sidecar-native.yaml")));
     assert!(
         !output.status.success() && text(&output).contains("'restartPolicy' was unexpected"),
         "kubernetes-validate should refuse a native sidecar for Kubernetes 1.27:\n{}",
@@ -790,7 +807,8 @@ const CRD_VALIDATOR: &str = r#"
 import { readFileSync } from "node:fs";
 import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor";
 import { PodMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor";
-const models = { ServiceMonitor, PodMonitor };
+import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
+const models = { ServiceMonitor, PodMonitor, PrometheusRule };
 let failed = 0;
 for (const [file, doc] of JSON.parse(readFileSync(0, "utf8"))) {
   try {
@@ -807,7 +825,7 @@ process.exit(failed ? 1 : 0);
 "#;
 
 /// Runs the Prometheus Operator CRD schemas (npm @kubernetes-models/prometheus-operator) on `docs`.
-fn validate_crds(docs: &[(String, Value)]) -> Output {
+pub(crate) fn validate_crds(docs: &[(String, Value)]) -> Output {
     let prefix = std::env::var_os("EMNIFY_DEPLOY_NPM_PREFIX").map(PathBuf::from).unwrap_or(repo().join(".venv/npm"));
     let node =
         which("node").unwrap_or_else(|| panic!("node is not installed: install it with: apt-get install nodejs"));
@@ -838,13 +856,13 @@ fn prometheus_operator_resources_pass_the_crd_schemas() {
         .flat_map(|m| m.docs.into_iter().map(move |d| (m.file.clone(), d)))
         .filter(|(_, d)| d["apiVersion"] == MONITORING)
         .collect();
-    assert_eq!(docs.len(), 2, "expected a ServiceMonitor and a PodMonitor");
+    assert_eq!(docs.len(), 3, "expected a ServiceMonitor, a PodMonitor and a PrometheusRule");
     let output = validate_crds(&docs);
     assert!(output.status.success(), "Prometheus Operator CRD schema validation failed:\n{}", text(&output));
-    assert_eq!(text(&output).lines().filter(|l| l.starts_with("PASS")).count(), 2, "{}", text(&output));
+    assert_eq!(text(&output).lines().filter(|l| l.starts_with("PASS")).count(), 3, "{}", text(&output));
 
     // The validator really validates: a malformed interval and an unknown relabel action are refused.
-    let (file, mut bad) = docs[0].clone();
+    let (file, mut bad) = docs.iter().find(|(_, d)| d["kind"] != "PrometheusRule").cloned().expect("a monitor");
     let endpoints = if bad["kind"] == "ServiceMonitor" { "endpoints" } else { "podMetricsEndpoints" };
     bad["spec"][endpoints][0]["interval"] = json!("30 seconds");
     bad["spec"][endpoints][0]["relabelings"][0]["action"] = json!("rename");

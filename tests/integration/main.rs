@@ -18,6 +18,7 @@ mod exposition;
 mod faults;
 mod http;
 mod http_bounds;
+mod kustomize;
 mod landing_page;
 mod layering;
 mod local_stack;
