@@ -190,7 +190,8 @@ impl Poller {
         };
         self.note_clock_offset();
         let mono = duration_millis(self.started.elapsed());
-        let (floor, cursor) = self.tally.lock().poll_start(now, mono);
+        let confirmed = self.client.clock().confirmed();
+        let (floor, cursor) = self.tally.lock().poll_start(now, mono, confirmed);
         if cursor.is_some_and(|c| c * 1000 < now - duration_millis(RETENTION)) && !self.warned_retention {
             self.warned_retention = true;
             tracing::warn!(

@@ -31,6 +31,10 @@ pub struct SavedState {
     pub cursor: Option<i64>,
     /// Events before this (Unix ms, emnify's clock) are not counted; `None` until a first poll fixed it.
     pub floor_millis: Option<i64>,
+    /// Whether `floor_millis` was fixed, or checked since, on a confirmed emnify clock: only an unsettled
+    /// start of counting may still move back. Files from before this field are taken as settled.
+    #[serde(default = "settled")]
+    pub floor_settled: bool,
     /// The dedup memory: `(event id, event time)`, the time in whole seconds written as milliseconds
     /// (older files with exact milliseconds load the same way), complete from `horizon_millis` on.
     pub horizon_millis: i64,
@@ -53,6 +57,7 @@ impl SavedState {
             saved_at_millis: crate::timefmt::now_millis(),
             cursor: None,
             floor_millis: None,
+            floor_settled: true,
             horizon_millis: 0,
             ids: Vec::new(),
             unreadable: Vec::new(),
@@ -60,6 +65,10 @@ impl SavedState {
             event_types: Vec::new(),
         }
     }
+}
+
+fn settled() -> bool {
+    true
 }
 
 /// Where the state lives and whose it is.

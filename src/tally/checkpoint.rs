@@ -116,13 +116,14 @@ impl Tally {
         Ok(resumed)
     }
 
-    fn resume(&mut self, saved: SavedState) {
+    pub(super) fn resume(&mut self, saved: SavedState) {
         // No clock is read here (the host's can be wrong, emnify's is not known yet): a cursor older than
         // emnify's retention is noticed by the first poll, on emnify's clock.
         self.cursor = saved.cursor;
         // Polls forget ids only behind what they read completely: the saved horizon is that point.
         self.polled_until_millis = saved.cursor.map(|_| saved.horizon_millis);
         self.floor_millis = saved.floor_millis;
+        self.floor_settled = saved.floor_settled;
         self.seen = RecentIds::from_entries(saved.horizon_millis, self.settings.max_remembered_ids, &saved.ids);
         self.seen_unreadable = RecentIds::from_entries(saved.horizon_millis, MAX_UNREADABLE, &saved.unreadable);
         self.metrics.events.set_event_type_names(saved.event_types);
@@ -142,6 +143,7 @@ impl Tally {
         SavedState {
             cursor: self.cursor,
             floor_millis: self.floor_millis,
+            floor_settled: self.floor_settled,
             horizon_millis: self.seen.horizon_millis(),
             ids: self.seen.entries(),
             unreadable: self.seen_unreadable.entries(),

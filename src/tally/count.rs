@@ -41,6 +41,8 @@ pub struct Tally {
     pub(super) newest_polled_millis: Option<i64>,
     /// Monotonic time (the caller's) at which this run fixed the start of counting.
     floor_fixed_mono_millis: Option<i64>,
+    /// The start of counting was fixed, or checked since, on a confirmed clock: it never moves again.
+    pub(super) floor_settled: bool,
     /// Ids counted from a push (once polling runs) that no poll has read yet: the first poll that reads
     /// one learns it is new to polling ([`FirstSeen::polled_after_push`]), so its walk can stop once it
     /// found what emnify's count says is new. Forgetting one only costs that walk a page.
@@ -68,6 +70,7 @@ impl Tally {
             polled_until_millis: None,
             newest_polled_millis: None,
             floor_fixed_mono_millis: None,
+            floor_settled: false,
             seen: RecentIds::new(i64::MIN, settings.max_remembered_ids),
             seen_unreadable: RecentIds::new(i64::MIN, MAX_UNREADABLE),
             seen_skipped: RecentIds::new(i64::MIN, MAX_UNREADABLE),
@@ -103,13 +106,15 @@ impl Tally {
     /// What a poll starting at emnify's time `emnify_now_millis` (monotonic time `mono_millis`, any
     /// fixed origin) needs: the start of counting and the cursor, Unix seconds. A cursor ahead of now
     /// means emnify's clock, as estimated, was stepped back after windows ran ahead (no `Date` yet and
-    /// a host clock ahead, or a wrong first `Date`): the start of counting was fixed on that clock, and
-    /// is fixed again on the corrected one, as far back as the monotonic time since then says, so the
-    /// corrected windows leave no gap. Nothing before the old start was polled, so nothing polled is
-    /// counted twice.
-    pub fn poll_start(&mut self, emnify_now_millis: i64, mono_millis: i64) -> (i64, Option<i64>) {
+    /// a host clock ahead, or a wrong first `Date`). If the start of counting was fixed on that clock
+    /// (not yet `clock_confirmed` by readings that agree over time), it is fixed again on the corrected
+    /// one, as far back as the monotonic time since then says, and the cursor is dropped so the next
+    /// window reads from there: the corrected windows leave no gap. It never moves behind what the dedup
+    /// memory still covers, so nothing polled is counted twice; and a start fixed on a confirmed clock
+    /// (settled) never moves: then only the windows after it ran ahead, and they start from now again.
+    pub fn poll_start(&mut self, emnify_now_millis: i64, mono_millis: i64, clock_confirmed: bool) -> (i64, Option<i64>) {
         let ahead = self.cursor.map_or(0, |c| c.saturating_mul(1000).saturating_sub(emnify_now_millis));
-        if let (Some(floor), true) = (self.floor_millis, ahead > 1000) {
+        if let (Some(floor), true, false) = (self.floor_millis, ahead > 1000, self.floor_settled) {
             let lowered = match self.floor_fixed_mono_millis {
                 Some(fixed) => {
                     let since = mono_millis.saturating_sub(fixed).max(0);
@@ -118,19 +123,25 @@ impl Tally {
                 // Fixed before a restart: the cursor says how far the clock ran ahead, near enough.
                 None => floor.saturating_sub(ahead),
             };
-            let lowered = lowered.div_euclid(1000) * 1000;
+            let lowered = (lowered.div_euclid(1000) * 1000).max(self.seen.horizon_millis());
             if lowered < floor {
                 tracing::warn!(
                     ahead_s = ahead / 1000,
                     "emnify's clock was stepped back behind the last window: counting starts as much earlier"
                 );
                 self.floor_millis = Some(lowered);
+                self.cursor = None;
+                self.polled_until_millis = self.polled_until_millis.map(|until| until.min(lowered));
             }
         }
         if self.floor_millis.is_none() {
             self.floor_fixed_mono_millis = Some(mono_millis);
         }
-        (self.floor_from(emnify_now_millis).div_euclid(1000), self.cursor)
+        let floor = self.floor_from(emnify_now_millis);
+        if clock_confirmed && ahead <= 1000 {
+            self.floor_settled = true;
+        }
+        (floor.div_euclid(1000), self.cursor)
     }
 
     pub fn cursor(&self) -> Option<i64> {

@@ -217,21 +217,58 @@ fn a_window_on_an_unconfirmed_clock_forgets_only_behind_what_was_polled() {
 }
 
 /// The first poll fixed the start of counting on a clock two hours ahead; once emnify's clock is
-/// corrected, the start of counting moves back by the monotonic time since, so nothing after the real
-/// start is left out.
+/// corrected, the start of counting moves back by the monotonic time since, and the next window reads
+/// from there, so nothing after the real start is left out.
 #[test]
 fn the_start_of_counting_follows_a_clock_stepped_back() {
     let mut tally = Tally::new(Arc::new(Metrics::new()), TallySettings::default());
     let t = 1_800_000_000_000;
     let ahead = 2 * 3600 * 1000;
-    let (floor, cursor) = tally.poll_start(t + ahead, 0);
+    let (floor, cursor) = tally.poll_start(t + ahead, 0, false);
     assert_eq!((floor, cursor), ((t + ahead) / 1000, None));
     tally.window_done((t + ahead) / 1000, t + ahead - 100_000, false);
     // 70 s later the clock is right again.
-    let (floor, cursor) = tally.poll_start(t + 70_000, 70_000);
+    let (floor, cursor) = tally.poll_start(t + 70_000, 70_000, true);
     assert_eq!(floor, t / 1000, "back to the real start");
-    assert_eq!(cursor, Some((t + ahead) / 1000));
+    assert_eq!(cursor, None, "the next window reads from the start of counting");
     // Once corrected, it stays.
     tally.window_done((t + 80_000) / 1000, t - 20_000, true);
-    assert_eq!(tally.poll_start(t + 90_000, 90_000).0, t / 1000);
+    assert_eq!(tally.poll_start(t + 90_000, 90_000, true).0, t / 1000);
+}
+
+/// A start of counting fixed on a confirmed clock is settled: when the windows later run ahead (a
+/// restart with no `Date` yet and a host clock ahead) and the clock is stepped back, it stays where it
+/// was, even across a restart from the state file, and never reaches behind the dedup memory.
+#[test]
+fn a_settled_start_of_counting_never_moves() {
+    let mut tally = Tally::new(Arc::new(Metrics::new()), TallySettings::default());
+    let t = 1_800_000_000_000;
+    assert_eq!(tally.poll_start(t, 0, true).0, t / 1000);
+    // The dedup memory reaches 50 s behind the start (pushed ids), so only `settled` holds the start.
+    tally.window_done(t / 1000 + 10, t - 50_000, true);
+    let saved = tally.snapshot("http://emnify.test");
+    assert!(saved.floor_settled);
+    let mut restarted = Tally::new(Arc::new(Metrics::new()), TallySettings::default());
+    restarted.resume(saved);
+    // After the restart the host's clock, 300 s ahead, ran one window ahead.
+    let (floor, _) = restarted.poll_start(t + 340_000, 0, false);
+    assert_eq!(floor, t / 1000);
+    restarted.window_done((t + 340_000) / 1000, t, false);
+    let (floor, cursor) = restarted.poll_start(t + 50_000, 10_000, true);
+    assert_eq!(floor, t / 1000, "settled: the start of counting stays");
+    assert_eq!(cursor, Some((t + 340_000) / 1000), "the planner starts from now again");
+}
+
+/// An unsettled start moves back no further than the dedup memory reaches.
+#[test]
+fn an_unsettled_start_moves_back_no_further_than_the_dedup_memory() {
+    let mut tally = Tally::new(Arc::new(Metrics::new()), TallySettings::default());
+    let t = 1_800_000_000_000;
+    let mut saved = tally.snapshot("http://emnify.test");
+    (saved.cursor, saved.floor_millis, saved.floor_settled, saved.horizon_millis) =
+        (Some((t + 600_000) / 1000), Some(t + 300_000), false, t + 200_000);
+    tally.resume(saved);
+    let (floor, cursor) = tally.poll_start(t, 0, true);
+    assert_eq!(floor, (t + 200_000) / 1000, "lowered to the horizon, not by the whole 600 s");
+    assert_eq!(cursor, None);
 }

@@ -186,7 +186,7 @@ impl World {
     pub fn poll(&mut self, step_ms: i64, crash: Option<CrashPoint>) -> PollEnd {
         self.cost.polls += 1;
         let now = self.emnify_now(true);
-        let (floor, cursor) = lock(&self.tally).poll_start(now, self.t);
+        let (floor, cursor) = lock(&self.tally).poll_start(now, self.t, self.clock.confirmed());
         let floor = floor * 1000;
         // The start of counting can move back (a clock stepped back after a wrong first Date).
         self.floor_ms = Some(self.floor_ms.map_or(floor, |f| f.min(floor)));
