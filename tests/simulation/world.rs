@@ -368,6 +368,9 @@ impl World {
             self.violations.push(format!("restart at {}: the state file cannot be used: {e}", self.t));
             return;
         }
+        // Counting starts where the saved state says, the counters being those saved with it: a start
+        // fixed by a run that died before saving it is forgotten with what that run counted.
+        self.floor_ms = lock(&self.tally).snapshot("").floor_millis;
         self.checkpoint();
         let after = self.published();
         for (series, value) in &before {
