@@ -232,6 +232,13 @@ impl EmnifyClock {
     pub fn confirmed(&self) -> bool {
         self.estimate().confirmed()
     }
+
+    /// emnify's time now (Unix ms) if its clock is [confirmed](ClockEstimate::confirmed), else `None`.
+    pub fn confirmed_now_millis(&self) -> Option<i64> {
+        let mono = self.mono_millis();
+        let estimate = self.estimate();
+        estimate.confirmed().then(|| estimate.now_millis(mono)).flatten()
+    }
 }
 
 #[cfg(test)]

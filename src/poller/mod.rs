@@ -228,8 +228,8 @@ impl Poller {
                 self.metrics.polling.record_success(elapsed, now_millis() as f64 / 1000.0);
                 self.metrics.polling.record_poll_stats(stats.probes + stats.moves, stats.rereads, stats.passes > 1);
                 // No later walk reaches before the anchor's start, so older ids can go.
-                let confirmed = self.client.clock().confirmed();
-                self.tally.lock().window_done(until, keep_from.max(floor) * 1000, confirmed);
+                let confirmed_now = self.client.clock().confirmed_now_millis();
+                self.tally.lock().window_done(until, keep_from.max(floor) * 1000, confirmed_now);
                 self.checkpoint().await;
                 let c = &report.counts;
                 // What the walk cost is in the "walked" line above.

@@ -149,15 +149,18 @@ impl Tally {
     }
 
     /// A poll window was read whole up to `until` (Unix seconds): the cursor moves there, and ids of
-    /// events before `keep_from_millis`, which no later window reaches, are forgotten. The caller
-    /// ends the poll with a checkpoint.
-    pub fn window_done(&mut self, until: i64, keep_from_millis: i64, clock_confirmed: bool) {
+    /// events before `keep_from_millis`, which no later window reaches, are forgotten. `confirmed_now`
+    /// is emnify's time now (Unix ms) if its clock is confirmed, else `None`. The caller ends the poll
+    /// with a checkpoint.
+    pub fn window_done(&mut self, until: i64, keep_from_millis: i64, confirmed_now: Option<i64>) {
         self.cursor = Some(until);
         // The window's times come from emnify's clock as estimated. Until readings that agree over time
-        // confirm it, it can run ahead (no `Date` yet and a host clock ahead, a wrong first `Date`): then
-        // nothing is forgotten, and no span taken as read, closer to the newest polled event than the
-        // window's start is to its end, so a window that ran ahead and is read again once the clock is
-        // right still finds every id it counted.
+        // confirm it, it can run ahead (no `Date` yet and a host clock ahead, a wrong first `Date`); and
+        // a window that ends after the confirmed now was planned on a clock that has just been stepped
+        // back. Then nothing is forgotten, and no span taken as read, closer to the newest polled event
+        // than the window's start is to its end, so a window that ran ahead and is read again once the
+        // clock is right still finds every id it counted.
+        let clock_confirmed = confirmed_now.is_some_and(|now| until.saturating_mul(1000) <= now.saturating_add(1000));
         let keep_from = if clock_confirmed {
             keep_from_millis
         } else {

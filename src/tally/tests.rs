@@ -111,7 +111,7 @@ fn a_push_of_what_polling_read_completely_is_never_counted_again() {
     let poll = Origin::Poll { from_millis: (t - 60) * 1000, until_millis: t * 1000 + 999 };
     assert_eq!(tally.ingest(decode_event_list(body.as_bytes()).unwrap(), poll).counts.counted, 5_000);
     // Later polls moved on: no window reaches back to these events, their ids are forgotten.
-    tally.window_done(t + 600, (t + 10) * 1000, true);
+    tally.window_done(t + 600, (t + 10) * 1000, Some((t + 600) * 1000));
     assert_eq!(tally.remembered(), 0);
     let push = Origin::Push { arrival_millis: (t + 720) * 1000 };
     let again = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push).counts;
@@ -190,7 +190,7 @@ fn a_pushed_event_is_new_to_polling_once() {
     tally.lock().floor_from((t - 60) * 1000);
     let earlier = events(500..501, t - 10);
     tally.ingest_noting(decode_event_list(earlier.as_bytes()).unwrap(), poll).unwrap();
-    tally.lock().window_done(t - 10, (t - 60) * 1000, true);
+    tally.lock().window_done(t - 10, (t - 60) * 1000, Some(t * 1000));
     let body = events(1..11, t - 5);
     let pushed = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), Origin::Push { arrival_millis: t * 1000 });
     assert_eq!(pushed.map(|c| c.counted).ok(), Some(10));
@@ -210,9 +210,12 @@ fn a_window_on_an_unconfirmed_clock_forgets_only_behind_what_was_polled() {
     let poll = Origin::Poll { from_millis: (t - 60) * 1000, until_millis: t * 1000 + 999 };
     tally.ingest(decode_event_list(events(1..11, t - 5).as_bytes()).unwrap(), poll);
     // The clock ran two hours ahead: the window ended at t + 7200 and reached back 100 s.
-    tally.window_done(t + 7_200, (t + 7_100) * 1000, false);
+    tally.window_done(t + 7_200, (t + 7_100) * 1000, None);
     assert_eq!(tally.remembered(), 10, "nothing polled is forgotten on a clock that may be wrong");
-    tally.window_done(t + 7_200, (t + 7_100) * 1000, true);
+    // Confirmed, but stepped back to the real time since the window was planned: it ran ahead.
+    tally.window_done(t + 7_200, (t + 7_100) * 1000, Some(t * 1000));
+    assert_eq!(tally.remembered(), 10, "nothing is forgotten by a window that ends after the confirmed now");
+    tally.window_done(t + 7_200, (t + 7_100) * 1000, Some((t + 7_200) * 1000));
     assert_eq!(tally.remembered(), 0, "a confirmed clock forgets as its windows say");
 }
 
@@ -226,13 +229,13 @@ fn the_start_of_counting_follows_a_clock_stepped_back() {
     let ahead = 2 * 3600 * 1000;
     let (floor, cursor) = tally.poll_start(t + ahead, 0, false);
     assert_eq!((floor, cursor), ((t + ahead) / 1000, None));
-    tally.window_done((t + ahead) / 1000, t + ahead - 100_000, false);
+    tally.window_done((t + ahead) / 1000, t + ahead - 100_000, None);
     // 70 s later the clock is right again.
     let (floor, cursor) = tally.poll_start(t + 70_000, 70_000, true);
     assert_eq!(floor, t / 1000, "back to the real start");
     assert_eq!(cursor, None, "the next window reads from the start of counting");
     // Once corrected, it stays.
-    tally.window_done((t + 80_000) / 1000, t - 20_000, true);
+    tally.window_done((t + 80_000) / 1000, t - 20_000, Some(t + 80_000));
     assert_eq!(tally.poll_start(t + 90_000, 90_000, true).0, t / 1000);
 }
 
@@ -245,7 +248,7 @@ fn a_settled_start_of_counting_never_moves() {
     let t = 1_800_000_000_000;
     assert_eq!(tally.poll_start(t, 0, true).0, t / 1000);
     // The dedup memory reaches 50 s behind the start (pushed ids), so only `settled` holds the start.
-    tally.window_done(t / 1000 + 10, t - 50_000, true);
+    tally.window_done(t / 1000 + 10, t - 50_000, Some(t + 10_000));
     let saved = tally.snapshot("http://emnify.test");
     assert!(saved.floor_settled);
     let mut restarted = Tally::new(Arc::new(Metrics::new()), TallySettings::default());
@@ -253,7 +256,7 @@ fn a_settled_start_of_counting_never_moves() {
     // After the restart the host's clock, 300 s ahead, ran one window ahead.
     let (floor, _) = restarted.poll_start(t + 340_000, 0, false);
     assert_eq!(floor, t / 1000);
-    restarted.window_done((t + 340_000) / 1000, t, false);
+    restarted.window_done((t + 340_000) / 1000, t, None);
     let (floor, cursor) = restarted.poll_start(t + 50_000, 10_000, true);
     assert_eq!(floor, t / 1000, "settled: the start of counting stays");
     assert_eq!(cursor, Some((t + 340_000) / 1000), "the planner starts from now again");

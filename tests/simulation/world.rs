@@ -204,9 +204,13 @@ impl World {
                 Step::Count(q) => (q, true),
                 Step::Done { until, keep_from } => {
                     if self.trace {
-                        eprintln!("  done: until {until}, keep from {keep_from}");
+                        eprintln!(
+                            "  done: until {until}, keep from {keep_from}, clock confirmed {}",
+                            self.clock.confirmed()
+                        );
                     }
-                    lock(&self.tally).window_done(until, keep_from * 1000, self.clock.confirmed());
+                    let confirmed_now = self.clock.confirmed().then(|| self.clock.now_millis(self.t)).flatten();
+                    lock(&self.tally).window_done(until, keep_from * 1000, confirmed_now);
                     self.polled_until = self.polled_until.max(Some(keep_from * 1000));
                     self.last_until = Some(until);
                     if crash == Some(CrashPoint::BeforeCheckpoint) {
@@ -250,7 +254,10 @@ impl World {
             let len = events.len() as u32;
             let origin = Origin::Poll { from_millis: query.from * 1000, until_millis: query.until * 1000 + 999 };
             let mut first_seen = FirstSeen::default();
-            lock(&self.tally).ingest_noting(events, origin, Some(&mut first_seen));
+            let counts = lock(&self.tally).ingest_noting(events, origin, Some(&mut first_seen));
+            if self.trace {
+                eprintln!("  counts {counts:?}");
+            }
             for id in &first_seen.ids {
                 self.counted.entry(*id as i64).or_default().push((self.t, false));
             }
