@@ -44,6 +44,7 @@ impl ExporterArgs {
                 // is never counted again when pushed); without one, as long as asked.
                 remember_pushed: if self.ingest_mode.polls() { self.overlap } else { self.webhook_remember },
                 push_stale_after: self.webhook_stale_after,
+                polls: self.ingest_mode.polls(),
                 ..TallySettings::default()
             },
             series: SeriesLimits {

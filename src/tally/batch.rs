@@ -19,7 +19,17 @@ pub struct TallySettings {
     /// Without a poller (push only): `emnify_up` turns 0 when no push was accepted for this long (the
     /// receiver's upkeep watches it).
     pub push_stale_after: Duration,
+    /// A poller counts into this tally too (`both` mode): a pushed id is then remembered until polling
+    /// has read past its payload time, however far emnify's `Date` runs behind its event times (up to
+    /// [`PUSH_REACH_WITH_POLLING`]).
+    pub polls: bool,
 }
+
+/// With a poller, how far after its arrival a pushed id's payload time is believed for remembering it:
+/// polling reaches that time only as emnify's `Date` does, which may run behind the events' own times
+/// (a proxy with a wrong clock). Beyond it a payload time is absurd (a year 2099), and must not pin the
+/// dedup memory for good.
+pub const PUSH_REACH_WITH_POLLING: Duration = Duration::from_secs(24 * 3600);
 
 impl Default for TallySettings {
     fn default() -> Self {
@@ -30,6 +40,7 @@ impl Default for TallySettings {
             save_every: Duration::from_secs(1),
             remember_pushed: Duration::from_secs(3600),
             push_stale_after: Duration::from_secs(3600),
+            polls: false,
         }
     }
 }
@@ -94,6 +105,7 @@ pub enum Origin {
     Poll { from_millis: i64, until_millis: i64 },
     /// A Data Streamer push arriving at `arrival_millis` (emnify's clock where known, else the host's):
     /// every new id counts. Its id is remembered from its payload time clamped to at least its arrival
-    /// and at most [`TallySettings::remember_pushed`] after it; its time is at most its arrival.
+    /// and at most [`TallySettings::remember_pushed`] after it (with a poller, at least
+    /// [`PUSH_REACH_WITH_POLLING`]); its time is at most its arrival.
     Push { arrival_millis: i64 },
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::batch::{BatchCounts, FirstSeen, Ingested, Origin, TallySettings};
+use super::batch::{BatchCounts, FirstSeen, Ingested, Origin, TallySettings, PUSH_REACH_WITH_POLLING};
 use super::report::{BatchReport, LogLimit};
 use crate::dedup::RecentIds;
 use crate::emnify::{DecodedEvent, EmnifyClock};
@@ -112,7 +112,12 @@ impl Tally {
     /// window reads from there: the corrected windows leave no gap. It never moves behind what the dedup
     /// memory still covers, so nothing polled is counted twice; and a start fixed on a confirmed clock
     /// (settled) never moves: then only the windows after it ran ahead, and they start from now again.
-    pub fn poll_start(&mut self, emnify_now_millis: i64, mono_millis: i64, clock_confirmed: bool) -> (i64, Option<i64>) {
+    pub fn poll_start(
+        &mut self,
+        emnify_now_millis: i64,
+        mono_millis: i64,
+        clock_confirmed: bool,
+    ) -> (i64, Option<i64>) {
         let ahead = self.cursor.map_or(0, |c| c.saturating_mul(1000).saturating_sub(emnify_now_millis));
         if let (Some(floor), true, false) = (self.floor_millis, ahead > 1000, self.floor_settled) {
             let lowered = match self.floor_fixed_mono_millis {
@@ -235,7 +240,10 @@ impl Tally {
     ) -> BatchCounts {
         let mut counts = BatchCounts::default();
         self.dirty = true;
-        let remember_pushed = duration_millis(self.settings.remember_pushed);
+        let remember_pushed = match self.settings.polls {
+            true => duration_millis(self.settings.remember_pushed.max(PUSH_REACH_WITH_POLLING)),
+            false => duration_millis(self.settings.remember_pushed),
+        };
         let mut recorder = self.metrics.events.recorder();
         let mut report = BatchReport::default();
         for decoded in events {

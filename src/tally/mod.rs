@@ -29,7 +29,7 @@ mod count;
 mod handle;
 mod report;
 
-pub use batch::{BatchCounts, FirstSeen, Ingested, Origin, TallySettings};
+pub use batch::{BatchCounts, FirstSeen, Ingested, Origin, TallySettings, PUSH_REACH_WITH_POLLING};
 pub use count::Tally;
 pub use handle::{checkpoint, checkpoint_blocking, lock, use_state, NotSaved, SharedTally};
 

@@ -147,6 +147,28 @@ fn a_push_delivered_again_within_the_remember_horizon_is_a_duplicate() {
     assert_eq!((again.counted, again.duplicates), (0, 5_000), "{again:?}");
 }
 
+/// `both` mode with emnify's `Date` (so the poll windows and the push arrivals) 2 h behind the events'
+/// own times: a pushed id is remembered until polling has read past its payload time, not only until
+/// `remember_pushed` after its arrival, so the poll that reads it 2 h later finds it a duplicate.
+#[test]
+fn with_a_poller_a_pushed_id_is_kept_until_polling_reaches_its_time() {
+    let settings = TallySettings { remember_pushed: Duration::from_secs(900), polls: true, ..TallySettings::default() };
+    let mut tally = Tally::new(Arc::new(Metrics::new()), settings);
+    let t = 1_800_000_000;
+    let behind = 7_200;
+    tally.poll_start((t - behind) * 1000, 0, true);
+    let body = events(1..11, t);
+    let pushed =
+        tally.ingest(decode_event_list(body.as_bytes()).unwrap(), Origin::Push { arrival_millis: (t - behind) * 1000 });
+    assert_eq!(pushed.counts.counted, 10);
+    // Polling's windows, on emnify's `Date`, reach the events' time 2 h later; meanwhile they forgot
+    // everything up to 100 s before their own start, long after the push's arrival plus 15 min.
+    tally.window_done(t - 10, (t - 110) * 1000, Some((t - 10) * 1000));
+    let poll = Origin::Poll { from_millis: (t - 100) * 1000, until_millis: (t + 10) * 1000 };
+    let polled = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), poll).counts;
+    assert_eq!((polled.counted, polled.duplicates), (0, 10), "{polled:?}");
+}
+
 /// The handle's one call: a push whose save fails is counted but refused (`NotSaved`, so the sender
 /// sends it again, and it is then a duplicate); a poll page is never refused for a failed save. A
 /// push's `counted` hook runs before its checkpoint, so what it records is published with the counts.

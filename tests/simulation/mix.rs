@@ -5,18 +5,7 @@
 use crate::core::{Drive, Mode};
 use crate::seed::{Params, Pause, Replay, Seed, Subsystem, DAY, DEFAULT_START_MS, HOUR, MINUTE, SECOND};
 
-/// Which faults a mix draws.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Faults {
-    All,
-    /// All but the known defects (see `known_defects` in `core_tests.rs`): no crashes, no `Date` outliers
-    /// or absence (a wrong or missing first `Date` is one), no window of a wrong clock in the first eight
-    /// minutes (around the first poll), no `Date` more than 5 minutes behind. The named regression cases still cover 2 h ahead for 5 s and a 1970 `Date`.
-    Proven,
-}
-
-/// A history's parameters drawn from its seed, with only the faults `faults` names; the whole mix
-/// ([`Faults::All`]):
+/// A history's parameters drawn from its seed:
 /// - **mode**: polls alone (35 %), polls and pushes into one tally (45 %), pushes alone (20 %);
 /// - **size**: 1 in 25 large (150 events a minute for 5 minutes), 1 in 50 long (a day, 0.2 a minute, a
 ///   poll every 5 minutes with a 15-minute overlap: pauses and replays of up to a day), else 10 minutes
@@ -30,7 +19,7 @@ pub enum Faults {
 ///   with its backlog, a replay of an old span;
 /// - **crashes** (1 in 10): up to 3, anywhere between requests or between a count and its checkpoint,
 ///   down for up to a minute, restarted from the state file.
-pub fn params_in(seed: u64, faults: Faults) -> (Params, Drive) {
+pub fn params_in(seed: u64) -> (Params, Drive) {
     let mut r = Seed(seed).rng(Subsystem::Driver);
     let mut p = Params::calm();
     p.start_ms = DEFAULT_START_MS + r.below(DAY as u64) as i64;
@@ -69,30 +58,19 @@ pub fn params_in(seed: u64, faults: Faults) -> (Params, Drive) {
     match r.below(10) {
         0 => {
             p.date.skew_ms = r.below(4 * HOUR as u64 + 1) as i64 - 2 * HOUR;
-            if faults == Faults::Proven {
-                // A `Date` far behind the events' own times, with pushes: a known defect (pushed ids are
-                // forgotten before polling reaches their times).
-                p.date.skew_ms = p.date.skew_ms.max(-5 * MINUTE);
-            }
         }
         1 => {
-            let mut at = p.start_ms + r.below(p.history_ms as u64) as i64;
-            if faults == Faults::Proven {
-                // Not on the first answers: a wrong first `Date` is a known defect (the first poll comes
-                // at most 5 min 10 s after the start, with a lookback).
-                at = at.max(p.start_ms + 8 * MINUTE);
-            }
+            let at = p.start_ms + r.below(p.history_ms as u64) as i64;
             p.date.skew_ms = 2 * HOUR;
             p.date.skew_window = Some((at, at + 5 * SECOND));
         }
         _ => {}
     }
-    let proven = faults == Faults::Proven;
-    if r.chance(0.15) && !proven {
+    if r.chance(0.15) {
         p.date.outlier_share = r.unit() * 0.1;
         p.date.outlier_max_ms = [10 * SECOND, HOUR, 400 * DAY][r.below(3) as usize];
     }
-    if r.chance(0.15) && !proven {
+    if r.chance(0.15) {
         p.date.absent_share = r.unit() * 0.5;
     }
     d.host_skew_ms = r.below(30 * MINUTE as u64 + 1) as i64 - 15 * MINUTE;
@@ -123,7 +101,7 @@ pub fn params_in(seed: u64, faults: Faults) -> (Params, Drive) {
         p.replays.push(Replay { at_ms: at, span_start_ms: span_start, span_end_ms: span_end });
     }
     // Crashes.
-    if r.chance(0.1) && faults == Faults::All {
+    if r.chance(0.1) {
         d.max_crashes = 1 + r.below(3) as u32;
         p.crash_share = 0.02 + r.unit() * 0.08;
         d.downtime_ms = r.below(MINUTE as u64) as i64;

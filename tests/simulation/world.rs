@@ -393,6 +393,7 @@ fn settings(drive: &Drive) -> TallySettings {
     TallySettings {
         lookback: std::time::Duration::from_millis(drive.lookback_ms as u64),
         remember_pushed: std::time::Duration::from_millis(drive.remember_pushed_ms as u64),
+        polls: drive.mode != Mode::Push,
         ..TallySettings::default()
     }
 }
