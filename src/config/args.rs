@@ -121,8 +121,8 @@ pub struct ExporterArgs {
     #[arg(long = "web.max-header-size", env = "EMNIFY_EXPORTER_WEB_MAX_HEADER_SIZE", default_value = "16KiB", value_name = "SIZE", value_parser = parse_header_size)]
     pub max_header_size: usize,
 
-    /// TLS handshakes whose CPU (the server's signature) is spent at once; waiting ones are served newest
-    /// first, so a probe does not queue behind a flood of handshakes. An ECDSA key costs far less per handshake.
+    /// TLS handshakes whose CPU (the server's signature) is spent at once, in arrival order; a ClientHello is
+    /// read before a place is taken. An ECDSA key costs far less per handshake than RSA.
     #[arg(long = "web.max-tls-handshakes", env = "EMNIFY_EXPORTER_WEB_MAX_TLS_HANDSHAKES", default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub max_tls_handshakes: u64,
 

@@ -32,7 +32,6 @@ mod write_timeout;
 
 pub use connections::ClientPaced;
 use connections::{ConnectionTable, RequestMark, Slot, Trimmer};
-use handshake::HandshakeGate;
 use write_timeout::WriteTimeout;
 
 /// How long open connections get to finish after shutdown starts.
@@ -53,7 +52,7 @@ pub struct HttpLimits {
     pub write_timeout: Duration,
     /// How long open connections get to finish after shutdown starts.
     pub shutdown_grace: Duration,
-    /// TLS handshakes whose CPU (the server's signature) is spent at once, newest first (see `handshake`).
+    /// TLS handshakes whose CPU (the server's signature) is spent at once, in arrival order (see `handshake`).
     pub max_tls_handshakes: usize,
 }
 
@@ -225,7 +224,7 @@ pub async fn serve_http<F, Fut, B, E>(
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let table = Arc::new(ConnectionTable::default());
     let trimmer = Arc::new(Trimmer::new(counters.open.clone()));
-    let handshakes = HandshakeGate::new(limits.max_tls_handshakes);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.max_tls_handshakes.max(1)));
     let mut evictions_logged: Option<(std::time::Instant, u64)> = None;
     let refusals_logged = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
     loop {

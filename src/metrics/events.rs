@@ -366,9 +366,7 @@ impl EventMetrics {
     /// An event of an unnamed event type beyond the limit: counted under the overflow, and said (once an hour).
     fn note_over_type_limit(&self, event_type: u32) {
         self.over_type_limit.inc();
-        let mut logged = self.over_type_limit_logged.lock().unwrap_or_else(PoisonError::into_inner);
-        if logged.is_none_or(|at| at.elapsed() >= OVER_LIMIT_LOG_EVERY) {
-            *logged = Some(std::time::Instant::now());
+        if log_due(&self.over_type_limit_logged) {
             tracing::warn!(
                 event_type_id = event_type,
                 limit = self.names.limits().max_unknown_event_types,
@@ -381,9 +379,7 @@ impl EventMetrics {
     /// An event of an organisation beyond the limit: counted under the overflow, and said (once an hour).
     fn note_over_limit(&self, org_id: Option<u64>) {
         self.over_limit.inc();
-        let mut logged = self.over_limit_logged.lock().unwrap_or_else(PoisonError::into_inner);
-        if logged.is_none_or(|at| at.elapsed() >= OVER_LIMIT_LOG_EVERY) {
-            *logged = Some(std::time::Instant::now());
+        if log_due(&self.over_limit_logged) {
             tracing::warn!(
                 organisation_id = org_id,
                 limit = self.names.limits().max_organisations,
@@ -392,6 +388,16 @@ impl EventMetrics {
             );
         }
     }
+}
+
+/// Whether a limit's line is due (none in the last [`OVER_LIMIT_LOG_EVERY`]); if so, it counts as said now.
+fn log_due(logged: &Mutex<Option<std::time::Instant>>) -> bool {
+    let mut logged = logged.lock().unwrap_or_else(PoisonError::into_inner);
+    let due = logged.is_none_or(|at| at.elapsed() >= OVER_LIMIT_LOG_EVERY);
+    if due {
+        *logged = Some(std::time::Instant::now());
+    }
+    due
 }
 
 /// Counts new events for [`EventMetrics::recorder`].

@@ -280,3 +280,51 @@ fn the_application_token_never_leaks() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!text.contains(CANARY) && text.contains("set only one"), "{text}");
 }
+
+/// Handshakes are processed one at a time (`--web.max-tls-handshakes 1`), but a place is held only while
+/// a ClientHello is processed: 32 clients that got the server's answer to their ClientHello and then
+/// stall (never finish the handshake) hold none, and a real client's handshake goes through at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_hold_no_place_at_the_handshake_gate() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let authority = ca("handshake CA");
+    let (cert, key) = leaf(&authority, false);
+    write(dir.path(), "server.crt", &cert);
+    write(dir.path(), "server.key", &key);
+    let web = write(dir.path(), "web.yml", "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n");
+    let mut config = common::push_only_config();
+    config.web_config_file = Some(web);
+    config.http.max_tls_handshakes = 1;
+    let running = TestExporter::start(config).await;
+    let trusted = client(&ca_pem(&authority), None);
+    let hello = {
+        let roots = rustls::RootCertStore::empty();
+        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        let mut hello = Vec::new();
+        connection.write_tls(&mut hello).unwrap();
+        hello
+    };
+    let address = running.base.trim_start_matches("http://").to_string();
+    let stalled = tokio::task::spawn_blocking(move || {
+        (0..32)
+            .map(|_| {
+                let mut stream = std::net::TcpStream::connect(&address).unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                stream.write_all(&hello).unwrap();
+                let mut flight = [0u8; 64];
+                assert!(stream.read(&mut flight).unwrap() > 0, "the server answered the ClientHello");
+                stream
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let https = running.base.replace("http://", "https://");
+    let r = trusted.get(format!("{https}/-/healthy")).send().await.expect("a handshake goes through");
+    assert_eq!(r.status(), 200);
+    drop(stalled);
+    running.shutdown.cancel();
+}
