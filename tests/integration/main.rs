@@ -22,6 +22,7 @@ mod kustomize;
 mod landing_page;
 mod layering;
 mod local_stack;
+mod mixin;
 mod names;
 mod overlap;
 mod perf;
