@@ -20,7 +20,7 @@ use crate::routes::{serve, About, ServerState};
 use crate::secret::Secret;
 use crate::simulator::{Simulator, SimulatorConfig, StreamerConfig};
 use crate::state::StateStore;
-use crate::supervise::{Supervisor, TaskFailed};
+use crate::supervise::{shutdown_on_signal, Supervisor, TaskFailed};
 use crate::tally::{SharedTally, Tally};
 use crate::webconfig::{WebConfig, WebSecurity};
 
@@ -259,40 +259,6 @@ pub async fn run_until_signal(config: Config) -> Result<(), AppError> {
             tracing::warn!("shutdown took too long; exiting anyway");
             Ok(())
         }
-    }
-}
-
-/// A token cancelled on SIGTERM (Kubernetes, PID 1 in a container) or SIGINT (Ctrl-C).
-pub fn shutdown_on_signal() -> CancellationToken {
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        token.cancel();
-    });
-    shutdown
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutting down"),
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot watch SIGTERM; only Ctrl-C stops the exporter");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use emnify_exporter::config::{print_completions, Invocation, Mode};
+use emnify_exporter::supervise::shutdown_on_signal;
 use emnify_exporter::{app, logging, simulator};
 
 fn main() -> ExitCode {
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Mode::Simulate(settings) => {
-            runtime.block_on(async { simulator::run_standalone((**settings).clone(), app::shutdown_on_signal()).await })
+            runtime.block_on(async { simulator::run_standalone((**settings).clone(), shutdown_on_signal()).await })
         }
         Mode::Export(config, warnings) => {
             warnings.iter().for_each(|warning| tracing::warn!("{warning}"));

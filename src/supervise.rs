@@ -5,6 +5,7 @@
 //! still answers probes but no longer counts, or counts but can no longer be scraped: worse than a
 //! restart. So the first such task cancels the shutdown token, the others are waited for, and
 //! [`Supervisor::wait`] returns which task it was and why, for `main` to exit non-zero.
+//! [`shutdown_on_signal`] makes the token SIGTERM and SIGINT cancel.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -76,6 +77,40 @@ fn panic_text(err: JoinError) -> String {
             format!("panicked: {message}")
         }
         Err(_) => "was cancelled".into(),
+    }
+}
+
+/// A token cancelled on SIGTERM (Kubernetes, PID 1 in a container) or SIGINT (Ctrl-C).
+pub fn shutdown_on_signal() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        token.cancel();
+    });
+    shutdown
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutting down"),
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch SIGTERM; only Ctrl-C stops the exporter");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

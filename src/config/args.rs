@@ -1,5 +1,5 @@
-//! The clap definitions: the command line, the exporter's flags ([`ExporterArgs`]) and the
-//! `simulate` subcommand's ([`SimulateArgs`]), each flag with its variable.
+//! The clap definitions: the command line and the exporter's flags ([`ExporterArgs`]), each flag with
+//! its variable; the `simulate` subcommand's are in `simulate.rs`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,9 +8,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use super::parse::*;
+use super::simulate::SimulateArgs;
 use super::types::IngestMode;
 use crate::logging::{LogFormat, LogLevel};
-use crate::simulator::StandaloneSettings;
 
 /// The exporter's default port.
 pub const DEFAULT_PORT: u16 = 9853;
@@ -230,107 +230,4 @@ pub struct ExporterArgs {
     /// Run against the built-in emnify API simulator on a loopback port: no account or token needed.
     #[arg(long, env = "EMNIFY_EXPORTER_DEMO", action = clap::ArgAction::SetTrue, value_parser = boolish())]
     pub demo: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct SimulateArgs {
-    /// Address the simulator listens on.
-    #[arg(long, env = "EMNIFY_SIMULATOR_LISTEN", default_value = "127.0.0.1:9854", value_parser = parse_listen_address)]
-    pub listen: SocketAddr,
-
-    /// Seed of the event stream; the same seed gives the same events.
-    #[arg(long, env = "EMNIFY_SIMULATOR_SEED", default_value_t = 1)]
-    pub seed: u64,
-
-    /// The application token the simulator accepts.
-    #[arg(long, env = "EMNIFY_SIMULATOR_TOKEN", default_value = "demo-application-token", hide_env_values = true)]
-    pub token: String,
-
-    /// Average events produced per second.
-    #[arg(long, env = "EMNIFY_SIMULATOR_EVENTS_PER_SECOND", default_value_t = 5.0)]
-    pub events_per_second: f64,
-
-    /// Faults to inject, e.g. `429=0.1,retry-after=2,5xx=0.05,reset=0.02,stall=0.02,truncate=0.02,malformed=0.02,
-    /// html=0.02,401=0.02,login-5xx=0.1,login-429=0.1,no-paging=0.1,bad-paging=0.1,dup=0.1,late=0.1`
-    /// (each a chance per request; also `stall-for=2s`, `5xx-burst=3`). Changeable at run time with
-    /// `POST /simulator/faults?spec=...`.
-    #[arg(long, env = "EMNIFY_SIMULATOR_FAULTS", default_value = "", value_parser = parse_faults)]
-    pub faults: crate::simulator::faults::FaultConfig,
-
-    /// Also act as emnify's Data Streamer: push every event to this URL (the exporter's webhook).
-    #[arg(long, env = "EMNIFY_SIMULATOR_PUSH_URL", value_name = "URL")]
-    pub push_url: Option<String>,
-
-    /// Events per push (1 sends a bare object).
-    #[arg(long, env = "EMNIFY_SIMULATOR_PUSH_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub push_batch_size: u64,
-
-    /// A static header sent with every push, as "Name: value" (repeatable).
-    #[arg(long, env = "EMNIFY_SIMULATOR_PUSH_HEADER", value_name = "NAME: VALUE")]
-    pub push_header: Vec<String>,
-
-    /// Chance that an accepted batch is pushed once more anyway.
-    #[arg(long, env = "EMNIFY_SIMULATOR_PUSH_DUPLICATES", default_value_t = 0.0)]
-    pub push_duplicates: f64,
-
-    /// Run the simulator's clock this far from the host's, e.g. `-15m` or `1h` (its event times, `q`
-    /// filters, JWT lifetimes and Date headers follow it), to try a client on a host with a wrong clock.
-    #[arg(long, env = "EMNIFY_SIMULATOR_CLOCK_OFFSET", default_value = "0", value_name = "[-]DURATION", value_parser = parse_signed_duration, allow_hyphen_values = true)]
-    pub clock_offset: i64,
-
-    /// Enforce emnify's documented rate limits (event list 10/s with bursts of 5, 2,000 requests and 100
-    /// logins per 5 minutes), answering 429 without Retry-After beyond them.
-    #[arg(long, env = "EMNIFY_SIMULATOR_ENFORCE_LIMITS", action = clap::ArgAction::SetTrue, value_parser = boolish())]
-    pub enforce_limits: bool,
-
-    /// Share of the generated events that arrive late, stamped up to --late-max-age in the past.
-    #[arg(long, env = "EMNIFY_SIMULATOR_LATE_SHARE", default_value_t = 0.0, value_parser = parse_share)]
-    pub late_share: f64,
-
-    /// How late the late events are, at most.
-    #[arg(long, env = "EMNIFY_SIMULATOR_LATE_MAX_AGE", default_value = "1m", value_parser = parse_positive_duration)]
-    pub late_max_age: Duration,
-
-    /// Give out ids that grow with arrival, as a database sequence would (random by default: emnify
-    /// does not say whether its ids grow).
-    #[arg(long, env = "EMNIFY_SIMULATOR_ASCENDING_IDS", action = clap::ArgAction::SetTrue, value_parser = boolish())]
-    pub ascending_ids: bool,
-
-    /// Answer each event page after a delay drawn from this range, e.g. `2s-5s` (a slow API).
-    #[arg(long, env = "EMNIFY_SIMULATOR_PAGE_LATENCY", value_name = "MIN[-MAX]", value_parser = parse_latency_range)]
-    pub page_latency: Option<(Duration, Duration)>,
-
-    /// Lifetime of the JWTs it issues.
-    #[arg(long, env = "EMNIFY_SIMULATOR_JWT_LIFETIME", default_value = "240m", value_parser = parse_positive_duration)]
-    pub jwt_lifetime: Duration,
-}
-
-impl SimulateArgs {
-    /// The simulator's own settings: it knows nothing of the command line.
-    pub fn settings(&self) -> StandaloneSettings {
-        let push_headers = self
-            .push_header
-            .iter()
-            .filter_map(|h| h.split_once(':'))
-            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-            .collect();
-        StandaloneSettings {
-            listen: self.listen,
-            seed: self.seed,
-            application_token: self.token.clone(),
-            events_per_second: self.events_per_second,
-            faults: self.faults.clone(),
-            push_url: self.push_url.clone(),
-            push_batch_size: usize::try_from(self.push_batch_size).unwrap_or(usize::MAX),
-            push_headers,
-            push_duplicates: self.push_duplicates,
-            jwt_lifetime: self.jwt_lifetime,
-            clock_offset_millis: self.clock_offset,
-            enforce_limits: self.enforce_limits,
-            late_share: self.late_share,
-            late_max_age: self.late_max_age,
-            ascending_ids: self.ascending_ids,
-            page_latency: self.page_latency,
-        }
-    }
 }
