@@ -25,6 +25,7 @@
 //! rules say so; `/metrics` ([`routes`]) serves only what was published. [`simulator`] is a stand-alone
 //! emnify API used by `--demo` and the tests.
 
+pub mod allocator;
 pub mod app;
 pub mod catalogue;
 pub mod config;

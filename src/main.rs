@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use emnify_exporter::config::{print_completions, Invocation, Mode};
 use emnify_exporter::supervise::shutdown_on_signal;
-use emnify_exporter::{app, logging, simulator};
+use emnify_exporter::{allocator, app, logging, simulator};
 
 fn main() -> ExitCode {
-    tune_malloc();
+    allocator::tune();
     // First, while this is the only thread: reading the invocation adjusts the environment.
     let invocation = match Invocation::read() {
         Ok(invocation) => invocation,
@@ -43,20 +43,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// glibc malloc, tuned for a small sidecar: blocks over 512 KiB (dedup tables, big pages) are mapped
-/// and unmapped instead of parking in arenas, and at most two arenas exist instead of one per
-/// thread; together that kept several megabytes less resident after an ingest. Smaller buffers (HTTP
-/// reads, decoded pages) are reused from the heap without page faults. musl's allocator returns
-/// memory on its own and has no such knobs.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn tune_malloc() {
-    // SAFETY: mallopt only sets allocator parameters; it is called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn tune_malloc() {}

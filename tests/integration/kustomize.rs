@@ -143,3 +143,43 @@ fn the_prometheus_rule_holds_every_shipped_rule() {
         "prometheusrule.yaml differs from deploy/prometheus/: run scripts/prometheus-rule"
     );
 }
+
+/// Every `kubectl apply -k`, `kubectl kustomize` and `kubectl apply -f` with a path in deploy/kubernetes
+/// that the README, the docs or the manifests' comments give works as written: the file exists, the
+/// directory renders.
+#[test]
+fn every_documented_kubectl_command_names_something_that_renders() {
+    let mut sources = vec![repo_path("README.md")];
+    let mut dirs = vec![repo_path("docs"), repo_path("deploy/kubernetes")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                sources.push(path);
+            }
+        }
+    }
+    let mut checked = 0;
+    for source in sources.iter().filter(|p| p.is_file()) {
+        let content = std::fs::read_to_string(source).unwrap_or_default();
+        for command in ["kubectl apply -k ", "kubectl kustomize ", "kubectl apply -f "] {
+            for (at, _) in content.match_indices(command) {
+                let word = content[at + command.len()..].split_whitespace().next().unwrap_or("");
+                let path = word.trim_end_matches(['`', ')', ',', '.']);
+                let Some(relative) = path.strip_prefix("deploy/kubernetes/") else { continue };
+                if relative.contains('<') {
+                    continue; // a placeholder: `deploy/kubernetes/<overlay>`
+                }
+                checked += 1;
+                let where_ = format!("{}: {command}{path}", source.display());
+                assert!(repo_path(path).exists(), "{where_}: no such file or directory");
+                if !command.ends_with("-f ") {
+                    assert!(!render(relative).is_empty(), "{where_}: renders nothing");
+                }
+            }
+        }
+    }
+    assert!(checked >= 5, "the documented commands were found: {checked}");
+}
