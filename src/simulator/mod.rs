@@ -365,8 +365,16 @@ pub async fn run_standalone(settings: StandaloneSettings, shutdown: Cancellation
     let listener = match TcpListener::bind(settings.listen).await {
         Ok(l) => l,
         Err(err) => {
-            eprintln!("emnify-exporter simulate: cannot listen on --listen {}: {err}", settings.listen);
-            return std::process::ExitCode::FAILURE;
+            // As the exporter's own: a start-up problem of the settings or the host, exit 2, with a hint.
+            let hint = match err.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    " (another process holds the port, perhaps a simulator already running: stop it, or choose \
+                     another port with --listen)"
+                }
+                _ => "",
+            };
+            eprintln!("error: --listen {}: cannot listen: {err}{hint}", settings.listen);
+            return std::process::ExitCode::from(2);
         }
     };
     let address = listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string());

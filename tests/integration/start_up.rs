@@ -66,6 +66,17 @@ fn a_port_in_use_exits_2_naming_the_address_with_a_hint() {
     assert_eq!(stderr.matches("cannot listen").count(), 1, "said once: {stderr}");
 }
 
+/// `simulate` on a port in use: the same, for the simulator's `--listen`.
+#[test]
+fn simulate_on_a_port_in_use_exits_2_with_a_hint() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = held.local_addr().unwrap().to_string();
+    let (code, stderr) = run(&["simulate", "--listen", &address]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&format!("--listen {address}: cannot listen")), "{stderr}");
+    assert!(stderr.contains("another process holds the port"), "{stderr}");
+}
+
 /// `:PORT` (every interface, dual stack) with the port taken on a host that has IPv6: the same
 /// refusal, never "no IPv6 on this host" and a second try on IPv4.
 #[test]
