@@ -57,13 +57,8 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<HttpR
         },
         _ if path == state.telemetry_path || matches!(path.as_str(), "/" | "/-/healthy" | "/-/ready") => {
             let authorized = authorized().await;
-            let response = answer(&state, &req, &path, authorized);
             let compress = path == state.telemetry_path && req.method() == Method::GET && accepts_gzip(&req);
-            if compress && response.status() == StatusCode::OK {
-                gzip(&state, &req, response).await
-            } else {
-                response
-            }
+            answer(&state, &req, &path, authorized, compress).await
         }
         _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
     };
@@ -86,27 +81,21 @@ fn accepts_gzip(req: &Request<Incoming>) -> bool {
     })
 }
 
-/// The `/metrics` answer gzip-compressed: the published part compressed once per publication and
-/// shared by every scrape (200 gzip scrapers once compressed it 200 times), the live part for this one
-/// (see `Metrics::encode_gzip`).
-async fn gzip(state: &ServerState, req: &Request<Incoming>, response: HttpResponse) -> HttpResponse {
-    let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
-    // Never fails with in-memory buffers; the uncompressed answer is still right if it did.
-    let Some((first, second)) = state.metrics.encode_gzip(Exposition::from_accept(accept)).await else {
-        return response;
-    };
-    let (mut parts, _) = response.into_parts();
-    parts.headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    hyper::Response::from_parts(parts, WholeBody::two(first, second))
-}
-
 fn unauthorized() -> HttpResponse {
     let mut response = text(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
     response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"emnify-exporter\""));
     response
 }
 
-fn answer(state: &ServerState, req: &Request<Incoming>, path: &str, authorized: bool) -> HttpResponse {
+/// The answer of the exporter's own routes; `/metrics` gzip-compressed when `gzip` (see
+/// `Metrics::encode_gzip`: the published part is compressed once per publication, not per scrape).
+async fn answer(
+    state: &ServerState,
+    req: &Request<Incoming>,
+    path: &str,
+    authorized: bool,
+    gzip: bool,
+) -> HttpResponse {
     if !authorized {
         return unauthorized();
     }
@@ -122,9 +111,15 @@ fn answer(state: &ServerState, req: &Request<Incoming>, path: &str, authorized: 
         _ => {
             let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
             let format = Exposition::from_accept(accept);
-            let (published, live) = state.metrics.encode_parts(format);
-            let mut response = respond(StatusCode::OK, format.content_type(), WholeBody::two(published, live));
+            // Compressing never fails with in-memory buffers; the plain answer is still right if it did.
+            let compressed = if gzip { state.metrics.encode_gzip(format).await } else { None };
+            let encoded = compressed.is_some();
+            let (first, second) = compressed.unwrap_or_else(|| state.metrics.encode_parts(format));
+            let mut response = respond(StatusCode::OK, format.content_type(), WholeBody::two(first, second));
             response.headers_mut().insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+            if encoded {
+                response.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
             response
         }
     }
