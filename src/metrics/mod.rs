@@ -14,6 +14,7 @@ use prometheus::Registry;
 use crate::http::ConnectionCounters;
 
 mod build;
+mod connections;
 mod encode;
 mod events;
 mod exposition;
@@ -55,39 +56,6 @@ pub struct PollStatus {
     pub state: StateHealth,
     /// The state file found at start-up, if it had to be set aside (the counters restarted from zero).
     pub state_set_aside: Option<StateSetAside>,
-}
-
-/// The HTTP server's figures, in `live` (an attack shows while it lasts, not at the next checkpoint).
-fn register_connection_counters(live: &Registry) -> ConnectionCounters {
-    let open = prometheus::IntGauge::new(
-        "emnify_http_connections_open",
-        "HTTP connections open now (scrapes, probes, pushes), at most --web.max-connections.",
-    )
-    .expect("static metric definition is valid");
-    let evicted = prometheus::IntCounter::new(
-        "emnify_http_connections_evicted_total",
-        "Connections closed between requests to make room at --web.max-connections (unfinished headers, idle \
-         keep-alives, clients not reading): a slowloris attack, or a limit too low for the clients.",
-    )
-    .expect("static metric definition is valid");
-    let refused = prometheus::IntCounterVec::new(
-        prometheus::Opts::new(
-            "emnify_http_requests_refused_total",
-            "Requests refused with 400 before any route saw them, by reason: host (an HTTP/1.1 request without a \
-             Host header, or any request with two).",
-        ),
-        &["reason"],
-    )
-    .expect("static metric definition is valid");
-    for reason in crate::http::REFUSAL_REASONS {
-        refused.with_label_values(&[reason]);
-    }
-    let metrics: [Box<dyn prometheus::core::Collector>; 3] =
-        [Box::new(open.clone()), Box::new(evicted.clone()), Box::new(refused.clone())];
-    for metric in metrics {
-        live.register(metric).expect("each metric is registered once");
-    }
-    ConnectionCounters { open, evicted, refused }
 }
 
 /// The exposition of the exporter's own metrics at one moment; see [`Metrics::prepare_publication`].
@@ -144,7 +112,7 @@ impl Metrics {
         let push = PushMetrics::register(&mut reg);
         build::register(&mut reg, &live_registry);
         let state = StateMetrics::register(&live_registry);
-        let http = register_connection_counters(&live_registry);
+        let http = connections::register_connection_counters(&live_registry);
         // The exposition lists the registry's families by name (`gather` sorts them), then these, by name too.
         labelled.sort_by_key(|family| family.name);
         let metrics = Metrics {
