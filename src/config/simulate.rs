@@ -73,6 +73,15 @@ pub struct SimulateArgs {
     #[arg(long, env = "EMNIFY_SIMULATOR_ASCENDING_IDS", action = clap::ArgAction::SetTrue, value_parser = boolish())]
     pub ascending_ids: bool,
 
+    /// With --ascending-ids, the share of ids that step back, up to about 100 events below the last
+    /// (ids that grow with arrival, but not strictly).
+    #[arg(long, env = "EMNIFY_SIMULATOR_ID_STEP_BACK_SHARE", default_value_t = 0.0, value_parser = parse_share)]
+    pub id_step_back_share: f64,
+
+    /// Ignore the event list's `sort` parameter silently (answer newest first whatever is asked).
+    #[arg(long, env = "EMNIFY_SIMULATOR_IGNORE_SORT", action = clap::ArgAction::SetTrue, value_parser = boolish())]
+    pub ignore_sort: bool,
+
     /// Answer each event page after a delay drawn from this range, e.g. `2s-5s` (a slow API).
     #[arg(long, env = "EMNIFY_SIMULATOR_PAGE_LATENCY", value_name = "MIN[-MAX]", value_parser = parse_latency_range)]
     pub page_latency: Option<(Duration, Duration)>,
@@ -107,6 +116,8 @@ impl SimulateArgs {
             late_share: self.late_share,
             late_max_age: self.late_max_age,
             ascending_ids: self.ascending_ids,
+            id_step_back_share: self.id_step_back_share,
+            ignore_sort: self.ignore_sort,
             page_latency: self.page_latency,
         }
     }

@@ -105,8 +105,9 @@ pub(super) fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -
         Ok(f) => f,
         Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, &message),
     };
-    // Unsorted lists come newest first, as the Portal shows them.
-    let sort_spec = if sort.is_empty() { "-timestamp".to_string() } else { sort.clone() };
+    // Unsorted lists come newest first, as the Portal shows them (and so does every list when `sort`
+    // is ignored).
+    let sort_spec = if sort.is_empty() || sim.config.ignore_sort { "-timestamp".to_string() } else { sort.clone() };
     let mut keys = Vec::new();
     for field in sort_spec.split(',').map(str::trim).filter(|f| !f.is_empty()) {
         match sort_key(field) {
@@ -254,7 +255,7 @@ pub(super) fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -
     if !q.is_empty() {
         set("x-filter", q.clone());
     }
-    if !sort.is_empty() {
+    if !sort.is_empty() && !sim.config.ignore_sort {
         set("x-sort", sort.clone());
     }
     response

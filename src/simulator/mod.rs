@@ -64,6 +64,12 @@ pub struct SimulatorConfig {
     /// Ids grow with arrival, as a database sequence's would (emnify does not say whether its do);
     /// random otherwise.
     pub ascending_ids: bool,
+    /// With ascending ids, the share of ids that step back (up to about 100 events' worth of ids below
+    /// the last one given out): ids that grow with arrival, but not strictly, as parallel writers' would.
+    pub id_step_back_share: f64,
+    /// Ignore the `sort` parameter of the event list silently (answer newest first by timestamp,
+    /// whatever was asked): an API that does not honour the documented `sort`.
+    pub ignore_sort: bool,
     /// Each event page is answered after a delay drawn uniformly from this range: a slow API.
     pub page_latency: Option<(Duration, Duration)>,
     /// Answer a descending `sort` (`-id`) with 422, as an API that does not take it for events might.
@@ -87,6 +93,8 @@ impl SimulatorConfig {
             late_share: 0.0,
             late_max_age: Duration::from_secs(60),
             ascending_ids: false,
+            id_step_back_share: 0.0,
+            ignore_sort: false,
             page_latency: None,
             refuse_descending_sort: false,
         }
@@ -135,6 +143,7 @@ impl Simulator {
             list_cache: None,
             limits: config.enforce_limits.then(limits::Limits::default),
             ascending_ids: config.ascending_ids,
+            id_step_back_share: config.id_step_back_share,
             last_id: 1_000_000_000,
             event_requests: 0,
             total_count_offset: 0,
@@ -341,6 +350,8 @@ pub struct StandaloneSettings {
     pub late_share: f64,
     pub late_max_age: Duration,
     pub ascending_ids: bool,
+    pub id_step_back_share: f64,
+    pub ignore_sort: bool,
     pub page_latency: Option<(Duration, Duration)>,
 }
 
@@ -359,6 +370,8 @@ pub async fn run_standalone(settings: StandaloneSettings, shutdown: Cancellation
         late_share: settings.late_share,
         late_max_age: settings.late_max_age,
         ascending_ids: settings.ascending_ids,
+        id_step_back_share: settings.id_step_back_share,
+        ignore_sort: settings.ignore_sort,
         page_latency: settings.page_latency,
         ..SimulatorConfig::demo()
     });

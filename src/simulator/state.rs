@@ -113,6 +113,7 @@ pub(super) struct State {
     /// emnify's rate limits, when enforced.
     pub(crate) limits: Option<limits::Limits>,
     pub(super) ascending_ids: bool,
+    pub(super) id_step_back_share: f64,
     /// The last id given out, with ascending ids.
     pub(super) last_id: u64,
     /// Event-list requests being answered now.
@@ -150,6 +151,13 @@ impl State {
 
     pub(super) fn fresh_id(&mut self) -> u64 {
         if self.ascending_ids {
+            // One that steps back lands up to about 100 events (ids grow by 2 on average) below the last.
+            if self.id_step_back_share > 0.0 && self.rng.chance(self.id_step_back_share) {
+                let id = self.last_id.saturating_sub(1 + self.rng.below(200));
+                if id > 1_000_000_000 && self.ids.insert(id) {
+                    return id;
+                }
+            }
             self.last_id += 1 + self.rng.below(3);
             self.ids.insert(self.last_id);
             return self.last_id;
