@@ -296,6 +296,9 @@ impl Plan {
         if first_of_walk && pass == 1 && anchor.established && count.is_some_and(|c| c > read_before) {
             self.stats.rereads += 1;
         }
+        if first_of_walk {
+            self.pass_count = count;
+        }
         // emnify answers ascending: the newest records are on the last page, which only a count tells.
         if pages == 1 && self.sort_honoured == Some(false) {
             match count {
@@ -319,9 +322,6 @@ impl Plan {
                 }
                 None => {}
             }
-        }
-        if first_of_walk {
-            self.pass_count = count;
         }
         let complete = anchor.established
             && self.pass_count.or(count).is_some_and(|c| anchor.read >= c)
@@ -378,6 +378,12 @@ impl Plan {
         let lag = (self.settings.overlap_secs / 4).max(1);
         let complete = self.count.is_some_and(|c| anchor.read >= c);
         if anchor.established && complete && self.target_from - anchor.from >= lag {
+            if anchor.read == 0 {
+                // Nothing was ever read from the anchor (an idle workspace): nothing was read from the
+                // shorter query either, so it moves without asking for counts.
+                self.anchor = Some(Anchor { from: self.target_from, ..anchor });
+                return self.done();
+            }
             self.phase = Phase::MoveProbe { from: self.target_from };
             self.stats.moves += 1;
             let query = PageQuery { from: self.target_from, ..self.query(1, 1) };
@@ -410,6 +416,13 @@ impl Plan {
                 if total_count == Some(anchor.read) {
                     self.anchor = Some(Anchor { from, until: anchor.until, read: count, established: true });
                     self.count = Some(count);
+                } else if total_count.is_some_and(|c| c < anchor.read) {
+                    // Records read from the old query have gone (retention, with a lookback near 30 days):
+                    // its `read` no longer says what a count means, and never will while they go. A new
+                    // anchor from the window's start takes its place, walked to its end by the next poll
+                    // (whose walk counts its distinct records afresh).
+                    self.anchor = Some(Anchor { from, until: anchor.until, read: 0, established: false });
+                    self.count = None;
                 }
                 self.done()
             }

@@ -5,6 +5,7 @@
 
 mod core;
 mod core_tests;
+mod cost;
 mod emnify;
 mod limits;
 mod mix;
