@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::data_stream::{StreamStatus, EVENT_STREAM};
 use super::events::ORGANISATIONS;
 use super::{Simulator, StreamerConfig};
 use crate::rng::SplitMix64;
@@ -28,6 +29,8 @@ impl Simulator {
     ///
     /// A batch answered with anything but 2xx (or not answered) is sent again, as the Data Streamer
     /// does, so the receiver sees retries; with `duplicate_chance` an accepted batch is sent twice.
+    /// The streamer is a stream of `GET /api/v2/data_stream` (see [`super::data_stream`]): in Error or
+    /// Paused it sends nothing, and sends what it holds, oldest first, once it runs again.
     pub async fn run_streamer(self, config: StreamerConfig, shutdown: CancellationToken) {
         crate::install_crypto_provider();
         let Ok(client) = reqwest::Client::builder().timeout(Duration::from_secs(10)).build() else {
@@ -36,7 +39,17 @@ impl Simulator {
         };
         let mut next = 0usize;
         let mut rng = SplitMix64::new(self.config.seed ^ 0x57EA);
+        // The stream this streamer is, as `GET /api/v2/data_stream` lists it.
+        let stream = self.add_data_stream("emnify-exporter", EVENT_STREAM, &config.url, StreamStatus::Running);
         loop {
+            if !self.stream_may_send(stream) {
+                // Paused or in Error: nothing is sent, and the cursor stays where delivery stopped.
+                tokio::select! {
+                    () = tokio::time::sleep(config.idle) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                continue;
+            }
             let batch: Vec<Arc<str>> = {
                 let state = self.lock();
                 let end = state.events.len().min(next + config.batch_size.max(1));
@@ -64,6 +77,7 @@ impl Simulator {
                 request = request.header(name.as_str(), value.as_str());
             }
             let accepted = request.send().await.is_ok_and(|r| r.status().is_success());
+            self.stream_delivered(stream, accepted);
             if accepted {
                 let duplicate = rng.chance(config.duplicate_chance);
                 let mut state = self.lock();

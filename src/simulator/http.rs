@@ -112,7 +112,7 @@ async fn route(sim: Simulator, req: Request<Incoming>) -> Result<SimResponse, st
     let limited = match (req.method(), segments.as_slice()) {
         (&Method::POST, ["api", "v1", "authenticate"]) => Some(Limit::Login),
         (&Method::GET, ["api", "v1", "event"]) => Some(Limit::EventList),
-        (_, ["api", "v1", ..]) => Some(Limit::Other),
+        (_, ["api", "v1" | "v2", ..]) => Some(Limit::Other),
         _ => None,
     };
     let refused = limited.is_some_and(|kind| {
@@ -132,6 +132,13 @@ async fn route(sim: Simulator, req: Request<Incoming>) -> Result<SimResponse, st
     let plain = match (req.method().clone(), segments.as_slice()) {
         (Method::POST, ["api", "v1", "authenticate"]) => authenticate(&sim, req).await,
         (_, ["simulator", rest @ ..]) => control(&sim, req.method(), rest, &query),
+        (method, ["api", "v2", "data_stream", rest @ ..]) => {
+            sim.lock().note_request();
+            if !authorized(&sim, &req) {
+                return Ok(whole(unauthorized()).await);
+            }
+            super::stream_api::answer(&sim, &method, rest)
+        }
         (Method::GET, ["api", "v1", rest @ ..]) => {
             sim.lock().note_request();
             if !authorized(&sim, &req) {
@@ -339,6 +346,19 @@ fn control(sim: &Simulator, method: &Method, rest: &[&str], query: &str) -> Http
             }
             _ => error(StatusCode::BAD_REQUEST, "events_per_second must be a number >= 0"),
         },
+        (&Method::POST, ["data-stream"]) => {
+            // `id` and `status` set a stream's state (pause, resume, fail); `error_after` the failures
+            // in a row that put streams in Error (0: never).
+            if let Some(n) = number("error_after") {
+                sim.set_stream_error_after(u32::try_from(n).ok().filter(|n| *n > 0));
+            }
+            let status = params.get("status").map(|s| super::data_stream::StreamStatus::parse(s));
+            match (number("id"), status) {
+                (Some(id), Some(Some(status))) if sim.set_data_stream_status(id, status) => json(StatusCode::OK, "{}"),
+                (None, None) => json(StatusCode::OK, "{}"),
+                _ => error(StatusCode::BAD_REQUEST, "id must name a data stream and status be one of its states"),
+            }
+        }
         (&Method::POST, ["expire-tokens"]) => {
             sim.expire_tokens();
             json(StatusCode::OK, "{}")

@@ -7,6 +7,7 @@
 //! calls into this module.
 
 mod background;
+pub mod data_stream;
 pub mod events;
 pub mod faults;
 mod http;
@@ -14,6 +15,7 @@ pub mod limits;
 mod list;
 mod reply;
 mod state;
+mod stream_api;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -121,6 +123,9 @@ pub struct StreamerConfig {
 pub struct Simulator {
     config: Arc<SimulatorConfig>,
     state: Arc<Mutex<State>>,
+    /// The Data Streamer's configurations, apart from the event state: a stream's state changes on
+    /// every delivery, which must not wait for a page being served.
+    data_streams: Arc<Mutex<data_stream::DataStreams>>,
 }
 
 impl Simulator {
@@ -148,7 +153,7 @@ impl Simulator {
             event_requests: 0,
             total_count_offset: 0,
         };
-        Simulator { config: Arc::new(config), state: Arc::new(Mutex::new(state)) }
+        Simulator { config: Arc::new(config), state: Arc::new(Mutex::new(state)), data_streams: Arc::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

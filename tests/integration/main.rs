@@ -39,4 +39,5 @@ mod series_limits;
 mod simulator_api;
 mod soak;
 mod start_up;
+mod watchdog;
 mod web_security;
