@@ -44,6 +44,7 @@ pub mod state;
 pub mod supervise;
 pub mod tally;
 pub mod timefmt;
+pub mod watchdog;
 pub mod webconfig;
 
 /// The exporter's version, as published in `emnify_exporter_build_info` and the `User-Agent`.

@@ -27,6 +27,7 @@ mod process;
 mod push;
 mod registrar;
 mod state;
+mod watchdog;
 
 use encode::{encode_families, LabelledFamily};
 pub use events::{EventMetrics, EventRecorder};
@@ -38,6 +39,7 @@ pub use polling::{LastPoll, PollingMetrics};
 pub use push::PushMetrics;
 use registrar::Registrar;
 pub use state::{StateHealth, StateMetrics, StateSetAside, SET_ASIDE_REASONS};
+pub use watchdog::{StreamRow, WatchdogMetrics, WatchdogStatus, DATA_STREAM_STATES, RESTART_OUTCOMES};
 
 /// How the last poll went, for the landing page.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +88,8 @@ pub struct Metrics {
     pub push: PushMetrics,
     /// Read fresh at every scrape: a failing save must show although it freezes the published counts.
     pub state: StateMetrics,
+    /// The Data Streamer watchdog's, read fresh at every scrape.
+    pub watchdog: WatchdogMetrics,
     /// The exporter's HTTP connections, read fresh at every scrape.
     pub http: ConnectionCounters,
     /// Whether a state file is used (set once at start-up), for the landing page.
@@ -112,6 +116,7 @@ impl Metrics {
         let push = PushMetrics::register(&mut reg);
         build::register(&mut reg, &live_registry);
         let state = StateMetrics::register(&live_registry);
+        let watchdog = WatchdogMetrics::register(&live_registry);
         let http = connections::register_connection_counters(&live_registry);
         // The exposition lists the registry's families by name (`gather` sorts them), then these, by name too.
         labelled.sort_by_key(|family| family.name);
@@ -125,6 +130,7 @@ impl Metrics {
             polling,
             push,
             state,
+            watchdog,
             http,
             state_used: std::sync::atomic::AtomicBool::new(false),
             gzip_compressions: Arc::new(tokio::sync::Semaphore::new(1)),

@@ -14,6 +14,7 @@
 //! re-exports, so no part imports its parent.
 
 mod connection;
+mod data_stream;
 mod error;
 mod login;
 mod request;

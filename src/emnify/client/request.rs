@@ -91,7 +91,7 @@ impl Client {
     }
 
     /// A GET with login, one re-login on 401, pacing and retries.
-    async fn get(&self, endpoint: &'static str, url: &str) -> Result<Body, ApiError> {
+    pub(super) async fn get(&self, endpoint: &'static str, url: &str) -> Result<Body, ApiError> {
         let mut attempt = 0;
         let mut relogged = false;
         loop {

@@ -1,0 +1,183 @@
+//! The Data Streamer watchdog's metrics: each stream's state (a state set), its name and type (an info
+//! series), when its state last changed, and the restarts asked for. Read fresh at every scrape, like
+//! the state file's health: publishing them would publish event counts not yet saved with them.
+
+use std::sync::{Mutex, PoisonError};
+
+use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// The `outcome`s of `emnify_data_stream_restarts_total`.
+pub const RESTART_OUTCOMES: [&str; 2] = ["ok", "failed"];
+
+/// The `state`s of `emnify_data_stream_state`: emnify's four (1 to 4), and one for a state it has not
+/// documented.
+pub const DATA_STREAM_STATES: [&str; 5] = ["running", "paused", "error", "pending", "unknown"];
+
+/// Longest stream name shown as a label value, in characters (names are free text of the operator's).
+const MAX_NAME_CHARS: usize = 128;
+
+/// One stream as the landing page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamRow {
+    pub id: u64,
+    pub name: String,
+    pub kind: &'static str,
+    pub state: &'static str,
+    pub ours: bool,
+    /// Unix time its state was first seen as it is.
+    pub since_unix: f64,
+}
+
+/// The watchdog's view for the landing page: whether it runs, how the last reading went, the streams.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WatchdogStatus {
+    pub enabled: bool,
+    pub restart: bool,
+    /// The last reading's error, while readings fail.
+    pub failing: Option<String>,
+    pub streams: Vec<StreamRow>,
+}
+
+pub struct WatchdogMetrics {
+    state: IntGaugeVec,
+    info: IntGaugeVec,
+    changed: GaugeVec,
+    restarts: IntCounterVec,
+    up: Gauge,
+    status: Mutex<WatchdogStatus>,
+    /// Where `up` goes once the watchdog runs.
+    live: Registry,
+}
+
+fn valid<T>(metric: prometheus::Result<T>) -> T {
+    metric.expect("static metric definition is valid")
+}
+
+impl WatchdogMetrics {
+    /// Registers into `live`, the registry encoded at every scrape.
+    pub(super) fn register(live: &Registry) -> Self {
+        let state = valid(IntGaugeVec::new(
+            Opts::new(
+                "emnify_data_stream_state",
+                "Data Streamer stream state as emnify lists it: 1 for the current state, 0 for the others.",
+            ),
+            &["data_stream_id", "state"],
+        ));
+        let info = valid(IntGaugeVec::new(
+            Opts::new(
+                "emnify_data_stream_info",
+                "A Data Streamer stream (always 1): its name, type (events, usage) and whether it is the \
+                 exporter's (ours: its destination ends in --webhook.path, or it is in --watchdog.stream-ids).",
+            ),
+            &["data_stream_id", "name", "type", "ours"],
+        ));
+        let changed = valid(GaugeVec::new(
+            Opts::new(
+                "emnify_data_stream_state_change_timestamp_seconds",
+                "Unix time the stream's state was first seen as it is now (at the latest the exporter's start).",
+            ),
+            &["data_stream_id"],
+        ));
+        let restarts = valid(IntCounterVec::new(
+            Opts::new(
+                "emnify_data_stream_restarts_total",
+                "Restarts of a stream in Error the watchdog asked emnify for (--watchdog.restart), by outcome of \
+                 the request (ok, failed).",
+            ),
+            &["data_stream_id", "outcome"],
+        ));
+        let up = valid(Gauge::new(
+            "emnify_data_stream_watch_up",
+            "Whether the watchdog's last reading of GET /api/v2/data_stream worked (1) or failed (0).",
+        ));
+        for collector in [
+            Box::new(state.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(info.clone()),
+            Box::new(changed.clone()),
+            Box::new(restarts.clone()),
+        ] {
+            live.register(collector).expect("metric names are unique");
+        }
+        let status = Mutex::new(WatchdogStatus::default());
+        WatchdogMetrics { state, info, changed, restarts, up, status, live: live.clone() }
+    }
+
+    /// The watchdog runs (its reading-health series exists only then).
+    pub fn set_enabled(&self, restart: bool) {
+        // Registered once: a second exporter in one process (tests) has registries of its own.
+        let _ = self.live.register(Box::new(self.up.clone()));
+        let mut status = self.lock();
+        status.enabled = true;
+        status.restart = restart;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchdogStatus> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A reading of the list worked; `streams` is every stream listed, as it is now.
+    pub fn record_streams(&self, streams: Vec<StreamRow>) {
+        self.up.set(1.0);
+        let mut status = self.lock();
+        status.failing = None;
+        for gone in status.streams.iter().filter(|old| !streams.iter().any(|s| s.id == old.id)) {
+            self.remove(gone);
+        }
+        for row in &streams {
+            let id = row.id.to_string();
+            if let Some(old) = status.streams.iter().find(|old| old.id == row.id) {
+                if old.name != row.name || old.kind != row.kind || old.ours != row.ours {
+                    let _ =
+                        self.info.remove_label_values(&[&id, &label_name(&old.name), old.kind, bool_label(old.ours)]);
+                }
+            }
+            for state in DATA_STREAM_STATES {
+                self.state.with_label_values(&[&id, state]).set(i64::from(state == row.state));
+            }
+            self.info.with_label_values(&[&id, &label_name(&row.name), row.kind, bool_label(row.ours)]).set(1);
+            self.changed.with_label_values(&[&id]).set(row.since_unix);
+            if row.ours {
+                for outcome in RESTART_OUTCOMES {
+                    self.restarts.with_label_values(&[&id, outcome]);
+                }
+            }
+        }
+        status.streams = streams;
+    }
+
+    fn remove(&self, row: &StreamRow) {
+        let id = row.id.to_string();
+        for state in DATA_STREAM_STATES {
+            let _ = self.state.remove_label_values(&[&id, state]);
+        }
+        let _ = self.info.remove_label_values(&[&id, &label_name(&row.name), row.kind, bool_label(row.ours)]);
+        let _ = self.changed.remove_label_values(&[&id]);
+    }
+
+    /// A reading of the list failed; the streams keep their last known state.
+    pub fn record_failure(&self, error: String) {
+        self.up.set(0.0);
+        self.lock().failing = Some(error);
+    }
+
+    /// A restart of stream `id` was asked for; `outcome` is one of [`RESTART_OUTCOMES`].
+    pub fn record_restart(&self, id: u64, outcome: &str) {
+        self.restarts.with_label_values(&[&id.to_string(), outcome]).inc();
+    }
+
+    pub fn status(&self) -> WatchdogStatus {
+        self.lock().clone()
+    }
+}
+
+fn bool_label(value: bool) -> &'static str {
+    if value {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+fn label_name(name: &str) -> String {
+    name.chars().take(MAX_NAME_CHARS).collect()
+}
