@@ -22,6 +22,7 @@ use crate::simulator::{Simulator, SimulatorConfig, StreamerConfig};
 use crate::state::StateStore;
 use crate::supervise::{shutdown_on_signal, Supervisor, TaskFailed};
 use crate::tally::{SharedTally, Tally};
+use crate::watchdog::Watchdog;
 use crate::webconfig::{WebConfig, WebSecurity};
 
 /// Why the exporter did not start, or stopped other than by shutdown.
@@ -91,6 +92,7 @@ pub struct App {
     receiver: Option<Arc<Receiver>>,
     poller: Option<(Poller, Duration)>,
     demo: Option<Demo>,
+    watchdog: Option<Watchdog>,
 }
 
 impl App {
@@ -122,7 +124,15 @@ impl App {
             Some(poll) => Some((poller(&config.api_url, poll, &metrics, &tally)?, poll.interval)),
             None => None,
         };
-        Ok(App { config, listener, address, metrics, tally, security, receiver, poller, demo })
+        // After the demo's set-up: it points the API URL at its simulator.
+        let watchdog = match config.watchdog.clone() {
+            Some(settings) => Some(Watchdog::new(
+                crate::watchdog::WatchdogSettings { api_url: config.api_url.clone(), ..settings },
+                metrics.clone(),
+            )?),
+            None => None,
+        };
+        Ok(App { config, listener, address, metrics, tally, security, receiver, poller, demo, watchdog })
     }
 
     /// The address the exporter listens on.
@@ -132,7 +142,7 @@ impl App {
 
     /// Runs until `shutdown` is cancelled, then saves (with a state file) and publishes the last counts.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
-        let App { config, listener, address, metrics, tally, security, receiver, poller, demo } = self;
+        let App { config, listener, address, metrics, tally, security, receiver, poller, demo, watchdog } = self;
         if poller.is_none() {
             // Nothing to poll: the exporter is up as long as it receives.
             metrics.polling.set_up(true);
@@ -152,6 +162,7 @@ impl App {
             webhook_path = receiver.as_ref().map(|r| r.path().to_string()),
             push_auth = config.push.as_ref().map(|p| p.auth_description()),
             state_file = config.state_file.as_ref().map(|p| p.display().to_string()),
+            watchdog = crate::watchdog::describe_settings(config.watchdog.as_ref(), config.push.is_some()),
             "emnify exporter listening"
         );
         let state = Arc::new(ServerState {
@@ -177,6 +188,9 @@ impl App {
         }
         if let Some(demo) = demo {
             demo.start(&mut tasks, &shutdown);
+        }
+        if let Some(watchdog) = watchdog {
+            tasks.spawn("Data Streamer watchdog", watchdog.run(shutdown.clone()));
         }
         match poller {
             Some((poller, interval)) => tasks.spawn("poller", run_poll_loop(poller, interval, shutdown)),

@@ -230,4 +230,7 @@ pub struct ExporterArgs {
     /// Run against the built-in emnify API simulator on a loopback port: no account or token needed.
     #[arg(long, env = "EMNIFY_EXPORTER_DEMO", action = clap::ArgAction::SetTrue, value_parser = boolish())]
     pub demo: bool,
+
+    #[command(flatten)]
+    pub watchdog: super::watchdog::WatchdogArgs,
 }

@@ -23,6 +23,16 @@ impl ExporterArgs {
     pub fn into_config(self, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let push = if self.ingest_mode.receives() { Some(self.receiver_settings(&env)?) } else { None };
         let poll = if self.ingest_mode.polls() { Some(self.poll_config(&env)?) } else { None };
+        let watchdog = self.watchdog.settings(super::watchdog::WatchdogContext {
+            receives: self.ingest_mode.receives(),
+            demo: self.demo,
+            api_url: &self.api_url,
+            webhook_path: &self.webhook_path,
+            token_env: env(TOKEN_ENV),
+            token_file: self.application_token_file.as_ref(),
+            request_timeout: self.request_timeout,
+            request_budget_share: (self.request_budget_share > 0.0).then_some(self.request_budget_share),
+        })?;
         // The web configuration and the state file are checked at start-up (`App::build`), where
         // they are used: a check here would read them twice and could pass for a file changed between.
         Ok(Config {
@@ -55,6 +65,7 @@ impl ExporterArgs {
             poll,
             push,
             demo: self.demo,
+            watchdog,
         })
     }
 

@@ -99,9 +99,16 @@ fn settings_a_mode_does_not_use_are_found() {
     let push = matches(&["x", "--ingest.mode=push", "--emnify.poll-interval=1m", "--webhook.path=/h"]);
     let token = |name: &str| (name == "EMNIFY_APPLICATION_TOKEN").then(|| "t".to_string());
     let warnings = unused_settings(&push, token);
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
-    assert!(warnings[0].starts_with("--emnify.poll-interval is ignored: --ingest.mode=push"), "{warnings:?}");
-    assert!(warnings[1].starts_with("EMNIFY_APPLICATION_TOKEN is ignored"), "{warnings:?}");
+    assert_eq!(
+        warnings,
+        ["--emnify.poll-interval is ignored: --ingest.mode=push does not use it"],
+        "the watchdog reads with the token"
+    );
+    let push_unwatched = matches(&["x", "--ingest.mode=push", "--watchdog.interval=0s"]);
+    let warnings = unused_settings(&push_unwatched, token);
+    assert!(warnings[0].starts_with("EMNIFY_APPLICATION_TOKEN is ignored"), "{warnings:?}");
+    let poll = matches(&["x", "--watchdog.restart"]);
+    assert_eq!(unused_settings(&poll, no_env), ["--watchdog.restart is ignored: --ingest.mode=poll does not use it"]);
     assert!(unused_settings(&matches(&["x", "--ingest.mode=both", "--webhook.path=/h"]), token).is_empty());
     let demo = unused_settings(&matches(&["x", "--demo", "--emnify.api-url=https://cdn.emnify.net"]), token);
     assert_eq!(demo.len(), 2, "{demo:?}");

@@ -66,6 +66,8 @@ pub struct Config {
     pub push: Option<ReceiverSettings>,
     /// Run against the built-in simulator (its API, and its streamer when pushes are received).
     pub demo: bool,
+    /// The Data Streamer watchdog (push and both modes, with a token).
+    pub watchdog: Option<crate::watchdog::WatchdogSettings>,
 }
 
 /// Polling the emnify API.
@@ -114,6 +116,7 @@ impl Config {
             }),
             push: None,
             demo: false,
+            watchdog: None,
         }
     }
 

@@ -7,8 +7,7 @@ use super::types::IngestMode;
 
 /// Flags that only one side uses: the emnify API's in poll and both modes, the receiver's in push and
 /// both modes. Given for a mode that does not use them, they are warned about at start.
-const POLL_ONLY_FLAGS: [&str; 8] = [
-    "emnify.application-token-file",
+const POLL_ONLY_FLAGS: [&str; 7] = [
     "emnify.poll-interval",
     "emnify.page-size",
     "emnify.request-timeout",
@@ -26,6 +25,10 @@ const DEMO_REPLACES: [&str; 2] = ["emnify.api-url", "emnify.application-token-fi
 pub fn unused_settings(matches: &clap::ArgMatches, env: impl Fn(&str) -> Option<String>) -> Vec<String> {
     let mode = matches.get_one::<IngestMode>("ingest_mode").copied().unwrap_or(IngestMode::Poll);
     let demo = matches.get_one::<bool>("demo").copied().unwrap_or(false);
+    // The token reads the event list (poll, both) and the Data Streamer list (the watchdog: push, both).
+    let watchdog_on =
+        mode.receives() && matches.get_one::<std::time::Duration>("interval").is_none_or(|i| !i.is_zero());
+    let token_used = mode.polls() || watchdog_on;
     let command = <Cli as clap::CommandFactory>::command();
     let mut warnings = Vec::new();
     for arg in command.get_arguments() {
@@ -39,8 +42,10 @@ pub fn unused_settings(matches: &clap::ArgMatches, env: impl Fn(&str) -> Option<
             }
             _ => None,
         };
-        let unused = if long.starts_with("webhook.") {
+        let unused = if long.starts_with("webhook.") || long.starts_with("watchdog.") {
             !mode.receives()
+        } else if long == "emnify.application-token-file" {
+            !token_used
         } else {
             POLL_ONLY_FLAGS.contains(&long) && !mode.polls()
         };
@@ -52,10 +57,9 @@ pub fn unused_settings(matches: &clap::ArgMatches, env: impl Fn(&str) -> Option<
         }
     }
     let mode_unused = format!("--ingest.mode={} does not use it", mode.name());
-    let token_unused =
-        if mode.polls() { "--demo polls its built-in simulator with its own token" } else { &mode_unused };
+    let token_unused = if token_used { "--demo uses its built-in simulator's own token" } else { &mode_unused };
     let secrets = [
-        (TOKEN_ENV, mode.polls() && !demo, token_unused),
+        (TOKEN_ENV, token_used && !demo, token_unused),
         (WEBHOOK_SECRET_ENV, mode.receives(), mode_unused.as_str()),
         (WEBHOOK_PASSWORD_ENV, mode.receives(), mode_unused.as_str()),
     ];

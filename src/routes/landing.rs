@@ -101,6 +101,7 @@ pub(super) fn landing_page(state: &ServerState) -> HttpResponse {
             None => "none since start".to_string(),
         };
         rows.push(("last-push-refused", "Last push refused", refused));
+        rows.push(("data-stream", "Data Streamer", data_streams(&state.metrics.watchdog.status(), &when)));
     }
     rows.push((
         "counted",
@@ -207,6 +208,35 @@ pub(super) fn landing_page(state: &ServerState) -> HttpResponse {
     let mut response = respond(StatusCode::OK, "text/html; charset=utf-8", body);
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The watchdog's streams of the exporter's, each with its state and since when (issue 26).
+fn data_streams(watchdog: &crate::metrics::WatchdogStatus, when: &dyn Fn(f64) -> String) -> String {
+    if !watchdog.enabled {
+        return "not watched: the watchdog needs an application token (docs/alerting.md, EmnifyDataStreamFailed)"
+            .into();
+    }
+    let mut parts: Vec<String> = watchdog
+        .streams
+        .iter()
+        .filter(|s| s.ours)
+        .map(|s| {
+            let state = match s.state {
+                "error" => "<strong class=\"bad\">Error</strong>: sends nothing until restarted".to_string(),
+                "paused" => "<strong class=\"bad\">Paused</strong>: holds events up to 7 days".to_string(),
+                other => other.to_string(),
+            };
+            format!("stream {} <code>{}</code>: {state} since {}", s.id, html_escape(&s.name), when(s.since_unix))
+        })
+        .collect();
+    if parts.is_empty() {
+        parts.push("no stream of emnify's list points at this receiver yet".into());
+    }
+    if let Some(error) = &watchdog.failing {
+        parts.push(format!("<strong class=\"bad\">the list cannot be read</strong>: {}", html_escape(error)));
+    }
+    let restart = if watchdog.restart { "restarts a stream in Error" } else { "watch only" };
+    format!("{} ({restart})", parts.join("; "))
 }
 
 /// Where the count starts: this start, or the counts restored from the state file.

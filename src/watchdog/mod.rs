@@ -147,6 +147,17 @@ impl Watchdog {
     }
 }
 
+/// The watchdog as the start-up line tells it where pushes are received (in poll mode there is no
+/// stream to watch, and the line does not mention it): on and whether it restarts, or off and why.
+pub fn describe_settings(settings: Option<&WatchdogSettings>, receives: bool) -> Option<&'static str> {
+    match settings {
+        Some(s) if s.plan.restart => Some("on, restarts streams in Error"),
+        Some(_) => Some("on, watch only"),
+        None if receives => Some("off (no application token, or --watchdog.interval=0s)"),
+        None => None,
+    }
+}
+
 /// A state change of a stream of the exporter's, at the level it deserves.
 fn log_state(stream: &StreamView) {
     let (id, name, state) = (stream.id, stream.name.as_str(), stream.state.label());

@@ -3,9 +3,13 @@
 
 use std::time::Duration;
 
-use crate::common::{self, wait_for, TestSimulator, PATIENCE};
+use crate::common::{self, wait_for, TestExporter, TestSimulator, PATIENCE};
+use emnify_exporter::config::Config;
+use emnify_exporter::emnify::TokenSource;
+use emnify_exporter::secret::Secret;
 use emnify_exporter::simulator::data_stream::{StreamStatus, EVENT_STREAM, USAGE_STREAM};
 use emnify_exporter::simulator::StreamerConfig;
+use emnify_exporter::watchdog::{PlanSettings, WatchdogSettings};
 
 /// A JWT of the simulator's, from its login, for calling the API by hand.
 async fn jwt(test_sim: &TestSimulator) -> String {
@@ -93,4 +97,180 @@ async fn the_simulated_data_stream_api_lists_fails_and_restarts() {
         ours()
     );
     assert_eq!(sim.stats().pushes, 0, "nothing was ever delivered");
+}
+
+/// An exporter on `listen` (port 0 the first time) that receives pushes at `/webhook/events`, keeps its
+/// state in `state_file`, polls the simulator too in both mode, and watches the simulator's streams
+/// every 100 ms, restarting ours in Error when `restart`.
+async fn watching_exporter(
+    test_sim: &TestSimulator,
+    listen: std::net::SocketAddr,
+    state_file: &std::path::Path,
+    both: bool,
+    restart: bool,
+) -> TestExporter {
+    let token = test_sim.sim.application_token();
+    let base = test_sim.exporter_config();
+    let watchdog = WatchdogSettings {
+        api_url: test_sim.url.clone(),
+        token: TokenSource::Value(Secret::new(token)),
+        interval: Duration::from_millis(100),
+        request_timeout: Duration::from_secs(5),
+        request_budget_share: None,
+        plan: PlanSettings {
+            webhook_path: "/webhook/events".into(),
+            stream_ids: Vec::new(),
+            restart,
+            restart_interval: Duration::from_secs(1),
+            max_restart_interval: Duration::from_secs(8),
+        },
+    };
+    TestExporter::start(Config {
+        listen_address: listen,
+        state_file: Some(state_file.to_path_buf()),
+        push: Some(common::open_receiver()),
+        poll: if both { base.poll.clone() } else { None },
+        watchdog: Some(watchdog),
+        ..base
+    })
+    .await
+}
+
+fn address(exporter: &TestExporter) -> std::net::SocketAddr {
+    exporter.base.trim_start_matches("http://").parse().expect("the exporter's address")
+}
+
+/// The value of one series of `name` with `labels`, 0 when absent.
+async fn series(exporter: &TestExporter, name: &str, labels: &[(&str, &str)]) -> f64 {
+    common::sum(&exporter.scrape().await, name, labels)
+}
+
+/// The round trip of issue 26: the exporter is down until its stream goes to Error; back without
+/// `--watchdog.restart` it shows the Error on /metrics and the landing page and restarts nothing; back
+/// with it, it restarts its own stream (never the other receiver's, also in Error), the backlog arrives
+/// history first, and every event is counted exactly once.
+async fn round_trip(both: bool, seed: u64) {
+    let test_sim = TestSimulator::seeded(seed).await;
+    let sim = &test_sim.sim;
+    sim.set_stream_error_after(Some(10));
+    let foreign =
+        sim.add_data_stream("another receiver", EVENT_STREAM, &dead_url("/webhook/events2"), StreamStatus::Error);
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("state.json");
+
+    let first = watching_exporter(&test_sim, "127.0.0.1:0".parse().unwrap(), &state_file, both, false).await;
+    let listen = address(&first);
+    let streamer = StreamerConfig {
+        url: first.url("/webhook/events"),
+        batch_size: 25,
+        headers: Vec::new(),
+        duplicate_chance: 0.0,
+        idle: Duration::from_millis(20),
+    };
+    tokio::spawn(sim.clone().run_streamer(streamer, test_sim.shutdown.clone()));
+    sim.generate(300);
+    first.wait_for_total(300).await;
+    let ours =
+        || sim.data_streams().into_iter().find(|s| s.url.ends_with(&format!("{}/webhook/events", listen.port())));
+    let id = ours().expect("the streamer is listed").id;
+    assert!(
+        wait_for(PATIENCE, async || series(
+            &first,
+            "emnify_data_stream_state",
+            &[("data_stream_id", &id.to_string()), ("state", "running")]
+        )
+        .await
+            == 1.0)
+        .await,
+        "the watchdog shows the running stream"
+    );
+    first.stop().await;
+
+    // Down: what happens now piles up in the stream, which fails and goes to Error.
+    sim.generate(400);
+    sim.generic_burst(1, 50);
+    assert!(
+        wait_for(PATIENCE, async || ours().is_some_and(|s| s.status == StreamStatus::Error)).await,
+        "the stream goes to Error while the exporter is down"
+    );
+
+    // Back without --watchdog.restart: the Error shows, nothing is restarted.
+    let watching = watching_exporter(&test_sim, listen, &state_file, both, false).await;
+    let label = id.to_string();
+    assert!(
+        wait_for(PATIENCE, async || series(
+            &watching,
+            "emnify_data_stream_state",
+            &[("data_stream_id", &label), ("state", "error")]
+        )
+        .await
+            == 1.0)
+        .await,
+        "the watchdog shows the stream in Error"
+    );
+    let samples = watching.scrape().await;
+    assert_eq!(
+        common::sum(
+            &samples,
+            "emnify_data_stream_info",
+            &[("data_stream_id", &label), ("ours", "true"), ("type", "events")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        common::sum(
+            &samples,
+            "emnify_data_stream_info",
+            &[("data_stream_id", &foreign.to_string()), ("ours", "false")]
+        ),
+        1.0
+    );
+    assert!(
+        common::sum(&samples, "emnify_data_stream_state_change_timestamp_seconds", &[("data_stream_id", &label)])
+            > 1.6e9
+    );
+    assert_eq!(common::sum(&samples, "emnify_data_stream_watch_up", &[]), 1.0);
+    let page = common::http_client().get(watching.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("<strong class=\"bad\">Error</strong>: sends nothing"),
+        "the landing page shows the stream in Error"
+    );
+    assert_eq!(ours().unwrap().restarts, 0, "no restart without --watchdog.restart");
+    watching.stop().await;
+
+    // Back with it: ours is restarted, the other receiver's is not, and the backlog is counted once.
+    let mending = watching_exporter(&test_sim, listen, &state_file, both, true).await;
+    let truth = sim.truth();
+    assert!(
+        wait_for(PATIENCE, async || series(&mending, "emnify_push_events_total", &[]).await >= truth.total() as f64)
+            .await,
+        "the backlog arrives by push: {:?}",
+        ours()
+    );
+    mending.wait_for_total(truth.total()).await;
+    let text = mending.scrape_text().await;
+    common::assert_counts_match_text(&text, &truth);
+    let samples = common::parse_exposition(&text);
+    assert!(
+        common::sum(&samples, "emnify_data_stream_restarts_total", &[("data_stream_id", &label), ("outcome", "ok")])
+            >= 1.0
+    );
+    assert_eq!(common::sum(&samples, "emnify_data_stream_restarts_total", &[("outcome", "failed")]), 0.0);
+    let streams = sim.data_streams();
+    assert!(streams.iter().any(|s| s.id == id && s.restarts >= 1), "{streams:?}");
+    assert!(
+        streams.iter().any(|s| s.id == foreign && s.restarts == 0 && s.status == StreamStatus::Error),
+        "{streams:?}"
+    );
+    mending.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_mode_round_trip_through_error_counts_each_event_once() {
+    round_trip(false, 2602).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_mode_round_trip_through_error_counts_each_event_once() {
+    round_trip(true, 2603).await;
 }
