@@ -53,28 +53,31 @@ fn a_state_directory_that_cannot_be_made_is_refused_with_the_fix() {
     assert_eq!(stderr.matches("cannot create").count(), 1, "said once: {stderr}");
 }
 
-/// A port another process holds: exit 2 (as for any start-up problem), the address and what to do,
-/// said once, and no IPv4 fallback that would hide it.
-#[test]
-fn a_port_in_use_exits_2_naming_the_address_with_a_hint() {
+/// Runs the binary with `args` and then `flag ADDRESS`, ADDRESS a loopback port held by the test, and
+/// checks the refusal: exit 2 (as for any start-up problem), the flag and address and what to do, said
+/// once. Returns stderr.
+fn refused_for_a_held_port(args: &[&str], flag: &str) -> String {
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = held.local_addr().unwrap().to_string();
-    let (code, stderr) = run(&["--demo", "--web.listen-address", &address]);
+    let (code, stderr) = run(&[args, &[flag, &address]].concat());
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains(&format!("--web.listen-address {address}: cannot listen")), "{stderr}");
+    assert!(stderr.contains(&format!("{flag} {address}: cannot listen")), "{stderr}");
     assert!(stderr.contains("another process holds the port"), "{stderr}");
     assert_eq!(stderr.matches("cannot listen").count(), 1, "said once: {stderr}");
+    stderr
+}
+
+/// A port another process holds, and no IPv4 fallback that would hide it.
+#[test]
+fn a_port_in_use_exits_2_naming_the_address_with_a_hint() {
+    let stderr = refused_for_a_held_port(&["--demo"], "--web.listen-address");
+    assert!(!stderr.contains("no IPv6"), "{stderr}");
 }
 
 /// `simulate` on a port in use: the same, for the simulator's `--listen`.
 #[test]
 fn simulate_on_a_port_in_use_exits_2_with_a_hint() {
-    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = held.local_addr().unwrap().to_string();
-    let (code, stderr) = run(&["simulate", "--listen", &address]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains(&format!("--listen {address}: cannot listen")), "{stderr}");
-    assert!(stderr.contains("another process holds the port"), "{stderr}");
+    refused_for_a_held_port(&["simulate"], "--listen");
 }
 
 /// `:PORT` (every interface, dual stack) with the port taken on a host that has IPv6: the same
