@@ -191,6 +191,30 @@
               description: "{{ $labels.instance }} has series for --metrics.max-unknown-event-types event types without a name already; {{ printf \"%.0f\" $value }} events in the last 15 minutes were of unnamed types beyond that and are counted under event_type_id=\"overflow\" (never dropped). emnify's catalogue names every real type: check who pushes to the webhook, or raise the limit if emnify added many types.",
             },
           },
+          {
+            alert: "EmnifyDataStreamFailed",
+            expr: |||
+              (
+                  emnify_data_stream_state{%(jobSelector)s, state="error"} == 1
+                or
+                  (
+                      emnify_data_stream_state{%(jobSelector)s, state="paused"} == 1
+                    and on (job, instance, data_stream_id)
+                      time() - emnify_data_stream_state_change_timestamp_seconds{%(jobSelector)s} > %(dataStreamPausedSeconds)s
+                  )
+              )
+              * on (job, instance, data_stream_id) group_left (name)
+                emnify_data_stream_info{%(jobSelector)s, ours="true"}
+            ||| % c,
+            'for': "5m",
+            labels: {
+              severity: '{{ if eq $labels.state "error" }}critical{{ else }}warning{{ end }}',
+            },
+            annotations: {
+              summary: "emnify's Data Streamer stream of emnify-exporter is {{ $labels.state }}.",
+              description: "Data stream {{ $labels.name }} (id {{ $labels.data_stream_id }}), which pushes to {{ $labels.instance }}, is {{ $labels.state }} in emnify. {{ if eq $labels.state \"error\" }}It sends nothing until it is restarted: make sure the exporter's webhook is reachable from emnify (URL, TLS certificate, the secret header), then restart the stream in the emnify Portal (Integrations, Data Streamer) or run the exporter with --watchdog.restart; emnify_data_stream_restarts_total shows its attempts. A stream that fails again after a restart is misconfigured.{{ else }}It sends nothing while paused and keeps events for up to 7 days: resume it in the emnify Portal; it delivers the held events first.{{ end }} In both mode polling counts the events meanwhile.",
+            },
+          },
         ],
       },
     ],

@@ -16,5 +16,8 @@
     spikeSustainedMinEvents10m: 20,  // ... with at least this many
     spikeNoBaselineMinEvents10m: 100,  // no baseline yet: this many in 10 minutes, held 5 minutes ...
     spikeNoBaselineMinEvents5m: 500,  // ... or this many in 5 minutes, held 2 evaluations
+
+    // EmnifyDataStreamFailed: a stream of the exporter's paused longer than this warns (Error is critical).
+    dataStreamPausedSeconds: 3600,
   },
 }
