@@ -73,7 +73,9 @@ fn decode_dedup_count(bencher: Bencher) {
         .with_inputs(|| fresh_tally(&metrics))
         .bench_local_refs(|tally| {
             let events = decode_event_list(page.as_bytes()).expect("valid page");
-            tally.ingest(events, Origin::Poll { from_millis: 0, until_millis: i64::MAX / 2 }).counts
+            tally
+                .ingest(events, Origin::Poll { from_millis: 0, until_millis: i64::MAX / 2 }, std::time::Instant::now())
+                .counts
         });
 }
 
@@ -190,7 +192,9 @@ fn ratios() {
     let ours = best(300, || {
         let mut tally = fresh_tally(&metrics);
         let events = decode_event_list(page.as_bytes()).expect("valid");
-        tally.ingest(events, Origin::Poll { from_millis: 0, until_millis: i64::MAX / 2 }).counts
+        tally
+            .ingest(events, Origin::Poll { from_millis: 0, until_millis: i64::MAX / 2 }, std::time::Instant::now())
+            .counts
     });
     let mbps = |d: Duration| bytes / d.as_secs_f64() / 1e6;
     println!("\npage: 1,000 events, {} bytes", page.len());

@@ -154,8 +154,8 @@ impl Tally {
     }
 
     /// Copies what a [`checkpoint`](super::checkpoint) saves and encodes what it then publishes.
-    pub(super) fn prepare_checkpoint(&mut self) -> PreparedCheckpoint {
-        self.last_checkpoint = Instant::now();
+    pub(super) fn prepare_checkpoint(&mut self, now: Instant) -> PreparedCheckpoint {
+        self.last_checkpoint = Some(now);
         self.dirty = false;
         self.dirty_hint.store(false, Ordering::Relaxed);
         self.metrics.events.set_remembered_ids(self.seen.len());

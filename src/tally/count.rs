@@ -1,8 +1,8 @@
 //! The tally itself, a plain state machine: dedup memory, cursor, counts, and when a checkpoint is due.
 //!
-//! No lock, no clock of its own beyond `Instant` for pacing, no files: [`SharedTally`](super::SharedTally)
-//! drives it (lock, count, unlock, checkpoint) and [`checkpoint`](super::checkpoint) writes what it
-//! prepares.
+//! No lock, no clock of its own (the time comes in with each call), no files:
+//! [`SharedTally`](super::SharedTally) drives it (lock, count, unlock, checkpoint) and
+//! [`checkpoint`](super::checkpoint) writes what it prepares.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -52,7 +52,8 @@ pub struct Tally {
     clock: Option<Arc<EmnifyClock>>,
     /// Skipped records not yet logged (see `BatchReport`).
     log_limit: LogLimit,
-    pub(super) last_checkpoint: Instant,
+    /// When the last checkpoint was prepared (`None`: never, so the first batch asks for one).
+    pub(super) last_checkpoint: Option<Instant>,
     /// Counted since the last checkpoint.
     pub(super) dirty: bool,
     /// Set without the lock by those whose metrics changed outside the counts (refused pushes, the
@@ -79,7 +80,7 @@ impl Tally {
             state: None,
             clock: None,
             log_limit: LogLimit::default(),
-            last_checkpoint: Instant::now(),
+            last_checkpoint: None,
             dirty: false,
             dirty_hint: Arc::default(),
         }
@@ -211,10 +212,11 @@ impl Tally {
         self.unpolled.forget_before(millis);
     }
 
-    /// Counts what is new in a batch and says what must follow (the rules in the module docs): the
-    /// sans-IO step. [`SharedTally::ingest`](super::SharedTally::ingest) also runs the checkpoint it asks for.
-    pub fn ingest(&mut self, events: Vec<DecodedEvent<'_>>, origin: Origin) -> Ingested {
-        self.ingest_noting(events, origin, None)
+    /// Counts what is new in a batch received at monotonic time `now` and says what must follow (the
+    /// rules in the module docs): the sans-IO step. [`SharedTally::ingest`](super::SharedTally::ingest)
+    /// also runs the checkpoint it asks for.
+    pub fn ingest(&mut self, events: Vec<DecodedEvent<'_>>, origin: Origin, now: Instant) -> Ingested {
+        self.ingest_noting(events, origin, None, now)
     }
 
     /// [`Tally::ingest`], also noting the records received for the first time in `first_seen`.
@@ -223,11 +225,13 @@ impl Tally {
         events: Vec<DecodedEvent<'_>>,
         origin: Origin,
         first_seen: Option<&mut FirstSeen>,
+        now: Instant,
     ) -> Ingested {
-        let counts = self.count(events, origin, first_seen);
+        let counts = self.count(events, origin, first_seen, now);
         let must_save = matches!(origin, Origin::Push { .. }) && self.state.is_some();
         let every = if self.state.is_some() { self.settings.save_every } else { self.settings.publish_every };
-        let checkpoint_due = must_save || self.last_checkpoint.elapsed() >= every;
+        let checkpoint_due =
+            must_save || self.last_checkpoint.is_none_or(|at| now.saturating_duration_since(at) >= every);
         Ingested { counts, must_save, checkpoint_due }
     }
 
@@ -237,6 +241,7 @@ impl Tally {
         events: Vec<DecodedEvent<'_>>,
         origin: Origin,
         mut note: Option<&mut FirstSeen>,
+        now: Instant,
     ) -> BatchCounts {
         let mut counts = BatchCounts::default();
         self.dirty = true;
@@ -329,7 +334,7 @@ impl Tally {
             }
         }
         drop(recorder);
-        report.log(&mut self.log_limit);
+        report.log(&mut self.log_limit, now);
         counts
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use super::batch::{BatchCounts, FirstSeen, Ingested, Origin};
 use super::checkpoint::Saver;
@@ -55,7 +56,7 @@ impl SharedTally {
     /// it off the async workers. Fails only for a push with a state file whose save failed; a poll's
     /// failed save is logged by the checkpoint, and the poll's closing checkpoint tries again.
     pub fn ingest(&self, events: Vec<DecodedEvent<'_>>, origin: Origin) -> Result<BatchCounts, NotSaved> {
-        let ingested = self.lock().ingest(events, origin);
+        let ingested = self.lock().ingest(events, origin, Instant::now());
         if self.settle(ingested) {
             Ok(ingested.counts)
         } else {
@@ -71,7 +72,7 @@ impl SharedTally {
         origin: Origin,
     ) -> Result<(BatchCounts, FirstSeen), NotSaved<(BatchCounts, FirstSeen)>> {
         let mut first_seen = FirstSeen::default();
-        let ingested = self.lock().ingest_noting(events, origin, Some(&mut first_seen));
+        let ingested = self.lock().ingest_noting(events, origin, Some(&mut first_seen), Instant::now());
         if self.settle(ingested) {
             Ok((ingested.counts, first_seen))
         } else {
@@ -90,7 +91,7 @@ impl SharedTally {
         let ingested = {
             let mut tally = self.lock();
             let arrival_millis = tally.emnify_now_millis();
-            let ingested = tally.ingest(events, Origin::Push { arrival_millis });
+            let ingested = tally.ingest(events, Origin::Push { arrival_millis }, Instant::now());
             counted(&ingested.counts);
             ingested
         };
@@ -125,7 +126,7 @@ impl SharedTally {
     /// Everything counted before the call is saved by the time it returns true: by this call's own save,
     /// or by one that began after it was made (so one save answers every push that waited for it).
     pub fn checkpoint(&self) -> bool {
-        self.0.saver.checkpoint(|| self.lock().prepare_checkpoint())
+        self.0.saver.checkpoint(|| self.lock().prepare_checkpoint(Instant::now()))
     }
 
     /// [`SharedTally::checkpoint`] on a blocking thread: with a state file that means writes and fsyncs,
@@ -146,7 +147,7 @@ impl SharedTally {
             let settings = tally.settings();
             let every = if tally.state.is_some() { settings.save_every } else { settings.publish_every };
             let hinted = tally.dirty_hint.load(Ordering::Relaxed);
-            (tally.dirty || hinted) && tally.last_checkpoint.elapsed() >= every
+            (tally.dirty || hinted) && tally.last_checkpoint.is_none_or(|at| at.elapsed() >= every)
         };
         if due {
             self.checkpoint_blocking().await;

@@ -32,7 +32,7 @@ impl BatchReport {
 
     /// One warning for the batch, and at most one every [`SKIP_LOG_EVERY`]: what batches in between
     /// skipped is summed into the line written by the first batch after it (with skips or without).
-    pub(super) fn log(self, limit: &mut LogLimit) {
+    pub(super) fn log(self, limit: &mut LogLimit, now: Instant) {
         for (reason, n) in self.unreadable {
             *limit.unreadable.entry(reason).or_default() += n;
         }
@@ -40,10 +40,10 @@ impl BatchReport {
         limit.example_id = limit.example_id.or(self.example_id);
         limit.example_invalid_id = limit.example_invalid_id.or(self.example_invalid_id);
         let pending = !limit.unreadable.is_empty() || limit.skipped > 0;
-        if !pending || limit.logged.is_some_and(|at| at.elapsed() < SKIP_LOG_EVERY) {
+        if !pending || limit.logged.is_some_and(|at| now.saturating_duration_since(at) < SKIP_LOG_EVERY) {
             return;
         }
-        limit.logged = Some(Instant::now());
+        limit.logged = Some(now);
         let unreadable: Vec<String> = limit.unreadable.iter().map(|(reason, n)| format!("{reason}: {n}")).collect();
         tracing::warn!(
             unreadable = %unreadable.join(", "),
@@ -79,6 +79,8 @@ mod batch_report_tests {
 
     use tracing_subscriber::layer::{Context, SubscriberExt};
 
+    use std::time::Instant;
+
     use super::{BatchReport, LogLimit};
     use crate::emnify::IdText;
 
@@ -106,7 +108,7 @@ mod batch_report_tests {
     fn logged(report: BatchReport) -> Vec<Line> {
         let out = Arc::new(Mutex::new(Vec::new()));
         let subscriber = tracing_subscriber::registry().with(Lines(out.clone()));
-        tracing::subscriber::with_default(subscriber, || report.log(&mut LogLimit::default()));
+        tracing::subscriber::with_default(subscriber, || report.log(&mut LogLimit::default(), Instant::now()));
         let lines = out.lock().unwrap().clone();
         lines
     }

@@ -1,7 +1,7 @@
 //! Unit tests of the tally: restore, group commit, the handle, and what pushes of polled or pushed events count.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{checkpoint, lock, NotSaved, Origin, Tally, TallySettings};
 use crate::emnify::decode_event_list;
@@ -25,7 +25,7 @@ fn a_type_named_after_its_first_events_is_named_on_restore() {
     tally.use_state(StateStore::new(&path, "http://api")).unwrap();
     let body = br#"[{"id": 1, "event_type": {"id": 902}}, {"id": 2, "event_type": {"id": 902}}]"#;
     let events = decode_event_list(body).unwrap();
-    let ingested = lock(&tally).ingest(events, Origin::Push { arrival_millis: now_millis() });
+    let ingested = lock(&tally).ingest(events, Origin::Push { arrival_millis: now_millis() }, Instant::now());
     assert!(ingested.must_save && ingested.finish(&tally) && ingested.counts.counted == 2);
     assert!(exposition(&first).contains(r#"event_type="unknown",event_type_id="902""#));
     first.events.set_event_type_names([(902, "Added by emnify".to_string())]);
@@ -109,23 +109,23 @@ fn a_push_of_what_polling_read_completely_is_never_counted_again() {
     tally.floor_from(t * 1000 - 60_000);
     let body = events(1..5_001, t - 30);
     let poll = Origin::Poll { from_millis: (t - 60) * 1000, until_millis: t * 1000 + 999 };
-    assert_eq!(tally.ingest(decode_event_list(body.as_bytes()).unwrap(), poll).counts.counted, 5_000);
+    assert_eq!(tally.ingest(decode_event_list(body.as_bytes()).unwrap(), poll, Instant::now()).counts.counted, 5_000);
     // Later polls moved on: no window reaches back to these events, their ids are forgotten.
     tally.window_done(t + 600, (t + 10) * 1000, Some((t + 600) * 1000));
     assert_eq!(tally.remembered(), 0);
     let push = Origin::Push { arrival_millis: (t + 720) * 1000 };
-    let again = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push).counts;
+    let again = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push, Instant::now()).counts;
     assert_eq!((again.counted, again.skipped), (0, 5_000), "{again:?}");
     let shared = tally.shared();
     assert!(checkpoint(&shared));
     assert_eq!(skipped(&metrics, "polled_already"), 5_000.0);
     let mut tally = lock(&shared);
     // Re-delivered once more: skipped events are not reported twice either.
-    let third = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push).counts;
+    let third = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push, Instant::now()).counts;
     assert_eq!((third.counted, third.skipped), (0, 0), "{third:?}");
     // A pushed event stamped after what polling read is new, and counted.
     let fresh = events(9_000..9_003, t + 700);
-    assert_eq!(tally.ingest(decode_event_list(fresh.as_bytes()).unwrap(), push).counts.counted, 3);
+    assert_eq!(tally.ingest(decode_event_list(fresh.as_bytes()).unwrap(), push, Instant::now()).counts.counted, 3);
 }
 
 /// `push` mode: the same batch delivered again 15 minutes later is a duplicate within
@@ -138,12 +138,16 @@ fn a_push_delivered_again_within_the_remember_horizon_is_a_duplicate() {
     let mut tally = Tally::new(metrics, settings);
     let t = 1_800_000_000;
     let body = events(1..5_001, t);
-    let first = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), Origin::Push { arrival_millis: t * 1000 });
+    let first = tally.ingest(
+        decode_event_list(body.as_bytes()).unwrap(),
+        Origin::Push { arrival_millis: t * 1000 },
+        Instant::now(),
+    );
     assert_eq!(first.counts.counted, 5_000);
     // What the receiver's upkeep does 15 minutes later: forget what is older than now minus the horizon.
     tally.forget_before((t + 900 - 3600) * 1000);
     let push = Origin::Push { arrival_millis: (t + 900) * 1000 };
-    let again = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push).counts;
+    let again = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), push, Instant::now()).counts;
     assert_eq!((again.counted, again.duplicates), (0, 5_000), "{again:?}");
 }
 
@@ -158,14 +162,17 @@ fn with_a_poller_a_pushed_id_is_kept_until_polling_reaches_its_time() {
     let behind = 7_200;
     tally.poll_start((t - behind) * 1000, 0, true);
     let body = events(1..11, t);
-    let pushed =
-        tally.ingest(decode_event_list(body.as_bytes()).unwrap(), Origin::Push { arrival_millis: (t - behind) * 1000 });
+    let pushed = tally.ingest(
+        decode_event_list(body.as_bytes()).unwrap(),
+        Origin::Push { arrival_millis: (t - behind) * 1000 },
+        Instant::now(),
+    );
     assert_eq!(pushed.counts.counted, 10);
     // Polling's windows, on emnify's `Date`, reach the events' time 2 h later; meanwhile they forgot
     // everything up to 100 s before their own start, long after the push's arrival plus 15 min.
     tally.window_done(t - 10, (t - 110) * 1000, Some((t - 10) * 1000));
     let poll = Origin::Poll { from_millis: (t - 100) * 1000, until_millis: (t + 10) * 1000 };
-    let polled = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), poll).counts;
+    let polled = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), poll, Instant::now()).counts;
     assert_eq!((polled.counted, polled.duplicates), (0, 10), "{polled:?}");
 }
 
@@ -230,7 +237,7 @@ fn a_window_on_an_unconfirmed_clock_forgets_only_behind_what_was_polled() {
     let t = 1_800_000_000;
     tally.floor_from((t - 60) * 1000);
     let poll = Origin::Poll { from_millis: (t - 60) * 1000, until_millis: t * 1000 + 999 };
-    tally.ingest(decode_event_list(events(1..11, t - 5).as_bytes()).unwrap(), poll);
+    tally.ingest(decode_event_list(events(1..11, t - 5).as_bytes()).unwrap(), poll, Instant::now());
     // The clock ran two hours ahead: the window ended at t + 7200 and reached back 100 s.
     tally.window_done(t + 7_200, (t + 7_100) * 1000, None);
     assert_eq!(tally.remembered(), 10, "nothing polled is forgotten on a clock that may be wrong");
@@ -296,4 +303,25 @@ fn an_unsettled_start_moves_back_no_further_than_the_dedup_memory() {
     let (floor, cursor) = tally.poll_start(t, 0, true);
     assert_eq!(floor, (t + 200_000) / 1000, "lowered to the horizon, not by the whole 600 s");
     assert_eq!(cursor, None);
+}
+
+/// When a checkpoint is due is decided from the time passed in, not read from a clock: the first batch
+/// asks for one, a batch within `publish_every` of the last checkpoint does not, one after it does.
+#[test]
+fn a_checkpoint_is_due_by_the_time_given() {
+    let settings = TallySettings { publish_every: Duration::from_millis(100), ..TallySettings::default() };
+    let mut tally = Tally::new(Arc::new(Metrics::new()), settings);
+    let t0 = Instant::now();
+    let t = 1_800_000_000;
+    let push = |s: i64| Origin::Push { arrival_millis: s * 1000 };
+    let batch = |ids: std::ops::Range<u64>| events(ids, t);
+    let first = tally.ingest(decode_event_list(batch(1..2).as_bytes()).unwrap(), push(t), t0);
+    assert!(first.checkpoint_due, "the first batch");
+    let _ = tally.prepare_checkpoint(t0);
+    let soon =
+        tally.ingest(decode_event_list(batch(2..3).as_bytes()).unwrap(), push(t), t0 + Duration::from_millis(50));
+    assert!(!soon.checkpoint_due, "50 ms after the last checkpoint");
+    let later =
+        tally.ingest(decode_event_list(batch(3..4).as_bytes()).unwrap(), push(t), t0 + Duration::from_millis(150));
+    assert!(later.checkpoint_due, "150 ms after it");
 }

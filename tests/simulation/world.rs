@@ -47,6 +47,8 @@ pub struct World {
     pub streamer: Option<DataStreamer>,
     /// Simulated time (emnify's true clock, Unix ms); the monotonic clock reads the same.
     pub t: i64,
+    /// The monotonic clock's origin: simulated time `t` is `mono_origin + (t - params.start_ms)`.
+    mono_origin: std::time::Instant,
     pub cost: Cost,
     // ---- the process ----
     clock: ClockEstimate,
@@ -95,6 +97,7 @@ impl World {
             emnify,
             streamer,
             t,
+            mono_origin: std::time::Instant::now(),
             cost: Cost::default(),
             clock: ClockEstimate::default(),
             metrics,
@@ -124,6 +127,12 @@ impl World {
 
     fn store(&self) -> Option<StateStore> {
         self.state_dir.as_ref().map(|d| StateStore::new(d.path().join("state.json"), API_URL))
+    }
+
+    /// Simulated time as an `Instant`, for the tally's pacing (checkpoints, log lines).
+    fn mono(&self) -> std::time::Instant {
+        let since = u64::try_from(self.t - self.params.start_ms).unwrap_or(0);
+        self.mono_origin + std::time::Duration::from_millis(since)
     }
 
     fn host_ms(&self, t: i64) -> i64 {
@@ -254,7 +263,7 @@ impl World {
             let len = events.len() as u32;
             let origin = Origin::Poll { from_millis: query.from * 1000, until_millis: query.until * 1000 + 999 };
             let mut first_seen = FirstSeen::default();
-            let counts = lock(&self.tally).ingest_noting(events, origin, Some(&mut first_seen));
+            let counts = lock(&self.tally).ingest_noting(events, origin, Some(&mut first_seen), self.mono());
             if self.trace {
                 eprintln!("  counts {counts:?}");
             }
@@ -314,7 +323,12 @@ impl World {
         let arrival = self.emnify_now(false);
         let events = decode_event_object_or_list(&delivery.body).expect("the streamer sends JSON");
         let mut first_seen = FirstSeen::default();
-        lock(&self.tally).ingest_noting(events, Origin::Push { arrival_millis: arrival }, Some(&mut first_seen));
+        lock(&self.tally).ingest_noting(
+            events,
+            Origin::Push { arrival_millis: arrival },
+            Some(&mut first_seen),
+            self.mono(),
+        );
         for id in &first_seen.ids {
             self.counted.entry(*id as i64).or_default().push((self.t, true));
         }
