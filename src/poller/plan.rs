@@ -18,7 +18,10 @@
 //! When the window moves on, the anchor moves with it (not every poll: once it lags by
 //! `overlap / 4`): a request for the count of the new, shorter query, between two counts of the old
 //! one that both equal `read`, proves the new query held only records already read at that moment,
-//! so its `read` is that count. Otherwise the anchor stays and the move is tried again next poll.
+//! so its `read` is that count. Otherwise the anchor stays and the move is tried again next poll. An
+//! anchor nothing was ever read from moves without asking (an idle poll is one request). An old count
+//! below `read` means records read have gone (retention, with a lookback near 30 days): a new anchor
+//! from the window's start replaces it, and the next poll walks it to its end.
 //!
 //! A new anchor (the first poll, after a restart or a failed first walk) is walked to its end; its
 //! `read` is the distinct records of that walk. Without `X-Total-Count` every walk goes to the end.
