@@ -43,6 +43,11 @@ fn run_seeds(seeds: &[u64]) -> Totals {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some(&seed) = seeds.get(i) else { break };
+                // A long run says how far it got, so a run cut short still has figures.
+                if i > 0 && i % 100_000 == 0 {
+                    let failed = failures.lock().map_or(0, |f| f.len());
+                    eprintln!("{i} histories in {:.0} s, {failed} failed so far", started.elapsed().as_secs_f64());
+                }
                 let (params, drive) = params_in(seed);
                 match run(seed, &params, &drive) {
                     Ok(cost) => {
