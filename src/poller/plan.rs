@@ -15,10 +15,10 @@
 //! everything new — late arrivals stamped with an older time included — is on the first pages, so an
 //! event is read about once.
 //!
-//! When the window moves on, the anchor moves with it (not every poll: once it lags by
-//! `overlap / 4`): a request for the count of the new, shorter query, between two counts of the old
-//! one that both equal `read`, proves the new query held only records already read at that moment,
-//! so its `read` is that count. Otherwise the anchor stays and the move is tried again next poll. An
+//! When the window moves on, the anchor moves with it (not every poll: once it lags by `overlap / 4`
+//! after a poll that found records, by `overlap` after a quiet one): a request for the count of the
+//! new, shorter query, between two counts of the old one that both equal `read`, proves the new query
+//! held only records already read at that moment, so its `read` is that count. Otherwise the anchor stays and the move is tried again next poll. An
 //! anchor nothing was ever read from moves without asking (an idle poll is one request). An old count
 //! below `read` means records read have gone (retention, with a lookback near 30 days): a new anchor
 //! from the window's start replaces it, and the next poll walks it to its end.
@@ -138,6 +138,8 @@ pub struct Plan {
     pass_count: Option<u64>,
     /// What this poll cost, for its report.
     pub stats: PollStats,
+    /// Whether this poll read a record no poll had read before.
+    found_new: bool,
 }
 
 /// Passes of one walk at most in a poll: a second one from the newest end when records arrived while
@@ -172,6 +174,7 @@ impl Plan {
             total_pages: None,
             pass_count: None,
             stats: PollStats::default(),
+            found_new: false,
         }
     }
 
@@ -184,6 +187,7 @@ impl Plan {
     /// poll having ended at `cursor` (its `until`). Returns the first step.
     pub fn start(&mut self, now_secs: i64, floor_secs: i64, cursor: Option<i64>) -> Step {
         self.stats = PollStats { pages: 1, passes: 1, ..PollStats::default() };
+        self.found_new = false;
         self.total_pages = None;
         self.pass_count = None;
         // A cursor ahead of emnify's now (its clock was stepped back) was read while that ground was
@@ -275,6 +279,7 @@ impl Plan {
         let first_of_walk = pages == 1;
         let Some(mut anchor) = self.anchor else { return self.finish() };
         let read_in_walk = read_in_walk + seen.new_in_walk;
+        self.found_new |= seen.new_to_polling > 0;
         let read_before = anchor.read;
         if anchor.established {
             anchor.read += seen.new_to_polling;
@@ -378,7 +383,10 @@ impl Plan {
             self.phase = Phase::Idle;
             return Step::Done { until: self.target_from, keep_from: self.target_from };
         };
-        let lag = (self.settings.overlap_secs / 4).max(1);
+        // A poll that found records moves the anchor once it lags by a quarter of the overlap; a quiet
+        // one leaves it (a move costs count requests) until it lags by the whole overlap.
+        let overlap = self.settings.overlap_secs.max(1);
+        let lag = if self.found_new { (overlap / 4).max(1) } else { overlap };
         let complete = self.count.is_some_and(|c| anchor.read >= c);
         if anchor.established && complete && self.target_from - anchor.from >= lag {
             if anchor.read == 0 {
