@@ -220,6 +220,9 @@ impl Plan {
     pub fn lookahead(&self, n: usize) -> Vec<PageQuery> {
         let Phase::Walking { page, bottom, .. } = self.phase else { return Vec::new() };
         let (Some(anchor), Some(count)) = (self.anchor, self.count) else { return Vec::new() };
+        // The walk stops at the count on its first page: records that arrive while it reads are left to
+        // the next poll, so pages fetched ahead for them would be wasted.
+        let count = self.pass_count.unwrap_or(count);
         let needed = if anchor.established {
             // Records not yet read, each page holding up to `page_len` of them.
             usize::try_from(count.saturating_sub(anchor.read).div_ceil(u64::from(self.page_len.max(1))))
