@@ -105,9 +105,15 @@ pub(super) fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -
         Ok(f) => f,
         Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, &message),
     };
-    // Unsorted lists come newest first, as the Portal shows them (and so does every list when `sort`
-    // is ignored).
-    let sort_spec = if sort.is_empty() || sim.config.ignore_sort { "-timestamp".to_string() } else { sort.clone() };
+    // Unsorted lists come newest first, as the Portal shows them. An API that ignores `sort` answers in
+    // its own order whatever is asked: here ascending ids, as a table read by its primary key would.
+    let sort_spec = if sim.config.ignore_sort {
+        "id".to_string()
+    } else if sort.is_empty() {
+        "-timestamp".to_string()
+    } else {
+        sort.clone()
+    };
     let mut keys = Vec::new();
     for field in sort_spec.split(',').map(str::trim).filter(|f| !f.is_empty()) {
         match sort_key(field) {

@@ -69,8 +69,8 @@ pub struct SimulatorConfig {
     /// With ascending ids, the share of ids that step back (up to about 100 events' worth of ids below
     /// the last one given out): ids that grow with arrival, but not strictly, as parallel writers' would.
     pub id_step_back_share: f64,
-    /// Ignore the `sort` parameter of the event list silently (answer newest first by timestamp,
-    /// whatever was asked): an API that does not honour the documented `sort`.
+    /// Ignore the `sort` parameter of the event list silently (answer ascending ids, whatever was
+    /// asked): an API that does not honour the documented `sort`.
     pub ignore_sort: bool,
     /// Each event page is answered after a delay drawn uniformly from this range: a slow API.
     pub page_latency: Option<(Duration, Duration)>,

@@ -370,8 +370,7 @@ fn sustain(sim_url: &str, metrics_url: &str, rate: f64, seconds: u64, drain_limi
 /// 60 s late, ids that grow with arrival but not strictly (one in ten steps back by up to ~100 events),
 /// and the exporter at its defaults scaled 6x down (poll interval 10 s, overlap 100 s): at each rate
 /// with `sort` honoured, then at the first rate with `sort` silently ignored, at the last rate with
-/// `--emnify.request-budget-share 1`, and the Python alternative at the first rate. After each run, the
-/// requests an idle poll costs. Figures go to docs/performance.md.
+/// `--emnify.request-budget-share 1`. After each run, the requests an idle poll costs. Figures go to docs/performance.md.
 #[test]
 #[ignore = "a benchmark of several minutes; scripts/perf runs it in a release build"]
 fn sustained_ingest_against_emnifys_rate_limits() {
@@ -391,7 +390,6 @@ fn sustained_ingest_against_emnifys_rate_limits() {
     runs.push(("emnify-exporter, sort ignored, share 0.9", first, vec!["--ignore-sort"], vec![]));
     let share_one = std::env::var("PERF_SHARE_ONE_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(last.max(6000.0));
     runs.push(("emnify-exporter, sort honoured, share 1", share_one, vec![], vec!["--emnify.request-budget-share=1"]));
-    runs.push(("Python alternative", first, vec![], vec![]));
     // Each row is printed as soon as it is measured: a run that fails later keeps the earlier ones.
     println!(
         "| Sustained ingest, {seconds} s, 5% late (up to 60 s), 1 in 10 ids steps back | Rate | Events | Event \
@@ -403,25 +401,20 @@ fn sustained_ingest_against_emnifys_rate_limits() {
         let mut sim_args = world.to_vec();
         sim_args.extend(sim_extra);
         let (sim, url) = limited_simulator(&sim_args);
-        let (client, metrics) = if who.starts_with("Python") {
-            python_polling(&url, "10", "100", seconds + drain.as_secs() + 60)
-        } else {
-            let mut args = scaled.to_vec();
-            args.extend(exporter_extra);
-            exporter_polling(&url, &args)
-        };
+        let mut args = scaled.to_vec();
+        args.extend(exporter_extra);
+        let (client, metrics) = exporter_polling(&url, &args);
         // The first poll has happened (the metrics are up); production starts now.
         std::thread::sleep(Duration::from_secs(2));
         let figures = sustain(&url, &metrics, rate, seconds, drain);
-        let idle = if who.starts_with("Python") { None } else { Some(idle_poll_requests(&url, &metrics)) };
+        let idle = idle_poll_requests(&url, &metrics);
         drop(client);
         drop(sim);
         let drained = figures
             .drained_seconds
             .map_or_else(|| format!("not within {} s", drain.as_secs()), |d| format!("{d:.0} s"));
-        let idle = idle.map_or_else(|| "—".to_string(), |r| format!("{r:.1}"));
         println!(
-            "| {who} | {rate:.0}/s | {:.0} | {:.2} | {:.0} s ({:.1} intervals) | {drained} | {:.0} | {idle} |",
+            "| {who} | {rate:.0}/s | {:.0} | {:.2} | {:.0} s ({:.1} intervals) | {drained} | {:.0} | {idle:.1} |",
             figures.events,
             figures.event_requests_per_1000,
             figures.worst_lag_seconds,
