@@ -120,15 +120,19 @@ impl App {
         }
         let receiver =
             config.push.clone().map(|settings| Arc::new(Receiver::new(settings, tally.clone(), metrics.clone())));
-        let poller = match &config.poll {
-            Some(poll) => Some((poller(&config.api_url, poll, &metrics, &tally)?, poll.interval)),
-            None => None,
+        let (poller, polling) = match &config.poll {
+            Some(poll) => {
+                let (poller, client) = poller(&config.api_url, poll, &metrics, &tally)?;
+                (Some((poller, poll.interval)), Some(client))
+            }
+            None => (None, None),
         };
         // After the demo's set-up: it points the API URL at its simulator.
         let watchdog = match config.watchdog.clone() {
             Some(settings) => Some(Watchdog::new(
                 crate::watchdog::WatchdogSettings { api_url: config.api_url.clone(), ..settings },
                 metrics.clone(),
+                polling,
             )?),
             None => None,
         };
@@ -276,7 +280,13 @@ pub async fn run_until_signal(config: Config) -> Result<(), AppError> {
     }
 }
 
-fn poller(api_url: &str, poll: &PollConfig, metrics: &Arc<Metrics>, tally: &SharedTally) -> Result<Poller, AppError> {
+/// The poller, and a sibling of its client for the watchdog (one budget, one JWT).
+fn poller(
+    api_url: &str,
+    poll: &PollConfig,
+    metrics: &Arc<Metrics>,
+    tally: &SharedTally,
+) -> Result<(Poller, Client), AppError> {
     let settings = ClientSettings {
         api_url: api_url.to_string(),
         token: poll.token.clone(),
@@ -288,7 +298,8 @@ fn poller(api_url: &str, poll: &PollConfig, metrics: &Arc<Metrics>, tally: &Shar
     };
     let client = Client::new(settings, metrics.clone())?;
     tally.lock().use_clock(client.clock().clone());
-    Ok(Poller::new(client, metrics.clone(), poll.walk.clone(), tally.clone()))
+    let sibling = client.sibling(crate::watchdog::REQUEST_ATTEMPTS);
+    Ok((Poller::new(client, metrics.clone(), poll.walk.clone(), tally.clone()), sibling))
 }
 
 /// The demo's set-up: the built-in simulator stands in for emnify, its API for polling and its

@@ -23,6 +23,9 @@ pub use plan::{decode_list, Observation, Plan, PlanSettings, StreamKind, StreamS
 /// requests per 5 minutes.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Attempts per watchdog request: the next reading is the retry, so one more is enough for a blip.
+pub const REQUEST_ATTEMPTS: u32 = 2;
+
 /// What the watchdog reads with, how often, and what it does.
 #[derive(Debug, Clone)]
 pub struct WatchdogSettings {
@@ -47,20 +50,29 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    pub fn new(settings: WatchdogSettings, metrics: Arc<Metrics>) -> Result<Watchdog, ApiError> {
-        let client = Client::new(
-            ClientSettings {
-                api_url: settings.api_url,
-                token: settings.token,
-                request_timeout: settings.request_timeout,
-                min_request_interval: Duration::ZERO,
-                request_budget_share: settings.request_budget_share,
-                // The next reading is the retry: one more attempt is enough for a blip.
-                max_attempts: 2,
-                retry_base: Duration::from_millis(500),
-            },
-            metrics.clone(),
-        )?;
+    /// `polling`: the poller's client in both mode (a [`Client::sibling`] of it, with
+    /// [`REQUEST_ATTEMPTS`]), so the watchdog's requests come out of the same budget and JWT; in push
+    /// mode the watchdog has a client of its own.
+    pub fn new(
+        settings: WatchdogSettings,
+        metrics: Arc<Metrics>,
+        polling: Option<Client>,
+    ) -> Result<Watchdog, ApiError> {
+        let client = match polling {
+            Some(client) => client,
+            None => Client::new(
+                ClientSettings {
+                    api_url: settings.api_url,
+                    token: settings.token,
+                    request_timeout: settings.request_timeout,
+                    min_request_interval: Duration::ZERO,
+                    request_budget_share: settings.request_budget_share,
+                    max_attempts: REQUEST_ATTEMPTS,
+                    retry_base: Duration::from_millis(500),
+                },
+                metrics.clone(),
+            )?,
+        };
         metrics.watchdog.set_enabled(settings.plan.restart);
         Ok(Watchdog {
             client,

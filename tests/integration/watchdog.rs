@@ -262,6 +262,8 @@ async fn round_trip(both: bool, seed: u64) {
         streams.iter().any(|s| s.id == foreign && s.restarts == 0 && s.status == StreamStatus::Error),
         "{streams:?}"
     );
+    // One login per exporter start: in both mode the watchdog uses the poller's JWT (and its budget).
+    assert_eq!(sim.stats().logins, 3, "{:?}", sim.stats());
     mending.stop().await;
 }
 

@@ -52,8 +52,9 @@ pub struct Client {
     pub(super) clock: Arc<EmnifyClock>,
     /// The JWT. Logins happen while this lock is held, so requests that find no valid JWT wait for one
     /// login instead of each making their own.
-    pub(super) session: tokio::sync::Mutex<Session>,
-    pub(super) pacing: std::sync::Mutex<Pacing>,
+    /// Shared with the client's siblings (see [`Client::sibling`]), as is `pacing`.
+    pub(super) session: Arc<tokio::sync::Mutex<Session>>,
+    pub(super) pacing: Arc<std::sync::Mutex<Pacing>>,
     /// A page buffer handed back by [`Client::recycle`], so the next page is read into memory that is
     /// already mapped instead of a fresh allocation faulted in page by page.
     pub(super) spare_body: std::sync::Mutex<Option<bytes::BytesMut>>,
@@ -83,16 +84,32 @@ impl Client {
             settings,
             observer,
             clock: Arc::new(EmnifyClock::default()),
-            session: tokio::sync::Mutex::new(Session::default()),
-            pacing: std::sync::Mutex::new(Pacing {
+            session: Arc::new(tokio::sync::Mutex::new(Session::default())),
+            pacing: Arc::new(std::sync::Mutex::new(Pacing {
                 last_request: None,
                 not_before: None,
                 budget,
                 jitter: SplitMix64::from_time(),
-            }),
+            })),
             spare_body: std::sync::Mutex::new(None),
             descending_refused: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// A client for other requests of the same exporter (the Data Streamer watchdog's) that shares this
+    /// one's JWT, its request budget and pacing, and its reading of emnify's clock: the two together keep
+    /// to one budget and log in once. Only the attempts per request are its own.
+    pub fn sibling(&self, max_attempts: u32) -> Client {
+        Client {
+            http: self.http.clone(),
+            settings: ClientSettings { max_attempts, ..self.settings.clone() },
+            observer: self.observer.clone(),
+            clock: self.clock.clone(),
+            session: self.session.clone(),
+            pacing: self.pacing.clone(),
+            spare_body: std::sync::Mutex::new(None),
+            descending_refused: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// emnify's clock, as the answers so far tell it.
