@@ -13,6 +13,7 @@
 //!                 │              │   parts layered batch, report → count → checkpoint → handle)
 //!                 │              ├─► metrics (the families, publication, the state-file counter table)
 //!                 │              └─► state (the state file)
+//!                 ├─► watchdog (the Data Streamer's states and restarts) ─► emnify, metrics
 //!                 ├─► routes (/metrics, /, probes; the receiver's path) ─► http (accept loop, TLS, limits)
 //!                 └─► simulator (demo only; never on the exporter's own path) ─► http
 //! emnify (client, event model, page scanner), webconfig, dedup, catalogue, timefmt, secret, rng: leaves
