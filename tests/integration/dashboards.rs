@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::common::artifacts::{self, dashboard_queries, dashboards, metric_names, panels};
 use crate::common::{parse_exposition, sum, wait_for, TestExporter};
+use emnify_exporter::simulator::data_stream::StreamStatus;
 
 #[test]
 fn dashboards_have_stable_uids_tags_and_unique_panel_ids() {
@@ -93,7 +94,14 @@ async fn every_referenced_metric_exists() {
     let sim = &test_sim.sim;
     sim.generate(3000);
     sim.generic_burst(0, 10);
-    let config = emnify_exporter::config::Config { push: Some(common::open_receiver()), ..test_sim.exporter_config() };
+    // A stream of the exporter's for the watchdog to read, so the emnify_data_stream_* series exist.
+    sim.add_data_stream("exporter", 2, "https://x.example.com/webhook/events", StreamStatus::Running);
+    let watchdog = crate::watchdog::watchdog_for(&test_sim, false);
+    let config = emnify_exporter::config::Config {
+        push: Some(common::open_receiver()),
+        watchdog: Some(watchdog),
+        ..test_sim.exporter_config()
+    };
     let running = TestExporter::start(config).await;
     let (status, body) = running.push("/webhook/events", &[], "[]").await;
     assert_eq!(status, 200, "an empty push is accepted: {body}");
@@ -102,7 +110,8 @@ async fn every_referenced_metric_exists() {
     assert!(
         wait_for(Duration::from_secs(20), async || {
             text = common::blocking_get(&url).1;
-            sum(&parse_exposition(&text), "emnify_events_total", &[]) >= 3010.0
+            let samples = parse_exposition(&text);
+            sum(&samples, "emnify_events_total", &[]) >= 3010.0 && sum(&samples, "emnify_data_stream_info", &[]) >= 1.0
         })
         .await
     );

@@ -38,7 +38,12 @@ async fn a_real_prometheus_scrapes_records_alerts_and_answers_every_shipped_quer
     let test_sim = TestSimulator::start(common::sim_config(2024)).await;
     let sim = &test_sim.sim;
     sim.generate(3000);
-    let exporter = TestExporter::start(test_sim.exporter_config()).await;
+    // The first one also watches a Data Streamer stream of its own, for the watchdog's series.
+    let stream = emnify_exporter::simulator::data_stream::StreamStatus::Running;
+    sim.add_data_stream("exporter", 2, "https://x.example.com/webhook/events", stream);
+    let watchdog = Some(crate::watchdog::watchdog_for(&test_sim, false));
+    let exporter =
+        TestExporter::start(emnify_exporter::config::Config { watchdog, ..test_sim.exporter_config() }).await;
     // A second replica polling the same workspace, as for high availability: shipped queries must not double count.
     let replica = TestExporter::start(test_sim.exporter_config()).await;
     let target =

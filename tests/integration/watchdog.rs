@@ -99,21 +99,12 @@ async fn the_simulated_data_stream_api_lists_fails_and_restarts() {
     assert_eq!(sim.stats().pushes, 0, "nothing was ever delivered");
 }
 
-/// An exporter on `listen` (port 0 the first time) that receives pushes at `/webhook/events`, keeps its
-/// state in `state_file`, polls the simulator too in both mode, and watches the simulator's streams
-/// every 100 ms, restarting ours in Error when `restart`.
-async fn watching_exporter(
-    test_sim: &TestSimulator,
-    listen: std::net::SocketAddr,
-    state_file: &std::path::Path,
-    both: bool,
-    restart: bool,
-) -> TestExporter {
-    let token = test_sim.sim.application_token();
-    let base = test_sim.exporter_config();
-    let watchdog = WatchdogSettings {
+/// Watchdog settings for `test_sim`: its streams read every 100 ms, ours by the webhook path
+/// `/webhook/events`, restarted (at most once a second, backing off up to 8 s) when `restart`.
+pub fn watchdog_for(test_sim: &TestSimulator, restart: bool) -> WatchdogSettings {
+    WatchdogSettings {
         api_url: test_sim.url.clone(),
-        token: TokenSource::Value(Secret::new(token)),
+        token: TokenSource::Value(Secret::new(test_sim.sim.application_token())),
         interval: Duration::from_millis(100),
         request_timeout: Duration::from_secs(5),
         request_budget_share: None,
@@ -124,7 +115,21 @@ async fn watching_exporter(
             restart_interval: Duration::from_secs(1),
             max_restart_interval: Duration::from_secs(8),
         },
-    };
+    }
+}
+
+/// An exporter on `listen` (port 0 the first time) that receives pushes at `/webhook/events`, keeps its
+/// state in `state_file`, polls the simulator too in both mode, and watches the simulator's streams
+/// every 100 ms, restarting ours in Error when `restart`.
+async fn watching_exporter(
+    test_sim: &TestSimulator,
+    listen: std::net::SocketAddr,
+    state_file: &std::path::Path,
+    both: bool,
+    restart: bool,
+) -> TestExporter {
+    let base = test_sim.exporter_config();
+    let watchdog = watchdog_for(test_sim, restart);
     TestExporter::start(Config {
         listen_address: listen,
         state_file: Some(state_file.to_path_buf()),
