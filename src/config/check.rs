@@ -25,14 +25,12 @@ impl ExporterArgs {
         let poll = if self.ingest_mode.polls() { Some(self.poll_config(&env)?) } else { None };
         let watchdog = self.watchdog.settings(super::watchdog::WatchdogContext {
             receives: self.ingest_mode.receives(),
-            demo: self.demo,
             api_url: &self.api_url,
             webhook_path: &self.webhook_path,
-            token_env: env(TOKEN_ENV),
-            token_file: self.application_token_file.as_ref(),
+            token: if self.ingest_mode.receives() { self.token(&env)? } else { None },
             request_timeout: self.request_timeout,
             request_budget_share: (self.request_budget_share > 0.0).then_some(self.request_budget_share),
-        })?;
+        });
         // The web configuration and the state file are checked at start-up (`App::build`), where
         // they are used: a check here would read them twice and could pass for a file changed between.
         Ok(Config {
@@ -69,11 +67,11 @@ impl ExporterArgs {
         })
     }
 
-    /// The poll part: an application token is needed, except in the demo, which polls its own simulator.
-    fn poll_config(&self, env: &impl Fn(&str) -> Option<String>) -> Result<PollConfig, ConfigError> {
+    /// The application token, if one is given: from the variable or the file (not both); in the demo the
+    /// simulator's own (a real one from the environment is never sent to it).
+    fn token(&self, env: &impl Fn(&str) -> Option<String>) -> Result<Option<TokenSource>, ConfigError> {
         let token_env = env(TOKEN_ENV).filter(|t| !t.is_empty());
-        let token = match (token_env, &self.application_token_file) {
-            // The simulator's own token in the demo: a real one from the environment is never sent to it.
+        Ok(Some(match (token_env, &self.application_token_file) {
             _ if self.demo => TokenSource::Value(Secret::new(crate::simulator::DEMO_APPLICATION_TOKEN)),
             (Some(_), Some(_)) => {
                 return Err(ConfigError::of(
@@ -91,13 +89,18 @@ impl ExporterArgs {
                 }
                 TokenSource::File(path.clone())
             }
-            (None, None) => {
-                return Err(ConfigError::general(
-                    "no emnify application token: set EMNIFY_APPLICATION_TOKEN or \
-                     --emnify.application-token-file (or run with --demo)",
-                ))
-            }
-        };
+            (None, None) => return Ok(None),
+        }))
+    }
+
+    /// The poll part: an application token is needed, except in the demo, which polls its own simulator.
+    fn poll_config(&self, env: &impl Fn(&str) -> Option<String>) -> Result<PollConfig, ConfigError> {
+        let token = self.token(env)?.ok_or_else(|| {
+            ConfigError::general(
+                "no emnify application token: set EMNIFY_APPLICATION_TOKEN or --emnify.application-token-file \
+                 (or run with --demo)",
+            )
+        })?;
         let default_interval = if self.demo { Duration::from_secs(5) } else { Duration::from_secs(60) };
         Ok(PollConfig {
             token,

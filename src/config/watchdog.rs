@@ -2,15 +2,12 @@
 //! become its settings: on in push and both modes whenever an application token is there to read the
 //! stream list with.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::parse::{boolish, duration, parse_positive_duration};
-use super::types::ConfigError;
 use crate::emnify::TokenSource;
-use crate::secret::Secret;
 use crate::watchdog::{PlanSettings, WatchdogSettings};
 
 #[derive(Debug, Clone, Args)]
@@ -45,11 +42,10 @@ pub struct WatchdogArgs {
 /// What the watchdog's settings are made from besides its own flags.
 pub(super) struct WatchdogContext<'a> {
     pub receives: bool,
-    pub demo: bool,
     pub api_url: &'a str,
     pub webhook_path: &'a str,
-    pub token_env: Option<String>,
-    pub token_file: Option<&'a PathBuf>,
+    /// The application token, checked as the poll part's (`check.rs`).
+    pub token: Option<TokenSource>,
     pub request_timeout: Duration,
     pub request_budget_share: Option<f64>,
 }
@@ -57,23 +53,12 @@ pub(super) struct WatchdogContext<'a> {
 impl WatchdogArgs {
     /// The watchdog's settings, or `None` when it is off: a mode that receives nothing, an interval of
     /// 0, or no application token (push mode needs none for anything else).
-    pub(super) fn settings(&self, context: WatchdogContext<'_>) -> Result<Option<WatchdogSettings>, ConfigError> {
+    pub(super) fn settings(&self, context: WatchdogContext<'_>) -> Option<WatchdogSettings> {
         if !context.receives || self.interval.is_zero() {
-            return Ok(None);
+            return None;
         }
-        let token = match (context.token_env.filter(|t| !t.is_empty()), context.token_file) {
-            _ if context.demo => TokenSource::Value(Secret::new(crate::simulator::DEMO_APPLICATION_TOKEN)),
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::of(
-                    "--emnify.application-token-file",
-                    "EMNIFY_APPLICATION_TOKEN is set too; set only one of them",
-                ))
-            }
-            (Some(token), None) => TokenSource::Value(Secret::new(token)),
-            (None, Some(path)) => TokenSource::File(path.clone()),
-            (None, None) => return Ok(None),
-        };
-        Ok(Some(WatchdogSettings {
+        let token = context.token?;
+        Some(WatchdogSettings {
             api_url: context.api_url.to_string(),
             token,
             interval: self.interval,
@@ -86,7 +71,7 @@ impl WatchdogArgs {
                 restart_interval: self.restart_interval,
                 max_restart_interval: self.restart_interval.saturating_mul(8),
             },
-        }))
+        })
     }
 }
 
