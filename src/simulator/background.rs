@@ -32,6 +32,9 @@ impl Simulator {
     /// The streamer is a stream of `GET /api/v2/data_stream` (see [`super::data_stream`]): in Error or
     /// Paused it sends nothing, and sends what it holds, oldest first, once it runs again.
     pub async fn run_streamer(self, config: StreamerConfig, shutdown: CancellationToken) {
+        // The stream this streamer is, as `GET /api/v2/data_stream` lists it: listed before the HTTP
+        // client is built (which takes a while), so a watchdog starting beside it finds it.
+        let stream = self.add_data_stream("emnify-exporter", EVENT_STREAM, &config.url, StreamStatus::Running);
         crate::install_crypto_provider();
         let Ok(client) = reqwest::Client::builder().timeout(Duration::from_secs(10)).build() else {
             tracing::error!("the simulator's streamer cannot create its HTTP client");
@@ -39,8 +42,6 @@ impl Simulator {
         };
         let mut next = 0usize;
         let mut rng = SplitMix64::new(self.config.seed ^ 0x57EA);
-        // The stream this streamer is, as `GET /api/v2/data_stream` lists it.
-        let stream = self.add_data_stream("emnify-exporter", EVENT_STREAM, &config.url, StreamStatus::Running);
         loop {
             if !self.stream_may_send(stream) {
                 // Paused or in Error: nothing is sent, and the cursor stays where delivery stopped.
