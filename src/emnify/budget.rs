@@ -83,8 +83,19 @@ impl RequestBudget {
     pub fn new(share: f64, now: Instant) -> Self {
         let share = if share.is_finite() { share.clamp(0.01, 1.0) } else { DEFAULT_SHARE };
         RequestBudget {
-            events: TokenBucket::new(EVENT_LIMIT_PER_SECOND * share, (EVENT_LIMIT_BURST * share).max(1.0), now),
-            per_ip: TokenBucket::new(IP_LIMIT_PER_SECOND * share, (IP_BURST * share).max(1.0), now),
+            // A burst on top of a rate at the full limit is what overruns it (a request that reaches emnify
+            // a little early completes a burst of six): the bursts shrink as the share nears 1, so at
+            // any share no 5 minutes hold more than the limit, nor any second a burst above emnify's.
+            events: TokenBucket::new(
+                EVENT_LIMIT_PER_SECOND * share,
+                (EVENT_LIMIT_BURST * share).clamp(1.0, EVENT_LIMIT_BURST - 1.0),
+                now,
+            ),
+            per_ip: TokenBucket::new(
+                IP_LIMIT_PER_SECOND * share,
+                (IP_BURST * share).min(IP_LIMIT_PER_SECOND * 300.0 * (1.0 - share)).max(1.0),
+                now,
+            ),
             factor: 1.0,
         }
     }
@@ -157,6 +168,18 @@ mod tests {
         assert!(most_in_5_minutes <= 1900, "{most_in_5_minutes}");
         // 6 a second on average after the first burst: about 5,490 in 15 minutes.
         assert!((5_480..=5_500).contains(&sent), "{sent}");
+    }
+
+    /// At the full share (`--emnify.request-budget-share 1`) the rate is emnify's limit itself, so no burst
+    /// is left on top of it: no 5 minutes hold more than 2,000 requests, no second more than 10 + 4.
+    #[test]
+    fn the_full_share_never_exceeds_the_limits() {
+        let mut budget = RequestBudget::new(1.0, Instant::now());
+        let (_, most_in_5_minutes) = send_as_allowed(&mut budget, Endpoint::Other, 900.0, 300.0);
+        assert!(most_in_5_minutes <= 2000, "{most_in_5_minutes}");
+        let mut budget = RequestBudget::new(1.0, Instant::now());
+        let (_, most_in_a_second) = send_as_allowed(&mut budget, Endpoint::Events, 30.0, 1.0);
+        assert!(most_in_a_second <= 10, "{most_in_a_second}");
     }
 
     #[test]
