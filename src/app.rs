@@ -127,13 +127,8 @@ impl App {
             }
             None => (None, None),
         };
-        // After the demo's set-up: it points the API URL at its simulator.
         let watchdog = match config.watchdog.clone() {
-            Some(settings) => Some(Watchdog::new(
-                crate::watchdog::WatchdogSettings { api_url: config.api_url.clone(), ..settings },
-                metrics.clone(),
-                polling,
-            )?),
+            Some(settings) => Some(Watchdog::new(settings, metrics.clone(), polling)?),
             None => None,
         };
         Ok(App { config, listener, address, metrics, tally, security, receiver, poller, demo, watchdog })
@@ -318,6 +313,9 @@ impl Demo {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(AppError::Demo)?;
         let sim_address = listener.local_addr().map_err(AppError::Demo)?;
         config.api_url = format!("http://{sim_address}");
+        if let Some(watchdog) = config.watchdog.as_mut() {
+            watchdog.api_url = config.api_url.clone();
+        }
         let streamer = config.push.as_mut().map(|receiver| demo_streamer(receiver, exporter));
         tracing::info!(
             simulator = %config.api_url,

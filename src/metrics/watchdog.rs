@@ -45,8 +45,9 @@ pub struct WatchdogMetrics {
     restarts: IntCounterVec,
     up: Gauge,
     status: Mutex<WatchdogStatus>,
-    /// Where `up` goes once the watchdog runs.
+    /// Where `up` goes after the watchdog's first reading (before it, 0 would tell of a failure).
     live: Registry,
+    up_registered: std::sync::Once,
 }
 
 fn valid<T>(metric: prometheus::Result<T>) -> T {
@@ -99,13 +100,20 @@ impl WatchdogMetrics {
             live.register(collector).expect("metric names are unique");
         }
         let status = Mutex::new(WatchdogStatus::default());
-        WatchdogMetrics { state, info, changed, restarts, up, status, live: live.clone() }
+        WatchdogMetrics {
+            state,
+            info,
+            changed,
+            restarts,
+            up,
+            status,
+            live: live.clone(),
+            up_registered: std::sync::Once::new(),
+        }
     }
 
-    /// The watchdog runs (its reading-health series exists only then).
+    /// The watchdog runs.
     pub fn set_enabled(&self, restart: bool) {
-        // Registered once: a second exporter in one process (tests) has registries of its own.
-        let _ = self.live.register(Box::new(self.up.clone()));
         let mut status = self.lock();
         status.enabled = true;
         status.restart = restart;
@@ -117,7 +125,7 @@ impl WatchdogMetrics {
 
     /// A reading of the list worked; `streams` is every stream listed, as it is now.
     pub fn record_streams(&self, streams: Vec<StreamRow>) {
-        self.up.set(1.0);
+        self.set_up(1.0);
         let mut status = self.lock();
         status.failing = None;
         for gone in status.streams.iter().filter(|old| !streams.iter().any(|s| s.id == old.id)) {
@@ -156,8 +164,16 @@ impl WatchdogMetrics {
 
     /// A reading of the list failed; the streams keep their last known state.
     pub fn record_failure(&self, error: String) {
-        self.up.set(0.0);
+        self.set_up(0.0);
         self.lock().failing = Some(error);
+    }
+
+    /// `emnify_data_stream_watch_up`, served from the first reading on.
+    fn set_up(&self, value: f64) {
+        self.up.set(value);
+        self.up_registered.call_once(|| {
+            let _ = self.live.register(Box::new(self.up.clone()));
+        });
     }
 
     /// A restart of stream `id` was asked for; `outcome` is one of [`RESTART_OUTCOMES`].

@@ -69,4 +69,7 @@ pub struct DataStream {
 pub(super) struct DataStreams {
     pub(super) streams: Vec<DataStream>,
     pub(super) error_after: Option<u32>,
+    /// Statuses to refuse the list and the restarts with (a token without the permission gets 403).
+    pub(super) refuse_list: Option<u16>,
+    pub(super) refuse_restart: Option<u16>,
 }

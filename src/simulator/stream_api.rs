@@ -45,6 +45,14 @@ impl Simulator {
         true
     }
 
+    /// Answers `GET /api/v2/data_stream` (`list`) and the restarts (`restart`) with these statuses
+    /// instead, as emnify does for a token whose role may not read or change data streams; `None`: as usual.
+    pub fn set_data_stream_refusals(&self, list: Option<u16>, restart: Option<u16>) {
+        let mut streams = self.streams();
+        streams.refuse_list = list;
+        streams.refuse_restart = restart;
+    }
+
     /// Streams go to Error after `failures` failed deliveries in a row; `None`: they retry for ever.
     pub fn set_stream_error_after(&self, failures: Option<u32>) {
         self.streams().error_after = failures;
@@ -90,6 +98,17 @@ impl Simulator {
 
 /// `/api/v2/data_stream...` for an authorised request: `rest` is the path after `data_stream`.
 pub(super) fn answer(sim: &Simulator, method: &Method, rest: &[&str]) -> HttpResponse {
+    let (refuse_list, refuse_restart) = {
+        let streams = sim.streams();
+        (streams.refuse_list, streams.refuse_restart)
+    };
+    let refused = match (method, rest) {
+        (&Method::POST, [_, "restart"]) => refuse_restart,
+        _ => refuse_list,
+    };
+    if let Some(status) = refused {
+        return error(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN), "refused as asked");
+    }
     match (method, rest) {
         (&Method::GET, [] | [""]) => {
             let list: Vec<serde_json::Value> = sim.data_streams().iter().map(render).collect();

@@ -281,3 +281,48 @@ async fn push_mode_round_trip_through_error_counts_each_event_once() {
 async fn both_mode_round_trip_through_error_counts_each_event_once() {
     round_trip(true, 2603).await;
 }
+
+/// A token whose role may not read data streams (403): the landing page says so and counting goes on.
+/// A restart emnify refuses is counted as failed and the stream stays in Error (the alert stays). Push
+/// mode without a token: no watchdog, and the page says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_shown_and_a_refused_restart_is_counted_as_failed() {
+    let test_sim = TestSimulator::seeded(2604).await;
+    let sim = &test_sim.sim;
+    let url = "https://exporter.example.com/webhook/events";
+    let id = sim.add_data_stream("exporter", EVENT_STREAM, url, StreamStatus::Error).to_string();
+    sim.set_data_stream_refusals(Some(403), None);
+    let config = Config { watchdog: Some(watchdog_for(&test_sim, true)), ..common::push_only_config() };
+    let exporter = TestExporter::start(config).await;
+    let client = common::http_client();
+    let page = || async { client.get(exporter.url("/")).send().await.unwrap().text().await.unwrap() };
+    assert!(
+        wait_for(PATIENCE, async || page().await.contains("may not read data streams")).await,
+        "the landing page names the missing permission: {}",
+        page().await
+    );
+    assert_eq!(series(&exporter, "emnify_data_stream_watch_up", &[]).await, 0.0);
+    sim.generate(5);
+    let (status, _) = exporter.push("/webhook/events", &[], sim.event_json_batches(10).remove(0)).await;
+    assert_eq!(status, 200);
+    exporter.wait_for_total(5).await;
+
+    // The list can be read, but restarts are refused.
+    sim.set_data_stream_refusals(None, Some(403));
+    let failed = [("data_stream_id", id.as_str()), ("outcome", "failed")];
+    assert!(
+        wait_for(PATIENCE, async || series(&exporter, "emnify_data_stream_restarts_total", &failed).await >= 2.0).await,
+        "refused restarts are counted as failed, and tried again after the interval"
+    );
+    let samples = exporter.scrape().await;
+    assert_eq!(common::sum(&samples, "emnify_data_stream_state", &[("data_stream_id", &id), ("state", "error")]), 1.0);
+    assert_eq!(common::sum(&samples, "emnify_data_stream_restarts_total", &[("outcome", "ok")]), 0.0);
+    assert_eq!(common::sum(&samples, "emnify_data_stream_watch_up", &[]), 1.0);
+    assert_eq!(sim.data_streams()[0].restarts, 0, "emnify restarted nothing");
+    exporter.stop().await;
+
+    let unwatched = TestExporter::start(common::push_only_config()).await;
+    let page = client.get(unwatched.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("not watched: the watchdog needs an application token"), "{page}");
+    assert!(!unwatched.scrape_text().await.contains("emnify_data_stream"), "no watchdog series without it");
+}
