@@ -221,12 +221,12 @@ fn data_streams(watchdog: &crate::metrics::WatchdogStatus, when: &dyn Fn(f64) ->
         .iter()
         .filter(|s| s.ours)
         .map(|s| {
-            let state = match s.state {
-                "error" => "<strong class=\"bad\">Error</strong>: sends nothing until restarted".to_string(),
-                "paused" => "<strong class=\"bad\">Paused</strong>: holds events up to 7 days".to_string(),
-                other => other.to_string(),
+            let (state, note) = match s.state {
+                "error" => ("<strong class=\"bad\">Error</strong>".to_string(), ": sends nothing until restarted"),
+                "paused" => ("<strong class=\"bad\">Paused</strong>".to_string(), ": holds events up to 7 days"),
+                other => (other.to_string(), ""),
             };
-            format!("stream {} <code>{}</code>: {state} since {}", s.id, html_escape(&s.name), when(s.since_unix))
+            format!("stream {} <code>{}</code>: {state} since {}{note}", s.id, html_escape(&s.name), when(s.since_unix))
         })
         .collect();
     if parts.is_empty() {

@@ -237,7 +237,7 @@ async fn round_trip(both: bool, seed: u64) {
     assert_eq!(common::sum(&samples, "emnify_data_stream_watch_up", &[]), 1.0);
     let page = common::http_client().get(watching.url("/")).send().await.unwrap().text().await.unwrap();
     assert!(
-        page.contains("<strong class=\"bad\">Error</strong>: sends nothing"),
+        page.contains("<strong class=\"bad\">Error</strong> since") && page.contains("sends nothing until restarted"),
         "the landing page shows the stream in Error"
     );
     assert_eq!(ours().unwrap().restarts, 0, "no restart without --watchdog.restart");
