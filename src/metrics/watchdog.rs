@@ -197,3 +197,52 @@ fn bool_label(value: bool) -> &'static str {
 fn label_name(name: &str) -> String {
     name.chars().take(MAX_NAME_CHARS).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: u64, name: &str, state: &'static str) -> StreamRow {
+        StreamRow { id, name: name.into(), kind: "events", state, ours: true, since_unix: 1.7e9 }
+    }
+
+    /// The series of `family` in `live`, as `labels=value` lines.
+    fn series(live: &Registry, family: &str) -> Vec<String> {
+        live.gather()
+            .iter()
+            .filter(|f| f.name() == family)
+            .flat_map(|f| {
+                f.get_metric()
+                    .iter()
+                    .map(|m| {
+                        let labels: Vec<String> =
+                            m.get_label().iter().map(|l| format!("{}={}", l.name(), l.value())).collect();
+                        format!("{} {}", labels.join(","), m.get_gauge().get_value())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_renamed_or_vanished_stream_leaves_no_stale_series() {
+        let live = Registry::new();
+        let metrics = WatchdogMetrics::register(&live);
+        metrics.set_enabled(false);
+        assert!(series(&live, "emnify_data_stream_watch_up").is_empty(), "no reading yet, no health series");
+        metrics.record_streams(vec![row(1, "old name", "running"), row(2, "other", "error")]);
+        assert_eq!(series(&live, "emnify_data_stream_watch_up"), [" 1"]);
+        metrics.record_streams(vec![row(1, "new name", "paused")]);
+        assert_eq!(
+            series(&live, "emnify_data_stream_info"),
+            ["data_stream_id=1,name=new name,ours=true,type=events 1"]
+        );
+        let states = series(&live, "emnify_data_stream_state");
+        assert_eq!(states.len(), DATA_STREAM_STATES.len(), "one state set, stream 2's removed: {states:?}");
+        assert!(states.contains(&"data_stream_id=1,state=paused 1".to_string()), "{states:?}");
+        assert_eq!(series(&live, "emnify_data_stream_state_change_timestamp_seconds").len(), 1);
+        metrics.record_failure("refused".into());
+        assert_eq!(series(&live, "emnify_data_stream_watch_up"), [" 0"]);
+        assert_eq!(metrics.status().streams.len(), 1, "the last known states stay");
+    }
+}
