@@ -50,6 +50,11 @@ pub struct SimulateArgs {
     #[arg(long, env = "EMNIFY_SIMULATOR_PUSH_DUPLICATES", default_value_t = 0.0)]
     pub push_duplicates: f64,
 
+    /// The data stream goes to Error after this many failed pushes in a row, as emnify's does, and
+    /// pushes nothing until restarted (POST /api/v2/data_stream/{id}/restart). 0: it retries for ever.
+    #[arg(long, env = "EMNIFY_SIMULATOR_PUSH_ERROR_AFTER", default_value_t = 0, value_name = "N")]
+    pub push_error_after: u32,
+
     /// Run the simulator's clock this far from the host's, e.g. `-15m` or `1h` (its event times, `q`
     /// filters, JWT lifetimes and Date headers follow it), to try a client on a host with a wrong clock.
     #[arg(long, env = "EMNIFY_SIMULATOR_CLOCK_OFFSET", default_value = "0", value_name = "[-]DURATION", value_parser = parse_signed_duration, allow_hyphen_values = true)]
@@ -110,6 +115,7 @@ impl SimulateArgs {
             push_batch_size: usize::try_from(self.push_batch_size).unwrap_or(usize::MAX),
             push_headers,
             push_duplicates: self.push_duplicates,
+            push_error_after: (self.push_error_after > 0).then_some(self.push_error_after),
             jwt_lifetime: self.jwt_lifetime,
             clock_offset_millis: self.clock_offset,
             enforce_limits: self.enforce_limits,

@@ -349,6 +349,8 @@ pub struct StandaloneSettings {
     pub push_headers: Vec<(String, String)>,
     /// Chance that an accepted batch is pushed once more anyway.
     pub push_duplicates: f64,
+    /// Failed pushes in a row after which the stream goes to Error (see [`data_stream`]).
+    pub push_error_after: Option<u32>,
     /// See [`SimulatorConfig::enforce_limits`].
     pub enforce_limits: bool,
     /// See [`SimulatorConfig::late_share`].
@@ -407,6 +409,7 @@ pub async fn run_standalone(settings: StandaloneSettings, shutdown: Cancellation
         "emnify API simulator listening"
     );
     tokio::spawn(sim.clone().run_generator(rate, Duration::from_secs(45), shutdown.clone()));
+    sim.set_stream_error_after(settings.push_error_after);
     if let Some(url) = settings.push_url {
         let streamer = StreamerConfig {
             url,

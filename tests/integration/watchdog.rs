@@ -326,3 +326,34 @@ async fn refusals_are_shown_and_a_refused_restart_is_counted_as_failed() {
     assert!(page.contains("not watched: the watchdog needs an application token"), "{page}");
     assert!(!unwatched.scrape_text().await.contains("emnify_data_stream"), "no watchdog series without it");
 }
+
+/// `emnify-exporter simulate --push-error-after N`: the standalone simulator's stream goes to Error
+/// after N failed pushes, as the API lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standalone_simulators_stream_goes_to_error_after_the_failures_asked_for() {
+    let dead = dead_url("/webhook/events");
+    let sim = common::Process::start(
+        &["simulate", "--listen=127.0.0.1:0", "--events-per-second=0", "--push-url", &dead, "--push-error-after=3"],
+        &[],
+    );
+    let base = sim.simulator_base();
+    let client = common::http_client();
+    let generated = client.post(format!("{base}/simulator/generate?count=5")).send().await.unwrap();
+    assert_eq!(generated.status(), 200);
+    let login = serde_json::json!({"application_token": emnify_exporter::simulator::DEMO_APPLICATION_TOKEN});
+    let answer = client.post(format!("{base}/api/v1/authenticate")).body(login.to_string()).send().await.unwrap();
+    let value: serde_json::Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    let token = value["auth_token"].as_str().expect("a JWT").to_string();
+    let list = format!("{base}/api/v2/data_stream");
+    assert!(
+        wait_for(PATIENCE, async || {
+            let streams = get_json(&client, &list, &token).await;
+            streams[0]["status"]["description"] == "Error"
+                && streams[0]["destination"]["credentials"]["url"] == dead.as_str()
+        })
+        .await,
+        "the stream goes to Error: {}",
+        get_json(&client, &list, &token).await
+    );
+    sim.kill();
+}
