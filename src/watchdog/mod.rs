@@ -189,7 +189,7 @@ fn log_state(stream: &StreamView) {
 fn describe(err: &ApiError) -> String {
     match err {
         ApiError::Status { status: 403, .. } => format!(
-            "{err}: the application token may not read data streams (it needs the Integrations / Data Streamer \
+            "{err}: the application token may not read (or, to restart, change) data streams (it needs the Integrations / Data Streamer \
              permission of its role)"
         ),
         _ => err.to_string(),

@@ -297,7 +297,7 @@ async fn refusals_are_shown_and_a_refused_restart_is_counted_as_failed() {
     let client = common::http_client();
     let page = || async { client.get(exporter.url("/")).send().await.unwrap().text().await.unwrap() };
     assert!(
-        wait_for(PATIENCE, async || page().await.contains("may not read data streams")).await,
+        wait_for(PATIENCE, async || page().await.contains("may not read (or, to restart, change) data streams")).await,
         "the landing page names the missing permission: {}",
         page().await
     );
