@@ -55,7 +55,11 @@ fn run_seeds(seeds: &[u64]) -> Totals {
                             sum.fetch_add(v, Ordering::Relaxed);
                         }
                     }
-                    Err(failure) => failures.lock().unwrap_or_else(|e| e.into_inner()).push((seed, failure)),
+                    Err(failure) => {
+                        // Said at once, so a long run cut short still names what it found.
+                        eprintln!("seed {seed} failed");
+                        failures.lock().unwrap_or_else(|e| e.into_inner()).push((seed, failure));
+                    }
                 }
             });
         }
@@ -124,7 +128,11 @@ fn seeds(default: u64) -> Vec<u64> {
             eprintln!("seed {seed}: {}", describe(&params, &drive));
             vec![seed]
         }
-        None => (1..=histories(default)).collect(),
+        None => {
+            // `SIM_FIRST_SEED` starts a run further on (a long run in parts).
+            let first = std::env::var("SIM_FIRST_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+            (first..first + histories(default)).collect()
+        }
     }
 }
 
