@@ -129,7 +129,10 @@ impl Tally {
                 // Fixed before a restart: the cursor says how far the clock ran ahead, near enough.
                 None => floor.saturating_sub(ahead),
             };
-            let lowered = (lowered.div_euclid(1000) * 1000).max(self.seen.horizon_millis());
+            // Whole seconds (the windows' `from`), and not before the dedup memory's horizon rounded up
+            // to one: a window from there finds no id the memory has already let go.
+            let horizon = self.seen.horizon_millis().saturating_add(999).div_euclid(1000).saturating_mul(1000);
+            let lowered = (lowered.div_euclid(1000) * 1000).max(horizon);
             if lowered < floor {
                 tracing::warn!(
                     ahead_s = ahead / 1000,
@@ -288,7 +291,14 @@ impl Tally {
                 }
                 Origin::Push { arrival_millis } => {
                     let payload = event.timestamp_millis.unwrap_or(arrival_millis);
-                    let remember = payload.clamp(arrival_millis, arrival_millis.saturating_add(remember_pushed));
+                    let mut remember = payload.clamp(arrival_millis, arrival_millis.saturating_add(remember_pushed));
+                    // An arrival behind the dedup memory's horizon is a clock gone wrong (a first `Date`
+                    // far off after a restart), not an old event, when the payload says it is newer:
+                    // it is remembered from its payload time (bounded), not skipped as too old.
+                    let horizon = self.seen.horizon_millis();
+                    if remember < horizon && payload >= horizon {
+                        remember = payload.min(horizon.saturating_add(remember_pushed));
+                    }
                     (remember, payload.min(arrival_millis))
                 }
             };

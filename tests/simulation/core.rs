@@ -215,6 +215,8 @@ fn rule(world: &World) -> CountingRule {
         overlap_ms: Some((d.overlap_secs - 1) * SECOND - d.interval_ms - ahead),
         // Behind: the last window ends before emnify's real now.
         stamp_horizon_ms: world.last_until.map(|u| (u + 1) * SECOND),
+        // Stepped back: what only an earlier window reached may or may not have been read.
+        reached_until_ms: world.max_until.map(|u| (u + 1) * SECOND),
         // Retention: what expired before the first walk was over may be gone before it was read.
         expired_before_ms: p.retention_ms.and(world.first_poll_requests.last().copied()),
         ..CountingRule::new(world.floor_ms.unwrap_or(i64::MAX), world.t)

@@ -93,6 +93,9 @@ pub struct CountingRule {
     pub overlap_ms: Option<i64>,
     pub min_visible_ms: Option<i64>,
     pub stamp_horizon_ms: Option<i64>,
+    /// Events stamped from `stamp_horizon_ms` up to this were reached by an earlier window only (one
+    /// that ran ahead before emnify's clock was stepped back): read if they had arrived by then.
+    pub reached_until_ms: Option<i64>,
     pub expired_before_ms: Option<i64>,
 }
 
@@ -105,6 +108,7 @@ impl CountingRule {
             overlap_ms: None,
             min_visible_ms: None,
             stamp_horizon_ms: None,
+            reached_until_ms: None,
             expired_before_ms: None,
         }
     }
@@ -138,11 +142,14 @@ pub enum Class {
 
 impl CountingRule {
     pub fn classify(&self, e: &Event) -> Class {
-        if e.arrival_ms > self.horizon_ms
-            || e.timestamp_ms < self.floor_ms
-            || self.stamp_horizon_ms.is_some_and(|h| e.timestamp_ms >= h)
-        {
+        if e.arrival_ms > self.horizon_ms || e.timestamp_ms < self.floor_ms {
             return Class::Excluded;
+        }
+        if let Some(h) = self.stamp_horizon_ms.filter(|&h| e.timestamp_ms >= h) {
+            return match self.reached_until_ms {
+                Some(reached) if e.timestamp_ms < reached && h < reached => Class::Unreachable(Unreachable::Late),
+                _ => Class::Excluded,
+            };
         }
         if self.overlap_ms.is_some_and(|o| e.arrival_ms - e.timestamp_ms > o) {
             return Class::Unreachable(Unreachable::Late);

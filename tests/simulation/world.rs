@@ -66,6 +66,8 @@ pub struct World {
     saved_at: i64,
     /// The end of the last complete poll window (Unix s).
     pub last_until: Option<i64>,
+    /// The furthest any window reached (Unix seconds).
+    pub max_until: Option<i64>,
     /// Per event id, what acknowledged deliveries did (see [`PushFate`]).
     pub pushes: BTreeMap<i64, PushFate>,
     /// Violations found on the way (counters going down across a restart).
@@ -109,6 +111,7 @@ impl World {
             polled_until_saved: None,
             saved_at: i64::MIN,
             last_until: None,
+            max_until: None,
             pushes: BTreeMap::new(),
             violations: Vec::new(),
             first_poll_requests: Vec::new(),
@@ -222,6 +225,7 @@ impl World {
                     lock(&self.tally).window_done(until, keep_from * 1000, confirmed_now);
                     self.polled_until = self.polled_until.max(Some(keep_from * 1000));
                     self.last_until = Some(until);
+                    self.max_until = self.max_until.max(Some(until));
                     if crash == Some(CrashPoint::BeforeCheckpoint) {
                         self.crash();
                         return PollEnd::Crashed;
