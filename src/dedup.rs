@@ -98,13 +98,30 @@ impl RecentIds {
 
     /// Remembers `id` with its event time; true if it was not known yet.
     pub fn insert(&mut self, id: u64, time_millis: i64) -> bool {
+        self.insert_raising(id, time_millis, false)
+    }
+
+    /// [`RecentIds::insert`], and an id known already is kept at least until `time_millis` from now on:
+    /// a poll that reads an id again says which windows still reach it, whatever time it was kept with
+    /// (a push on a clock that was wrong then).
+    pub fn insert_or_keep(&mut self, id: u64, time_millis: i64) -> bool {
+        self.insert_raising(id, time_millis, true)
+    }
+
+    fn insert_raising(&mut self, id: u64, time_millis: i64, raise: bool) -> bool {
         let key = IdKey::new(id);
         // Compact in steps of a tenth so the cost is amortised over many inserts.
         if self.ids.len() >= self.max_ids + self.max_ids / 10 && !self.ids.contains_key(&key) {
             self.shrink_to(self.max_ids - self.max_ids / 10);
         }
         match self.ids.entry(key) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Occupied(mut slot) => {
+                if raise {
+                    let secs = slot.get_mut();
+                    *secs = (*secs).max(to_secs(time_millis));
+                }
+                false
+            }
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(to_secs(time_millis));
                 true

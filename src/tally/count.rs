@@ -150,7 +150,20 @@ impl Tally {
         if clock_confirmed && ahead <= 1000 {
             self.floor_settled = true;
         }
-        (floor.div_euclid(1000), self.cursor)
+        let mut read_from = floor;
+        if let (Some(cursor), true) = (self.cursor, ahead > 1000) {
+            // The start of counting stays (settled), but the windows that ran ahead read emnify's real
+            // ground only up to when they were read, which the newest event they found marks (its
+            // payload time, on emnify's own clock): the next window goes back from there, not from the
+            // corrected now, so events that arrived late into that stretch are still read. Never behind
+            // the dedup memory's horizon, where ids polled before are no longer known.
+            if let Some(newest) = self.newest_polled_millis {
+                self.cursor = Some(cursor.min(newest.div_euclid(1000)));
+                let horizon = self.seen.horizon_millis().saturating_add(999).div_euclid(1000).saturating_mul(1000);
+                read_from = read_from.max(horizon);
+            }
+        }
+        (read_from.div_euclid(1000), self.cursor)
     }
 
     pub fn cursor(&self) -> Option<i64> {
@@ -323,7 +336,11 @@ impl Tally {
                 }
                 continue;
             }
-            if self.seen.insert(event.id, remember) {
+            let first = match origin {
+                Origin::Poll { .. } => self.seen.insert_or_keep(event.id, remember),
+                Origin::Push { .. } => self.seen.insert(event.id, remember),
+            };
+            if first {
                 counts.counted += 1;
                 counts.first_seen += 1;
                 if let Some(note) = note.as_deref_mut() {

@@ -291,6 +291,52 @@ fn a_settled_start_of_counting_never_moves() {
     assert_eq!(cursor, Some((t + 340_000) / 1000), "the planner starts from now again");
 }
 
+/// When windows ran ahead of a settled start and the clock is stepped back, the next window goes back
+/// from the newest event polled (what the windows that ran ahead really read up to), not from the
+/// corrected now: an event that arrived late into that stretch is still read (long-run seed 115686).
+#[test]
+fn after_windows_ran_ahead_reading_resumes_from_the_newest_polled_event() {
+    let mut tally = Tally::new(Arc::new(Metrics::new()), TallySettings::default());
+    let t = 1_800_000_000;
+    assert_eq!(tally.poll_start(t * 1000, 0, true).0, t);
+    let poll = Origin::Poll { from_millis: t * 1000, until_millis: (t + 40) * 1000 };
+    let polled = tally.ingest(decode_event_list(events(1..4, t + 30).as_bytes()).unwrap(), poll, Instant::now());
+    assert_eq!(polled.counts.counted, 3);
+    tally.window_done(t + 40, t * 1000, Some((t + 40) * 1000));
+    // A wrong `Date` ran the next window 2,000 s ahead; the clock is stepped back 50 s later.
+    tally.window_done(t + 2050, (t + 1950) * 1000, None);
+    let (floor, cursor) = tally.poll_start((t + 100) * 1000, 100_000, true);
+    assert_eq!(floor, t, "settled: the start of counting stays");
+    assert_eq!(cursor, Some(t + 30), "reading goes back from the newest event polled, not from now");
+}
+
+/// A pushed id kept with a time on a clock that was wrong then (a first outlying `Date`) is kept as
+/// long as polling still reads it: a poll that reads it again keeps it until its polled time
+/// (long-run seed 241454: it was forgotten and counted again once the clock was corrected).
+#[test]
+fn an_id_polled_again_is_kept_until_its_polled_time() {
+    let settings = TallySettings { polls: true, ..TallySettings::default() };
+    let mut tally = Tally::new(Arc::new(Metrics::new()), settings);
+    let t = 1_800_000_000;
+    let body = events(1..4, t);
+    // The push arrived while emnify's clock, as estimated, was 200 days behind.
+    let wrong = (t - 200 * 86_400) * 1000;
+    tally.poll_start(wrong, 0, false);
+    let pushed = tally.ingest(
+        decode_event_list(body.as_bytes()).unwrap(),
+        Origin::Push { arrival_millis: wrong },
+        Instant::now(),
+    );
+    assert_eq!(pushed.counts.counted, 3);
+    let poll = || Origin::Poll { from_millis: (t - 100) * 1000, until_millis: (t + 10) * 1000 };
+    let polled = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), poll(), Instant::now()).counts;
+    assert_eq!(polled.duplicates, 3);
+    // The clock is corrected; windows now forget everything before 100 s ago.
+    tally.window_done(t + 10, (t - 90) * 1000, Some((t + 10) * 1000));
+    let again = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), poll(), Instant::now()).counts;
+    assert_eq!((again.counted, again.duplicates), (0, 3), "{again:?}");
+}
+
 /// An unsettled start moves back no further than the dedup memory reaches.
 #[test]
 fn an_unsettled_start_moves_back_no_further_than_the_dedup_memory() {

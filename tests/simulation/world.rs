@@ -247,6 +247,8 @@ impl World {
                 self.first_poll_requests.push(self.t);
             }
             let answer = self.emnify.answer(&query, self.t);
+            // Whatever this page counts was reached, even if the poll fails before its window is done.
+            self.max_until = self.max_until.max(Some(query.until));
             self.observe(answer.date_millis(), self.t);
             let page = match answer {
                 Answer::Page { page, .. } => page,
