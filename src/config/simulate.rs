@@ -83,7 +83,7 @@ pub struct SimulateArgs {
     #[arg(long, env = "EMNIFY_SIMULATOR_ID_STEP_BACK_SHARE", default_value_t = 0.0, value_parser = parse_share)]
     pub id_step_back_share: f64,
 
-    /// Ignore the event list's `sort` parameter silently (answer ascending ids whatever is asked).
+    /// Ignore the event list's `sort` parameter silently (answer highest ids first whatever is asked).
     #[arg(long, env = "EMNIFY_SIMULATOR_IGNORE_SORT", action = clap::ArgAction::SetTrue, value_parser = boolish())]
     pub ignore_sort: bool,
 

@@ -84,8 +84,8 @@ impl PollingMetrics {
         );
         let sort_honoured = reg.int_gauge(
             "emnify_poll_sort_honoured",
-            "1 if emnify answers sort=-id with the newest events first, 0 if it ignores it (pages are then \
-             walked from the last one backwards; counting is not affected).",
+            "1 if emnify answers sort=id in ascending ids as asked, 0 if it answers highest ids first (pages \
+             are then walked from the first one, which costs more requests; counting is not affected).",
         );
         sort_honoured.set(1);
         PollingMetrics {

@@ -90,7 +90,7 @@ pub struct Poller {
     settings: PollerSettings,
     tally: SharedTally,
     plan: Plan,
-    /// Whether the fallback for an API that ignores `sort=-id` was logged.
+    /// Whether the fallback for an API that ignores `sort=id` was logged.
     warned_sort: bool,
     /// Whether a cursor older than emnify's retention was logged.
     warned_retention: bool,
@@ -120,6 +120,9 @@ impl Poller {
             page_size: settings.page_size,
             overlap_secs: duration_millis(settings.overlap) / 1000,
             max_pages: MAX_PAGES,
+            // Ascending: records that arrive while a walk reads land on pages past it, moving none of
+            // those it has still to read (newest first, each pushes them all one place on).
+            newest_first: false,
         });
         Poller {
             client: Arc::new(client),
@@ -357,15 +360,15 @@ impl Poller {
         }
     }
 
-    /// Shows, and logs once, whether emnify sorts by `-id` as asked (else pages are walked backwards).
+    /// Shows, and logs once, whether emnify sorts by id as asked (else pages are walked from the first).
     fn note_sort(&mut self) {
         let Some(honoured) = self.plan.sort_honoured() else { return };
         self.metrics.polling.set_sort_honoured(honoured);
         if !honoured && !self.warned_sort {
             self.warned_sort = true;
             tracing::warn!(
-                "emnify answers sort=-id in ascending order: walking pages from the last one backwards instead \
-                 (counting is not affected; see emnify_poll_sort_honoured)"
+                "emnify answers sort=id with the highest ids first: walking pages from the first one instead \
+                 (counting is not affected, each poll costs more requests; see emnify_poll_sort_honoured)"
             );
         }
     }

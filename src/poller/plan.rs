@@ -5,15 +5,15 @@
 //!
 //! # The plan
 //! Every walk asks for one query, the *anchor*: events from `from` (at least `overlap` before the
-//! previous poll's end) until emnify's now, highest ids first. The planner keeps `read`: how many
+//! previous poll's end) until emnify's now, in ascending ids. The planner keeps `read`: how many
 //! distinct records emnify has ever returned for the anchor's query. Since `until` only grows and
 //! every query ever asked ends at or before it, each record read is counted there exactly once, so
 //! `read == X-Total-Count` means every record the query holds has been read (records are not deleted
 //! inside the overlap: retention is 30 days). A walk therefore stops as soon as `read` reaches the
-//! count on the page just read (and that page held a record read before: a count that understates
-//! does not end a walk while it is still finding new records). Where emnify's ids grow with arrival,
-//! everything new — late arrivals stamped with an older time included — is on the first pages, so an
-//! event is read about once.
+//! count on the walk's first page (and the page just read held a record read before: a count that
+//! understates does not end a walk while it is still finding new records). A walk starts at the last
+//! page and goes backwards: where emnify's ids grow with arrival, everything new — late arrivals
+//! stamped with an older time included — is on the last pages, so an event is read about once.
 //!
 //! When the window moves on, the anchor moves with it (not every poll: once it lags by `overlap / 4`
 //! after a poll that found records, by `overlap` after a quiet one): a request for the count of the
@@ -26,11 +26,13 @@
 //! A new anchor (the first poll, after a restart or a failed first walk) is walked to its end; its
 //! `read` is the distinct records of that walk. Without `X-Total-Count` every walk goes to the end.
 //!
-//! Pages shift while they are read (records arrive, the oldest expire). Walking from the newest end
-//! means an arrival moves records towards pages not yet read (read twice: a duplicate, harmless) and
-//! an expiry at the oldest end moves nothing already read. When emnify ignores `sort=-id` (answers
-//! ascending ids), the plan walks the pages backwards, from the last to the first, with the same
-//! effect for expiries; it is shown in [`Plan::sort_honoured`] and logged once by the shell.
+//! Pages shift while they are read (records arrive, the oldest expire). In ascending order an arrival
+//! lands after the last page and moves none of the pages a backward walk has still to read; an expiry
+//! at the oldest end moves records towards pages not yet read (read twice: a duplicate, harmless).
+//! Highest ids first, every arrival would push every page one record on, and each page would repeat
+//! the end of the one before (2 to 3 pages in 30 at 3,000 events a second). When emnify ignores `sort`
+//! and answers highest ids first, the plan walks forwards from page 1 instead (exact, dearer); it is
+//! shown in [`Plan::sort_honoured`] and logged once by the shell.
 
 use crate::emnify::PageQuery;
 
@@ -43,6 +45,9 @@ pub struct PlanSettings {
     pub overlap_secs: i64,
     /// Safety stop for a walk with broken paging headers.
     pub max_pages: u32,
+    /// The order asked for: highest ids first (`sort=-id`), or ascending (`sort=id`, the poller's
+    /// choice): see the module docs.
+    pub newest_first: bool,
 }
 
 /// What one answer's paging headers said.
@@ -124,7 +129,7 @@ pub struct Plan {
     phase: Phase,
     /// The window this poll must cover from (`overlap` before the cursor).
     target_from: i64,
-    /// `None` until an answer showed it; `Some(false)`: emnify ignores `sort=-id`.
+    /// `None` until an answer showed it; `Some(false)`: emnify answers in the other order.
     sort_honoured: Option<bool>,
     /// Records a full page holds, as seen (emnify may clamp `per_page`).
     page_len: u32,
@@ -132,6 +137,9 @@ pub struct Plan {
     count: Option<u64>,
     /// The last `X-Total-Pages` seen in this walk.
     total_pages: Option<u32>,
+    /// How much the anchor's count grew from one poll's first page to the next: where the last page
+    /// is likely to be now, for a walk that starts there.
+    growth: u64,
     /// The count on the first page of this pass: what the pass must have read to stop. Records that
     /// arrive while it reads land above the pages it reads next (newest first), so waiting for the
     /// latest count would walk on to the end at a high event rate; the next poll finds them.
@@ -172,15 +180,21 @@ impl Plan {
             page_len: settings.page_size.max(1),
             count: None,
             total_pages: None,
+            growth: 0,
             pass_count: None,
             stats: PollStats::default(),
             found_new: false,
         }
     }
 
-    /// Whether emnify sorts by `-id` as asked; `None` until an answer told.
+    /// Whether emnify sorts by id in the order asked; `None` until an answer told.
     pub fn sort_honoured(&self) -> Option<bool> {
         self.sort_honoured
+    }
+
+    /// Whether answers come in ascending ids (as asked, or against what was asked), as far as known.
+    fn ascending(&self) -> bool {
+        self.sort_honoured.unwrap_or(true) != self.settings.newest_first
     }
 
     /// Starts a poll at emnify's time `now_secs` (rounded up), counting from `floor_secs`, the previous
@@ -256,14 +270,18 @@ impl Plan {
 
     fn query(&self, page: u32, per_page: u32) -> PageQuery {
         let a = self.anchor();
-        PageQuery { page, per_page, from: a.from, until: a.until, newest_first: true }
+        PageQuery { page, per_page, from: a.from, until: a.until, newest_first: self.settings.newest_first }
     }
 
-    /// Where a walk starts: page 1 (the newest records), or the last page when emnify answers in
-    /// ascending order (a page past the end is the last page: a guess too far is harmless).
+    /// Where a walk starts: page 1 when emnify answers newest first, else the last page. Records
+    /// arrived since the last count, so the guess reaches past it by as much again as the count grew
+    /// last time, and one page more: emnify serves the last page for a page past the end (documented),
+    /// so a guess too far costs nothing, and one too short costs a page.
     fn first_page(&self) -> u32 {
-        match (self.sort_honoured, self.count) {
-            (Some(false), Some(count)) => self.last_page(count),
+        match (self.ascending(), self.count) {
+            (true, Some(count)) => {
+                self.last_page(count.saturating_add(self.growth.saturating_mul(2))).saturating_add(1)
+            }
             _ => 1,
         }
     }
@@ -277,8 +295,9 @@ impl Plan {
         let Phase::Walking { page, pages, read_in_walk, mut bottom, pass } = self.phase else {
             return self.finish();
         };
-        // Past the end emnify serves the last page, and says which it is.
-        let page = headers.current_page.filter(|served| (1..page).contains(served)).unwrap_or(page);
+        // Past the end emnify serves the last page, and says which it is (or its count does).
+        let served = headers.current_page.or_else(|| headers.total_count.map(|c| self.last_page(c)));
+        let page = served.filter(|served| (1..page).contains(served)).unwrap_or(page);
         let first_of_walk = pages == 1;
         let Some(mut anchor) = self.anchor else { return self.finish() };
         let read_in_walk = read_in_walk + seen.new_in_walk;
@@ -290,6 +309,9 @@ impl Plan {
             anchor.read = anchor.read.max(read_in_walk);
         }
         self.anchor = Some(anchor);
+        if let (true, 1, Some(now), Some(before)) = (first_of_walk, pass, headers.total_count, self.count) {
+            self.growth = now.saturating_sub(before);
+        }
         if headers.total_count.is_some() {
             self.count = headers.total_count;
         }
@@ -300,7 +322,7 @@ impl Plan {
             self.page_len = seen.len;
         }
         if self.sort_honoured.is_none() {
-            self.sort_honoured = seen.descending;
+            self.sort_honoured = seen.descending.map(|descending| descending == self.settings.newest_first);
         }
         // The count shows records not read before this page: the walk reads further than its first page
         // unless this one held them all.
@@ -310,8 +332,14 @@ impl Plan {
         if first_of_walk {
             self.pass_count = count;
         }
+        // Newest first after all, on a page past the first (asked for as the last): from page 1 instead.
+        if pages == 1 && !self.ascending() && page > 1 {
+            self.phase = Phase::Walking { page: 1, pages: pages + 1, read_in_walk, bottom: None, pass };
+            self.stats.pages += 1;
+            return Step::Fetch(self.query(1, self.settings.page_size));
+        }
         // emnify answers ascending: the newest records are on the last page, which only a count tells.
-        if pages == 1 && self.sort_honoured == Some(false) {
+        if pages == 1 && self.ascending() {
             match count {
                 Some(count) => {
                     let last = self.last_page(count);

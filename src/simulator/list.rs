@@ -106,9 +106,9 @@ pub(super) fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -
         Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, &message),
     };
     // Unsorted lists come newest first, as the Portal shows them. An API that ignores `sort` answers in
-    // its own order whatever is asked: here ascending ids, as a table read by its primary key would.
+    // its own order whatever is asked: here highest ids first.
     let sort_spec = if sim.config.ignore_sort {
-        "id".to_string()
+        "-id".to_string()
     } else if sort.is_empty() {
         "-timestamp".to_string()
     } else {
@@ -117,9 +117,6 @@ pub(super) fn list_events(sim: &Simulator, query: &str, endpoint: Option<u64>) -
     let mut keys = Vec::new();
     for field in sort_spec.split(',').map(str::trim).filter(|f| !f.is_empty()) {
         match sort_key(field) {
-            Ok((true, _)) if sim.config.refuse_descending_sort => {
-                return error(StatusCode::UNPROCESSABLE_ENTITY, "InvalidSortCriteria");
-            }
             Ok(k) => keys.push(k),
             Err(message) => return error(StatusCode::BAD_REQUEST, &message),
         }

@@ -69,13 +69,11 @@ pub struct SimulatorConfig {
     /// With ascending ids, the share of ids that step back (up to about 100 events' worth of ids below
     /// the last one given out): ids that grow with arrival, but not strictly, as parallel writers' would.
     pub id_step_back_share: f64,
-    /// Ignore the `sort` parameter of the event list silently (answer ascending ids, whatever was
+    /// Ignore the `sort` parameter of the event list silently (answer highest ids first, whatever was
     /// asked): an API that does not honour the documented `sort`.
     pub ignore_sort: bool,
     /// Each event page is answered after a delay drawn uniformly from this range: a slow API.
     pub page_latency: Option<(Duration, Duration)>,
-    /// Answer a descending `sort` (`-id`) with 422, as an API that does not take it for events might.
-    pub refuse_descending_sort: bool,
 }
 
 impl SimulatorConfig {
@@ -98,7 +96,6 @@ impl SimulatorConfig {
             id_step_back_share: 0.0,
             ignore_sort: false,
             page_latency: None,
-            refuse_descending_sort: false,
         }
     }
 }

@@ -119,11 +119,12 @@ async fn each_event_is_read_about_once() {
     assert!(received < 3 * produced, "{received} records received for {produced} events");
 }
 
-/// An API that refuses `sort=-id` (emnify shows it in an example, but does not promise it for events):
-/// the exporter sorts by ascending id from then on, and late events are still counted.
+/// An API that ignores `sort=id` (`sort` is not promised for events) and answers highest ids first:
+/// the exporter walks the pages from the first one instead, late events are still counted, and the
+/// fallback shows.
 #[tokio::test]
-async fn a_refused_descending_sort_falls_back_to_ascending() {
-    let config = SimulatorConfig { refuse_descending_sort: true, ..sim_config(25) };
+async fn an_ignored_sort_is_walked_from_the_first_page() {
+    let config = SimulatorConfig { ignore_sort: true, ..sim_config(25) };
     let mut run = run(config, 50, Duration::from_secs(600), 4).await;
     run.sim.generate(200);
     poll(&mut run).await;
@@ -132,7 +133,7 @@ async fn a_refused_descending_sort_falls_back_to_ascending() {
     assert_eq!(late.counts.counted, 15, "{late:?}");
     assert!(late.rereads >= 1, "{late:?}");
     assert_counts_match(&run.metrics, &run.sim.truth());
-    // The fallback shows: pages are walked from the last one backwards.
+    // The fallback shows: emnify does not sort as asked.
     let text = String::from_utf8(run.metrics.encode()).expect("UTF-8 exposition");
     assert!(text.lines().any(|l| l == "emnify_poll_sort_honoured 0"), "{text}");
 }
@@ -155,12 +156,12 @@ async fn pages_are_fetched_ahead_within_the_bound() {
 }
 
 /// Records expire (emnify's 30-day retention) between page 1 and page 2 of a walk: the pages after it
-/// shift towards the start, under the walk. Every record that survives is still counted. An API that
-/// answers in ascending order (it refuses `sort=-id`) serves the oldest records on page 1, so its
-/// expiry shifts every page not yet read.
+/// shift towards the start, under the walk. Every record that survives is still counted. In ascending
+/// order (as the exporter asks) page 1 holds the oldest records, so their expiry shifts every page not
+/// yet read.
 #[tokio::test]
 async fn records_expiring_mid_walk_never_hide_a_survivor() {
-    let config = SimulatorConfig { refuse_descending_sort: true, ..sim_config(27) };
+    let config = sim_config(27);
     let mut run = run(config, 100, Duration::from_secs(60), 1).await;
     run.sim.generate(1_000);
     let before: std::collections::BTreeSet<u64> = run.sim.event_ids().into_iter().collect();

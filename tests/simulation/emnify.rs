@@ -11,7 +11,7 @@
 //!   (`expires_ms = timestamp_ms + retention`).
 //! - Pages are 1-based; page 0 is page 1; a page past the end is the last page (as emnify documents);
 //!   `X-Current-Page` names the page served. `X-Total-Pages` is `ceil(X-Total-Count / size)`, 0 when empty.
-//! - Order: descending id when `newest_first` and `sort` is honoured, else ascending id.
+//! - Order: by id as asked (`newest_first`: descending) when `sort` is honoured, else descending id.
 //! - Rate limits (when on): a request is refused with 429 when 2,000 requests were admitted in the last
 //!   5 minutes, or when the event list's token bucket (10 per second, burst 5) is empty. Refused requests
 //!   consume no budget.
@@ -175,16 +175,25 @@ impl Emnify {
     pub fn advance_to(&mut self, now_ms: i64) {
         while !self.exhausted && self.next_arrival_ms <= now_ms {
             let at = self.next_arrival_ms;
-            let count = if self.arrivals.chance(self.params.burst_share) {
+            let mut count = if self.arrivals.chance(self.params.burst_share) {
                 1 + self.arrivals.below(u64::from(self.params.burst_max.max(1))) as u32
             } else {
                 1
             };
+            // Above 1,000 a second several arrive in each millisecond (the gap is at least 1 ms).
+            let per_ms = self.params.events_per_minute / 60_000.0;
+            if per_ms > 1.0 {
+                count = count - 1 + self.arrivals.below((2.0 * per_ms) as u64 + 1) as u32;
+            }
             for _ in 0..count {
                 self.arrive(at);
             }
-            let mean_gap = (60_000.0 / self.params.events_per_minute.max(1e-6)).min(30.0 * DAY as f64) as u64;
-            self.next_arrival_ms = at + 1 + self.arrivals.below(2 * mean_gap.max(1)) as i64;
+            self.next_arrival_ms = if per_ms > 1.0 {
+                at + 1
+            } else {
+                let mean_gap = (60_000.0 / self.params.events_per_minute.max(1e-6)).min(30.0 * DAY as f64) as u64;
+                at + 1 + self.arrivals.below(2 * mean_gap.max(1)) as i64
+            };
         }
         self.generated_until = self.generated_until.max(now_ms);
     }
@@ -351,7 +360,9 @@ impl Emnify {
             .map(|e| e.id)
             .collect();
         ids.sort_unstable();
-        if query.newest_first && self.params.sort_honoured {
+        // Ignoring `sort`, it answers in its own order, newest first (as the Portal lists events): the
+        // opposite of the ascending order the poller asks for.
+        if query.newest_first || !self.params.sort_honoured {
             ids.reverse();
         }
         ids

@@ -122,7 +122,7 @@ pub struct Params {
     pub counts_absent_share: f64,
     /// `X-Total-Count` (and the pages derived from it) wrong in an answer.
     pub counts_lying_share: f64,
-    /// `sort=-id` honoured; otherwise answers are ascending by id whatever was asked.
+    /// `sort` honoured; otherwise answers are descending by id (newest first) whatever was asked.
     pub sort_honoured: bool,
     /// Largest page emnify serves (`per_page` above it is clamped), and the size for `per_page` < 1.
     pub per_page_max: u32,

@@ -419,5 +419,5 @@ fn settings(drive: &Drive) -> TallySettings {
 }
 
 fn plan_settings(drive: &Drive) -> PlanSettings {
-    PlanSettings { page_size: 1000, overlap_secs: drive.overlap_secs, max_pages: 100_000 }
+    PlanSettings { page_size: 1000, overlap_secs: drive.overlap_secs, max_pages: 100_000, newest_first: false }
 }

@@ -58,8 +58,6 @@ pub struct Client {
     /// A page buffer handed back by [`Client::recycle`], so the next page is read into memory that is
     /// already mapped instead of a fresh allocation faulted in page by page.
     pub(super) spare_body: std::sync::Mutex<Option<bytes::BytesMut>>,
-    /// emnify answered `sort=-id` with 400 or 422.
-    pub(super) descending_refused: std::sync::atomic::AtomicBool,
 }
 
 impl Client {
@@ -92,7 +90,6 @@ impl Client {
                 jitter: SplitMix64::from_time(),
             })),
             spare_body: std::sync::Mutex::new(None),
-            descending_refused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -108,7 +105,6 @@ impl Client {
             session: self.session.clone(),
             pacing: self.pacing.clone(),
             spare_body: std::sync::Mutex::new(None),
-            descending_refused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -55,23 +55,10 @@ impl Client {
             .collect())
     }
 
-    /// `GET /api/v1/event` for one page of a time window, sorted by id so the order is total and stable
-    /// (ascending, or descending for [`PageQuery::newest_first`]).
+    /// `GET /api/v1/event` for one page of a time window, sorted by id (a documented sort field) so the
+    /// order is total and stable: ascending, or descending for [`PageQuery::newest_first`].
     pub async fn event_page(&self, query: &PageQuery) -> Result<EventPage, ApiError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let descending = query.newest_first && !self.descending_refused.load(Relaxed);
-        match self.event_page_sorted(query, descending).await {
-            // `sort=-id` is in emnify's examples but not promised for events: without it, ascending.
-            Err(ApiError::Status { status: 400 | 422, .. }) if descending => {
-                tracing::warn!("emnify refused sort=-id on the event list; sorting by ascending id from now on");
-                self.descending_refused.store(true, Relaxed);
-                self.event_page_sorted(query, false).await
-            }
-            page => page,
-        }
-    }
-
-    async fn event_page_sorted(&self, query: &PageQuery, descending: bool) -> Result<EventPage, ApiError> {
+        let descending = query.newest_first;
         let q = format!("from:{},until:{}", format_filter_date(query.from), format_filter_date(query.until));
         let params = form_urlencoded::Serializer::new(String::new())
             .append_pair("page", &query.page.to_string())

@@ -3,7 +3,7 @@
 use super::*;
 
 fn plan() -> Plan {
-    Plan::new(PlanSettings { page_size: 10, overlap_secs: 100, max_pages: 1000 })
+    Plan::new(PlanSettings { page_size: 10, overlap_secs: 100, max_pages: 1000, newest_first: true })
 }
 
 fn seen(len: u32, new: u64) -> PageSeen {
@@ -17,7 +17,7 @@ fn headers(count: u64) -> Headers {
 #[test]
 fn a_new_anchor_is_walked_to_its_end_then_only_what_is_new_is_read() {
     // An overlap longer than the test's polls: the anchor never moves here.
-    let mut p = Plan::new(PlanSettings { page_size: 10, overlap_secs: 1_000, max_pages: 1000 });
+    let mut p = Plan::new(PlanSettings { page_size: 10, overlap_secs: 1_000, max_pages: 1000, newest_first: true });
     assert!(matches!(p.start(1_000, 500, None), Step::Fetch(q) if q.page == 1 && q.from == 500));
     assert!(matches!(p.page(headers(25), seen(10, 10)), Step::Fetch(q) if q.page == 2));
     assert!(matches!(p.page(headers(25), seen(10, 10)), Step::Fetch(q) if q.page == 3));
@@ -72,8 +72,8 @@ fn ascending_answers_are_walked_backwards_from_the_last_page() {
     assert!(matches!(p.page(headers(35), ascending), Step::Fetch(q) if q.page == 1));
     assert!(matches!(p.page(headers(35), PageSeen { new_in_walk: 0, ..ascending }), Step::Done { .. }));
     assert_eq!(p.sort_honoured(), Some(false));
-    // Next poll starts at the last page as last counted.
-    assert!(matches!(p.start(1_010, 0, Some(1_000)), Step::Fetch(q) if q.page == 4));
+    // The next poll asks for the page past the last one counted: emnify serves its last page.
+    assert!(matches!(p.start(1_010, 0, Some(1_000)), Step::Fetch(q) if q.page == 5));
 }
 
 #[test]
@@ -87,4 +87,40 @@ fn a_cursor_ahead_of_emnify_now_is_read_again_from_now() {
     p.count(Some(0));
     // emnify's clock stepped back an hour: the window starts an overlap before now, not the cursor.
     assert!(matches!(p.start(6_400, 0, Some(10_010)), Step::Fetch(q) if q.from == 6_300 && q.until == 6_400));
+}
+
+/// Asking ascending ids (the poller's order), a walk starts at the last page: past where the count put
+/// it by as much again as the count grew last time, and one more, since emnify serves its last page
+/// for any page past the end.
+#[test]
+fn an_ascending_walk_asks_past_the_last_page_by_the_count_s_growth() {
+    let mut p = Plan::new(PlanSettings { page_size: 10, overlap_secs: 1_000, max_pages: 1000, newest_first: false });
+    let ascending = |len, new| PageSeen { descending: Some(false), ..seen(len, new) };
+    // The first poll knows no count: page 1, then the last page, backwards.
+    assert!(matches!(p.start(1_000, 0, None), Step::Fetch(q) if q.page == 1 && !q.newest_first));
+    assert!(matches!(p.page(headers(25), ascending(10, 10)), Step::Fetch(q) if q.page == 3));
+    assert!(matches!(p.page(headers(25), ascending(5, 5)), Step::Fetch(q) if q.page == 2));
+    assert!(matches!(p.page(headers(25), ascending(10, 10)), Step::Fetch(q) if q.page == 1));
+    assert!(matches!(p.page(headers(25), ascending(10, 0)), Step::Done { .. }));
+    assert_eq!(p.sort_honoured(), Some(true));
+    // No growth known yet: the page after the last one counted (page 4; emnify serves page 3).
+    assert!(matches!(p.start(1_010, 0, Some(1_000)), Step::Fetch(q) if q.page == 4));
+    let served = Headers { current_page: Some(3), ..headers(28) };
+    assert!(matches!(p.page(served, ascending(8, 3)), Step::Done { .. }));
+    // Grown by 3: 28 + 6 records would fill 4 pages, so page 5 is asked.
+    assert!(matches!(p.start(1_020, 0, Some(1_010)), Step::Fetch(q) if q.page == 5));
+}
+
+/// Asked for the last page in ascending order, emnify answers highest ids first (it ignores `sort`):
+/// the walk starts again from page 1, the newest, and the fallback shows.
+#[test]
+fn highest_ids_first_against_an_ascending_ask_walk_from_page_1() {
+    let mut p = Plan::new(PlanSettings { page_size: 10, overlap_secs: 1_000, max_pages: 1000, newest_first: false });
+    p.start(1_000, 0, None);
+    assert!(matches!(p.page(headers(25), seen(10, 10)), Step::Fetch(q) if q.page == 2));
+    assert_eq!(p.sort_honoured(), Some(false));
+    p.page(headers(25), seen(10, 10));
+    assert!(matches!(p.page(headers(25), seen(5, 5)), Step::Done { .. }));
+    // Page 1 first, not the last page.
+    assert!(matches!(p.start(1_010, 0, Some(1_000)), Step::Fetch(q) if q.page == 1));
 }
