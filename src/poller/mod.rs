@@ -279,7 +279,7 @@ impl Poller {
                 Err(error) => break Err(error),
             };
             step = if counting {
-                self.plan.count(page.total_count)
+                self.plan.count(page.total_count, seen.new_to_polling)
             } else {
                 let headers = Headers {
                     total_count: page.total_count,

@@ -440,8 +440,14 @@ impl Plan {
         Step::Done { until: anchor.until, keep_from: anchor.from }
     }
 
-    /// The answer to a [`Step::Count`]: `total_count` of the query asked for.
-    pub fn count(&mut self, total_count: Option<u64>) -> Step {
+    /// The answer to a [`Step::Count`]: `total_count` of the query asked for, and how many records on
+    /// its page (of one) no poll had read before. Such a record (one that arrived since the walk, where
+    /// the order puts the newest first) lies inside the anchor's query too, new or old one alike: it
+    /// is read now, so `read` counts it, or it would fall one short of the count for good.
+    pub fn count(&mut self, total_count: Option<u64>, new_to_polling: u64) -> Step {
+        if let Some(anchor) = &mut self.anchor {
+            anchor.read += new_to_polling;
+        }
         match self.phase {
             Phase::MoveProbe { from } => match total_count {
                 Some(count) => {
@@ -454,8 +460,10 @@ impl Plan {
             Phase::MoveConfirm { from, count } => {
                 let anchor = self.anchor();
                 // The old query still holds exactly what was read, before and after the new one was
-                // counted: the new one held only records read by then.
-                if total_count == Some(anchor.read) {
+                // counted: the new one held only records read by then. (Unless this page's record is
+                // new: it arrived after that count, and may lie in the new query or not.)
+                if new_to_polling > 0 {
+                } else if total_count == Some(anchor.read) {
                     self.anchor = Some(Anchor { from, until: anchor.until, read: count, established: true });
                     self.count = Some(count);
                 } else if total_count.is_some_and(|c| c < anchor.read) {

@@ -294,7 +294,8 @@ impl World {
             let seen = PageSeen {
                 len,
                 new_in_walk: ids.iter().filter(|id| walk_ids.insert(**id)).count() as u64,
-                new_to_polling: (first_seen.ids.len() + first_seen.unreadable.len()) as u64,
+                new_to_polling: (first_seen.ids.len() + first_seen.unreadable.len()) as u64
+                    + first_seen.polled_after_push,
                 descending: match (ids.first(), ids.last()) {
                     (Some(a), Some(b)) if a != b => Some(a > b),
                     _ => None,
@@ -303,7 +304,7 @@ impl World {
             };
             previous = Some(ids);
             step = if counting {
-                self.plan.count(page.total_count)
+                self.plan.count(page.total_count, seen.new_to_polling)
             } else {
                 self.plan.page(
                     Headers {
