@@ -204,6 +204,7 @@ impl Poller {
         }
         // emnify's time is known to a second or so below the truth (its `Date` headers are whole
         // seconds), so the window ends at the end of the second that may be current.
+        self.plan.set_clock_confirmed(confirmed);
         let step = self.plan.start((now + 999).div_euclid(1000), floor, cursor);
         let mut report = PollReport::default();
         if let Step::Fetch(query) = &step {

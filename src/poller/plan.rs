@@ -18,7 +18,10 @@
 //! When the window moves on, the anchor moves with it (not every poll: once it lags by `overlap / 4`
 //! after a poll that found records, by `overlap` after a quiet one): a request for the count of the
 //! new, shorter query, between two counts of the old one that both equal `read`, proves the new query
-//! held only records already read at that moment, so its `read` is that count. Otherwise the anchor stays and the move is tried again next poll. An
+//! held only records already read at that moment, so its `read` is that count. Otherwise the anchor
+//! stays and the move is tried again next poll. It never moves while emnify's clock is unconfirmed
+//! (after a restart with no `Date` yet, or a first `Date` far off): the windows may be running ahead,
+//! and a start moved there would lie past ground not yet read. An
 //! anchor nothing was ever read from moves without asking (an idle poll is one request). An old count
 //! below `read` means records read have gone (retention, with a lookback near 30 days): a new anchor
 //! from the window's start replaces it, and the next poll walks it to its end.
@@ -148,6 +151,9 @@ pub struct Plan {
     pub stats: PollStats,
     /// Whether this poll read a record no poll had read before.
     found_new: bool,
+    /// Whether emnify's clock is confirmed (readings that agree over time): only then does the anchor
+    /// move, since on a clock that ran ahead its new start would lie past ground not yet read.
+    clock_confirmed: bool,
 }
 
 /// Passes of one walk at most in a poll: a second one from the newest end when records arrived while
@@ -184,7 +190,13 @@ impl Plan {
             pass_count: None,
             stats: PollStats::default(),
             found_new: false,
+            clock_confirmed: true,
         }
+    }
+
+    /// Says whether emnify's clock, on which the next poll's window is planned, is confirmed.
+    pub fn set_clock_confirmed(&mut self, confirmed: bool) {
+        self.clock_confirmed = confirmed;
     }
 
     /// Whether emnify sorts by id in the order asked; `None` until an answer told.
@@ -419,7 +431,7 @@ impl Plan {
         let overlap = self.settings.overlap_secs.max(1);
         let lag = if self.found_new { (overlap / 4).max(1) } else { overlap };
         let complete = self.count.is_some_and(|c| anchor.read >= c);
-        if anchor.established && complete && self.target_from - anchor.from >= lag {
+        if anchor.established && complete && self.clock_confirmed && self.target_from - anchor.from >= lag {
             if anchor.read == 0 {
                 // Nothing was ever read from the anchor (an idle workspace): nothing was read from the
                 // shorter query either, so it moves without asking for counts.

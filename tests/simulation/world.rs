@@ -205,6 +205,7 @@ impl World {
         if self.trace {
             eprintln!("poll at {}: emnify now {now}, floor {floor}, cursor {cursor:?}", self.t);
         }
+        self.plan.set_clock_confirmed(self.clock.confirmed());
         let mut step = self.plan.start((now + 999).div_euclid(1000), floor.div_euclid(1000), cursor);
         let mut walk_ids = std::collections::HashSet::new();
         let mut previous: Option<Vec<u64>> = None;

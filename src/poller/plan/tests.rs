@@ -144,3 +144,18 @@ fn a_new_record_on_a_count_s_page_is_read() {
     p.count(Some(1), 0);
     assert_eq!(p.count(Some(3), 1), Step::Done { until: 1_400, keep_from: 900 });
 }
+
+/// On an unconfirmed clock (windows may be running ahead of emnify's real now) the anchor never moves:
+/// its new start would lie past ground not yet read (long-run seed 107342).
+#[test]
+fn the_anchor_stays_while_the_clock_is_unconfirmed() {
+    let mut p = plan();
+    p.start(1_000, 0, None);
+    p.page(headers(3), seen(3, 3));
+    p.set_clock_confirmed(false);
+    p.start(1_900, 0, Some(1_000));
+    assert_eq!(p.page(headers(3), seen(3, 0)), Step::Done { until: 1_900, keep_from: 0 });
+    p.set_clock_confirmed(true);
+    p.start(1_910, 0, Some(1_900));
+    assert!(matches!(p.page(headers(3), seen(3, 0)), Step::Count(q) if q.from == 1_800));
+}
