@@ -346,7 +346,10 @@ impl Tally {
                 if let Some(note) = note.as_deref_mut() {
                     note.ids.push(event.id);
                 }
-                if matches!(origin, Origin::Push { .. }) && self.polled_until_millis.is_some() {
+                // With a poller, whatever it reads of this id later is new to polling (its walk counts
+                // it): kept from the first push on, whether or not a window has closed yet (a first
+                // window on an unconfirmed clock closes none; long-run seed 325690).
+                if matches!(origin, Origin::Push { .. }) && self.settings.polls {
                     self.unpolled.insert(event.id, remember);
                 }
                 recorder.record(&event, Some(time));

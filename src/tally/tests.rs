@@ -213,7 +213,8 @@ fn the_handle_refuses_only_a_push_whose_save_failed() {
 /// poll's walk can stop once it found what emnify's count says is new), and only then.
 #[test]
 fn a_pushed_event_is_new_to_polling_once() {
-    let tally = Tally::new(Arc::new(Metrics::new()), TallySettings::default()).shared();
+    let settings = TallySettings { polls: true, ..TallySettings::default() };
+    let tally = Tally::new(Arc::new(Metrics::new()), settings).shared();
     let t = 1_800_000_000;
     let poll = Origin::Poll { from_millis: (t - 60) * 1000, until_millis: t * 1000 + 999 };
     tally.lock().floor_from((t - 60) * 1000);
@@ -227,6 +228,24 @@ fn a_pushed_event_is_new_to_polling_once() {
     assert_eq!((counts.duplicates, first.ids.len(), first.polled_after_push), (10, 0, 10));
     let (_, again) = tally.ingest_noting(decode_event_list(body.as_bytes()).unwrap(), poll).unwrap();
     assert_eq!(again.polled_after_push, 0, "read by a poll before");
+}
+
+/// A push before any poll window has closed (the first one, on an unconfirmed clock, closes none) is
+/// new to polling too when a poll first reads it: else the poll's `read` stays short of emnify's count
+/// and every later walk goes to the end (long-run seed 325690).
+#[test]
+fn a_push_before_any_window_closed_is_new_to_polling() {
+    let settings = TallySettings { polls: true, ..TallySettings::default() };
+    let tally = Tally::new(Arc::new(Metrics::new()), settings).shared();
+    let t = 1_800_000_000;
+    tally.lock().floor_from((t - 60) * 1000);
+    tally.lock().window_done(t - 60, (t - 60) * 1000, None);
+    let body = events(1..4, t - 5);
+    let pushed = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), Origin::Push { arrival_millis: t * 1000 });
+    assert_eq!(pushed.map(|c| c.counted).ok(), Some(3));
+    let poll = Origin::Poll { from_millis: (t - 60) * 1000, until_millis: t * 1000 + 999 };
+    let (_, first) = tally.ingest_noting(decode_event_list(body.as_bytes()).unwrap(), poll).unwrap();
+    assert_eq!(first.polled_after_push, 3);
 }
 
 /// Until emnify's clock is confirmed by readings that agree over time, a window that may have run ahead
