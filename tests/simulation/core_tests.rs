@@ -194,6 +194,7 @@ fn the_counting_core_is_exact_in_every_history() {
 fn the_seeds_that_found_defects_are_exact() {
     check_all(&[
         9805, 9862, 9919, 9943, 6148, 605, 5513, 4298, 271, 698, 713, 15179, 17509, 115686, 241454, 23986, 107342,
+        325690,
     ]);
 }
 
