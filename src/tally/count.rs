@@ -43,6 +43,9 @@ pub struct Tally {
     floor_fixed_mono_millis: Option<i64>,
     /// The start of counting was fixed, or checked since, on a confirmed clock: it never moves again.
     pub(super) floor_settled: bool,
+    /// Whether emnify's clock was confirmed when the last poll started (readings that agree over time);
+    /// until then a push's arrival, read on that clock, may be far off.
+    clock_confirmed: bool,
     /// Ids counted from a push (once polling runs) that no poll has read yet: the first poll that reads
     /// one learns it is new to polling ([`FirstSeen::polled_after_push`]), so its walk can stop once it
     /// found what emnify's count says is new. Forgetting one only costs that walk a page.
@@ -72,6 +75,7 @@ impl Tally {
             newest_polled_millis: None,
             floor_fixed_mono_millis: None,
             floor_settled: false,
+            clock_confirmed: false,
             seen: RecentIds::new(i64::MIN, settings.max_remembered_ids),
             seen_unreadable: RecentIds::new(i64::MIN, MAX_UNREADABLE),
             seen_skipped: RecentIds::new(i64::MIN, MAX_UNREADABLE),
@@ -146,6 +150,7 @@ impl Tally {
         if self.floor_millis.is_none() {
             self.floor_fixed_mono_millis = Some(mono_millis);
         }
+        self.clock_confirmed = clock_confirmed;
         let floor = self.floor_from(emnify_now_millis);
         if clock_confirmed && ahead <= 1000 {
             self.floor_settled = true;
@@ -311,6 +316,13 @@ impl Tally {
                     let horizon = self.seen.horizon_millis();
                     if remember < horizon && payload >= horizon {
                         remember = payload.min(horizon.saturating_add(remember_pushed));
+                    }
+                    // With a poller and emnify's clock not yet confirmed, the arrival may be days off
+                    // (a first outlying `Date`): the id is kept at least to its payload time, or it
+                    // would be forgotten once the clock is corrected, before polling reads it
+                    // (long-run seed 226558: a first `Date` 68 days behind).
+                    if self.settings.polls && !self.clock_confirmed {
+                        remember = remember.max(payload);
                     }
                     (remember, payload.min(arrival_millis))
                 }

@@ -356,6 +356,31 @@ fn an_id_polled_again_is_kept_until_its_polled_time() {
     assert_eq!((again.counted, again.duplicates), (0, 3), "{again:?}");
 }
 
+/// A push while emnify's clock is unconfirmed (its arrival read on a first `Date` 68 days behind) is
+/// kept at least to its payload time: once the clock is corrected and the windows forget what lies
+/// behind them, polling still finds the id and does not count it again (long-run seed 226558).
+#[test]
+fn a_push_on_an_unconfirmed_clock_is_kept_to_its_payload_time() {
+    let settings = TallySettings { polls: true, ..TallySettings::default() };
+    let mut tally = Tally::new(Arc::new(Metrics::new()), settings);
+    let t = 1_800_000_000;
+    let wrong = (t - 68 * 86_400) * 1000;
+    tally.poll_start(wrong, 0, false);
+    let body = events(1..4, t);
+    let pushed = tally.ingest(
+        decode_event_list(body.as_bytes()).unwrap(),
+        Origin::Push { arrival_millis: wrong },
+        Instant::now(),
+    );
+    assert_eq!(pushed.counts.counted, 3);
+    // The clock is corrected; the windows forget everything before 100 s before now.
+    tally.poll_start((t - 20) * 1000, 10_000, true);
+    tally.window_done(t - 20, (t - 120) * 1000, Some((t - 20) * 1000));
+    let poll = Origin::Poll { from_millis: (t - 120) * 1000, until_millis: (t + 10) * 1000 };
+    let polled = tally.ingest(decode_event_list(body.as_bytes()).unwrap(), poll, Instant::now()).counts;
+    assert_eq!((polled.counted, polled.duplicates), (0, 3), "{polled:?}");
+}
+
 /// An unsettled start moves back no further than the dedup memory reaches.
 #[test]
 fn an_unsettled_start_moves_back_no_further_than_the_dedup_memory() {
