@@ -104,11 +104,11 @@ impl App {
             create_state_directory(path)?;
             StateStore::new(path, &config.api_url).check().map_err(AppError::State)?;
         }
+        let metrics = Arc::new(Metrics::with_limits(config.series));
         let security = match &config.web_config_file {
-            Some(path) => Some(Arc::new(WebSecurity::new(path.clone(), WebConfig::load(path)?))),
+            Some(path) => Some(Arc::new(WebSecurity::new(path.clone(), WebConfig::load(path)?, &metrics.http.refused))),
             None => None,
         };
-        let metrics = Arc::new(Metrics::with_limits(config.series));
         let listener = bind(config.listen_address).await?;
         let address =
             listener.local_addr().map_err(|source| AppError::Listen { address: config.listen_address, source })?;

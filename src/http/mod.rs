@@ -177,8 +177,10 @@ pub struct ConnectionCounters {
     pub refused: prometheus::IntCounterVec,
 }
 
-/// Why the plumbing refuses a request: `host` (HTTP/1.1 without a `Host`, or two of them: RFC 9112 §3.2).
-pub const REFUSAL_REASONS: [&str; 1] = ["host"];
+/// Why a request is refused before it is handled: `host` (400 from the plumbing: HTTP/1.1 without a `Host`,
+/// or two of them: RFC 9112 §3.2), and `password_too_long` (401 from the web configuration's basic auth: see
+/// [`crate::webconfig::BCRYPT_MAX_PASSWORD_BYTES`]). All start at zero, so a first refusal is an increase.
+pub const REFUSAL_REASONS: [&str; 2] = ["host", crate::webconfig::PASSWORD_TOO_LONG];
 
 impl Default for ConnectionCounters {
     fn default() -> Self {

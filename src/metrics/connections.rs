@@ -20,8 +20,9 @@ pub(super) fn register_connection_counters(live: &Registry) -> ConnectionCounter
     let refused = prometheus::IntCounterVec::new(
         prometheus::Opts::new(
             "emnify_http_requests_refused_total",
-            "Requests refused with 400 before any route saw them, by reason: host (an HTTP/1.1 request without a \
-             Host header, or any request with two).",
+            "Requests refused before they were handled, by reason: host (400: an HTTP/1.1 request without a Host \
+             header, or any request with two), password_too_long (401: a basic-auth password over 72 bytes, which \
+             bcrypt could not tell from others sharing its first 72).",
         ),
         &["reason"],
     )

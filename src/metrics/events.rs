@@ -310,11 +310,16 @@ impl EventMetrics {
         self.counted.get()
     }
 
-    /// Organisations with series of their own, the limit, and events counted under the overflow.
-    pub(super) fn organisation_usage(&self) -> (u64, u64, u64) {
-        let organisations = u64::try_from(self.organisations.get()).unwrap_or(0);
-        let limit = u64::try_from(self.names.limits().max_organisations).unwrap_or(u64::MAX);
-        (organisations, limit, self.over_limit.get())
+    /// Of organisations, then of unnamed event types: series of their own, the limit, events under overflow.
+    pub(super) fn series_usage(&self) -> [(u64, u64, u64); 2] {
+        let usage = |used: &IntGauge, limit: usize, over: &IntCounter| {
+            (u64::try_from(used.get()).unwrap_or(0), u64::try_from(limit).unwrap_or(u64::MAX), over.get())
+        };
+        let limits = self.names.limits();
+        [
+            usage(&self.organisations, limits.max_organisations, &self.over_limit),
+            usage(&self.unknown_types, limits.max_unknown_event_types, &self.over_type_limit),
+        ]
     }
 
     /// Creates the handles of a new label set (its organisation already admitted, or the overflow); a new

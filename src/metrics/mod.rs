@@ -55,6 +55,8 @@ pub struct PollStatus {
     /// Organisations with series of their own, `--metrics.max-organisations`, and events counted under
     /// the overflow.
     pub organisations: (u64, u64, u64),
+    /// The same of event types without a name, against `--metrics.max-unknown-event-types`.
+    pub event_types: (u64, u64, u64),
     pub state: StateHealth,
     /// The state file found at start-up, if it had to be set aside (the counters restarted from zero).
     pub state_set_aside: Option<StateSetAside>,
@@ -140,6 +142,7 @@ impl Metrics {
     }
 
     pub fn status(&self) -> PollStatus {
+        let [organisations, event_types] = self.events.series_usage();
         PollStatus {
             up: self.polling.is_up(),
             last_success_unix: self.polling.last_success_unix(),
@@ -147,7 +150,8 @@ impl Metrics {
             last_push_unix: self.push.last_push_unix(),
             last_push_rejected: self.push.last_rejected(),
             events_counted: self.events.counted(),
-            organisations: self.events.organisation_usage(),
+            organisations,
+            event_types,
             state: self.state.health(self.state_used.load(std::sync::atomic::Ordering::Relaxed)),
             state_set_aside: self.state.set_aside(),
         }

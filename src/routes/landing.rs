@@ -148,10 +148,28 @@ pub(super) fn landing_page(state: &ServerState) -> HttpResponse {
     } else {
         String::new()
     };
+    // Unnamed event types are capped like organisations (issue 25); said only once there are any, as
+    // emnify's catalogue names every real type and most exporters never see one.
+    let (types, type_limit, type_overflow) = status.event_types;
+    let type_overflowing = if type_overflow > 0 {
+        format!(
+            "; <strong class=\"bad\">{type_overflow} events</strong> counted under event_type_id=\"overflow\" \
+             (check who pushes, or raise --metrics.max-unknown-event-types)"
+        )
+    } else {
+        String::new()
+    };
+    let event_types = if types > 0 || type_overflow > 0 {
+        format!(
+            "; {types} event types without a name with series of their own, of at most {type_limit}{type_overflowing}"
+        )
+    } else {
+        String::new()
+    };
     rows.push((
         "series",
         "Series",
-        format!("{organisations} organisations with series of their own, of at most {limit}{overflowing}"),
+        format!("{organisations} organisations with series of their own, of at most {limit}{overflowing}{event_types}"),
     ));
     let web = state.security.as_ref().map(|s| s.current());
     let tls = web.as_ref().map_or("off", |w| w.tls_mode());

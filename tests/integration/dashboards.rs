@@ -534,8 +534,8 @@ fn ages_of_zero_timestamps_read_never_not_56_years() {
     assert!(checked >= 6, "{checked} age queries");
 }
 
-/// What an operator counts (failed polls, 429s, refused pushes, failed saves, unreadable records, evictions) is
-/// shown as counts, over the time range or per interval, never as a per-second rate.
+/// What an operator counts (failed polls, 429s, refused pushes, failed saves, unreadable records, evictions,
+/// events over a series limit) is shown as counts, over the time range or per interval, never as a per-second rate.
 #[test]
 fn errors_are_counted_not_rated() {
     let counted = [
@@ -546,6 +546,7 @@ fn errors_are_counted_not_rated() {
         "emnify_events_skipped_total",
         "emnify_http_connections_evicted_total",
         "emnify_events_over_organisation_limit_total",
+        "emnify_events_over_event_type_limit_total",
     ];
     let mut seen = BTreeSet::new();
     for q in dashboard_queries() {

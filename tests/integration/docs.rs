@@ -135,6 +135,18 @@ fn readme_is_a_short_quick_start_linking_the_docs() {
     }
 }
 
+/// The README's Alerts section names every shipped alert, so an operator reading it knows what can page.
+#[test]
+fn the_readme_names_every_alert() {
+    let rules = read("deploy/prometheus/emnify-alert-rules.yml");
+    let alerts: Vec<&str> = rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")).map(str::trim).collect();
+    assert!(alerts.len() >= 10, "{alerts:?}");
+    let readme = read("README.md");
+    let section = readme.split("\n## Alerts").nth(1).and_then(|s| s.split("\n## ").next()).expect("## Alerts");
+    let missing: Vec<&&str> = alerts.iter().filter(|a| !section.contains(&format!("`{a}`"))).collect();
+    assert!(missing.is_empty(), "README.md's Alerts section does not name {missing:?}");
+}
+
 /// The README's Prometheus scrape configuration is valid for Prometheus itself.
 #[test]
 fn the_readme_scrape_config_passes_promtool() {

@@ -64,7 +64,7 @@ async fn a_push_of_200000_organisations_stays_under_the_cap() {
 /// Event types are bounded like organisations: 5,000 events, each of its own event-type id that no
 /// catalogue names, leave `--metrics.max-unknown-event-types` of them with series of their own and the
 /// rest under `event_type_id="overflow"`, every event counted; a catalogue type pushed after them still
-/// has its own series (a pusher cannot crowd a real type out).
+/// has its own series (a pusher cannot crowd a real type out). The landing page says the cap was reached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unnamed_event_types_beyond_the_cap_share_the_overflow() {
     const TYPES: u64 = 5_000;
@@ -97,4 +97,12 @@ async fn unnamed_event_types_beyond_the_cap_share_the_overflow() {
     assert_eq!(sum(&samples, "emnify_events_total", &[("event_type_id", "3")]), 1.0);
     let series = samples.iter().filter(|s| s.name.starts_with("emnify_")).count();
     assert!(series < 300, "{series} series for {TYPES} event types");
+    // The operator sees the cap reached on the landing page too, as for organisations.
+    let landing = crate::common::http_client().get(&exporter.base).send().await.unwrap().text().await.unwrap();
+    let overflow = format!(
+        "20 event types without a name with series of their own, of at most 20; <strong class=\"bad\">{} \
+         events</strong> counted under event_type_id=\"overflow\"",
+        TYPES - 20
+    );
+    assert!(landing.contains(&overflow), "the landing page shows the event-type overflow: {landing}");
 }

@@ -155,11 +155,19 @@ async fn basic_auth_with_bcrypt_users() {
     assert_eq!(wrong.status(), 401);
     let stranger = http.get(&metrics).basic_auth("mallory", Some("right horse battery")).send().await.unwrap();
     assert_eq!(stranger.status(), 401);
+    // Over 72 bytes (bcrypt would read only its first 72): refused, and counted by reason.
+    let long = format!("right horse battery{}", " staple".repeat(8));
+    let refused = http.get(&metrics).basic_auth("prometheus", Some(&long)).send().await.unwrap();
+    assert_eq!(refused.status(), 401, "{} bytes", long.len());
     for _ in 0..3 {
         let right = http.get(&metrics).basic_auth("prometheus", Some("right horse battery")).send().await.unwrap();
         assert_eq!(right.status(), 200);
         assert_eq!(right.headers()["x-content-type-options"], "nosniff");
     }
+    let right = http.get(&metrics).basic_auth("prometheus", Some("right horse battery")).send().await.unwrap();
+    let samples = parse_exposition(&right.text().await.unwrap());
+    let too_long = [("reason", "password_too_long")];
+    assert_eq!(sum(&samples, "emnify_http_requests_refused_total", &too_long), 1.0, "the wrong ones are not");
     let landing = http.get(&running.base).send().await.unwrap();
     assert_eq!(landing.status(), 401, "the landing page is protected too");
     let landing = http.get(&running.base).basic_auth("prometheus", Some("right horse battery")).send().await.unwrap();
