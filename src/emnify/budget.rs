@@ -72,12 +72,14 @@ struct SlidingWindow {
 }
 
 impl SlidingWindow {
-    /// Reserves a send time at or after `now` that keeps every window within `limit x factor`.
-    fn reserve(&mut self, now: Instant, factor: f64) -> Duration {
+    /// Reserves a send time at or after `now` that keeps every window within `limit`. (Not scaled by the
+    /// factor 429s lower: the window may already hold more than a lowered limit, and the exporter would
+    /// then send nothing for minutes; the event bucket's rate, which 429s do lower, paces instead.)
+    fn reserve(&mut self, now: Instant) -> Duration {
         while self.sent.front().is_some_and(|&t| t + IP_WINDOW_KEPT <= now) {
             self.sent.pop_front();
         }
-        let limit = ((self.limit * factor).floor() as usize).max(1);
+        let limit = (self.limit.floor() as usize).max(1);
         let mut at = now.max(self.sent.back().copied().unwrap_or(now));
         if self.sent.len() >= limit {
             // The request `limit` places back must have left the window first.
@@ -126,7 +128,7 @@ impl RequestBudget {
 
     /// Reserves a request to `endpoint` at `now`; returns how long to wait before sending it.
     pub fn reserve(&mut self, endpoint: Endpoint, now: Instant) -> Duration {
-        let per_ip = self.per_ip.reserve(now, self.factor);
+        let per_ip = self.per_ip.reserve(now);
         match endpoint {
             Endpoint::Events => per_ip.max(self.events.reserve(now, self.factor)),
             Endpoint::Other => per_ip,
@@ -216,6 +218,21 @@ mod tests {
         let mut budget = RequestBudget::new(1.0, Instant::now());
         let (_, most_in_a_second) = send_as_allowed(&mut budget, Endpoint::Events, 30.0, 1.0);
         assert!(most_in_a_second <= 10 + 4, "{most_in_a_second}");
+    }
+
+    /// A 429 when the 5-minute window is nearly full slows the event rate, but never stops requests for
+    /// minutes (a window limit lowered below what it already holds would).
+    #[test]
+    fn a_429_with_a_full_window_waits_only_for_the_slower_rate() {
+        let start = Instant::now();
+        let mut budget = RequestBudget::new(0.9, start);
+        let mut now = start;
+        for _ in 0..1_500 {
+            now += budget.reserve(Endpoint::Events, now);
+        }
+        budget.rate_limited();
+        let wait = budget.reserve(Endpoint::Events, now).as_secs_f64();
+        assert!(wait < 1.0, "{wait} s");
     }
 
     #[test]
