@@ -135,7 +135,7 @@ impl Tally {
             };
             // Whole seconds (the windows' `from`), and not before the dedup memory's horizon rounded up
             // to one: a window from there finds no id the memory has already let go.
-            let horizon = self.seen.horizon_millis().saturating_add(999).div_euclid(1000).saturating_mul(1000);
+            let horizon = self.horizon_whole_second();
             let lowered = (lowered.div_euclid(1000) * 1000).max(horizon);
             if lowered < floor {
                 tracing::warn!(
@@ -164,11 +164,17 @@ impl Tally {
             // the dedup memory's horizon, where ids polled before are no longer known.
             if let Some(newest) = self.newest_polled_millis {
                 self.cursor = Some(cursor.min(newest.div_euclid(1000)));
-                let horizon = self.seen.horizon_millis().saturating_add(999).div_euclid(1000).saturating_mul(1000);
+                let horizon = self.horizon_whole_second();
                 read_from = read_from.max(horizon);
             }
         }
         (read_from.div_euclid(1000), self.cursor)
+    }
+
+    /// The dedup memory's horizon rounded up to a whole second (Unix ms): a window from there finds no
+    /// id the memory has already let go.
+    fn horizon_whole_second(&self) -> i64 {
+        self.seen.horizon_millis().saturating_add(999).div_euclid(1000).saturating_mul(1000)
     }
 
     pub fn cursor(&self) -> Option<i64> {
