@@ -35,6 +35,10 @@ pub struct SavedState {
     /// start of counting may still move back. Files from before this field are taken as settled.
     #[serde(default = "settled")]
     pub floor_settled: bool,
+    /// The payload time (Unix ms) of the newest event polls have read: after windows ran ahead on a
+    /// wrong clock, reading goes back from there, across a restart too. Absent in older files.
+    #[serde(default)]
+    pub newest_polled_millis: Option<i64>,
     /// The dedup memory: `(event id, event time)`, the time in whole seconds written as milliseconds
     /// (older files with exact milliseconds load the same way), complete from `horizon_millis` on.
     pub horizon_millis: i64,
@@ -58,6 +62,7 @@ impl SavedState {
             cursor: None,
             floor_millis: None,
             floor_settled: true,
+            newest_polled_millis: None,
             horizon_millis: 0,
             ids: Vec::new(),
             unreadable: Vec::new(),

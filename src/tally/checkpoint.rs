@@ -124,6 +124,7 @@ impl Tally {
         self.polled_until_millis = saved.cursor.map(|_| saved.horizon_millis);
         self.floor_millis = saved.floor_millis;
         self.floor_settled = saved.floor_settled;
+        self.newest_polled_millis = saved.newest_polled_millis;
         self.seen = RecentIds::from_entries(saved.horizon_millis, self.settings.max_remembered_ids, &saved.ids);
         self.seen_unreadable = RecentIds::from_entries(saved.horizon_millis, MAX_UNREADABLE, &saved.unreadable);
         self.metrics.events.set_event_type_names(saved.event_types);
@@ -144,6 +145,7 @@ impl Tally {
             cursor: self.cursor,
             floor_millis: self.floor_millis,
             floor_settled: self.floor_settled,
+            newest_polled_millis: self.newest_polled_millis,
             horizon_millis: self.seen.horizon_millis(),
             ids: self.seen.entries(),
             unreadable: self.seen_unreadable.entries(),
