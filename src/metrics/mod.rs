@@ -220,7 +220,7 @@ impl Metrics {
 
     /// [`Metrics::encode_parts`] as one gzip body in two parts: the published part compressed once per
     /// publication and format (by the first scrape that asks, one compression at a time; see `gzip`), and
-    /// the live part compressed for this scrape. `None` if compressing failed.
+    /// the live part appended for this scrape (stored, see `gzip::finish`). `None` if compressing failed.
     pub async fn encode_gzip(&self, format: Exposition) -> Option<(bytes::Bytes, bytes::Bytes)> {
         let (published, cache) = {
             let published = self.published.lock().unwrap_or_else(PoisonError::into_inner);
