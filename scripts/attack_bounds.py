@@ -233,6 +233,13 @@ def long_password():
 
     result = {"whole_108_bytes": code(LONG_PASSWORD), "first_72_bytes": code(LONG_PASSWORD[:72]),
               "first_72_and_another_tail": code(LONG_PASSWORD[:72] + "another tail"), "wrong": code("wrong")}
+    # The refusals of passwords over 72 bytes are counted by reason (two above).
+    exporter.auth = "Basic " + base64.b64encode(f"prometheus:{LONG_PASSWORD[:72]}".encode()).decode()
+    status, body = request(exporter, "GET", "/metrics", headers={"Authorization": exporter.auth})
+    series = 'emnify_http_requests_refused_total{reason="password_too_long"} '
+    result["refused_password_too_long"] = next(
+        (float(line[len(series):]) for line in body.decode(errors="replace").splitlines() if line.startswith(series)),
+        None) if status == 200 else None
     exporter.stop()
     return result
 
