@@ -310,18 +310,25 @@ fn a_settled_start_of_counting_never_moves() {
     assert_eq!(cursor, Some((t + 340_000) / 1000), "the planner starts from now again");
 }
 
-/// When windows ran ahead of a settled start and the clock is stepped back, the next window goes back
-/// from the newest event polled (what the windows that ran ahead really read up to), not from the
-/// corrected now: an event that arrived late into that stretch is still read (long-run seed 115686).
-#[test]
-fn after_windows_ran_ahead_reading_resumes_from_the_newest_polled_event() {
+/// A tally whose start of counting was fixed at `t` (Unix s) on a confirmed clock, with a first window to
+/// `t + 40` that counted three events of `t + 30`.
+fn settled_with_three_polled(t: i64) -> Tally {
     let mut tally = Tally::new(Arc::new(Metrics::new()), TallySettings::default());
-    let t = 1_800_000_000;
     assert_eq!(tally.poll_start(t * 1000, 0, true).0, t);
     let poll = Origin::Poll { from_millis: t * 1000, until_millis: (t + 40) * 1000 };
     let polled = tally.ingest(decode_event_list(events(1..4, t + 30).as_bytes()).unwrap(), poll, Instant::now());
     assert_eq!(polled.counts.counted, 3);
     tally.window_done(t + 40, t * 1000, Some((t + 40) * 1000));
+    tally
+}
+
+/// When windows ran ahead of a settled start and the clock is stepped back, the next window goes back
+/// from the newest event polled (what the windows that ran ahead really read up to), not from the
+/// corrected now: an event that arrived late into that stretch is still read (long-run seed 115686).
+#[test]
+fn after_windows_ran_ahead_reading_resumes_from_the_newest_polled_event() {
+    let t = 1_800_000_000;
+    let mut tally = settled_with_three_polled(t);
     // A wrong `Date` ran the next window 2,000 s ahead; the clock is stepped back 50 s later.
     tally.window_done(t + 2050, (t + 1950) * 1000, None);
     let (floor, cursor) = tally.poll_start((t + 100) * 1000, 100_000, true);
@@ -335,13 +342,8 @@ fn after_windows_ran_ahead_reading_resumes_from_the_newest_polled_event() {
 /// pushes skipped as polled already).
 #[test]
 fn the_newest_polled_event_survives_a_restart() {
-    let mut tally = Tally::new(Arc::new(Metrics::new()), TallySettings::default());
     let t = 1_800_000_000;
-    assert_eq!(tally.poll_start(t * 1000, 0, true).0, t);
-    let poll = Origin::Poll { from_millis: t * 1000, until_millis: (t + 40) * 1000 };
-    let polled = tally.ingest(decode_event_list(events(1..4, t + 30).as_bytes()).unwrap(), poll, Instant::now());
-    assert_eq!(polled.counts.counted, 3);
-    tally.window_done(t + 40, t * 1000, Some((t + 40) * 1000));
+    let tally = settled_with_three_polled(t);
     // Restarted with the host's clock 195 s ahead and no `Date`: one window runs ahead, and again.
     let mut restarted = Tally::new(Arc::new(Metrics::new()), TallySettings::default());
     restarted.resume(tally.snapshot("http://emnify.test"));
