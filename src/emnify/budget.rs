@@ -66,7 +66,7 @@ impl TokenBucket {
 /// At most `limit` requests in any `window`: each request's time is kept until it leaves the window.
 #[derive(Debug, Clone)]
 struct SlidingWindow {
-    limit: f64,
+    limit: usize,
     /// Send times, reserved ones (in the future) included, in order.
     sent: std::collections::VecDeque<Instant>,
 }
@@ -79,11 +79,10 @@ impl SlidingWindow {
         while self.sent.front().is_some_and(|&t| t + IP_WINDOW_KEPT <= now) {
             self.sent.pop_front();
         }
-        let limit = (self.limit.floor() as usize).max(1);
         let mut at = now.max(self.sent.back().copied().unwrap_or(now));
-        if self.sent.len() >= limit {
+        if self.sent.len() >= self.limit {
             // The request `limit` places back must have left the window first.
-            at = at.max(self.sent[self.sent.len() - limit] + IP_WINDOW_KEPT);
+            at = at.max(self.sent[self.sent.len() - self.limit] + IP_WINDOW_KEPT);
         }
         self.sent.push_back(at);
         at - now
@@ -121,7 +120,10 @@ impl RequestBudget {
                 (EVENT_LIMIT_BURST * share).clamp(1.0, EVENT_LIMIT_BURST - 1.0),
                 now,
             ),
-            per_ip: SlidingWindow { limit: IP_LIMIT * share, sent: std::collections::VecDeque::new() },
+            per_ip: SlidingWindow {
+                limit: ((IP_LIMIT * share).floor() as usize).max(1),
+                sent: std::collections::VecDeque::new(),
+            },
             factor: 1.0,
         }
     }

@@ -72,7 +72,7 @@ pub(super) fn decode_and_count(
     let seen = PageSeen {
         len,
         new_in_walk,
-        new_to_polling: (first_seen.ids.len() + first_seen.unreadable.len()) as u64 + first_seen.polled_after_push,
+        new_to_polling: first_seen.new_to_polling(),
         descending: match (first_id, last_id) {
             (Some(first), Some(last)) if first != last => Some(first > last),
             _ => None,

@@ -469,13 +469,14 @@ impl Plan {
                 }
                 None => self.done(),
             },
+            // This page's record no poll had read arrived after the new query was counted, and may lie
+            // in it or not: the anchor stays.
+            Phase::MoveConfirm { .. } if new_to_polling > 0 => self.done(),
             Phase::MoveConfirm { from, count } => {
                 let anchor = self.anchor();
                 // The old query still holds exactly what was read, before and after the new one was
-                // counted: the new one held only records read by then. (Unless this page's record is
-                // new: it arrived after that count, and may lie in the new query or not.)
-                if new_to_polling > 0 {
-                } else if total_count == Some(anchor.read) {
+                // counted: the new one held only records read by then.
+                if total_count == Some(anchor.read) {
                     self.anchor = Some(Anchor { from, until: anchor.until, read: count, established: true });
                     self.count = Some(count);
                 } else if total_count.is_some_and(|c| c < anchor.read) {

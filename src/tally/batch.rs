@@ -92,6 +92,14 @@ pub struct FirstSeen {
     pub polled_after_push: u64,
 }
 
+impl FirstSeen {
+    /// Records of a page no poll had read before: new ids, new unreadable records, and ids only pushed
+    /// so far (what a walk counts towards emnify's count).
+    pub fn new_to_polling(&self) -> u64 {
+        (self.ids.len() + self.unreadable.len()) as u64 + self.polled_after_push
+    }
+}
+
 /// Where a batch came from; it decides how event times are treated.
 ///
 /// An event's time decides how long its id is remembered and moves

@@ -295,8 +295,7 @@ impl World {
             let seen = PageSeen {
                 len,
                 new_in_walk: ids.iter().filter(|id| walk_ids.insert(**id)).count() as u64,
-                new_to_polling: (first_seen.ids.len() + first_seen.unreadable.len()) as u64
-                    + first_seen.polled_after_push,
+                new_to_polling: first_seen.new_to_polling(),
                 descending: match (ids.first(), ids.last()) {
                     (Some(a), Some(b)) if a != b => Some(a > b),
                     _ => None,
