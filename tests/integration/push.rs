@@ -70,6 +70,30 @@ fn slow_push(running: &TestExporter, sent_body: &str, declared: usize) -> std::t
     answer
 }
 
+/// Starts a slow upload of `sent_body` (of `declared` bytes) and waits until a push of `padded` is refused
+/// with 503 and Retry-After because the upload holds the body budget; returns the upload, or `None` if
+/// no push was refused. On a loaded machine a push can reach the budget before the upload's bytes do:
+/// then the upload is the one refused (its connection closed), and it is sent again.
+async fn hold_the_budget(
+    running: &TestExporter,
+    sent_body: &str,
+    declared: usize,
+    padded: &str,
+) -> Option<std::thread::JoinHandle<String>> {
+    let client = common::http_client();
+    let url = running.url("/webhook/events");
+    let mut hog = slow_push(running, sent_body, declared);
+    let refused = wait_for(Duration::from_secs(15), async || {
+        if hog.is_finished() {
+            hog = slow_push(running, sent_body, declared);
+        }
+        let answer = client.post(&url).header(SECRET_HEADER, SECRET).body(padded.to_string()).send().await;
+        answer.is_ok_and(|r| r.status() == 503 && r.headers().contains_key("retry-after")) && !hog.is_finished()
+    })
+    .await;
+    refused.then_some(hog)
+}
+
 /// Push only: two streamers deliver every event twice, into a receiver that takes one push at a
 /// time, while a slow upload holds most of its body budget at first (so pushes are refused with 503
 /// and sent again): every event is still counted once.
@@ -84,18 +108,9 @@ async fn push_only_counts_once_despite_retries_and_duplicates() {
         ..receiver_settings()
     };
     let running = push_only(settings).await;
-    let hog = slow_push(&running, &format!("[{}", " ".repeat(60 * 1024)), 64 * 1024);
-    let client = common::http_client();
     let padded = format!("[{}]", " ".repeat(8 * 1024));
-    let url = running.url("/webhook/events");
-    assert!(
-        wait_for(Duration::from_secs(5), async || {
-            let r = client.post(&url).header(SECRET_HEADER, SECRET).body(padded.clone()).send().await;
-            r.is_ok_and(|r| r.status() == 503)
-        })
-        .await,
-        "the slow upload holds most of the budget"
-    );
+    let hog = hold_the_budget(&running, &format!("[{}", " ".repeat(60 * 1024)), 64 * 1024, &padded).await;
+    let hog = hog.expect("the slow upload holds most of the budget");
     tokio::spawn(sim.clone().run_streamer(streamer(&running, 37, 0.3), stop.clone()));
     tokio::spawn(
         sim.clone().run_streamer(StreamerConfig { batch_size: 1, ..streamer(&running, 1, 0.3) }, stop.clone()),
@@ -261,20 +276,10 @@ async fn push_bytes_beyond_the_budget_get_503() {
     let running = push_only(settings).await;
     let url = format!("{}/webhook/events", running.base);
     let client = common::http_client();
-    let hog_body = format!("[{}", " ".repeat(4000));
-    let mut hog = slow_push(&running, &hog_body, 4090);
     let padded = format!("[{}]", " ".repeat(200));
+    let hog = hold_the_budget(&running, &format!("[{}", " ".repeat(4000)), 4090, &padded).await;
+    let hog = hog.expect("bytes beyond the budget are refused with 503 and Retry-After");
     let push = || client.post(&url).header(SECRET_HEADER, SECRET).body(padded.clone()).send();
-    let refused = wait_for(Duration::from_secs(15), async || {
-        // On a loaded machine a push can reach the budget before the hog's bytes do: then the hog is the
-        // one refused (503, connection closed), and it is sent again.
-        if hog.is_finished() {
-            hog = slow_push(&running, &hog_body, 4090);
-        }
-        push().await.is_ok_and(|r| r.status() == 503 && r.headers().contains_key("retry-after"))
-    })
-    .await;
-    assert!(refused, "bytes beyond the budget are refused with 503 and Retry-After");
     // The hog is cut off at the read timeout (20 s): the budget is free.
     let answered = wait_for(Duration::from_secs(30), async || push().await.is_ok_and(|r| r.status() == 200)).await;
     assert!(answered, "pushes are answered once the upload holding the budget is cut off");
