@@ -245,7 +245,7 @@ async fn bad_pushes_are_refused_and_count_nothing() {
 
     let metrics_url = format!("{}/metrics", running.base);
     assert!(
-        wait_for(Duration::from_secs(5), async || {
+        wait_for(common::PATIENCE, async || {
             let samples = parse_exposition(&common::blocking_get(&metrics_url).1);
             sum(&samples, "emnify_push_rejected_total", &[("reason", "timeout")]) == 3.0
         })
