@@ -16,7 +16,7 @@
 //!                 ├─► watchdog (the Data Streamer's states and restarts) ─► emnify, metrics
 //!                 ├─► routes (/metrics, /, probes; the receiver's path) ─► http (accept loop, TLS, limits)
 //!                 └─► simulator (demo only; never on the exporter's own path) ─► http
-//! emnify (client, event model, page scanner), webconfig, dedup, catalogue, timefmt, secret, rng: leaves
+//! emnify (client, event model, page scanner), webconfig, dedup, catalogue, timefmt, secret, rng, loglimit: leaves
 //! ```
 //!
 //! An event polled from emnify ([`poller`], through [`emnify::Client`] and the scanner in
@@ -34,6 +34,7 @@ pub mod dedup;
 pub mod emnify;
 pub mod http;
 pub mod logging;
+pub mod loglimit;
 pub mod metrics;
 pub mod poller;
 pub mod receiver;

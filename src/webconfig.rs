@@ -33,6 +33,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use serde::Deserialize;
 
+use crate::loglimit::{LogLimiter, MINUTE};
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileFormat {
@@ -246,7 +248,7 @@ pub struct WebSecurity {
     /// bcrypt checks running at once.
     checks: tokio::sync::Semaphore,
     /// When a password over [`BCRYPT_MAX_PASSWORD_BYTES`] was last logged as refused.
-    long_logged: Mutex<Option<Instant>>,
+    long_logged: LogLimiter,
     /// `emnify_http_requests_refused_total{reason="password_too_long"}`: the log says it once a minute,
     /// the counter says how often (a client retrying a long password, or someone probing the rule).
     long_refused: prometheus::IntCounter,
@@ -277,7 +279,7 @@ impl WebSecurity {
             current: Mutex::new((Arc::new(config), Instant::now())),
             verified: Mutex::new(HashMap::new()),
             checks: tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS),
-            long_logged: Mutex::new(None),
+            long_logged: LogLimiter::new(MINUTE),
             long_refused: refused.with_label_values(&[PASSWORD_TOO_LONG]),
         }
     }
@@ -357,10 +359,9 @@ impl WebSecurity {
     /// Counts a password over 72 bytes refused, and says so (at most once a minute, never the password).
     fn note_long_password(&self) {
         self.long_refused.inc();
-        let mut logged = self.long_logged.lock().unwrap_or_else(PoisonError::into_inner);
-        if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-            *logged = Some(Instant::now());
+        if let Some(refused) = self.long_logged.note() {
             tracing::warn!(
+                refused_since_last_line = refused,
                 "refused basic auth with a password over 72 bytes: bcrypt reads only 72, so such a password could \
                  never be told from others sharing them; use one of at most 72 bytes (logged at most once a minute; \
                  counted in emnify_http_requests_refused_total{{reason=\"password_too_long\"}})"

@@ -24,6 +24,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::loglimit::{LineGate, LogLimiter, MINUTE};
 use crate::webconfig::WebSecurity;
 
 mod connections;
@@ -227,8 +228,8 @@ pub async fn serve_http<F, Fut, B, E>(
     let table = Arc::new(ConnectionTable::default());
     let trimmer = Arc::new(Trimmer::new(counters.open.clone()));
     let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.max_tls_handshakes.max(1)));
-    let mut evictions_logged: Option<(std::time::Instant, u64)> = None;
-    let refusals_logged = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+    let mut evictions_logged = LineGate::new();
+    let refusals_logged = Arc::new(LogLimiter::new(MINUTE));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -366,12 +367,11 @@ pub async fn serve_http<F, Fut, B, E>(
 }
 
 /// Says that a request was refused by the plumbing, at most once a minute (never what it carried).
-fn log_refusal(logged: &std::sync::Mutex<Option<std::time::Instant>>, reason: &'static str) {
-    let mut logged = logged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-        *logged = Some(std::time::Instant::now());
+fn log_refusal(logged: &LogLimiter, reason: &'static str) {
+    if let Some(refused) = logged.note() {
         tracing::warn!(
             reason,
+            refused_since_last_line = refused,
             "refused a request with 400 before handling it (an HTTP/1.1 request without a Host header, or one with \
              two; at most one line a minute, see emnify_http_requests_refused_total)"
         );
@@ -402,18 +402,13 @@ fn limit_send_buffer(stream: &tokio::net::TcpStream) {
 const SEND_BUFFER_BYTES: i32 = 128 * 1024;
 
 /// One line when evictions start, then at most one a minute with how many there were.
-fn log_eviction(logged: &mut Option<(std::time::Instant, u64)>, limit: usize) {
-    match logged {
-        Some((at, since)) if at.elapsed() < Duration::from_secs(60) => *since += 1,
-        _ => {
-            let earlier = logged.map_or(0, |(_, n)| n);
-            tracing::warn!(
-                limit,
-                evicted_since_last_line = earlier + 1,
-                "at --web.max-connections: closing the oldest connections that are between requests to make room \
-                 (a slowloris attack, or the limit is too low for the clients)"
-            );
-            *logged = Some((std::time::Instant::now(), 0));
-        }
+fn log_eviction(logged: &mut LineGate, limit: usize) {
+    if let Some(evicted) = logged.note(std::time::Instant::now(), MINUTE) {
+        tracing::warn!(
+            limit,
+            evicted_since_last_line = evicted,
+            "at --web.max-connections: closing the oldest connections that are between requests to make room \
+             (a slowloris attack, or the limit is too low for the clients)"
+        );
     }
 }

@@ -17,6 +17,7 @@ use super::persist::OnRestore;
 use super::registrar::Registrar;
 use crate::catalogue::{generic_cause, GENERIC_EVENT_TYPE};
 use crate::emnify::model::Event;
+use crate::loglimit::LogLimiter;
 
 /// What identifies one `emnify_events_total` series.
 #[derive(Clone, Copy, Hash, PartialEq, Eq)]
@@ -107,13 +108,13 @@ pub struct EventMetrics {
     /// Organisations with series of their own, and the limit.
     organisations: IntGauge,
     /// When the limit was last logged as reached.
-    over_limit_logged: Mutex<Option<std::time::Instant>>,
+    over_limit_logged: LogLimiter,
     /// Events counted under `event_type_id="overflow"`.
     over_type_limit: IntCounter,
     /// Unnamed event types with series of their own.
     unknown_types: IntGauge,
     /// When the event-type limit was last logged as reached.
-    over_type_limit_logged: Mutex<Option<std::time::Instant>>,
+    over_type_limit_logged: LogLimiter,
     org_info: Arc<OrgInfo>,
 }
 
@@ -238,10 +239,10 @@ impl EventMetrics {
             generic_handles: Mutex::new(HashMap::new()),
             over_limit,
             organisations,
-            over_limit_logged: Mutex::new(None),
+            over_limit_logged: LogLimiter::new(OVER_LIMIT_LOG_EVERY),
             over_type_limit,
             unknown_types,
-            over_type_limit_logged: Mutex::new(None),
+            over_type_limit_logged: LogLimiter::new(OVER_LIMIT_LOG_EVERY),
             org_info,
         }
     }
@@ -371,7 +372,7 @@ impl EventMetrics {
     /// An event of an unnamed event type beyond the limit: counted under the overflow, and said (once an hour).
     fn note_over_type_limit(&self, event_type: u32) {
         self.over_type_limit.inc();
-        if log_due(&self.over_type_limit_logged) {
+        if self.over_type_limit_logged.note().is_some() {
             tracing::warn!(
                 event_type_id = event_type,
                 limit = self.names.limits().max_unknown_event_types,
@@ -384,7 +385,7 @@ impl EventMetrics {
     /// An event of an organisation beyond the limit: counted under the overflow, and said (once an hour).
     fn note_over_limit(&self, org_id: Option<u64>) {
         self.over_limit.inc();
-        if log_due(&self.over_limit_logged) {
+        if self.over_limit_logged.note().is_some() {
             tracing::warn!(
                 organisation_id = org_id,
                 limit = self.names.limits().max_organisations,
@@ -393,16 +394,6 @@ impl EventMetrics {
             );
         }
     }
-}
-
-/// Whether a limit's line is due (none in the last [`OVER_LIMIT_LOG_EVERY`]); if so, it counts as said now.
-fn log_due(logged: &Mutex<Option<std::time::Instant>>) -> bool {
-    let mut logged = logged.lock().unwrap_or_else(PoisonError::into_inner);
-    let due = logged.is_none_or(|at| at.elapsed() >= OVER_LIMIT_LOG_EVERY);
-    if due {
-        *logged = Some(std::time::Instant::now());
-    }
-    due
 }
 
 #[path = "events_recorder.rs"]

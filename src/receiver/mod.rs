@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::emnify::decode_event_object_or_list;
 use crate::http::{json as reply, HttpResponse};
+use crate::loglimit::{LineGate, MINUTE};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::tally::SharedTally;
@@ -298,27 +299,17 @@ fn is_identity(value: &HeaderValue) -> bool {
 /// When each refusal reason was last logged: a flood of refusals makes one line a minute per reason,
 /// with how many there were since (never the body, the credentials or the client's address).
 #[derive(Default)]
-struct RefusalLog(Mutex<std::collections::HashMap<&'static str, (Instant, u64)>>);
+struct RefusalLog(Mutex<std::collections::HashMap<&'static str, LineGate>>);
 
 impl RefusalLog {
-    const EVERY: Duration = Duration::from_secs(60);
-
     fn note(&self, reason: &'static str, status: StatusCode, message: &str) {
         let mut logged = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let since = match logged.get_mut(reason) {
-            Some((at, since)) if at.elapsed() < Self::EVERY => {
-                *since += 1;
-                return;
-            }
-            Some((_, since)) => *since,
-            None => 0,
-        };
-        logged.insert(reason, (Instant::now(), 0));
+        let Some(refused) = logged.entry(reason).or_default().note(Instant::now(), MINUTE) else { return };
         drop(logged);
         tracing::warn!(
             reason,
             status = status.as_u16(),
-            refused_since_last_line = since + 1,
+            refused_since_last_line = refused,
             "refused a push: {message} (at most one line a minute per reason; see emnify_push_rejected_total)"
         );
     }

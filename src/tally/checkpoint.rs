@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::count::{Tally, MAX_UNREADABLE};
 use crate::dedup::RecentIds;
+use crate::loglimit::LineGate;
 use crate::metrics::{Metrics, Publication};
 use crate::state::{SavedState, StateError, StateStore};
 use crate::timefmt::now_millis;
@@ -54,7 +55,7 @@ struct Writer {
     /// Since when saves fail, if they do.
     failing_since: Option<Instant>,
     /// When a failing save was last logged.
-    failure_logged: Option<Instant>,
+    failure_logged: LineGate,
 }
 
 /// What one checkpoint saves and publishes, copied under the count lock.
@@ -81,10 +82,10 @@ impl Writer {
                 state.record_save_failure(&err.to_string());
                 let since = *self.failing_since.get_or_insert_with(Instant::now);
                 // Checkpoints come every second or faster: one line when it starts, then one a minute.
-                if self.failure_logged.is_none_or(|at| at.elapsed() >= SAVE_FAILURE_LOG_EVERY) {
-                    self.failure_logged = Some(Instant::now());
+                if let Some(failed) = self.failure_logged.note(Instant::now(), SAVE_FAILURE_LOG_EVERY) {
                     tracing::error!(
                         error = %err,
+                        failed_since_last_line = failed,
                         failing_for_s = since.elapsed().as_secs(),
                         "saving the state failed; published counts stay as of the last good save until a \
                          save works (nothing is lost: counting goes on in memory)"
