@@ -247,7 +247,7 @@ pub struct WebSecurity {
     verified: Mutex<HashMap<[u8; 32], bool>>,
     /// bcrypt checks running at once.
     checks: tokio::sync::Semaphore,
-    /// When a password over [`BCRYPT_MAX_PASSWORD_BYTES`] was last logged as refused.
+    /// Says a password over [`BCRYPT_MAX_PASSWORD_BYTES`] was refused, at most once a minute.
     long_logged: LogLimiter,
     /// `emnify_http_requests_refused_total{reason="password_too_long"}`: the log says it once a minute,
     /// the counter says how often (a client retrying a long password, or someone probing the rule).

@@ -107,13 +107,13 @@ pub struct EventMetrics {
     over_limit: IntCounter,
     /// Organisations with series of their own, and the limit.
     organisations: IntGauge,
-    /// When the limit was last logged as reached.
+    /// Says the limit was reached, at most once an hour.
     over_limit_logged: LogLimiter,
     /// Events counted under `event_type_id="overflow"`.
     over_type_limit: IntCounter,
     /// Unnamed event types with series of their own.
     unknown_types: IntGauge,
-    /// When the event-type limit was last logged as reached.
+    /// Says the event-type limit was reached, at most once an hour.
     over_type_limit_logged: LogLimiter,
     org_info: Arc<OrgInfo>,
 }

@@ -3,17 +3,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::count::{Tally, MAX_UNREADABLE};
 use crate::dedup::RecentIds;
-use crate::loglimit::LineGate;
+use crate::loglimit::{LineGate, MINUTE};
 use crate::metrics::{Metrics, Publication};
 use crate::state::{SavedState, StateError, StateStore};
 use crate::timefmt::now_millis;
-
-/// How often a save that keeps failing is logged again.
-const SAVE_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Writes checkpoints, one at a time; see [`checkpoint`](super::checkpoint).
 #[derive(Default)]
@@ -54,7 +51,7 @@ struct Writer {
     covered: u64,
     /// Since when saves fail, if they do.
     failing_since: Option<Instant>,
-    /// When a failing save was last logged.
+    /// Failing saves logged at most once a minute.
     failure_logged: LineGate,
 }
 
@@ -82,7 +79,7 @@ impl Writer {
                 state.record_save_failure(&err.to_string());
                 let since = *self.failing_since.get_or_insert_with(Instant::now);
                 // Checkpoints come every second or faster: one line when it starts, then one a minute.
-                if let Some(failed) = self.failure_logged.note(Instant::now(), SAVE_FAILURE_LOG_EVERY) {
+                if let Some(failed) = self.failure_logged.note(Instant::now(), MINUTE) {
                     tracing::error!(
                         error = %err,
                         failed_since_last_line = failed,
